@@ -1,0 +1,158 @@
+//! Parsing of `#[event(...)]` and `#[handler(...)]` arguments into plain data.
+//! Only syntax is checked here; rules about the values live in `valid`.
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{Attribute, LitInt, LitStr, Token};
+
+/// The keys of `#[event(...)]`, merged over every `#[event]` attribute.
+pub struct EventArgs {
+    pub name: Option<LitStr>,
+    pub source: Option<LitStr>,
+    /// Where to point "missing name" errors when there is an attribute.
+    pub first_attr: Option<Span>,
+}
+
+/// The keys of `#[handler(...)]`.
+#[derive(Default)]
+pub struct HandlerArgs {
+    pub name: Option<LitStr>,
+    pub priority: Option<(i32, Span)>,
+}
+
+const EVENT_KEYS: &str = "expected `name = \"area.happened\"` or `source = \"component\"`";
+const HANDLER_KEYS: &str = "expected `priority = <i32>` or `name = \"...\"`";
+
+pub fn parse_event_args(attrs: &[Attribute]) -> syn::Result<EventArgs> {
+    let mut args = EventArgs {
+        name: None,
+        source: None,
+        first_attr: None,
+    };
+    let mut errors: Option<syn::Error> = None;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("event")) {
+        args.first_attr.get_or_insert(attr.span());
+        if let syn::Meta::Path(path) = &attr.meta {
+            push(
+                &mut errors,
+                syn::Error::new_spanned(
+                    path,
+                    "`#[event]` needs arguments: write `#[event(name = \"area.happened\")]`",
+                ),
+            );
+            continue;
+        }
+        let result = attr.parse_nested_meta(|meta| {
+            let slot = if meta.path.is_ident("name") {
+                &mut args.name
+            } else if meta.path.is_ident("source") {
+                &mut args.source
+            } else {
+                return Err(meta.error(format_args!(
+                    "unknown key `{}` in #[event(...)]; {EVENT_KEYS}",
+                    path_text(&meta.path)
+                )));
+            };
+            let value = string_value(&meta, &path_text(&meta.path))?;
+            if slot.is_some() {
+                return Err(syn::Error::new(
+                    meta.path.span(),
+                    format_args!(
+                        "duplicate key `{}` in #[event(...)]; give it once",
+                        path_text(&meta.path)
+                    ),
+                ));
+            }
+            *slot = Some(value);
+            Ok(())
+        });
+        if let Err(err) = result {
+            push(&mut errors, err);
+        }
+    }
+    match errors {
+        Some(err) => Err(err),
+        None => Ok(args),
+    }
+}
+
+pub fn parse_handler_args(tokens: TokenStream) -> syn::Result<HandlerArgs> {
+    let mut args = HandlerArgs::default();
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("name") {
+            let value = string_value(&meta, "name")?;
+            if args.name.replace(value).is_some() {
+                return Err(duplicate(&meta.path, "handler"));
+            }
+            Ok(())
+        } else if meta.path.is_ident("priority") {
+            let input = meta.value().map_err(|_| {
+                meta.error("expected `priority = <i32>`, e.g. `priority = 10` (higher runs first)")
+            })?;
+            let negative = input.parse::<Option<Token![-]>>()?.is_some();
+            let lit: LitInt = input.parse().map_err(|err| {
+                syn::Error::new(
+                    err.span(),
+                    "expected an integer priority, e.g. `priority = 10` (higher runs first)",
+                )
+            })?;
+            let digits = lit.base10_digits();
+            let text = if negative { format!("-{digits}") } else { digits.to_owned() };
+            let value: i32 = text.parse().map_err(|_| {
+                syn::Error::new(
+                    lit.span(),
+                    format_args!("priority `{text}` does not fit in an i32"),
+                )
+            })?;
+            if args.priority.replace((value, lit.span())).is_some() {
+                return Err(duplicate(&meta.path, "handler"));
+            }
+            Ok(())
+        } else {
+            Err(meta.error(format_args!(
+                "unknown key `{}` in #[handler(...)]; {HANDLER_KEYS}",
+                path_text(&meta.path)
+            )))
+        }
+    });
+    parser.parse2(tokens)?;
+    Ok(args)
+}
+
+fn string_value(meta: &syn::meta::ParseNestedMeta<'_>, key: &str) -> syn::Result<LitStr> {
+    let example = match key {
+        "name" => "\"area.happened\"",
+        _ => "\"component\"",
+    };
+    let input = meta
+        .value()
+        .map_err(|_| meta.error(format_args!("expected `{key} = {example}`")))?;
+    input.parse::<LitStr>().map_err(|err| {
+        syn::Error::new(
+            err.span(),
+            format_args!("expected a string literal: `{key} = {example}`"),
+        )
+    })
+}
+
+fn duplicate(path: &syn::Path, attr: &str) -> syn::Error {
+    syn::Error::new(
+        path.span(),
+        format_args!(
+            "duplicate key `{}` in #[{attr}(...)]; give it once",
+            path_text(path)
+        ),
+    )
+}
+
+fn path_text(path: &syn::Path) -> String {
+    quote::quote!(#path).to_string().replace(' ', "")
+}
+
+pub fn push(errors: &mut Option<syn::Error>, err: syn::Error) {
+    match errors {
+        Some(existing) => existing.combine(err),
+        None => *errors = Some(err),
+    }
+}

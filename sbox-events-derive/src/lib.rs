@@ -1,0 +1,51 @@
+//! Procedural macros for [`sbox-events`](https://docs.rs/sbox-events).
+//!
+//! Do not depend on this crate directly: `sbox-events` re-exports both macros
+//! (`sbox_events::Event` and `sbox_events::handler`) and documents them there,
+//! and the code they generate refers to `::sbox_events`.
+//!
+//! Layout: [`attr`] turns `#[event(...)]` / `#[handler(...)]` arguments into
+//! plain data, [`valid`] holds every rule with its error message, [`expand`]
+//! generates code. This file is only the entry points.
+
+mod attr;
+mod expand;
+mod valid;
+
+use proc_macro::TokenStream;
+
+/// Derives `sbox_events::Event` for a struct; see the `sbox-events` docs.
+#[proc_macro_derive(Event, attributes(event))]
+pub fn derive_event(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    expand::derive_event(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Registers a free function as a link-time event handler; see the
+/// `sbox-events` docs.
+#[proc_macro_attribute]
+pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item2: proc_macro2::TokenStream = item.clone().into();
+    let args = match attr::parse_handler_args(args.into()) {
+        Ok(args) => args,
+        // Keep the function so the user sees only the attribute error, not
+        // a cascade of "cannot find function" errors at its call sites.
+        Err(err) => return with_item(err, item2),
+    };
+    let func = match syn::parse::<syn::ItemFn>(item) {
+        Ok(func) => func,
+        Err(err) => return with_item(err, item2),
+    };
+    match expand::handler(&args, &func) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => with_item(err, item2),
+    }
+}
+
+fn with_item(err: syn::Error, item: proc_macro2::TokenStream) -> TokenStream {
+    let mut tokens = err.into_compile_error();
+    tokens.extend(item);
+    tokens.into()
+}

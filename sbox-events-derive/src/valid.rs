@@ -1,0 +1,265 @@
+//! Every rule the macros enforce, each ending in an error that is spanned at
+//! the offending tokens and says what to write instead.
+
+use crate::attr::push;
+use syn::{Data, DeriveInput, FnArg, GenericParam, ItemFn, LitStr, Type};
+
+/// `#[derive(Event)]` is for concrete structs.
+pub fn event_shape(input: &DeriveInput) -> syn::Result<()> {
+    let mut errors = None;
+    match &input.data {
+        Data::Struct(_) => {}
+        Data::Enum(data) => push(
+            &mut errors,
+            syn::Error::new(
+                data.enum_token.span,
+                "#[derive(Event)] supports structs only; wrap the enum in a struct, \
+                 e.g. `struct StatusChanged { status: Status }`",
+            ),
+        ),
+        Data::Union(data) => push(
+            &mut errors,
+            syn::Error::new(
+                data.union_token.span,
+                "#[derive(Event)] supports structs only; use a struct with named fields",
+            ),
+        ),
+    }
+    for param in &input.generics.params {
+        let err = match param {
+            GenericParam::Lifetime(_) => syn::Error::new_spanned(
+                param,
+                "events must be `'static` and cannot borrow: use owned fields \
+                 (`String` instead of `&str`) and remove the lifetime parameter",
+            ),
+            _ => syn::Error::new_spanned(
+                param,
+                "events cannot be generic: each event type gets its own handler registry \
+                 at link time; declare one concrete struct per event",
+            ),
+        };
+        push(&mut errors, err);
+    }
+    errors.map_or(Ok(()), Err)
+}
+
+/// Event names are lowercase dotted paths: `area.happened`, `config.built`.
+pub fn event_name(lit: &LitStr) -> syn::Result<()> {
+    let name = lit.value();
+    let problem = name_problem(&name);
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(syn::Error::new(
+            lit.span(),
+            format_args!(
+                "invalid event name \"{name}\": {problem}; names are lowercase dotted \
+                 segments of [a-z][a-z0-9_]*, at least two, e.g. \"subscription.fetched\""
+            ),
+        )),
+    }
+}
+
+fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".into());
+    }
+    let segments: Vec<&str> = name.split('.').collect();
+    if segments.len() < 2 {
+        return Some("it has one segment, it needs at least two".into());
+    }
+    for segment in segments {
+        let mut chars = segment.chars();
+        match chars.next() {
+            None => return Some("it has an empty segment".into()),
+            Some(c) if !c.is_ascii_lowercase() => {
+                return Some(format!(
+                    "segment \"{segment}\" must start with a lowercase ASCII letter"
+                ));
+            }
+            Some(_) => {}
+        }
+        if let Some(c) =
+            chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+        {
+            return Some(format!("segment \"{segment}\" contains {c:?}"));
+        }
+    }
+    None
+}
+
+pub fn event_source(lit: &LitStr) -> syn::Result<()> {
+    let source = lit.value();
+    if source.trim().is_empty() || source.chars().any(char::is_control) {
+        return Err(syn::Error::new(
+            lit.span(),
+            "`source` must be a non-empty name without control characters, \
+             e.g. `source = \"subscription_manager\"`",
+        ));
+    }
+    Ok(())
+}
+
+/// What `#[handler]` needs from a valid signature.
+pub struct HandlerSignature<'a> {
+    /// `E` in the first parameter `&E`.
+    pub event: &'a Type,
+    /// The type of the second parameter, when there is one.
+    pub context: Option<&'a Type>,
+}
+
+const SHAPE: &str = "write `fn name(event: &MyEvent)` or \
+                     `fn name(event: &MyEvent, ctx: &EventContext)`";
+
+pub fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
+    let sig = &func.sig;
+    let mut errors = None;
+    if let Some(receiver) = sig.receiver() {
+        push(
+            &mut errors,
+            syn::Error::new_spanned(
+                receiver,
+                "#[handler] goes on a free function, not a method: \
+                 move it out of the `impl` block and drop `self`",
+            ),
+        );
+    }
+    if let Some(asyncness) = &sig.asyncness {
+        push(
+            &mut errors,
+            syn::Error::new_spanned(
+                asyncness,
+                "handlers run synchronously inside `emit`; remove `async` \
+                 (hand long work to your runtime from inside the handler)",
+            ),
+        );
+    }
+    if let syn::Safety::Unsafe(token) = &sig.safety {
+        push(
+            &mut errors,
+            syn::Error::new_spanned(
+                token,
+                "handlers cannot be `unsafe fn`: the bus calls them with no extra \
+                 guarantees; make the function safe",
+            ),
+        );
+    }
+    for param in &sig.generics.params {
+        if !matches!(param, GenericParam::Lifetime(_)) {
+            push(
+                &mut errors,
+                syn::Error::new_spanned(
+                    param,
+                    "handlers cannot be generic: a handler is registered for one concrete \
+                     event type; name it, e.g. `fn on_fetched(event: &SubscriptionFetched)`",
+                ),
+            );
+        }
+    }
+    if let Some(variadic) = &sig.variadic {
+        push(
+            &mut errors,
+            syn::Error::new_spanned(variadic, format_args!("handlers are not variadic; {SHAPE}")),
+        );
+    }
+
+    let typed: Vec<&syn::PatType> = sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(pat) => Some(pat),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    if typed.is_empty() && sig.receiver().is_none() {
+        push(
+            &mut errors,
+            syn::Error::new(
+                sig.paren_token.span.join(),
+                format_args!("a handler takes the event it handles; {SHAPE}"),
+            ),
+        );
+    }
+    if let Some(extra) = typed.get(2) {
+        push(
+            &mut errors,
+            syn::Error::new_spanned(
+                extra,
+                format_args!("too many parameters: a handler takes one or two; {SHAPE}"),
+            ),
+        );
+    }
+    let event = typed.first().and_then(|arg| match &*arg.ty {
+        Type::Reference(r) if r.mutability.is_none() => Some(&*r.elem),
+        Type::Reference(r) => {
+            push(
+                &mut errors,
+                syn::Error::new_spanned(
+                    r,
+                    "handlers get a shared reference: every handler sees the same event; \
+                     write `&` instead of `&mut`",
+                ),
+            );
+            None
+        }
+        other => {
+            push(
+                &mut errors,
+                syn::Error::new_spanned(
+                    other,
+                    format_args!(
+                        "take the event by reference: `&{}`",
+                        quote::quote!(#other).to_string().replace(' ', "")
+                    ),
+                ),
+            );
+            None
+        }
+    });
+    let context = typed.get(1).and_then(|arg| match &*arg.ty {
+        Type::Reference(r) if r.mutability.is_none() => Some(&*arg.ty),
+        other => {
+            push(
+                &mut errors,
+                syn::Error::new_spanned(
+                    other,
+                    "the second parameter is the event context: write `ctx: &EventContext`",
+                ),
+            );
+            None
+        }
+    });
+    match (errors, event) {
+        (Some(err), _) => Err(err),
+        (None, Some(event)) => Ok(HandlerSignature { event, context }),
+        (None, None) => Err(syn::Error::new_spanned(&sig.inputs, SHAPE)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_problem;
+
+    #[test]
+    fn accepts_dotted_lowercase_names() {
+        for name in ["subscription.fetched", "a.b", "config.v2_built.x9"] {
+            assert_eq!(name_problem(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn explains_bad_names() {
+        let cases = [
+            ("", "it is empty"),
+            ("fetched", "it has one segment, it needs at least two"),
+            ("a..b", "it has an empty segment"),
+            ("a.", "it has an empty segment"),
+            ("Sub.fetched", "segment \"Sub\" must start with a lowercase ASCII letter"),
+            ("sub.9x", "segment \"9x\" must start with a lowercase ASCII letter"),
+            ("sub.fetch-ed", "segment \"fetch-ed\" contains '-'"),
+            ("sub.fetchéd", "segment \"fetchéd\" contains 'é'"),
+        ];
+        for (name, problem) in cases {
+            assert_eq!(name_problem(name).as_deref(), Some(problem), "{name}");
+        }
+    }
+}

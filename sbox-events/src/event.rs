@@ -1,0 +1,248 @@
+//! What an event is ([`Event`]) and what a handler learns about it besides its
+//! fields ([`EventContext`], [`Metadata`]).
+
+use crate::bus::EventBus;
+use crate::trace::TraceId;
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::fmt;
+use std::time::SystemTime;
+
+/// A statically typed event: a struct with a name, checked at compile time.
+///
+/// Implement it with [`#[derive(Event)]`](derive@crate::Event), never by hand
+/// (the hidden items hold the link-time handler registry):
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use sbox_events::Event;
+///
+/// #[derive(Event, Serialize, Deserialize)]
+/// #[event(name = "subscription.fetched", source = "subscription_manager")]
+/// struct SubscriptionFetched {
+///     url: String,
+///     content_length: u64,
+/// }
+///
+/// assert_eq!(SubscriptionFetched::NAME, "subscription.fetched");
+/// assert_eq!(SubscriptionFetched::SOURCE, "subscription_manager");
+/// ```
+///
+/// Events are `Send + Sync + 'static` (handlers may run on any thread) and
+/// serde-serializable (for audit logs, history and replay).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event",
+    label = "not an event type",
+    note = "derive it: `#[derive(sbox_events::Event, Serialize, Deserialize)]` \
+            with `#[event(name = \"area.happened\")]`"
+)]
+pub trait Event: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// The event's name: lowercase dotted segments, e.g. `subscription.fetched`.
+    const NAME: &'static str;
+
+    /// The default source recorded with each emit (overridable per emit with
+    /// [`EmitOptions::source`](crate::EmitOptions::source)).
+    const SOURCE: &'static str;
+
+    #[doc(hidden)]
+    type __Registry: crate::__private::HandlerRegistry<Self>;
+
+    #[doc(hidden)]
+    fn __slot() -> &'static crate::__private::EventSlot<Self>;
+}
+
+/// Everything a handler knows about an event besides its fields.
+///
+/// Cheap to build: the trace id and sequence number come from thread-locals,
+/// and the timestamp is read from the clock only when someone asks for it
+/// (see [`timestamp`](EventContext::timestamp)).
+pub struct EventContext<'a> {
+    pub(crate) bus: &'a EventBus,
+    pub(crate) name: &'static str,
+    pub(crate) source: &'a str,
+    pub(crate) metadata: &'a Metadata,
+    pub(crate) trace_id: TraceId,
+    pub(crate) sequence: u64,
+    pub(crate) depth: u32,
+    pub(crate) timestamp: OnceCell<SystemTime>,
+}
+
+impl<'a> EventContext<'a> {
+    /// The event's name (`Event::NAME`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Who emitted it: the per-emit source, or `Event::SOURCE`.
+    pub fn source(&self) -> &'a str {
+        self.source
+    }
+
+    /// The trace the event belongs to.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// The wall-clock time (UTC) of the event.
+    ///
+    /// Read lazily: the first call during the event's dispatch reads the clock
+    /// and every later call (in any handler of this event) returns the same
+    /// value. An event whose timestamp nobody asks for costs no clock read.
+    /// The value is therefore the time of the first request, which is later
+    /// than `emit` by at most the running time of the handlers before it;
+    /// a handler that needs emit time exactly runs first (high priority).
+    pub fn timestamp(&self) -> SystemTime {
+        *self.timestamp.get_or_init(SystemTime::now)
+    }
+
+    /// A process-wide sequence number: unique, and increasing on each thread,
+    /// so a nested event always has a higher number than the event whose
+    /// handler emitted it. Across threads numbers are unique but only roughly
+    /// ordered (threads take them in blocks, to avoid a shared counter on
+    /// every emit).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The metadata given with this emit (empty by default).
+    pub fn metadata(&self) -> &'a Metadata {
+        self.metadata
+    }
+
+    /// How deep this event is nested: 0 for an event emitted outside any
+    /// handler, 1 for an event emitted by its handler, and so on.
+    pub fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    /// The bus this event is being dispatched on, to emit follow-up events.
+    /// They are delivered immediately (depth-first) in the same trace.
+    pub fn bus(&self) -> &'a EventBus {
+        self.bus
+    }
+}
+
+impl fmt::Debug for EventContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventContext")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("trace_id", &self.trace_id)
+            .field("sequence", &self.sequence)
+            .field("depth", &self.depth)
+            .field("metadata", &self.metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+/// String key/value pairs attached to one emit (request ids, user names...).
+///
+/// Keys are unique (inserting an existing key replaces its value) and keep
+/// insertion order. An empty `Metadata` does not allocate.
+///
+/// ```
+/// use sbox_events::Metadata;
+///
+/// let mut meta = Metadata::new();
+/// meta.insert("user", "alice");
+/// meta.insert("request", String::from("r-17"));
+/// meta.insert("user", "bob");
+/// assert_eq!(meta.get("user"), Some("bob"));
+/// assert_eq!(meta.len(), 2);
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    entries: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+}
+
+impl Metadata {
+    /// No entries.
+    pub const fn new() -> Metadata {
+        Metadata {
+            entries: Vec::new(),
+        }
+    }
+
+    /// Sets `key` to `value`, replacing an earlier value of the same key.
+    pub fn insert(
+        &mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> &mut Self {
+        let (key, value) = (key.into(), value.into());
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.entries.push((key, value)),
+        }
+        self
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// The entries in insertion order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K, V> FromIterator<(K, V)> for Metadata
+where
+    K: Into<Cow<'static, str>>,
+    V: Into<Cow<'static, str>>,
+{
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Metadata {
+        let mut meta = Metadata::new();
+        for (k, v) in iter {
+            meta.insert(k, v);
+        }
+        meta
+    }
+}
+
+impl serde::Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Metadata, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Metadata;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of string keys to string values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
+                let mut meta = Metadata::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    meta.insert(k, v);
+                }
+                Ok(meta)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}

@@ -1,0 +1,172 @@
+//! The events of the sboxmgr pipeline (ADR-0011), ready to emit.
+//!
+//! | type | name | default source |
+//! |---|---|---|
+//! | [`SubscriptionFetched`] | `subscription.fetched` | `subscription_manager` |
+//! | [`SubscriptionParsed`] | `subscription.parsed` | `subscription_manager` |
+//! | [`SubscriptionValidated`] | `subscription.validated` | `subscription_manager` |
+//! | [`SubscriptionProcessed`] | `subscription.processed` | `subscription_manager` |
+//! | [`SubscriptionFailed`] | `subscription.failed` | `subscription_manager` |
+//! | [`ConfigBuilt`] | `config.built` | `config_builder` |
+//! | [`ConfigExported`] | `config.exported` | `config_builder` |
+//! | [`ConfigValidated`] | `config.validated` | `config_builder` |
+//! | [`ApplicationStarted`] | `application.started` | `application` |
+//! | [`ApplicationStopped`] | `application.stopped` | `application` |
+//! | [`ErrorOccurred`] | `error.occurred` | `event_bus` |
+//!
+//! Counts and sizes are `u64` so that serialized records are the same on
+//! every platform.
+//!
+//! ```
+//! use sbox_events::events::SubscriptionProcessed;
+//! use sbox_events::{Event, EventBus, EventContext};
+//!
+//! let bus = EventBus::builder().static_handlers(false).build();
+//! let _audit = bus.subscribe(|e: &SubscriptionProcessed, ctx: &EventContext| {
+//!     println!("[{}] {} servers from {}", ctx.trace_id().short(), e.servers_count, e.url);
+//! });
+//! bus.emit(SubscriptionProcessed {
+//!     url: "https://example.com/sub".into(),
+//!     servers_count: 42,
+//!     success: true,
+//! });
+//! assert_eq!(SubscriptionProcessed::NAME, "subscription.processed");
+//! ```
+
+use crate::Event;
+use serde::{Deserialize, Serialize};
+
+/// A subscription's content was retrieved.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[event(name = "subscription.fetched", source = "subscription_manager")]
+pub struct SubscriptionFetched {
+    /// Where it came from (URL or file path).
+    pub url: String,
+    /// Size of the content in bytes.
+    pub content_length: u64,
+    /// Media type of the content, e.g. `text/plain`.
+    pub content_type: String,
+    /// Whether it was served from a cache.
+    pub cache_hit: bool,
+}
+
+/// A subscription's content was parsed into server entries.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[event(name = "subscription.parsed", source = "subscription_manager")]
+pub struct SubscriptionParsed {
+    /// Where it came from.
+    pub url: String,
+    /// The detected format, e.g. `base64` or `plain`.
+    pub format: String,
+    /// Entries found.
+    pub servers_count: u64,
+}
+
+/// Parsed server entries were checked; invalid ones were dropped.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[event(name = "subscription.validated", source = "subscription_manager")]
+pub struct SubscriptionValidated {
+    /// Where it came from.
+    pub url: String,
+    /// Entries kept.
+    pub valid_count: u64,
+    /// Entries dropped.
+    pub invalid_count: u64,
+}
+
+/// A subscription went through the whole pipeline.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[event(name = "subscription.processed", source = "subscription_manager")]
+pub struct SubscriptionProcessed {
+    /// Where it came from.
+    pub url: String,
+    /// Servers it contributed.
+    pub servers_count: u64,
+    /// Whether processing succeeded.
+    pub success: bool,
+}
+
+/// A subscription could not be processed.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[event(name = "subscription.failed", source = "subscription_manager")]
+pub struct SubscriptionFailed {
+    /// Where it came from.
+    pub url: String,
+    /// What went wrong, for people.
+    pub error: String,
+    /// The kind of error, for grouping (e.g. `io`, `parse`, `no_servers`).
+    pub error_type: String,
+}
+
+/// A configuration was generated.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[event(name = "config.built", source = "config_builder")]
+pub struct ConfigBuilt {
+    /// Servers (outbounds) in it.
+    pub servers_count: u64,
+    /// Routing rules in it.
+    pub rules_count: u64,
+    /// Output format, e.g. `sing-box`.
+    pub export_format: String,
+    /// Size of the rendered configuration in bytes.
+    pub file_size: u64,
+}
+
+/// A configuration was written out.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[event(name = "config.exported", source = "config_builder")]
+pub struct ConfigExported {
+    /// Where it was written.
+    pub path: String,
+    /// Output format, e.g. `sing-box`.
+    pub export_format: String,
+    /// Bytes written.
+    pub file_size: u64,
+}
+
+/// A configuration was checked.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[event(name = "config.validated", source = "config_builder")]
+pub struct ConfigValidated {
+    /// Output format checked against.
+    pub export_format: String,
+    /// Whether it passed.
+    pub valid: bool,
+    /// What was wrong (empty when valid).
+    pub errors: Vec<String>,
+}
+
+/// The application started.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[event(name = "application.started", source = "application")]
+pub struct ApplicationStarted {
+    /// Application name.
+    pub app: String,
+    /// Application version.
+    pub version: String,
+}
+
+/// The application is stopping.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[event(name = "application.stopped", source = "application")]
+pub struct ApplicationStopped {
+    /// The exit code it will return.
+    pub exit_code: i32,
+    /// How long it ran, in milliseconds.
+    pub uptime_ms: u64,
+}
+
+/// Something failed. The bus emits this for every failing handler (see
+/// [`crate::bus`]); applications emit it for their own errors too.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[event(name = "error.occurred", source = "event_bus")]
+pub struct ErrorOccurred {
+    /// What went wrong, for people.
+    pub error: String,
+    /// The kind of error: a Rust type name, `panic`, or an application's own.
+    pub error_type: String,
+    /// The event being handled when it happened (empty if none).
+    pub event: String,
+    /// The failing handler or component.
+    pub handler: String,
+}

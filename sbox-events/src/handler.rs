@@ -1,0 +1,175 @@
+//! What handlers return and how their failures are described.
+//!
+//! A handler returns `()` or `Result<(), E>` with `E: Display`
+//! ([`IntoHandlerResult`]). An `Err` or a panic becomes a [`HandlerFailure`] in
+//! the [`EmitReport`](crate::EmitReport); the other handlers still run.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::fmt;
+
+/// The error of a handler that returned `Err`: its message and error type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerError {
+    message: String,
+    error_type: &'static str,
+}
+
+impl HandlerError {
+    /// An error with this message; `error_type` names its kind (the
+    /// [`IntoHandlerResult`] conversion uses the Rust type name of `E`).
+    pub fn new(message: impl Into<String>, error_type: &'static str) -> HandlerError {
+        HandlerError {
+            message: message.into(),
+            error_type,
+        }
+    }
+
+    /// The error's `Display` text.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The kind of error, e.g. `std::io::error::Error`.
+    pub fn error_type(&self) -> &'static str {
+        self.error_type
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+/// What a handler may return: `()` or `Result<(), E>` where `E: Display`.
+///
+/// ```
+/// use sbox_events::{HandlerError, IntoHandlerResult};
+///
+/// assert_eq!(().into_handler_result(), Ok(()));
+/// let failed: Result<(), std::num::ParseIntError> = "x".parse::<u8>().map(drop);
+/// let err = failed.into_handler_result().unwrap_err();
+/// assert_eq!(err.message(), "invalid digit found in string");
+/// assert_eq!(err.error_type(), "core::num::error::ParseIntError");
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned by an event handler",
+    label = "handlers return `()` or `Result<(), E>` where `E: Display`",
+    note = "return `()`, or `Result<(), E>` with an error type that implements `Display` \
+            (e.g. `Result<(), String>`, `std::io::Result<()>`)"
+)]
+pub trait IntoHandlerResult {
+    /// Converts the handler's return value.
+    fn into_handler_result(self) -> Result<(), HandlerError>;
+}
+
+impl IntoHandlerResult for () {
+    #[inline]
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> IntoHandlerResult for Result<(), E> {
+    #[inline]
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        self.map_err(|err| HandlerError::new(err.to_string(), std::any::type_name::<E>()))
+    }
+}
+
+/// One handler that failed during an emit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerFailure {
+    pub(crate) handler: Cow<'static, str>,
+    pub(crate) event: &'static str,
+    pub(crate) kind: FailureKind,
+    pub(crate) message: String,
+    pub(crate) error_type: &'static str,
+}
+
+/// How a handler failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// It returned `Err`.
+    Error,
+    /// It panicked.
+    Panic,
+}
+
+impl HandlerFailure {
+    pub(crate) fn from_error(handler: Cow<'static, str>, event: &'static str, err: HandlerError) -> Self {
+        HandlerFailure {
+            handler,
+            event,
+            kind: FailureKind::Error,
+            message: err.message,
+            error_type: err.error_type,
+        }
+    }
+
+    pub(crate) fn from_panic(
+        handler: Cow<'static, str>,
+        event: &'static str,
+        payload: &(dyn Any + Send),
+    ) -> Self {
+        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "panic with a non-string payload".to_owned()
+        };
+        HandlerFailure {
+            handler,
+            event,
+            kind: FailureKind::Panic,
+            message,
+            error_type: "panic",
+        }
+    }
+
+    /// The failing handler's name.
+    pub fn handler(&self) -> &str {
+        &self.handler
+    }
+
+    /// The name of the event it was handling.
+    pub fn event(&self) -> &'static str {
+        self.event
+    }
+
+    /// Whether it returned `Err` or panicked.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    /// The error's text or the panic message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The error's type name, or `"panic"`.
+    pub fn error_type(&self) -> &'static str {
+        self.error_type
+    }
+}
+
+impl fmt::Display for HandlerFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = match self.kind {
+            FailureKind::Error => "failed",
+            FailureKind::Panic => "panicked",
+        };
+        write!(
+            f,
+            "handler `{}` {verb} on `{}`: {}",
+            self.handler, self.event, self.message
+        )
+    }
+}
+
+impl std::error::Error for HandlerFailure {}

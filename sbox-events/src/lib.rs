@@ -1,0 +1,181 @@
+//! # sbox-events
+//!
+//! A compile-time typed, in-process, synchronous event bus.
+//!
+//! * [`#[derive(Event)]`](derive@Event) turns a struct into an event with a
+//!   checked name (`"subscription.fetched"`).
+//! * [`#[handler]`](macro@handler) registers a free function at link time,
+//!   from any crate.
+//! * [`EventBus::emit`] calls every handler of that event type through a
+//!   monomorphized path: no string lookup, no dynamic typing, no lock.
+//! * [`EventBus::subscribe`] adds closures at run time, removed when the
+//!   [`Subscription`] drops.
+//! * Every event carries a [`trace`] id, a sequence number, a lazily read
+//!   timestamp, a source and [`Metadata`] ([`EventContext`]).
+//! * A failing or panicking handler never stops the others; the caller gets an
+//!   [`EmitReport`] and an [`events::ErrorOccurred`] is emitted.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use sbox_events::{handler, Event, EventBus, EventContext};
+//!
+//! #[derive(Event, Serialize, Deserialize)]
+//! #[event(name = "subscription.fetched", source = "subscription_manager")]
+//! pub struct SubscriptionFetched {
+//!     pub url: String,
+//!     pub content_length: u64,
+//! }
+//!
+//! #[handler(priority = 10)]
+//! fn log_fetch(event: &SubscriptionFetched, ctx: &EventContext) {
+//!     println!("[{}] fetched {} bytes from {}", ctx.trace_id().short(), event.content_length, event.url);
+//! }
+//!
+//! let bus = EventBus::new();
+//! let report = bus.emit(SubscriptionFetched { url: "https://example.com/sub".into(), content_length: 512 });
+//! assert_eq!(report.delivered(), 1);
+//! ```
+//!
+//! Modules: [`bus`] (dispatch order, re-entrancy, failures), [`trace`] (trace
+//! context), [`events`] (the sboxmgr event set).
+//!
+//! ## Linking handlers from other crates
+//!
+//! `#[handler]`s are collected by the linker (through `inventory`). A crate
+//! that the final binary never names is not linked at all, and its handlers
+//! silently do not exist, even if it is in `Cargo.toml`. If a crate contributes
+//! only handlers, name it once, anywhere in the binary (or test):
+//!
+//! ```ignore
+//! sbox_events::link!(my_audit_handlers);
+//! ```
+//!
+//! Link-time registration works on Linux, macOS, Windows, iOS, Android, the
+//! BSDs and WebAssembly; elsewhere no `#[handler]` is found (subscriptions
+//! still work).
+//!
+//! ## `panic = "abort"`
+//!
+//! Handler panics are isolated with `catch_unwind`. A binary built with
+//! `panic = "abort"` cannot catch them: a panicking handler ends the process.
+
+#![warn(missing_docs)]
+
+// Lets the derive's `::sbox_events::...` paths work inside this crate too.
+extern crate self as sbox_events;
+
+pub mod bus;
+mod event;
+pub mod events;
+mod handler;
+mod registry;
+pub mod trace;
+
+pub use bus::{
+    DEFAULT_MAX_DEPTH, EmitOptions, EmitReport, EventBus, EventBusBuilder, FailurePolicy, Refusal,
+    SubscribeOptions, Subscription, UnknownHandler,
+};
+pub use event::{Event, EventContext, Metadata};
+pub use handler::{FailureKind, HandlerError, HandlerFailure, IntoHandlerResult};
+pub use registry::{HandlerInfo, HandlerOrigin};
+pub use trace::TraceId;
+
+/// Derives [`Event`](trait@Event) for a struct.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use sbox_events::Event;
+///
+/// #[derive(Event, Serialize, Deserialize)]
+/// #[event(name = "config.exported", source = "config_builder")]
+/// pub struct ConfigExported {
+///     pub path: String,
+///     pub file_size: u64,
+/// }
+/// ```
+///
+/// Keys of `#[event(...)]`:
+///
+/// * `name` (required): lowercase dotted segments of `[a-z][a-z0-9_]*`, at
+///   least two: `"subscription.fetched"`, `"config.v2_built"`. Checked at
+///   compile time.
+/// * `source` (optional): the default [`EventContext::source`]. Defaults to
+///   the name of the package that defines the event (`CARGO_PKG_NAME`).
+///
+/// The struct (named, tuple or unit) must be `Send + Sync + 'static` and
+/// implement serde's `Serialize` and `Deserialize`; it cannot be generic or
+/// borrow. Enums and unions are rejected: wrap them in a struct.
+pub use sbox_events_derive::Event;
+
+/// Registers a free function as a handler, at link time.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use sbox_events::{handler, Event, EventBus, EventContext};
+///
+/// #[derive(Event, Serialize, Deserialize)]
+/// #[event(name = "config.exported")]
+/// pub struct ConfigExported { pub path: String }
+///
+/// /// Runs before handlers with a lower priority.
+/// #[handler(priority = 100, name = "audit.config_exported")]
+/// fn audit(event: &ConfigExported, ctx: &EventContext) -> Result<(), std::io::Error> {
+///     println!("{} wrote {}", ctx.source(), event.path);
+///     Ok(())
+/// }
+///
+/// #[handler]
+/// fn count(_: &ConfigExported) {}
+///
+/// let handlers = EventBus::new().handlers::<ConfigExported>();
+/// assert_eq!(handlers[0].name(), "audit.config_exported");
+/// assert!(handlers[1].name().ends_with("::count")); // `your_crate::module::count`
+///
+/// // Still an ordinary function:
+/// count(&ConfigExported { path: "out.json".into() });
+/// ```
+///
+/// The function takes `&E` or `(&E, &EventContext)` and returns `()` or
+/// `Result<(), Err>` with `Err: Display`. It may not be a method, generic,
+/// `async` or `unsafe`. Options:
+///
+/// * `priority = <i32>`: higher runs first (default 0); see [`bus`] for the
+///   full order.
+/// * `name = "..."`: the name used in reports, logs,
+///   [`EventBus::disable_handler`]; default: the function's full path
+///   (`my_crate::module::function`).
+///
+/// The handler runs on every bus built with
+/// [`static_handlers(true)`](EventBusBuilder::static_handlers) (the default).
+///
+/// **Linking:** a crate whose handlers nobody names is dropped by the linker,
+/// and its handlers with it. Name such a crate with [`link!`].
+pub use sbox_events_derive::handler;
+
+/// Forces crates that only contain `#[handler]`s to be linked.
+///
+/// The linker only includes crates the program names; `#[handler]`s in a crate
+/// nothing refers to silently disappear. Put this anywhere in the final
+/// binary, test or example:
+///
+/// ```ignore
+/// sbox_events::link!(audit_handlers, metrics_handlers);
+/// ```
+///
+/// It expands to `use audit_handlers as _;` for each crate.
+#[macro_export]
+macro_rules! link {
+    ($($krate:ident),+ $(,)?) => {
+        $(
+            #[allow(unused_imports)]
+            use $krate as _;
+        )+
+    };
+}
+
+/// Not public API: used by the code the macros generate.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::{EventMeta, EventSlot, HandlerRecord, HandlerRegistry};
+    pub use inventory;
+}

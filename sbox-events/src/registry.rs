@@ -1,0 +1,220 @@
+//! The link-time registry: handler records collected by `inventory`, sorted
+//! once per event type into a deterministic order.
+//!
+//! `#[derive(Event)]` emits, per event type, a hidden local newtype around
+//! [`HandlerRecord`] (inventory can only collect local types) and a
+//! non-generic static [`EventSlot`] (a static in a generic function would be
+//! shared by every event type). `#[handler]` submits a record through the
+//! newtype's `const fn __new`. On first use the records are sorted by
+//! (priority descending, name, function path) and kept as a `&'static` slice:
+//! inventory's own order changes with build settings, ours does not.
+//!
+//! Cost: the slice is built once per event type per process; after that,
+//! finding an event's static handlers is one atomic load.
+
+use crate::bus::{BusInner, Control, RouteTable};
+use crate::event::{Event, EventContext};
+use crate::handler::HandlerError;
+use std::borrow::Cow;
+use std::cmp::Reverse;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The signature of the wrapper `#[handler]` generates around a handler.
+pub type HandlerFn<E> = fn(&E, &EventContext<'_>) -> Result<(), HandlerError>;
+
+/// One `#[handler]` function, as submitted at link time.
+pub struct HandlerRecord<E: 'static> {
+    pub(crate) name: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) priority: i32,
+    pub(crate) call: HandlerFn<E>,
+}
+
+impl<E> HandlerRecord<E> {
+    #[doc(hidden)]
+    pub const fn new(
+        name: &'static str,
+        path: &'static str,
+        priority: i32,
+        call: HandlerFn<E>,
+    ) -> Self {
+        HandlerRecord {
+            name,
+            path,
+            priority,
+            call,
+        }
+    }
+
+    pub(crate) fn info(&'static self, event: &'static str) -> HandlerInfo {
+        HandlerInfo {
+            name: Cow::Borrowed(self.name),
+            event,
+            priority: self.priority,
+            origin: HandlerOrigin::Static { path: self.path },
+        }
+    }
+}
+
+/// Implemented by the hidden per-event newtype that inventory collects.
+pub trait HandlerRegistry<E: 'static>: inventory::Collect {
+    #[doc(hidden)]
+    fn record(&self) -> &HandlerRecord<E>;
+}
+
+/// Per-event-type state, one non-generic static per event (see module docs).
+pub struct EventSlot<E: 'static> {
+    /// Index into each bus's route table; 0 until first use.
+    index: AtomicU32,
+    statics: OnceLock<&'static [&'static HandlerRecord<E>]>,
+}
+
+static NEXT_INDEX: AtomicU32 = AtomicU32::new(1);
+
+impl<E> EventSlot<E> {
+    #[doc(hidden)]
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        EventSlot {
+            index: AtomicU32::new(0),
+            statics: OnceLock::new(),
+        }
+    }
+}
+
+impl<E: Event> EventSlot<E> {
+    /// This event type's position in route tables (dense, from 0).
+    #[inline]
+    pub(crate) fn index(&self) -> usize {
+        match self.index.load(Ordering::Relaxed) {
+            0 => self.assign_index(),
+            n => n as usize - 1,
+        }
+    }
+
+    #[cold]
+    fn assign_index(&self) -> usize {
+        let fresh = NEXT_INDEX.fetch_add(1, Ordering::Relaxed);
+        let n = match self
+            .index
+            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => fresh,
+            Err(existing) => existing,
+        };
+        n as usize - 1
+    }
+
+    /// The `#[handler]`s of this event in dispatch order.
+    #[inline]
+    pub(crate) fn statics(&self) -> &'static [&'static HandlerRecord<E>] {
+        self.statics.get_or_init(|| {
+            let mut records: Vec<&'static HandlerRecord<E>> =
+                inventory::iter::<E::__Registry>.into_iter().map(HandlerRegistry::record).collect();
+            records.sort_by(|a, b| {
+                (Reverse(a.priority), a.name, a.path).cmp(&(Reverse(b.priority), b.name, b.path))
+            });
+            Vec::leak(records)
+        })
+    }
+}
+
+/// Describes one handler in dispatch order; see
+/// [`EventBus::handlers`](crate::EventBus::handlers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerInfo {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) event: &'static str,
+    pub(crate) priority: i32,
+    pub(crate) origin: HandlerOrigin,
+}
+
+/// Where a handler comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandlerOrigin {
+    /// A `#[handler]` function, with its full path.
+    Static {
+        /// `crate::module::function`.
+        path: &'static str,
+    },
+    /// A run-time subscription, with its id.
+    Subscription {
+        /// See [`Subscription::id`](crate::Subscription::id).
+        id: u64,
+    },
+}
+
+impl HandlerInfo {
+    /// The handler's name (for `#[handler]`, its path unless `name = ".."`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The event it handles.
+    pub fn event(&self) -> &'static str {
+        self.event
+    }
+
+    /// Its priority (higher runs first).
+    pub fn priority(&self) -> i32 {
+        self.priority
+    }
+
+    /// Static handler or run-time subscription.
+    pub fn origin(&self) -> HandlerOrigin {
+        self.origin
+    }
+}
+
+impl fmt::Display for HandlerInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (priority {})", self.name, self.priority)
+    }
+}
+
+/// One event type of the binary, submitted by `#[derive(Event)]`.
+pub struct EventMeta {
+    pub(crate) vtable: &'static dyn ErasedEvent,
+}
+
+inventory::collect!(EventMeta);
+
+impl EventMeta {
+    #[doc(hidden)]
+    pub const fn of<E: Event>() -> EventMeta {
+        EventMeta {
+            vtable: EventVTable::<E>::VTABLE,
+        }
+    }
+}
+
+/// Every event type linked into the binary.
+pub(crate) fn all_events() -> impl Iterator<Item = &'static dyn ErasedEvent> {
+    inventory::iter::<EventMeta>.into_iter().map(|meta| meta.vtable)
+}
+
+/// What the bus needs to do with an event type it only knows by name.
+pub(crate) trait ErasedEvent: Sync {
+    fn has_static_handler(&self, name: &str) -> bool;
+    fn rebuild(&self, bus: &BusInner, control: &Control, table: &mut RouteTable);
+}
+
+struct EventVTable<E>(PhantomData<fn() -> E>);
+
+impl<E: Event> EventVTable<E> {
+    const VTABLE: &'static dyn ErasedEvent = &EventVTable::<E>(PhantomData);
+}
+
+impl<E: Event> ErasedEvent for EventVTable<E> {
+    fn has_static_handler(&self, name: &str) -> bool {
+        E::__slot().statics().iter().any(|r| r.name == name)
+    }
+
+    fn rebuild(&self, bus: &BusInner, control: &Control, table: &mut RouteTable) {
+        crate::bus::reapply_disabled::<E>(bus, control, table);
+    }
+}
