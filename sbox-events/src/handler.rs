@@ -73,6 +73,26 @@ impl IntoHandlerResult for () {
     }
 }
 
+// A closure whose body always panics returns `!` (edition 2024 no longer
+// falls back to `()`). `!` cannot be named on stable Rust, but a function
+// pointer's output type can name it for us.
+#[doc(hidden)]
+pub trait FnOutput {
+    type Output;
+}
+
+impl<O> FnOutput for fn() -> O {
+    type Output = O;
+}
+
+type Never = <fn() -> ! as FnOutput>::Output;
+
+impl IntoHandlerResult for Never {
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        self
+    }
+}
+
 impl<E: fmt::Display> IntoHandlerResult for Result<(), E> {
     #[inline]
     fn into_handler_result(self) -> Result<(), HandlerError> {

@@ -1,0 +1,83 @@
+//! Failures and refusals are logged through `tracing` with the trace id.
+//!
+//! A binary of its own with a single test: `tracing` caches per-callsite
+//! interest globally, and a scoped subscriber (`with_default`) can miss
+//! events when other tests hit the same callsites concurrently.
+
+use sbox_events::trace::{self, TraceId};
+use sbox_events::{Event, EventBus, EventContext, SubscribeOptions};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "test.job_done")]
+struct JobDone {
+    id: u32,
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "test.echo")]
+struct Echo;
+
+/// Collects what a `tracing` fmt subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logs_of(f: impl FnOnce()) -> String {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = captured.0.lock().expect("buffer").clone();
+    String::from_utf8(bytes).expect("utf-8 logs")
+}
+
+#[test]
+fn failures_and_refusals_are_logged_with_the_trace_id() {
+    let bus = EventBus::builder().static_handlers(false).max_depth(2).build();
+    let _erring = bus.subscribe_with(SubscribeOptions::new().name("erring").priority(1), |job: &JobDone, _: &EventContext| {
+        Err(format!("job {} has no owner", job.id))
+    });
+    let _panicking = bus.subscribe_with(SubscribeOptions::new().name("panicking"), |_: &JobDone, _: &EventContext| {
+        panic!("disk on fire")
+    });
+    let _echo = bus.subscribe(|_: &Echo, ctx: &EventContext| {
+        ctx.bus().emit(Echo);
+    });
+
+    let id = TraceId::random();
+    let logs = logs_of(|| {
+        trace::with_trace_id(id, || bus.emit(JobDone { id: 5 }));
+    });
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains("event handler failed")).collect();
+    assert_eq!(lines.len(), 2, "{logs}");
+    for line in &lines {
+        assert!(line.contains("ERROR"), "{line}");
+        assert!(line.contains(&format!("trace_id={id}")), "{line}");
+        assert!(line.contains("event=\"test.job_done\""), "{line}");
+    }
+    assert!(lines[0].contains("handler=erring") && lines[0].contains("error=job 5 has no owner"), "{}", lines[0]);
+    assert!(lines[1].contains("handler=panicking") && lines[1].contains("kind=Panic"), "{}", lines[1]);
+
+    let logs = logs_of(|| {
+        bus.emit(Echo);
+    });
+    assert!(
+        logs.contains("WARN") && logs.contains("emit refused: nesting depth 2 reached the limit of 2"),
+        "{logs}"
+    );
+}
