@@ -23,7 +23,10 @@ pub struct ServerProbed {
 fn probe_servers(fetched: &SubscriptionFetched, ctx: &EventContext) {
     tracing::info!(url = %fetched.url, bytes = fetched.content_length, "fetched; probing");
     for (server, rtt_ms) in [("de-1", 42), ("nl-2", 1_250)] {
-        ctx.bus().emit(ServerProbed { server: server.into(), rtt_ms });
+        ctx.bus().emit(ServerProbed {
+            server: server.into(),
+            rtt_ms,
+        });
     }
 }
 
@@ -129,8 +132,14 @@ pub fn run() -> Transcript {
     }
 
     // Outside any scope each emit gets its own trace.
-    let a = bus.emit(ServerProbed { server: "de-1".into(), rtt_ms: 40 });
-    let b = bus.emit(ServerProbed { server: "de-1".into(), rtt_ms: 41 });
+    let a = bus.emit(ServerProbed {
+        server: "de-1".into(),
+        rtt_ms: 40,
+    });
+    let b = bus.emit(ServerProbed {
+        server: "de-1".into(),
+        rtt_ms: 41,
+    });
     say(format!(
         "unscoped emits: traces {} and {} (distinct: {})",
         a.trace_id().short(),
@@ -143,8 +152,14 @@ pub fn run() -> Transcript {
 
     // Unsubscribing is dropping the guard.
     drop((slow_guard, probes, errors));
-    let after = bus.emit(ServerProbed { server: "nl-2".into(), rtt_ms: 9_999 });
-    say(format!("after unsubscribing: {} handler(s)", after.delivered()));
+    let after = bus.emit(ServerProbed {
+        server: "nl-2".into(),
+        rtt_ms: 9_999,
+    });
+    say(format!(
+        "after unsubscribing: {} handler(s)",
+        after.delivered()
+    ));
     if !after.is_ok() || after.delivered() != 0 {
         problems.push(format!("expected no handler after unsubscribing: {after}"));
     }

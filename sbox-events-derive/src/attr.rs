@@ -2,6 +2,7 @@
 //! Only syntax is checked here; rules about the values live in `valid`.
 
 use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{Attribute, LitInt, LitStr, Token};
@@ -11,7 +12,7 @@ pub struct EventArgs {
     pub name: Option<LitStr>,
     pub source: Option<LitStr>,
     /// Where to point "missing name" errors when there is an attribute.
-    pub first_attr: Option<Span>,
+    pub first_attr: Option<TokenStream>,
 }
 
 /// The keys of `#[handler(...)]`.
@@ -32,7 +33,8 @@ pub fn parse_event_args(attrs: &[Attribute]) -> syn::Result<EventArgs> {
     };
     let mut errors: Option<syn::Error> = None;
     for attr in attrs.iter().filter(|a| a.path().is_ident("event")) {
-        args.first_attr.get_or_insert(attr.span());
+        args.first_attr
+            .get_or_insert_with(|| attr.to_token_stream());
         if let syn::Meta::Path(path) = &attr.meta {
             push(
                 &mut errors,
@@ -98,7 +100,11 @@ pub fn parse_handler_args(tokens: TokenStream) -> syn::Result<HandlerArgs> {
                 )
             })?;
             let digits = lit.base10_digits();
-            let text = if negative { format!("-{digits}") } else { digits.to_owned() };
+            let text = if negative {
+                format!("-{digits}")
+            } else {
+                digits.to_owned()
+            };
             let value: i32 = text.parse().map_err(|_| {
                 syn::Error::new(
                     lit.span(),

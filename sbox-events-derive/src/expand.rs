@@ -28,14 +28,15 @@ pub fn derive_event(input: &DeriveInput) -> syn::Result<TokenStream> {
                     attr::push(&mut errors, err);
                 }
             }
-            None => attr::push(
-                &mut errors,
-                syn::Error::new(
-                    args.first_attr.unwrap_or_else(|| input.ident.span()),
-                    "missing event name: add `#[event(name = \"area.happened\")]` \
-                     (lowercase dotted, e.g. \"subscription.fetched\")",
-                ),
-            ),
+            None => {
+                let message = "missing event name: add `#[event(name = \"area.happened\")]` \
+                               (lowercase dotted, e.g. \"subscription.fetched\")";
+                let err = match &args.first_attr {
+                    Some(attr) => syn::Error::new_spanned(attr, message),
+                    None => syn::Error::new(input.ident.span(), message),
+                };
+                attr::push(&mut errors, err);
+            }
         }
         if let Some(source) = &args.source {
             if let Err(err) = valid::event_source(source) {
@@ -44,7 +45,14 @@ pub fn derive_event(input: &DeriveInput) -> syn::Result<TokenStream> {
         }
     }
     let (name, source) = match (errors, args) {
-        (None, Some(attr::EventArgs { name: Some(name), source, .. })) => (name, source),
+        (
+            None,
+            Some(attr::EventArgs {
+                name: Some(name),
+                source,
+                ..
+            }),
+        ) => (name, source),
         (Some(err), _) => return Err(err),
         // Unreachable: a missing name or unparsable attribute pushed an error.
         (None, _) => return Err(syn::Error::new(input.ident.span(), "invalid #[event(...)]")),
@@ -72,19 +80,15 @@ pub fn derive_event(input: &DeriveInput) -> syn::Result<TokenStream> {
         const _: () = {
             // A local newtype per event: inventory's `collect!` implements a
             // foreign trait, so the collected type must belong to this crate.
+            // `repr(transparent)`: `__private::registration` relies on it.
             #[doc(hidden)]
+            #[repr(transparent)]
             pub struct __SboxEventsRegistry(::sbox_events::__private::HandlerRecord<#ident>);
-
-            impl __SboxEventsRegistry {
-                #[doc(hidden)]
-                pub const fn __new(record: ::sbox_events::__private::HandlerRecord<#ident>) -> Self {
-                    Self(record)
-                }
-            }
 
             ::sbox_events::__private::inventory::collect!(__SboxEventsRegistry);
 
-            impl ::sbox_events::__private::HandlerRegistry<#ident> for __SboxEventsRegistry {
+            // SAFETY: a `repr(transparent)` wrapper of `HandlerRecord<#ident>`.
+            unsafe impl ::sbox_events::__private::HandlerRegistry<#ident> for __SboxEventsRegistry {
                 #[inline]
                 fn record(&self) -> &::sbox_events::__private::HandlerRecord<#ident> {
                     &self.0
@@ -135,14 +139,25 @@ pub fn handler(args: &HandlerArgs, func: &ItemFn) -> syn::Result<TokenStream> {
         }
         None => quote!(#fn_ident(event)),
     };
-    let convert = match &func.sig.output {
-        ReturnType::Default => quote!(::sbox_events::IntoHandlerResult::into_handler_result),
-        ReturnType::Type(_, ty) => {
-            quote_spanned!(ty.span()=> ::sbox_events::IntoHandlerResult::into_handler_result)
-        }
+    // The result gets the return type's span, so "cannot be returned by an
+    // event handler" points at the return type.
+    let result = match &func.sig.output {
+        ReturnType::Default => quote!(result),
+        ReturnType::Type(_, ty) => quote_spanned!(ty.span()=> result),
     };
-    let register = quote_spanned! {event.span()=>
-        <#event as ::sbox_events::Event>::__Registry::__new
+    // Spanned at the event type: "`X` is not an event" points there.
+    let record = quote! {
+        ::sbox_events::__private::HandlerRecord::new(
+            #name,
+            #path,
+            #priority,
+            __sbox_events_handler,
+        )
+    };
+    let submit = quote_spanned! {event.span()=>
+        ::sbox_events::__private::inventory::submit! {
+            ::sbox_events::__private::registration::<#event>(#record)
+        }
     };
 
     Ok(quote! {
@@ -154,17 +169,11 @@ pub fn handler(args: &HandlerArgs, func: &ItemFn) -> syn::Result<TokenStream> {
                 ctx: &::sbox_events::EventContext<'_>,
             ) -> ::core::result::Result<(), ::sbox_events::HandlerError> {
                 let _ = ctx;
-                #convert(#call)
+                let #result = #call;
+                ::sbox_events::IntoHandlerResult::into_handler_result(#result)
             }
 
-            ::sbox_events::__private::inventory::submit! {
-                #register(::sbox_events::__private::HandlerRecord::new(
-                    #name,
-                    #path,
-                    #priority,
-                    __sbox_events_handler,
-                ))
-            }
+            #submit
         };
     })
 }

@@ -4,8 +4,8 @@
 //! (`sbox_events::Event` and `sbox_events::handler`) and documents them there,
 //! and the code they generate refers to `::sbox_events`.
 //!
-//! Layout: [`attr`] turns `#[event(...)]` / `#[handler(...)]` arguments into
-//! plain data, [`valid`] holds every rule with its error message, [`expand`]
+//! Layout: `attr` turns `#[event(...)]` / `#[handler(...)]` arguments into
+//! plain data, `valid` holds every rule with its error message, `expand`
 //! generates code. This file is only the entry points.
 
 mod attr;

@@ -253,8 +253,14 @@ mod tests {
             ("fetched", "it has one segment, it needs at least two"),
             ("a..b", "it has an empty segment"),
             ("a.", "it has an empty segment"),
-            ("Sub.fetched", "segment \"Sub\" must start with a lowercase ASCII letter"),
-            ("sub.9x", "segment \"9x\" must start with a lowercase ASCII letter"),
+            (
+                "Sub.fetched",
+                "segment \"Sub\" must start with a lowercase ASCII letter",
+            ),
+            (
+                "sub.9x",
+                "segment \"9x\" must start with a lowercase ASCII letter",
+            ),
             ("sub.fetch-ed", "segment \"fetch-ed\" contains '-'"),
             ("sub.fetchéd", "segment \"fetchéd\" contains 'é'"),
         ];

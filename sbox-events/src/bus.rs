@@ -128,7 +128,10 @@ pub(crate) struct RouteTable {
 impl RouteTable {
     #[inline]
     fn route<E: Event>(&self, index: usize) -> Option<&Route<E>> {
-        self.slots.get(index)?.as_deref()?.downcast_ref::<Route<E>>()
+        self.slots
+            .get(index)?
+            .as_deref()?
+            .downcast_ref::<Route<E>>()
     }
 
     fn set(&mut self, index: usize, route: Option<Arc<dyn Any + Send + Sync>>) {
@@ -302,9 +305,12 @@ impl EventBus {
             Some(route) => {
                 for entry in route.entries.iter() {
                     match entry {
-                        Entry::Static(record) => {
-                            self.invoke(record.name, || (record.call)(event, &ctx), &ctx, &mut report)
-                        }
+                        Entry::Static(record) => self.invoke(
+                            record.name,
+                            || (record.call)(event, &ctx),
+                            &ctx,
+                            &mut report,
+                        ),
                         Entry::Dynamic(sub) => {
                             self.invoke(&sub.name, || (sub.call)(event, &ctx), &ctx, &mut report)
                         }
@@ -313,7 +319,12 @@ impl EventBus {
             }
             None if self.inner.config.static_handlers => {
                 for record in slot.statics() {
-                    self.invoke(record.name, || (record.call)(event, &ctx), &ctx, &mut report);
+                    self.invoke(
+                        record.name,
+                        || (record.call)(event, &ctx),
+                        &ctx,
+                        &mut report,
+                    );
                 }
             }
             None => {}
@@ -351,7 +362,10 @@ impl EventBus {
         let handler = Cow::Owned(name.to_owned());
         let (failure, payload) = match outcome {
             Err(err) => (HandlerFailure::from_error(handler, ctx.name, err), None),
-            Ok(payload) => (HandlerFailure::from_panic(handler, ctx.name, &*payload), Some(payload)),
+            Ok(payload) => (
+                HandlerFailure::from_panic(handler, ctx.name, &*payload),
+                Some(payload),
+            ),
         };
         tracing::error!(
             target: "sbox_events",
@@ -582,7 +596,11 @@ impl BusInner {
 
 /// Re-applies the bus's disabled set to `E`'s entry in `table`, keeping its
 /// subscribers. Caller holds the control lock.
-pub(crate) fn reapply_disabled<E: Event>(bus: &BusInner, control: &Control, table: &mut RouteTable) {
+pub(crate) fn reapply_disabled<E: Event>(
+    bus: &BusInner,
+    control: &Control,
+    table: &mut RouteTable,
+) {
     rebuild_route::<E>(bus, control, table, None);
 }
 
@@ -602,7 +620,11 @@ fn rebuild_route<E: Event>(
             .map(|route| route.subscribers.clone())
             .unwrap_or_default()
     });
-    let all_statics = if bus.config.static_handlers { slot.statics() } else { &[] };
+    let all_statics = if bus.config.static_handlers {
+        slot.statics()
+    } else {
+        &[]
+    };
     let statics: Vec<_> = all_statics
         .iter()
         .filter(|record| !control.disabled.contains(record.name))

@@ -235,7 +235,10 @@ impl<'de> serde::Deserialize<'de> for Metadata {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a map of string keys to string values")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Metadata, A::Error> {
                 let mut meta = Metadata::new();
                 while let Some((k, v)) = map.next_entry::<String, String>()? {
                     meta.insert(k, v);

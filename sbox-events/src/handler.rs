@@ -121,7 +121,11 @@ pub enum FailureKind {
 }
 
 impl HandlerFailure {
-    pub(crate) fn from_error(handler: Cow<'static, str>, event: &'static str, err: HandlerError) -> Self {
+    pub(crate) fn from_error(
+        handler: Cow<'static, str>,
+        event: &'static str,
+        err: HandlerError,
+    ) -> Self {
         HandlerFailure {
             handler,
             event,

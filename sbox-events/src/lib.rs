@@ -176,6 +176,6 @@ macro_rules! link {
 /// Not public API: used by the code the macros generate.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::registry::{EventMeta, EventSlot, HandlerRecord, HandlerRegistry};
+    pub use crate::registry::{EventMeta, EventSlot, HandlerRecord, HandlerRegistry, registration};
     pub use inventory;
 }

@@ -19,6 +19,7 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::{ManuallyDrop, size_of};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -60,9 +61,39 @@ impl<E> HandlerRecord<E> {
 }
 
 /// Implemented by the hidden per-event newtype that inventory collects.
-pub trait HandlerRegistry<E: 'static>: inventory::Collect {
+///
+/// # Safety
+///
+/// The implementing type must be a `#[repr(transparent)]` wrapper of
+/// `HandlerRecord<E>`: [`registration`] converts one into the other.
+pub unsafe trait HandlerRegistry<E: 'static>: inventory::Collect {
     #[doc(hidden)]
     fn record(&self) -> &HandlerRecord<E>;
+}
+
+/// Wraps a handler record in `E`'s registry type, for `inventory::submit!`.
+///
+/// A generic `const fn` (rather than a constructor on the registry type
+/// itself) so that a handler whose parameter is not an event gets exactly one
+/// error, "`X` is not an event", at that parameter.
+#[doc(hidden)]
+pub const fn registration<E: Event>(record: HandlerRecord<E>) -> E::__Registry {
+    union Cast<E: Event> {
+        record: ManuallyDrop<HandlerRecord<E>>,
+        registry: ManuallyDrop<E::__Registry>,
+    }
+    const {
+        assert!(size_of::<HandlerRecord<E>>() == size_of::<E::__Registry>());
+    }
+    // SAFETY: `HandlerRegistry` (an unsafe trait, implemented only by the
+    // derive) requires `E::__Registry` to be a `repr(transparent)` wrapper of
+    // `HandlerRecord<E>`, so both union fields have the same layout.
+    ManuallyDrop::into_inner(unsafe {
+        Cast {
+            record: ManuallyDrop::new(record),
+        }
+        .registry
+    })
 }
 
 /// Per-event-type state, one non-generic static per event (see module docs).
@@ -112,8 +143,10 @@ impl<E: Event> EventSlot<E> {
     #[inline]
     pub(crate) fn statics(&self) -> &'static [&'static HandlerRecord<E>] {
         self.statics.get_or_init(|| {
-            let mut records: Vec<&'static HandlerRecord<E>> =
-                inventory::iter::<E::__Registry>.into_iter().map(HandlerRegistry::record).collect();
+            let mut records: Vec<&'static HandlerRecord<E>> = inventory::iter::<E::__Registry>
+                .into_iter()
+                .map(HandlerRegistry::record)
+                .collect();
             records.sort_by(|a, b| {
                 (Reverse(a.priority), a.name, a.path).cmp(&(Reverse(b.priority), b.name, b.path))
             });
@@ -194,7 +227,9 @@ impl EventMeta {
 
 /// Every event type linked into the binary.
 pub(crate) fn all_events() -> impl Iterator<Item = &'static dyn ErasedEvent> {
-    inventory::iter::<EventMeta>.into_iter().map(|meta| meta.vtable)
+    inventory::iter::<EventMeta>
+        .into_iter()
+        .map(|meta| meta.vtable)
 }
 
 /// What the bus needs to do with an event type it only knows by name.

@@ -697,12 +697,16 @@ mod tests {
 
     #[test]
     fn random_ids_are_distinct_and_well_formed() {
-        let ids: std::collections::HashSet<TraceId> = (0..1000).map(|_| TraceId::random()).collect();
+        let ids: std::collections::HashSet<TraceId> =
+            (0..1000).map(|_| TraceId::random()).collect();
         assert_eq!(ids.len(), 1000);
         for id in ids {
             let text = id.to_string();
             assert_eq!(text.len(), 32);
-            assert!(text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            assert!(
+                text.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            );
             assert_eq!(TraceId::parse(&text), Ok(id));
             assert_eq!(id.short().to_string(), text[..8]);
         }
@@ -711,12 +715,30 @@ mod tests {
     #[test]
     fn trace_id_errors_say_what_and_where() {
         let cases = [
-            ("", "invalid trace id at byte 0: expected 32 lowercase hex digits, found 0 characters"),
-            (&ID[..31], "invalid trace id at byte 0: expected 32 lowercase hex digits, found 31 characters"),
-            ("4bf92f3577b34da6a3ce929d0e0e473g", "invalid trace id at byte 31: 'g' is not a hex digit"),
-            ("4bf92f3577b34da6a3ce929d0e0e473A", "invalid trace id at byte 31: 'A' is not a lowercase hex digit (W3C ids are lowercase)"),
-            ("00000000000000000000000000000000", "invalid trace id at byte 0: trace-id is all zeros"),
-            ("4bf92f3577b34da6a3ce929d0e0e47é", "invalid trace id at byte 30: 'é' is not a hex digit"),
+            (
+                "",
+                "invalid trace id at byte 0: expected 32 lowercase hex digits, found 0 characters",
+            ),
+            (
+                &ID[..31],
+                "invalid trace id at byte 0: expected 32 lowercase hex digits, found 31 characters",
+            ),
+            (
+                "4bf92f3577b34da6a3ce929d0e0e473g",
+                "invalid trace id at byte 31: 'g' is not a hex digit",
+            ),
+            (
+                "4bf92f3577b34da6a3ce929d0e0e473A",
+                "invalid trace id at byte 31: 'A' is not a lowercase hex digit (W3C ids are lowercase)",
+            ),
+            (
+                "00000000000000000000000000000000",
+                "invalid trace id at byte 0: trace-id is all zeros",
+            ),
+            (
+                "4bf92f3577b34da6a3ce929d0e0e47é",
+                "invalid trace id at byte 30: 'é' is not a hex digit",
+            ),
         ];
         for (input, message) in cases {
             let err = TraceId::parse(input).expect_err(input);
@@ -732,17 +754,45 @@ mod tests {
         assert_eq!(parsed.flags(), 1);
         // Higher versions may append fields.
         let future = format!("01-{ID}-00f067aa0ba902b7-00-extra");
-        assert!(!TraceParent::parse(&future).expect("future version").sampled());
+        assert!(
+            !TraceParent::parse(&future)
+                .expect("future version")
+                .sampled()
+        );
 
         let cases = [
-            (format!("00-{ID}-00f067aa0ba902b7-0"), "invalid traceparent at byte 0: expected at least 55 characters (version-traceid-parentid-flags), found 54"),
-            (format!("ff-{ID}-00f067aa0ba902b7-01"), "invalid traceparent at byte 0: version ff is forbidden"),
-            (format!("00_{ID}-00f067aa0ba902b7-01"), "invalid traceparent at byte 2: expected '-', found '_'"),
-            (format!("00-{ID}-00f067aa0ba902b7-01-x"), "invalid traceparent at byte 55: version 00 has exactly 55 characters"),
-            (format!("01-{ID}-00f067aa0ba902b7-01x"), "invalid traceparent at byte 55: expected '-', found 'x'"),
-            (format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)), "invalid traceparent at byte 3: trace-id is all zeros"),
-            (format!("00-{ID}-00F067aa0ba902b7-01"), "invalid traceparent at byte 38: 'F' is not a lowercase hex digit (W3C ids are lowercase)"),
-            (format!("0x-{ID}-00f067aa0ba902b7-01"), "invalid traceparent at byte 1: 'x' is not a hex digit"),
+            (
+                format!("00-{ID}-00f067aa0ba902b7-0"),
+                "invalid traceparent at byte 0: expected at least 55 characters (version-traceid-parentid-flags), found 54",
+            ),
+            (
+                format!("ff-{ID}-00f067aa0ba902b7-01"),
+                "invalid traceparent at byte 0: version ff is forbidden",
+            ),
+            (
+                format!("00_{ID}-00f067aa0ba902b7-01"),
+                "invalid traceparent at byte 2: expected '-', found '_'",
+            ),
+            (
+                format!("00-{ID}-00f067aa0ba902b7-01-x"),
+                "invalid traceparent at byte 55: version 00 has exactly 55 characters",
+            ),
+            (
+                format!("01-{ID}-00f067aa0ba902b7-01x"),
+                "invalid traceparent at byte 55: expected '-', found 'x'",
+            ),
+            (
+                format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+                "invalid traceparent at byte 3: trace-id is all zeros",
+            ),
+            (
+                format!("00-{ID}-00F067aa0ba902b7-01"),
+                "invalid traceparent at byte 38: 'F' is not a lowercase hex digit (W3C ids are lowercase)",
+            ),
+            (
+                format!("0x-{ID}-00f067aa0ba902b7-01"),
+                "invalid traceparent at byte 1: 'x' is not a hex digit",
+            ),
         ];
         for (input, message) in cases {
             let err = TraceParent::parse(&input).expect_err(&input);
@@ -755,8 +805,14 @@ mod tests {
         let id = TraceId::parse(ID).expect("valid");
         let json = serde_json::to_string(&id).expect("serialize");
         assert_eq!(json, format!("\"{ID}\""));
-        assert_eq!(serde_json::from_str::<TraceId>(&json).expect("deserialize"), id);
+        assert_eq!(
+            serde_json::from_str::<TraceId>(&json).expect("deserialize"),
+            id
+        );
         let err = serde_json::from_str::<TraceId>("\"xyz\"").expect_err("bad id");
-        assert!(err.to_string().contains("expected 32 lowercase hex digits"), "{err}");
+        assert!(
+            err.to_string().contains("expected 32 lowercase hex digits"),
+            "{err}"
+        );
     }
 }

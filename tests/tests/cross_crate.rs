@@ -19,11 +19,11 @@ fn handlers_from_every_crate_run_in_priority_then_name_order() {
     assert_eq!(
         take_calls(),
         [
-            "fraud_check",                     // priority 100
-            "cross_crate::accounting",         // priority 5, names sorted:
-            "xc_events::book_keeping@shop",    //   "cross_crate::…" < "xc_events::…"
-            "xc_handlers::audit",              //   < "xc_handlers::…"
-            "xc_handlers::notify",             // priority -1
+            "fraud_check",                  // priority 100
+            "cross_crate::accounting",      // priority 5, names sorted:
+            "xc_events::book_keeping@shop", //   "cross_crate::…" < "xc_events::…"
+            "xc_handlers::audit",           //   < "xc_handlers::…"
+            "xc_handlers::notify",          // priority -1
         ]
     );
 }

@@ -6,6 +6,11 @@ fn the_tour_runs_and_behaves_as_it_says() {
     let transcript = sbox_events_examples::tour::run();
     assert!(transcript.ok(), "{:#?}", transcript.lines);
     let text = transcript.lines.join("\n");
-    assert!(text.contains("error.occurred: latency_guard failed on server.probed: nl-2 answered in 1250 ms"), "{text}");
+    assert!(
+        text.contains(
+            "error.occurred: latency_guard failed on server.probed: nl-2 answered in 1250 ms"
+        ),
+        "{text}"
+    );
     assert!(text.contains("after unsubscribing: 0 handler(s)"), "{text}");
 }

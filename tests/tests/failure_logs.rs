@@ -48,13 +48,18 @@ fn logs_of(f: impl FnOnce()) -> String {
 
 #[test]
 fn failures_and_refusals_are_logged_with_the_trace_id() {
-    let bus = EventBus::builder().static_handlers(false).max_depth(2).build();
-    let _erring = bus.subscribe_with(SubscribeOptions::new().name("erring").priority(1), |job: &JobDone, _: &EventContext| {
-        Err(format!("job {} has no owner", job.id))
-    });
-    let _panicking = bus.subscribe_with(SubscribeOptions::new().name("panicking"), |_: &JobDone, _: &EventContext| {
-        panic!("disk on fire")
-    });
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .max_depth(2)
+        .build();
+    let _erring = bus.subscribe_with(
+        SubscribeOptions::new().name("erring").priority(1),
+        |job: &JobDone, _: &EventContext| Err(format!("job {} has no owner", job.id)),
+    );
+    let _panicking = bus.subscribe_with(
+        SubscribeOptions::new().name("panicking"),
+        |_: &JobDone, _: &EventContext| panic!("disk on fire"),
+    );
     let _echo = bus.subscribe(|_: &Echo, ctx: &EventContext| {
         ctx.bus().emit(Echo);
     });
@@ -63,21 +68,33 @@ fn failures_and_refusals_are_logged_with_the_trace_id() {
     let logs = logs_of(|| {
         trace::with_trace_id(id, || bus.emit(JobDone { id: 5 }));
     });
-    let lines: Vec<&str> = logs.lines().filter(|l| l.contains("event handler failed")).collect();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("event handler failed"))
+        .collect();
     assert_eq!(lines.len(), 2, "{logs}");
     for line in &lines {
         assert!(line.contains("ERROR"), "{line}");
         assert!(line.contains(&format!("trace_id={id}")), "{line}");
         assert!(line.contains("event=\"test.job_done\""), "{line}");
     }
-    assert!(lines[0].contains("handler=erring") && lines[0].contains("error=job 5 has no owner"), "{}", lines[0]);
-    assert!(lines[1].contains("handler=panicking") && lines[1].contains("kind=Panic"), "{}", lines[1]);
+    assert!(
+        lines[0].contains("handler=erring") && lines[0].contains("error=job 5 has no owner"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("handler=panicking") && lines[1].contains("kind=Panic"),
+        "{}",
+        lines[1]
+    );
 
     let logs = logs_of(|| {
         bus.emit(Echo);
     });
     assert!(
-        logs.contains("WARN") && logs.contains("emit refused: nesting depth 2 reached the limit of 2"),
+        logs.contains("WARN")
+            && logs.contains("emit refused: nesting depth 2 reached the limit of 2"),
         "{logs}"
     );
 }

@@ -35,9 +35,12 @@ fn troubled_bus(policy: FailurePolicy) -> (EventBus, Log, Vec<sbox_events::Subsc
     let log: Log = Arc::default();
     let mut subs = Vec::new();
     let l = Arc::clone(&log);
-    subs.push(bus.subscribe_with(SubscribeOptions::new().name("first").priority(3), move |_: &JobDone, _: &EventContext| {
-        push(&l, "first");
-    }));
+    subs.push(bus.subscribe_with(
+        SubscribeOptions::new().name("first").priority(3),
+        move |_: &JobDone, _: &EventContext| {
+            push(&l, "first");
+        },
+    ));
     let l = Arc::clone(&log);
     subs.push(bus.subscribe_with(
         SubscribeOptions::new().name("erring").priority(2),
@@ -47,14 +50,20 @@ fn troubled_bus(policy: FailurePolicy) -> (EventBus, Log, Vec<sbox_events::Subsc
         },
     ));
     let l = Arc::clone(&log);
-    subs.push(bus.subscribe_with(SubscribeOptions::new().name("panicking").priority(1), move |_: &JobDone, _: &EventContext| {
-        push(&l, "panicking");
-        panic!("disk on fire");
-    }));
+    subs.push(bus.subscribe_with(
+        SubscribeOptions::new().name("panicking").priority(1),
+        move |_: &JobDone, _: &EventContext| {
+            push(&l, "panicking");
+            panic!("disk on fire");
+        },
+    ));
     let l = Arc::clone(&log);
-    subs.push(bus.subscribe_with(SubscribeOptions::new().name("last"), move |_: &JobDone, _: &EventContext| {
-        push(&l, "last");
-    }));
+    subs.push(bus.subscribe_with(
+        SubscribeOptions::new().name("last"),
+        move |_: &JobDone, _: &EventContext| {
+            push(&l, "last");
+        },
+    ));
     (bus, log, subs)
 }
 
@@ -62,15 +71,24 @@ fn troubled_bus(policy: FailurePolicy) -> (EventBus, Log, Vec<sbox_events::Subsc
 fn failures_are_isolated_and_reported() {
     let (bus, log, _subs) = troubled_bus(FailurePolicy::Isolate);
     let report = bus.emit(JobDone { id: 7 });
-    assert_eq!(*log.lock().expect("log"), ["first", "erring", "panicking", "last"]);
+    assert_eq!(
+        *log.lock().expect("log"),
+        ["first", "erring", "panicking", "last"]
+    );
     assert_eq!((report.delivered(), report.succeeded()), (4, 2));
     assert!(!report.is_ok());
     let failures = report.failures();
     assert_eq!(failures.len(), 2);
-    assert_eq!((failures[0].handler(), failures[0].kind()), ("erring", FailureKind::Error));
+    assert_eq!(
+        (failures[0].handler(), failures[0].kind()),
+        ("erring", FailureKind::Error)
+    );
     assert_eq!(failures[0].message(), "job 7 has no owner");
     assert_eq!(failures[0].error_type(), "alloc::string::String");
-    assert_eq!((failures[1].handler(), failures[1].kind()), ("panicking", FailureKind::Panic));
+    assert_eq!(
+        (failures[1].handler(), failures[1].kind()),
+        ("panicking", FailureKind::Panic)
+    );
     assert_eq!(failures[1].message(), "disk on fire");
     assert_eq!(failures[1].event(), "test.job_done");
     assert_eq!(
@@ -87,7 +105,12 @@ fn each_failure_is_emitted_as_error_occurred_in_the_same_trace() {
     let errors = Arc::new(Mutex::new(Vec::new()));
     let e = Arc::clone(&errors);
     let _on_error = bus.subscribe(move |err: &ErrorOccurred, ctx: &EventContext| {
-        e.lock().expect("errors").push((err.clone(), ctx.trace_id(), ctx.depth(), ctx.source().to_owned()));
+        e.lock().expect("errors").push((
+            err.clone(),
+            ctx.trace_id(),
+            ctx.depth(),
+            ctx.source().to_owned(),
+        ));
     });
     let report = bus.emit(JobDone { id: 1 });
     let errors = errors.lock().expect("errors");
@@ -101,7 +124,13 @@ fn each_failure_is_emitted_as_error_occurred_in_the_same_trace() {
             handler: "erring".into(),
         }
     );
-    assert_eq!((errors[1].0.error_type.as_str(), errors[1].0.handler.as_str()), ("panic", "panicking"));
+    assert_eq!(
+        (
+            errors[1].0.error_type.as_str(),
+            errors[1].0.handler.as_str()
+        ),
+        ("panic", "panicking")
+    );
     for (_, trace_id, depth, source) in errors.iter() {
         assert_eq!(*trace_id, report.trace_id());
         assert_eq!(*depth, 1, "delivered as a nested event");
@@ -121,7 +150,11 @@ fn a_failing_error_handler_does_not_loop() {
     let _job = bus.subscribe(|_: &JobDone, _: &EventContext| Err::<(), _>("nope"));
     let report = bus.emit(JobDone { id: 1 });
     assert_eq!(report.failures().len(), 1);
-    assert_eq!(*calls.lock().expect("calls"), 1, "one error.occurred, not a loop");
+    assert_eq!(
+        *calls.lock().expect("calls"),
+        1,
+        "one error.occurred, not a loop"
+    );
 
     // An application's own error.occurred may fail once, without a loop either.
     let report = bus.emit(ErrorOccurred {
@@ -136,10 +169,14 @@ fn a_failing_error_handler_does_not_loop() {
 
 #[test]
 fn error_events_can_be_switched_off() {
-    let bus = EventBus::builder().static_handlers(false).error_events(false).build();
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .error_events(false)
+        .build();
     let seen = Arc::new(Mutex::new(0));
     let s = Arc::clone(&seen);
-    let _on_error = bus.subscribe(move |_: &ErrorOccurred, _: &EventContext| *s.lock().expect("seen") += 1);
+    let _on_error =
+        bus.subscribe(move |_: &ErrorOccurred, _: &EventContext| *s.lock().expect("seen") += 1);
     let _job = bus.subscribe(|_: &JobDone, _: &EventContext| Err::<(), _>("nope"));
     assert_eq!(bus.emit(JobDone { id: 1 }).failures().len(), 1);
     assert_eq!(*seen.lock().expect("seen"), 0);
@@ -156,24 +193,47 @@ fn propagate_resumes_a_panic_with_its_payload() {
 #[test]
 fn propagate_turns_an_error_into_a_panic_and_restores_thread_state() {
     let (bus, log, _subs) = troubled_bus(FailurePolicy::Propagate);
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bus.emit(JobDone { id: 9 })));
+    let caught =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bus.emit(JobDone { id: 9 })));
     let payload = caught.expect_err("propagated");
     let message = payload.downcast_ref::<String>().expect("formatted message");
-    assert_eq!(message, "handler `erring` failed on `test.job_done`: job 9 has no owner");
-    assert_eq!(*log.lock().expect("log"), ["first", "erring"], "stops at the failure");
-    assert_eq!(trace::current(), None, "the implicit trace was removed while unwinding");
+    assert_eq!(
+        message,
+        "handler `erring` failed on `test.job_done`: job 9 has no owner"
+    );
+    assert_eq!(
+        *log.lock().expect("log"),
+        ["first", "erring"],
+        "stops at the failure"
+    );
+    assert_eq!(
+        trace::current(),
+        None,
+        "the implicit trace was removed while unwinding"
+    );
     let (good, _, _subs) = troubled_bus(FailurePolicy::Isolate);
     let depth_ok = good.subscribe(|_: &Echo, ctx: &EventContext| assert_eq!(ctx.depth(), 0));
     assert!(good.emit(Echo { hops: 0 }).is_ok(), "depth was restored");
     drop(depth_ok);
 }
 
-fn echo_bus(max_depth: u32) -> (EventBus, Arc<Mutex<Vec<sbox_events::EmitReport>>>, sbox_events::Subscription) {
-    let bus = EventBus::builder().static_handlers(false).max_depth(max_depth).build();
+fn echo_bus(
+    max_depth: u32,
+) -> (
+    EventBus,
+    Arc<Mutex<Vec<sbox_events::EmitReport>>>,
+    sbox_events::Subscription,
+) {
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .max_depth(max_depth)
+        .build();
     let refused = Arc::new(Mutex::new(Vec::new()));
     let r = Arc::clone(&refused);
     let sub = bus.subscribe(move |echo: &Echo, ctx: &EventContext| {
-        let report = ctx.bus().emit(Echo { hops: echo.hops + 1 });
+        let report = ctx.bus().emit(Echo {
+            hops: echo.hops + 1,
+        });
         if report.refused().is_some() {
             r.lock().expect("refused").push(report);
         }
@@ -190,7 +250,10 @@ fn a_handler_that_re_emits_forever_hits_the_depth_limit() {
     assert_eq!(refused.len(), 1);
     assert_eq!(
         refused[0].refused(),
-        Some(&Refusal::DepthLimit { depth: 32, limit: 32 })
+        Some(&Refusal::DepthLimit {
+            depth: 32,
+            limit: 32
+        })
     );
     assert_eq!(refused[0].delivered(), 0);
     assert_eq!(refused[0].trace_id(), report.trace_id());
@@ -210,5 +273,8 @@ fn the_depth_limit_is_configurable() {
         Some(&Refusal::DepthLimit { depth: 3, limit: 3 })
     );
     let (bus, _, _sub) = echo_bus(0);
-    assert!(bus.emit(Echo { hops: 0 }).refused().is_some(), "0 refuses every emit");
+    assert!(
+        bus.emit(Echo { hops: 0 }).refused().is_some(),
+        "0 refuses every emit"
+    );
 }

@@ -103,7 +103,12 @@ fn names_default_to_the_function_path() {
 fn a_named_handler_keeps_its_path() {
     let handlers = EventBus::new().handlers::<Pinged>();
     let late = handlers.last().expect("five handlers");
-    assert_eq!(late.origin(), HandlerOrigin::Static { path: "static_handlers::late" });
+    assert_eq!(
+        late.origin(),
+        HandlerOrigin::Static {
+            path: "static_handlers::late"
+        }
+    );
     assert_eq!(late.priority(), -10);
     assert_eq!(late.event(), "test.pinged");
 }
@@ -139,8 +144,10 @@ fn a_bus_can_run_without_static_handlers() {
 fn handlers_can_be_disabled_and_enabled_per_bus() {
     let bus = EventBus::new();
     let other = EventBus::new();
-    bus.disable_handler("static_handlers::zulu").expect("known handler");
-    bus.disable_handler("last word").expect("known by its given name");
+    bus.disable_handler("static_handlers::zulu")
+        .expect("known handler");
+    bus.disable_handler("last word")
+        .expect("known by its given name");
     assert!(!bus.is_handler_enabled("static_handlers::zulu"));
 
     bus.emit(Pinged { n: 1 });
@@ -148,7 +155,8 @@ fn handlers_can_be_disabled_and_enabled_per_bus() {
     other.emit(Pinged { n: 1 });
     assert_eq!(take().len(), 5, "another bus is unaffected");
 
-    bus.enable_handler("static_handlers::zulu").expect("known handler");
+    bus.enable_handler("static_handlers::zulu")
+        .expect("known handler");
     bus.emit(Pinged { n: 1 });
     assert_eq!(take(), ["urgent", "alpha", "nested::alpha", "zulu"]);
 }
@@ -159,7 +167,10 @@ fn disabling_an_unknown_handler_is_an_error_naming_it() {
         .disable_handler("static_handlers::no_such")
         .expect_err("unknown");
     assert_eq!(err.name(), "static_handlers::no_such");
-    assert!(err.to_string().starts_with("no #[handler] named `static_handlers::no_such`"));
+    assert!(
+        err.to_string()
+            .starts_with("no #[handler] named `static_handlers::no_such`")
+    );
 }
 
 #[test]
@@ -169,13 +180,18 @@ fn a_handler_can_disable_another_from_the_next_emit_on() {
         sbox_events::SubscribeOptions::new().priority(50),
         |event: &Pinged, ctx: &EventContext| {
             if event.n == 1 {
-                ctx.bus().disable_handler("static_handlers::zulu").map_err(|e| e.to_string())?;
+                ctx.bus()
+                    .disable_handler("static_handlers::zulu")
+                    .map_err(|e| e.to_string())?;
             }
             Ok::<(), String>(())
         },
     );
     bus.emit(Pinged { n: 1 });
-    assert!(take().contains(&"zulu"), "the running emit keeps its handlers");
+    assert!(
+        take().contains(&"zulu"),
+        "the running emit keeps its handlers"
+    );
     bus.emit(Pinged { n: 2 });
     assert!(!take().contains(&"zulu"));
 }

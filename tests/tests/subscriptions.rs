@@ -1,7 +1,9 @@
 //! Run-time subscriptions: guards, order, changes from inside handlers,
 //! concurrent emits, and what the handler context carries.
 
-use sbox_events::{EmitOptions, Event, EventBus, EventContext, HandlerOrigin, Metadata, SubscribeOptions};
+use sbox_events::{
+    EmitOptions, Event, EventBus, EventContext, HandlerOrigin, Metadata, SubscribeOptions,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,7 +49,10 @@ fn unsubscribe_and_detach() {
     let (gone, sub) = counter(&bus);
     sub.unsubscribe();
     bus.emit(Tick { n: 1 });
-    assert_eq!((kept.load(Ordering::Relaxed), gone.load(Ordering::Relaxed)), (1, 0));
+    assert_eq!(
+        (kept.load(Ordering::Relaxed), gone.load(Ordering::Relaxed)),
+        (1, 0)
+    );
 }
 
 #[test]
@@ -73,7 +78,11 @@ fn priority_then_subscription_order() {
     }
     bus.emit(Tick { n: 1 });
     assert_eq!(*log.lock().expect("log"), ["high", "b", "a", "low"]);
-    let listed: Vec<String> = bus.handlers::<Tick>().iter().map(|h| h.name().to_owned()).collect();
+    let listed: Vec<String> = bus
+        .handlers::<Tick>()
+        .iter()
+        .map(|h| h.name().to_owned())
+        .collect();
     assert_eq!(listed, ["high", "b", "a", "low"]);
     assert_eq!(
         bus.handlers::<Tick>()[0].origin(),
@@ -122,9 +131,12 @@ fn unsubscribing_a_later_handler_mid_emit_applies_from_the_next_emit() {
     let bus = bus();
     let (count, victim) = counter(&bus);
     let victim = Mutex::new(Some(victim));
-    let _first = bus.subscribe_with(SubscribeOptions::new().priority(1), move |_: &Tick, _: &EventContext| {
-        drop(victim.lock().expect("victim").take());
-    });
+    let _first = bus.subscribe_with(
+        SubscribeOptions::new().priority(1),
+        move |_: &Tick, _: &EventContext| {
+            drop(victim.lock().expect("victim").take());
+        },
+    );
     assert_eq!(bus.emit(Tick { n: 1 }).delivered(), 2);
     assert_eq!(bus.emit(Tick { n: 2 }).delivered(), 1);
     assert_eq!(count.load(Ordering::Relaxed), 1);
@@ -160,7 +172,10 @@ fn concurrent_emits_deliver_exactly_once_each() {
         }
     });
     assert_eq!(total.load(Ordering::Relaxed) as u64, THREADS * EMITS);
-    assert_eq!(sum.load(Ordering::Relaxed) as u64, THREADS * EMITS * (EMITS + 1) / 2);
+    assert_eq!(
+        sum.load(Ordering::Relaxed) as u64,
+        THREADS * EMITS * (EMITS + 1) / 2
+    );
 }
 
 #[test]
@@ -173,7 +188,11 @@ fn the_context_carries_name_source_metadata_sequence_depth_and_time() {
         let stamp = ctx.timestamp();
         assert!(before <= stamp && stamp <= std::time::SystemTime::now());
         std::thread::sleep(std::time::Duration::from_millis(2));
-        assert_eq!(ctx.timestamp(), stamp, "read once, then fixed for the event");
+        assert_eq!(
+            ctx.timestamp(),
+            stamp,
+            "read once, then fixed for the event"
+        );
         log.lock().expect("log").push((
             tick.n,
             ctx.name(),
@@ -186,13 +205,21 @@ fn the_context_carries_name_source_metadata_sequence_depth_and_time() {
     bus.emit(Tick { n: 1 });
     bus.emit_with(
         Tick { n: 2 },
-        EmitOptions::new().source("scheduler").metadata("job", "nightly"),
+        EmitOptions::new()
+            .source("scheduler")
+            .metadata("job", "nightly"),
     );
     let seen = seen.lock().expect("log");
-    assert_eq!((seen[0].1, seen[0].2.as_str(), seen[0].5), ("test.tick", "clock", 0));
+    assert_eq!(
+        (seen[0].1, seen[0].2.as_str(), seen[0].5),
+        ("test.tick", "clock", 0)
+    );
     assert!(seen[0].3.is_empty());
     assert_eq!(seen[1].2, "scheduler");
-    assert_eq!(seen[1].3, [("job", "nightly")].into_iter().collect::<Metadata>());
+    assert_eq!(
+        seen[1].3,
+        [("job", "nightly")].into_iter().collect::<Metadata>()
+    );
     assert!(seen[1].4 > seen[0].4, "sequence increases on a thread");
 }
 
@@ -202,17 +229,28 @@ fn nested_events_are_delivered_depth_first_with_increasing_depth_and_sequence() 
     let log = Arc::new(Mutex::new(Vec::new()));
     let l1 = Arc::clone(&log);
     let _tick = bus.subscribe(move |tick: &Tick, ctx: &EventContext| {
-        l1.lock().expect("log").push(format!("tick {} depth {}", tick.n, ctx.depth()));
+        l1.lock()
+            .expect("log")
+            .push(format!("tick {} depth {}", tick.n, ctx.depth()));
         if tick.n < 3 {
             let report = ctx.bus().emit(Tick { n: tick.n + 1 });
             assert!(report.is_ok());
         }
-        l1.lock().expect("log").push(format!("tick {} done", tick.n));
+        l1.lock()
+            .expect("log")
+            .push(format!("tick {} done", tick.n));
     });
     bus.emit(Tick { n: 1 });
     assert_eq!(
         *log.lock().expect("log"),
-        ["tick 1 depth 0", "tick 2 depth 1", "tick 3 depth 2", "tick 3 done", "tick 2 done", "tick 1 done"]
+        [
+            "tick 1 depth 0",
+            "tick 2 depth 1",
+            "tick 3 depth 2",
+            "tick 3 done",
+            "tick 2 done",
+            "tick 1 done"
+        ]
     );
 }
 
@@ -227,5 +265,8 @@ fn the_global_bus_is_shared() {
         .join()
         .expect("thread");
     assert_eq!(calls.load(Ordering::Relaxed), 1);
-    assert!(EventBus::install_global(EventBus::new()).is_err(), "already initialised");
+    assert!(
+        EventBus::install_global(EventBus::new()).is_err(),
+        "already initialised"
+    );
 }

@@ -24,7 +24,11 @@ fn recording_bus() -> (EventBus, Seen, sbox_events::Subscription) {
     let seen: Seen = Arc::default();
     let s = Arc::clone(&seen);
     let sub = bus.subscribe(move |step: &Step, ctx: &EventContext| {
-        assert_eq!(trace::current(), Some(ctx.trace_id()), "handlers run inside the trace");
+        assert_eq!(
+            trace::current(),
+            Some(ctx.trace_id()),
+            "handlers run inside the trace"
+        );
         s.lock().expect("seen").push((step.nested, ctx.trace_id()));
         if !step.nested {
             ctx.bus().emit(Step { nested: true });
@@ -46,7 +50,11 @@ fn an_emit_outside_any_scope_gets_a_fresh_trace_shared_by_nested_events() {
     assert_eq!(trace::current(), None, "nothing left behind on the thread");
 
     let second = bus.emit(Step { nested: false });
-    assert_ne!(second.trace_id(), first.trace_id(), "an unrelated emit gets its own trace");
+    assert_ne!(
+        second.trace_id(),
+        first.trace_id(),
+        "an unrelated emit gets its own trace"
+    );
     assert!(take(&seen).iter().all(|&(_, id)| id == second.trace_id()));
 }
 
@@ -54,7 +62,12 @@ fn an_emit_outside_any_scope_gets_a_fresh_trace_shared_by_nested_events() {
 fn emits_inside_a_scope_carry_its_id() {
     let (bus, seen, _sub) = recording_bus();
     let id = TraceId::random();
-    let reports = trace::with_trace_id(id, || [bus.emit(Step { nested: false }), bus.emit(Step { nested: false })]);
+    let reports = trace::with_trace_id(id, || {
+        [
+            bus.emit(Step { nested: false }),
+            bus.emit(Step { nested: false }),
+        ]
+    });
     assert!(reports.iter().all(|r| r.trace_id() == id));
     assert!(take(&seen).iter().all(|&(_, t)| t == id));
     assert_eq!(trace::current(), None);
@@ -77,7 +90,11 @@ fn guards_dropped_out_of_order_restore_correctly() {
     let gb = trace::enter(b);
     let gc = trace::enter(c);
     drop(gb);
-    assert_eq!(trace::current(), Some(c), "c is still the innermost open scope");
+    assert_eq!(
+        trace::current(),
+        Some(c),
+        "c is still the innermost open scope"
+    );
     drop(gc);
     assert_eq!(trace::current(), Some(a), "b is closed, so a is current");
     drop(ga);
@@ -99,7 +116,9 @@ fn a_scope_opened_inside_a_handler_does_not_end_the_emits_trace() {
     let _sub = bus.subscribe(move |_: &Step, ctx: &EventContext| {
         let other = TraceId::random();
         trace::with_trace_id(other, || assert_eq!(trace::current(), Some(other)));
-        s.lock().expect("seen").push(trace::current() == Some(ctx.trace_id()));
+        s.lock()
+            .expect("seen")
+            .push(trace::current() == Some(ctx.trace_id()));
     });
     bus.emit(Step { nested: true });
     assert_eq!(*seen.lock().expect("seen"), [true]);
@@ -135,7 +154,10 @@ fn threads_start_without_a_trace_unless_it_is_captured() {
     });
     let calls = take(&seen);
     assert_eq!(calls.len(), 4);
-    assert!(calls.iter().all(|&(_, t)| t == id), "both threads ran in the captured trace");
+    assert!(
+        calls.iter().all(|&(_, t)| t == id),
+        "both threads ran in the captured trace"
+    );
 
     // Captured outside any scope: the thread has none either, and its emits
     // get fresh traces.
@@ -160,7 +182,11 @@ impl Future for Probe {
     fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
         self.seen.lock().expect("seen").push(trace::current());
         self.polls += 1;
-        if self.polls < 2 { Poll::Pending } else { Poll::Ready(trace::current()) }
+        if self.polls < 2 {
+            Poll::Pending
+        } else {
+            Poll::Ready(trace::current())
+        }
     }
 }
 
@@ -171,17 +197,19 @@ impl Drop for Probe {
 }
 
 /// A minimal executor: polls every task round-robin until all are done.
-fn run_interleaved(mut tasks: Vec<Pin<Box<dyn Future<Output = Option<TraceId>>>>>) -> Vec<Option<TraceId>> {
+fn run_interleaved(
+    mut tasks: Vec<Pin<Box<dyn Future<Output = Option<TraceId>>>>>,
+) -> Vec<Option<TraceId>> {
     let mut cx = Context::from_waker(Waker::noop());
     let mut results = vec![None; tasks.len()];
     let mut done = vec![false; tasks.len()];
     while done.iter().any(|d| !d) {
         for (i, task) in tasks.iter_mut().enumerate() {
-            if !done[i] {
-                if let Poll::Ready(value) = task.as_mut().poll(&mut cx) {
-                    results[i] = value;
-                    done[i] = true;
-                }
+            if !done[i]
+                && let Poll::Ready(value) = task.as_mut().poll(&mut cx)
+            {
+                results[i] = value;
+                done[i] = true;
             }
             // Between polls the executor thread must be trace-free.
             assert_eq!(trace::current(), None);
@@ -196,9 +224,22 @@ fn futures_carry_their_trace_across_polls_without_leaking() {
     let seen_a = Arc::new(Mutex::new(Vec::new()));
     let seen_b = Arc::new(Mutex::new(Vec::new()));
     let seen_plain = Arc::new(Mutex::new(Vec::new()));
-    let task_a = Probe { polls: 0, seen: Arc::clone(&seen_a) }.with_trace_id(a);
-    let task_b = trace::with_trace_id(b, || Probe { polls: 0, seen: Arc::clone(&seen_b) }.in_current_trace());
-    let plain = Probe { polls: 0, seen: Arc::clone(&seen_plain) };
+    let task_a = Probe {
+        polls: 0,
+        seen: Arc::clone(&seen_a),
+    }
+    .with_trace_id(a);
+    let task_b = trace::with_trace_id(b, || {
+        Probe {
+            polls: 0,
+            seen: Arc::clone(&seen_b),
+        }
+        .in_current_trace()
+    });
+    let plain = Probe {
+        polls: 0,
+        seen: Arc::clone(&seen_plain),
+    };
     let results = run_interleaved(vec![Box::pin(task_a), Box::pin(task_b), Box::pin(plain)]);
     assert_eq!(results, [Some(a), Some(b), None]);
     // Two polls and the drop (the executor drops tasks when it returns).
@@ -225,7 +266,10 @@ fn an_incoming_traceparent_continues_the_callers_trace() {
     let parent = trace::TraceParent::parse(header).expect("valid header");
     let (bus, seen, _sub) = recording_bus();
     trace::with_trace_id(parent.trace_id(), || bus.emit(Step { nested: true }));
-    assert_eq!(take(&seen)[0].1.to_string(), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(
+        take(&seen)[0].1.to_string(),
+        "0af7651916cd43dd8448eb211c80319c"
+    );
 }
 
 #[test]
@@ -234,7 +278,10 @@ fn trace_ids_are_unique_across_threads() {
         let handles: Vec<_> = (0..4)
             .map(|_| s.spawn(|| (0..2_500).map(|_| TraceId::random()).collect::<Vec<_>>()))
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
     });
     let unique: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), 10_000);

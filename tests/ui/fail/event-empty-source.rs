@@ -1,0 +1,8 @@
+use sbox_events::Event;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "order.placed", source = " ")]
+struct OrderPlaced;
+
+fn main() {}

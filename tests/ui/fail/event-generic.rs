@@ -1,0 +1,10 @@
+use sbox_events::Event;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "order.placed")]
+struct OrderPlaced<T> {
+    item: T,
+}
+
+fn main() {}

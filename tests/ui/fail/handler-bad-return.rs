@@ -1,0 +1,13 @@
+use sbox_events::{handler, Event};
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "order.placed")]
+struct OrderPlaced;
+
+#[handler]
+fn on_placed(_: &OrderPlaced) -> bool {
+    true
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use sbox_events::handler;
+
+#[handler]
+fn on_placed() {}
+
+fn main() {}

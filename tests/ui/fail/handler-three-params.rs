@@ -1,0 +1,11 @@
+use sbox_events::{handler, Event, EventContext};
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "order.placed")]
+struct OrderPlaced;
+
+#[handler]
+fn on_placed(_: &OrderPlaced, _: &EventContext, _extra: u32) {}
+
+fn main() {}

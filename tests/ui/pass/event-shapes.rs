@@ -1,0 +1,41 @@
+use sbox_events::{Event, EventBus};
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "shop.order_placed", source = "checkout")]
+pub struct OrderPlaced {
+    pub id: u64,
+    pub items: Vec<String>,
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "shop.tuple")]
+struct Tuple(u8, String);
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "shop.unit")]
+struct Unit;
+
+// Attributes may be split; other attributes may sit between them.
+#[derive(Event, Serialize, Deserialize, Debug, Clone)]
+#[event(name = "shop.v2.refund_issued")]
+#[serde(rename_all = "camelCase")]
+#[event(source = "payments")]
+struct RefundIssued {
+    order_id: u64,
+}
+
+fn main() {
+    // Events can be declared inside a function, too.
+    #[derive(Event, Serialize, Deserialize)]
+    #[event(name = "local.thing_happened")]
+    struct Local;
+
+    assert_eq!(RefundIssued::SOURCE, "payments");
+    let bus = EventBus::new();
+    bus.emit(OrderPlaced { id: 1, items: vec![] });
+    bus.emit(Tuple(1, String::new()));
+    bus.emit(Unit);
+    bus.emit(RefundIssued { order_id: 1 });
+    bus.emit(Local);
+}
