@@ -35,7 +35,7 @@
 //! other handlers still run and `emit` returns normally; the report lists the
 //! failure ([`HandlerFailure`]); the failure is logged through `tracing` at
 //! ERROR level (target `sbox_events`, with `trace_id`, `event`, `handler`);
-//! and an [`ErrorOccurred`](crate::events::ErrorOccurred) event is emitted in
+//! and an [`ErrorOccurred`] event is emitted in
 //! the same trace. A failure while handling `error.occurred` is logged and
 //! reported but does not emit another `error.occurred`, so error handlers
 //! cannot loop. [`FailurePolicy::Propagate`] re-raises instead (for tests).
@@ -686,7 +686,7 @@ impl EventBusBuilder {
     }
 
     /// Whether handler failures are emitted as
-    /// [`ErrorOccurred`](crate::events::ErrorOccurred) (default `true`).
+    /// [`ErrorOccurred`] (default `true`).
     pub fn error_events(mut self, enabled: bool) -> Self {
         self.config.error_events = enabled;
         self
