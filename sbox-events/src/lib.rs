@@ -173,6 +173,11 @@ macro_rules! link {
     };
 }
 
+// The README's examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 /// Not public API: used by the code the macros generate.
 #[doc(hidden)]
 pub mod __private {
