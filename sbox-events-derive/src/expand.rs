@@ -38,10 +38,10 @@ pub fn derive_event(input: &DeriveInput) -> syn::Result<TokenStream> {
                 attr::push(&mut errors, err);
             }
         }
-        if let Some(source) = &args.source {
-            if let Err(err) = valid::event_source(source) {
-                attr::push(&mut errors, err);
-            }
+        if let Some(source) = &args.source
+            && let Err(err) = valid::event_source(source)
+        {
+            attr::push(&mut errors, err);
         }
     }
     let (name, source) = match (errors, args) {
