@@ -1,7 +1,7 @@
 //! Parsing of `#[event(...)]` and `#[handler(...)]` arguments into plain data.
 //! Only syntax is checked here; rules about the values live in `valid`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::ToTokens;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
@@ -19,7 +19,7 @@ pub struct EventArgs {
 #[derive(Default)]
 pub struct HandlerArgs {
     pub name: Option<LitStr>,
-    pub priority: Option<(i32, Span)>,
+    pub priority: Option<i32>,
 }
 
 const EVENT_KEYS: &str = "expected `name = \"area.happened\"` or `source = \"component\"`";
@@ -111,7 +111,7 @@ pub fn parse_handler_args(tokens: TokenStream) -> syn::Result<HandlerArgs> {
                     format_args!("priority `{text}` does not fit in an i32"),
                 )
             })?;
-            if args.priority.replace((value, lit.span())).is_some() {
+            if args.priority.replace(value).is_some() {
                 return Err(duplicate(&meta.path, "handler"));
             }
             Ok(())

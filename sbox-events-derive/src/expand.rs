@@ -128,7 +128,7 @@ pub fn handler(args: &HandlerArgs, func: &ItemFn) -> syn::Result<TokenStream> {
         }
         None => path.clone(),
     };
-    let priority = args.priority.map_or(0, |(value, _)| value);
+    let priority = args.priority.unwrap_or(0);
 
     // Each piece is spanned at the user's tokens it depends on, so type errors
     // point at the parameter or return type that is wrong.
