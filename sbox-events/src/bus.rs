@@ -55,20 +55,26 @@
 //! unsubscribing copy the route table (copy-on-write, under a mutex that only
 //! writers take).
 
+use crate::any::{AnyEvent, EventSelector, EventType};
 use crate::event::{Event, EventContext, Metadata};
 use crate::events::ErrorOccurred;
 use crate::handler::{HandlerError, HandlerFailure, IntoHandlerResult};
-use crate::registry::{self, HandlerInfo, HandlerOrigin, HandlerRecord};
+use crate::registry::{self, HandlerInfo};
+use crate::routes::{
+    self, Control, Entry, ErasedEntry, ErasedHandler, ErasedSubscription, RouteConfig, RouteTable,
+    StatsKey, Subscriber,
+};
+use crate::stats::{HandlerStats, Outcome};
 use crate::trace::{self, TraceId};
 use arc_swap::ArcSwap;
 use std::any::Any;
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell};
-use std::collections::BTreeSet;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::Instant;
 
 /// Default limit of nested emits; see [`EventBusBuilder::max_depth`].
 pub const DEFAULT_MAX_DEPTH: u32 = 32;
@@ -111,65 +117,14 @@ struct Config {
     max_depth: u32,
     static_handlers: bool,
     error_events: bool,
+    handler_stats: bool,
 }
 
-/// Writer-side state; readers never take this lock.
-pub(crate) struct Control {
-    disabled: BTreeSet<String>,
-}
-
-/// Per-event-type routes of one bus, indexed by `EventSlot::index`. A `None`
-/// (or missing) slot means "the `#[handler]`s, if this bus runs them".
-#[derive(Clone, Default)]
-pub(crate) struct RouteTable {
-    slots: Vec<Option<Arc<dyn Any + Send + Sync>>>,
-}
-
-impl RouteTable {
-    #[inline]
-    fn route<E: Event>(&self, index: usize) -> Option<&Route<E>> {
-        self.slots
-            .get(index)?
-            .as_deref()?
-            .downcast_ref::<Route<E>>()
-    }
-
-    fn set(&mut self, index: usize, route: Option<Arc<dyn Any + Send + Sync>>) {
-        if self.slots.len() <= index {
-            self.slots.resize(index + 1, None);
-        }
-        self.slots[index] = route;
-    }
-}
-
-/// This bus's handlers for one event type, in dispatch order.
-struct Route<E: 'static> {
-    entries: Box<[Entry<E>]>,
-    /// The subscriptions, in subscription order (the source of truth).
-    subscribers: Vec<Arc<Subscriber<E>>>,
-}
-
-enum Entry<E: 'static> {
-    Static(&'static HandlerRecord<E>),
-    Dynamic(Arc<Subscriber<E>>),
-}
-
-type BoxedHandler<E> = Box<dyn Fn(&E, &EventContext<'_>) -> Result<(), HandlerError> + Send + Sync>;
-
-struct Subscriber<E: 'static> {
-    id: u64,
-    name: Cow<'static, str>,
-    priority: i32,
-    call: BoxedHandler<E>,
-}
-
-impl<E> Subscriber<E> {
-    fn info(&self, event: &'static str) -> HandlerInfo {
-        HandlerInfo {
-            name: self.name.clone(),
-            event,
-            priority: self.priority,
-            origin: HandlerOrigin::Subscription { id: self.id },
+impl Config {
+    fn routes(&self) -> RouteConfig {
+        RouteConfig {
+            static_handlers: self.static_handlers,
+            handler_stats: self.handler_stats,
         }
     }
 }
@@ -221,9 +176,16 @@ impl Drop for DepthGuard {
 
 static EMPTY_METADATA: Metadata = Metadata::new();
 
+/// A handler call that did not return `Ok(())`.
+enum Failure {
+    Error(HandlerError),
+    Panic(Box<dyn Any + Send>),
+}
+
 impl EventBus {
     /// A bus with default options: isolate failures, depth limit
-    /// [`DEFAULT_MAX_DEPTH`], run `#[handler]`s, emit `error.occurred`.
+    /// [`DEFAULT_MAX_DEPTH`], run `#[handler]`s, emit `error.occurred`, no
+    /// handler statistics.
     pub fn new() -> EventBus {
         EventBus::builder().build()
     }
@@ -236,6 +198,7 @@ impl EventBus {
                 max_depth: DEFAULT_MAX_DEPTH,
                 static_handlers: true,
                 error_events: true,
+                handler_stats: false,
             },
         }
     }
@@ -302,29 +265,34 @@ impl EventBus {
         let slot = E::__slot();
         let table = self.inner.routes.load();
         match table.route::<E>(slot.index()) {
-            Some(route) => {
+            Some((route, [])) => {
                 for entry in route.entries.iter() {
-                    match entry {
-                        Entry::Static(record) => self.invoke(
-                            record.name,
-                            || (record.call)(event, &ctx),
-                            &ctx,
-                            &mut report,
-                        ),
-                        Entry::Dynamic(sub) => {
-                            self.invoke(&sub.name, || (sub.call)(event, &ctx), &ctx, &mut report)
-                        }
+                    if let Err(failure) = call_entry(entry, event, &ctx, &mut report) {
+                        self.handler_failed(entry.name(), failure, &ctx, &mut report);
+                    }
+                }
+            }
+            Some((route, stats)) => {
+                for (entry, stats) in route.entries.iter().zip(stats) {
+                    let started = Instant::now();
+                    let result = call_entry(entry, event, &ctx, &mut report);
+                    let outcome = match &result {
+                        Ok(()) => Outcome::Ok,
+                        Err(Failure::Error(_)) => Outcome::Error,
+                        Err(Failure::Panic(_)) => Outcome::Panic,
+                    };
+                    stats.record(started.elapsed(), outcome);
+                    if let Err(failure) = result {
+                        self.handler_failed(entry.name(), failure, &ctx, &mut report);
                     }
                 }
             }
             None if self.inner.config.static_handlers => {
                 for record in slot.statics() {
-                    self.invoke(
-                        record.name,
-                        || (record.call)(event, &ctx),
-                        &ctx,
-                        &mut report,
-                    );
+                    report.delivered += 1;
+                    if let Err(failure) = isolate(|| (record.call)(event, &ctx)) {
+                        self.handler_failed(record.name, failure, &ctx, &mut report);
+                    }
                 }
             }
             None => {}
@@ -332,37 +300,19 @@ impl EventBus {
         report
     }
 
-    #[inline(always)]
-    fn invoke(
-        &self,
-        name: &str,
-        call: impl FnOnce() -> Result<(), HandlerError>,
-        ctx: &EventContext<'_>,
-        report: &mut EmitReport,
-    ) {
-        report.delivered += 1;
-        let outcome = match catch_unwind(AssertUnwindSafe(call)) {
-            Ok(Ok(())) => return,
-            Ok(Err(err)) => Err(err),
-            Err(payload) => Ok(payload),
-        };
-        self.handler_failed(name, outcome, ctx, report);
-    }
-
-    /// `outcome`: `Err(error)` for a returned error, `Ok(payload)` for a panic.
     #[cold]
     #[inline(never)]
     fn handler_failed(
         &self,
         name: &str,
-        outcome: Result<Box<dyn Any + Send>, HandlerError>,
+        failure: Failure,
         ctx: &EventContext<'_>,
         report: &mut EmitReport,
     ) {
         let handler = Cow::Owned(name.to_owned());
-        let (failure, payload) = match outcome {
-            Err(err) => (HandlerFailure::from_error(handler, ctx.name, err), None),
-            Ok(payload) => (
+        let (failure, payload) = match failure {
+            Failure::Error(err) => (HandlerFailure::from_error(handler, ctx.name, err), None),
+            Failure::Panic(payload) => (
                 HandlerFailure::from_panic(handler, ctx.name, &*payload),
                 Some(payload),
             ),
@@ -460,26 +410,102 @@ impl EventBus {
         let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
         let subscriber = Arc::new(Subscriber {
             id,
-            name: options
-                .name
-                .unwrap_or(Cow::Borrowed(std::any::type_name::<F>())),
+            name: options.name_or(std::any::type_name::<F>()),
             priority: options.priority,
             call: Box::new(move |event: &E, ctx: &EventContext<'_>| {
                 handler(event, ctx).into_handler_result()
             }),
         });
-        self.update::<E>(|subscribers| subscribers.push(subscriber));
+        self.inner.change(|config, control, table| {
+            let mut subscribers = routes::subscribers_of::<E>(table);
+            subscribers.push(subscriber);
+            routes::rebuild_route::<E>(config, control, table, Some(subscribers));
+        });
+        self.subscription(id, remove_typed::<E>)
+    }
+
+    /// Calls `handler` for every event whose type `selector` picks, seen as
+    /// an [`AnyEvent`] (name, typed access by downcast, fields as JSON).
+    ///
+    /// The selector is resolved once, now, against every event type linked
+    /// into the binary; emits never compare names. The subscription takes
+    /// part in each selected type's order like any other subscription.
+    pub fn subscribe_any<F, R>(&self, selector: EventSelector, handler: F) -> Subscription
+    where
+        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.subscribe_any_with(SubscribeOptions::new(), selector, handler)
+    }
+
+    /// [`subscribe_any`](EventBus::subscribe_any) with a name and priority.
+    pub fn subscribe_any_with<F, R>(
+        &self,
+        options: SubscribeOptions,
+        selector: EventSelector,
+        handler: F,
+    ) -> Subscription
+    where
+        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        let name = options.name_or(std::any::type_name::<F>());
+        let call: ErasedHandler = Arc::new(move |event: &AnyEvent<'_>, ctx: &EventContext<'_>| {
+            handler(event, ctx).into_handler_result()
+        });
+        self.subscribe_each(name, options.priority, selector, |_| {
+            Some(Arc::clone(&call))
+        })
+    }
+
+    /// A type-erased subscription whose handler is made once per selected
+    /// event type by `make` (which may return `None` to skip a type), so it
+    /// can keep per-type state without looking anything up on emit.
+    pub(crate) fn subscribe_each(
+        &self,
+        name: Cow<'static, str>,
+        priority: i32,
+        selector: EventSelector,
+        mut make: impl FnMut(EventType) -> Option<ErasedHandler>,
+    ) -> Subscription {
+        let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
+        let selected: Vec<EventType> = EventType::all()
+            .into_iter()
+            .filter(|t| selector.matches(t.name()))
+            .collect();
+        let entries = selected
+            .iter()
+            .filter_map(|&event_type| {
+                let call = make(event_type)?;
+                let entry = ErasedEntry {
+                    id,
+                    name: name.clone(),
+                    priority,
+                    call,
+                };
+                Some((event_type.index(), Arc::new(entry)))
+            })
+            .collect();
+        let subscription = Arc::new(ErasedSubscription {
+            id,
+            selector,
+            entries,
+        });
+        self.inner.change(|config, control, table| {
+            control.erased.push(subscription);
+            for event_type in &selected {
+                event_type.0.rebuild(config, control, table);
+            }
+        });
+        self.subscription(id, remove_erased)
+    }
+
+    fn subscription(&self, id: u64, remove: fn(&BusInner, u64)) -> Subscription {
         Subscription {
             bus: Arc::downgrade(&self.inner),
             id,
-            event: E::NAME,
-            remove: remove_subscriber::<E>,
+            remove,
         }
-    }
-
-    /// Copy-on-write change of `E`'s subscriber list.
-    fn update<E: Event>(&self, change: impl FnOnce(&mut Vec<Arc<Subscriber<E>>>)) {
-        self.inner.update::<E>(change);
     }
 
     /// Stops the `#[handler]` (or handlers) with this name from running on
@@ -512,19 +538,18 @@ impl EventBus {
                 name: name.to_owned(),
             });
         }
-        let mut control = self.inner.lock();
-        let changed = if enabled {
-            control.disabled.remove(name)
-        } else {
-            control.disabled.insert(name.to_owned())
-        };
-        if changed {
-            let mut table = RouteTable::clone(&self.inner.routes.load());
-            for event in events {
-                event.rebuild(&self.inner, &control, &mut table);
+        self.inner.change(|config, control, table| {
+            let changed = if enabled {
+                control.disabled.remove(name)
+            } else {
+                control.disabled.insert(name.to_owned())
+            };
+            if changed {
+                for event in &events {
+                    event.rebuild(config, control, table);
+                }
             }
-            self.inner.routes.store(Arc::new(table));
-        }
+        });
         Ok(())
     }
 
@@ -533,19 +558,54 @@ impl EventBus {
         let slot = E::__slot();
         let table = self.inner.routes.load();
         match table.route::<E>(slot.index()) {
-            Some(route) => route
-                .entries
-                .iter()
-                .map(|entry| match entry {
-                    Entry::Static(record) => record.info(E::NAME),
-                    Entry::Dynamic(sub) => sub.info(E::NAME),
-                })
-                .collect(),
+            Some((route, _)) => route.entries.iter().map(Entry::info).collect(),
             None if self.inner.config.static_handlers => {
                 slot.statics().iter().map(|r| r.info(E::NAME)).collect()
             }
             None => Vec::new(),
         }
+    }
+
+    /// Per-handler statistics, for buses built with
+    /// [`handler_stats(true)`](EventBusBuilder::handler_stats) (empty
+    /// otherwise): every handler of every event type, sorted by event name
+    /// then dispatch order. Handlers that were never called show zero calls;
+    /// a dropped subscription's statistics go with it.
+    pub fn handler_stats(&self) -> Vec<HandlerStats> {
+        let table = self.inner.routes.load();
+        let mut all: Vec<(&'static str, usize, HandlerStats)> = Vec::new();
+        for event_type in EventType::all() {
+            for (position, cell) in table.stats_of(event_type.index()).iter().enumerate() {
+                all.push((event_type.name(), position, cell.snapshot()));
+            }
+        }
+        all.sort_by_key(|(event, position, _)| (*event, *position));
+        all.into_iter().map(|(_, _, stats)| stats).collect()
+    }
+}
+
+/// Calls one handler of the route, isolated.
+#[inline(always)]
+fn call_entry<E: Event>(
+    entry: &Entry<E>,
+    event: &E,
+    ctx: &EventContext<'_>,
+    report: &mut EmitReport,
+) -> Result<(), Failure> {
+    report.delivered += 1;
+    match entry {
+        Entry::Static(record) => isolate(|| (record.call)(event, ctx)),
+        Entry::Typed(sub) => isolate(|| (sub.call)(event, ctx)),
+        Entry::Erased(sub) => isolate(|| (sub.call)(&AnyEvent::new(event), ctx)),
+    }
+}
+
+#[inline(always)]
+fn isolate(call: impl FnOnce() -> Result<(), HandlerError>) -> Result<(), Failure> {
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(Failure::Error(err)),
+        Err(payload) => Err(Failure::Panic(payload)),
     }
 }
 
@@ -581,79 +641,41 @@ impl BusInner {
         self.control.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn update<E: Event>(&self, change: impl FnOnce(&mut Vec<Arc<Subscriber<E>>>)) {
-        let control = self.lock();
+    /// A copy-on-write change of the route table, under the control lock.
+    fn change(&self, change: impl FnOnce(RouteConfig, &mut Control, &mut RouteTable)) {
+        let mut control = self.lock();
         let mut table = RouteTable::clone(&self.routes.load());
-        let mut subscribers = table
-            .route::<E>(E::__slot().index())
-            .map(|route| route.subscribers.clone())
-            .unwrap_or_default();
-        change(&mut subscribers);
-        rebuild_route::<E>(self, &control, &mut table, Some(subscribers));
+        change(self.config.routes(), &mut control, &mut table);
         self.routes.store(Arc::new(table));
     }
 }
 
-/// Re-applies the bus's disabled set to `E`'s entry in `table`, keeping its
-/// subscribers. Caller holds the control lock.
-pub(crate) fn reapply_disabled<E: Event>(
-    bus: &BusInner,
-    control: &Control,
-    table: &mut RouteTable,
-) {
-    rebuild_route::<E>(bus, control, table, None);
-}
-
-/// Rebuilds `E`'s entry in `table` from its subscribers (`None`: keep the
-/// current ones) and the bus's disabled set. Caller holds the control lock.
-fn rebuild_route<E: Event>(
-    bus: &BusInner,
-    control: &Control,
-    table: &mut RouteTable,
-    subscribers: Option<Vec<Arc<Subscriber<E>>>>,
-) {
-    let slot = E::__slot();
-    let index = slot.index();
-    let subscribers = subscribers.unwrap_or_else(|| {
-        table
-            .route::<E>(index)
-            .map(|route| route.subscribers.clone())
-            .unwrap_or_default()
+fn remove_typed<E: Event>(bus: &BusInner, id: u64) {
+    bus.change(|config, control, table| {
+        let mut subscribers = routes::subscribers_of::<E>(table);
+        subscribers.retain(|sub| sub.id != id);
+        control
+            .stats
+            .retain(|(_, key), _| *key != StatsKey::Subscription(id));
+        routes::rebuild_route::<E>(config, control, table, Some(subscribers));
     });
-    let all_statics = if bus.config.static_handlers {
-        slot.statics()
-    } else {
-        &[]
-    };
-    let statics: Vec<_> = all_statics
-        .iter()
-        .filter(|record| !control.disabled.contains(record.name))
-        .collect();
-    if subscribers.is_empty() && statics.len() == all_statics.len() {
-        // The default route (all `#[handler]`s) needs no table entry.
-        table.set(index, None);
-        return;
-    }
-    let mut entries: Vec<(i32, bool, Entry<E>)> = statics
-        .into_iter()
-        .map(|record| (record.priority, false, Entry::Static(record)))
-        .chain(
-            subscribers
-                .iter()
-                .map(|sub| (sub.priority, true, Entry::Dynamic(Arc::clone(sub)))),
-        )
-        .collect();
-    // Stable: statics keep their (name, path) order, subscriptions theirs.
-    entries.sort_by_key(|&(priority, dynamic, _)| (std::cmp::Reverse(priority), dynamic));
-    let route = Route {
-        entries: entries.into_iter().map(|(_, _, entry)| entry).collect(),
-        subscribers,
-    };
-    table.set(index, Some(Arc::new(route)));
 }
 
-fn remove_subscriber<E: Event>(bus: &BusInner, id: u64) {
-    bus.update::<E>(|subscribers| subscribers.retain(|sub| sub.id != id));
+fn remove_erased(bus: &BusInner, id: u64) {
+    bus.change(|config, control, table| {
+        let Some(position) = control.erased.iter().position(|sub| sub.id == id) else {
+            return;
+        };
+        let removed = control.erased.remove(position);
+        control
+            .stats
+            .retain(|(_, key), _| *key != StatsKey::Subscription(id));
+        for event_type in EventType::all() {
+            if removed.selector.matches(event_type.name()) {
+                event_type.0.rebuild(config, control, table);
+            }
+        }
+    });
 }
 
 /// Options for [`EventBus::builder`].
@@ -685,24 +707,39 @@ impl EventBusBuilder {
         self
     }
 
-    /// Whether handler failures are emitted as
-    /// [`ErrorOccurred`] (default `true`).
+    /// Whether handler failures are emitted as [`ErrorOccurred`]
+    /// (default `true`).
     pub fn error_events(mut self, enabled: bool) -> Self {
         self.config.error_events = enabled;
         self
     }
 
+    /// Whether to time every handler call (default `false`); read the
+    /// results with [`EventBus::handler_stats`]. See [`crate::stats`] for
+    /// what it costs.
+    pub fn handler_stats(mut self, enabled: bool) -> Self {
+        self.config.handler_stats = enabled;
+        self
+    }
+
     /// The bus.
     pub fn build(self) -> EventBus {
-        EventBus {
+        let bus = EventBus {
             inner: Arc::new(BusInner {
                 config: self.config,
                 routes: ArcSwap::from_pointee(RouteTable::default()),
-                control: Mutex::new(Control {
-                    disabled: BTreeSet::new(),
-                }),
+                control: Mutex::new(Control::default()),
             }),
+        };
+        if self.config.handler_stats {
+            // Every event type needs a route to carry its statistics cells.
+            bus.inner.change(|config, control, table| {
+                for event_type in EventType::all() {
+                    event_type.0.rebuild(config, control, table);
+                }
+            });
         }
+        bus
     }
 }
 
@@ -766,6 +803,10 @@ pub struct SubscribeOptions {
 }
 
 impl SubscribeOptions {
+    fn name_or(&self, default: &'static str) -> Cow<'static, str> {
+        self.name.clone().unwrap_or(Cow::Borrowed(default))
+    }
+
     /// Priority 0, named after the closure's type.
     pub fn new() -> Self {
         SubscribeOptions::default()
@@ -793,7 +834,6 @@ impl SubscribeOptions {
 pub struct Subscription {
     bus: Weak<BusInner>,
     id: u64,
-    event: &'static str,
     remove: fn(&BusInner, u64),
 }
 
@@ -801,11 +841,6 @@ impl Subscription {
     /// A process-unique id, also shown in [`HandlerOrigin::Subscription`].
     pub fn id(&self) -> u64 {
         self.id
-    }
-
-    /// The name of the event subscribed to.
-    pub fn event(&self) -> &'static str {
-        self.event
     }
 
     /// Unsubscribes now (same as dropping).
@@ -831,7 +866,6 @@ impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
             .field("id", &self.id)
-            .field("event", &self.event)
             .finish_non_exhaustive()
     }
 }

@@ -64,13 +64,17 @@
 // Lets the derive's `::sbox_events::...` paths work inside this crate too.
 extern crate self as sbox_events;
 
+mod any;
 pub mod bus;
 mod event;
 pub mod events;
 mod handler;
 mod registry;
+mod routes;
+pub mod stats;
 pub mod trace;
 
+pub use any::{AnyEvent, EventSelector, EventType, SelectorError};
 pub use bus::{
     DEFAULT_MAX_DEPTH, EmitOptions, EmitReport, EventBus, EventBusBuilder, FailurePolicy, Refusal,
     SubscribeOptions, Subscription, UnknownHandler,
@@ -78,6 +82,7 @@ pub use bus::{
 pub use event::{Event, EventContext, Metadata};
 pub use handler::{FailureKind, HandlerError, HandlerFailure, IntoHandlerResult};
 pub use registry::{HandlerInfo, HandlerOrigin};
+pub use stats::HandlerStats;
 pub use trace::TraceId;
 
 /// Derives [`Event`](trait@Event) for a struct.

@@ -12,9 +12,10 @@
 //! Cost: the slice is built once per event type per process; after that,
 //! finding an event's static handlers is one atomic load.
 
-use crate::bus::{BusInner, Control, RouteTable};
 use crate::event::{Event, EventContext};
 use crate::handler::HandlerError;
+use crate::routes::{Control, RouteConfig, RouteTable};
+use std::any::Any;
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::fmt;
@@ -234,22 +235,62 @@ pub(crate) fn all_events() -> impl Iterator<Item = &'static dyn ErasedEvent> {
 
 /// What the bus needs to do with an event type it only knows by name.
 pub(crate) trait ErasedEvent: Sync {
+    fn name(&self) -> &'static str;
+    fn source(&self) -> &'static str;
+    fn rust_type(&self) -> &'static str;
+    fn index(&self) -> usize;
+    fn static_handlers(&self) -> Vec<HandlerInfo>;
     fn has_static_handler(&self, name: &str) -> bool;
-    fn rebuild(&self, bus: &BusInner, control: &Control, table: &mut RouteTable);
+    fn rebuild(&self, config: RouteConfig, control: &mut Control, table: &mut RouteTable);
+    fn to_json(&self, value: &dyn Any) -> Result<serde_json::Value, serde_json::Error>;
 }
 
-struct EventVTable<E>(PhantomData<fn() -> E>);
+pub(crate) struct EventVTable<E>(PhantomData<fn() -> E>);
 
 impl<E: Event> EventVTable<E> {
-    const VTABLE: &'static dyn ErasedEvent = &EventVTable::<E>(PhantomData);
+    pub(crate) const VTABLE: &'static dyn ErasedEvent = &EventVTable::<E>(PhantomData);
 }
 
 impl<E: Event> ErasedEvent for EventVTable<E> {
+    fn name(&self) -> &'static str {
+        E::NAME
+    }
+
+    fn source(&self) -> &'static str {
+        E::SOURCE
+    }
+
+    fn rust_type(&self) -> &'static str {
+        std::any::type_name::<E>()
+    }
+
+    fn index(&self) -> usize {
+        E::__slot().index()
+    }
+
+    fn static_handlers(&self) -> Vec<HandlerInfo> {
+        E::__slot()
+            .statics()
+            .iter()
+            .map(|r| r.info(E::NAME))
+            .collect()
+    }
+
     fn has_static_handler(&self, name: &str) -> bool {
         E::__slot().statics().iter().any(|r| r.name == name)
     }
 
-    fn rebuild(&self, bus: &BusInner, control: &Control, table: &mut RouteTable) {
-        crate::bus::reapply_disabled::<E>(bus, control, table);
+    fn rebuild(&self, config: RouteConfig, control: &mut Control, table: &mut RouteTable) {
+        crate::routes::rebuild_route::<E>(config, control, table, None);
+    }
+
+    fn to_json(&self, value: &dyn Any) -> Result<serde_json::Value, serde_json::Error> {
+        match value.downcast_ref::<E>() {
+            Some(event) => serde_json::to_value(event),
+            None => Err(serde::ser::Error::custom(format_args!(
+                "value is not a `{}`",
+                std::any::type_name::<E>()
+            ))),
+        }
     }
 }

@@ -1,0 +1,260 @@
+//! Each bus's routing state: for every event type, the handlers an emit
+//! calls, in order, merged from `#[handler]`s, typed subscriptions and
+//! type-erased (`subscribe_any`) subscriptions.
+//!
+//! Readers (`emit`) load an immutable [`RouteTable`] through `arc-swap`.
+//! Writers (subscribe, unsubscribe, enable/disable) take the bus's control
+//! mutex, copy the table, rebuild the affected event types' routes and store
+//! the new table: copy-on-write, so a running emit keeps the table it loaded.
+
+use crate::any::{AnyEvent, EventSelector};
+use crate::event::{Event, EventContext};
+use crate::handler::HandlerError;
+use crate::registry::{HandlerInfo, HandlerOrigin, HandlerRecord};
+use crate::stats::StatsCell;
+use std::any::Any;
+use std::borrow::Cow;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Writer-side state of a bus; `emit` never takes its lock.
+#[derive(Default)]
+pub(crate) struct Control {
+    pub(crate) disabled: BTreeSet<String>,
+    pub(crate) erased: Vec<Arc<ErasedSubscription>>,
+    /// Per-handler statistics cells, kept across rebuilds.
+    pub(crate) stats: HashMap<(usize, StatsKey), Arc<StatsCell>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum StatsKey {
+    Static(&'static str),
+    Subscription(u64),
+}
+
+/// What rebuilding needs to know about the bus.
+#[derive(Clone, Copy)]
+pub(crate) struct RouteConfig {
+    pub(crate) static_handlers: bool,
+    pub(crate) handler_stats: bool,
+}
+
+/// Per-event-type routes of one bus, indexed by `EventSlot::index`. A `None`
+/// (or missing) slot means "the `#[handler]`s, if this bus runs them".
+#[derive(Clone, Default)]
+pub(crate) struct RouteTable {
+    slots: Vec<Option<Slot>>,
+}
+
+#[derive(Clone)]
+struct Slot {
+    /// A `Route<E>` for the slot's event type.
+    route: Arc<dyn Any + Send + Sync>,
+    /// Parallel to the route's entries when the bus collects handler
+    /// statistics, empty otherwise.
+    stats: Arc<[Arc<StatsCell>]>,
+}
+
+impl RouteTable {
+    #[inline]
+    pub(crate) fn route<E: Event>(&self, index: usize) -> Option<(&Route<E>, &[Arc<StatsCell>])> {
+        let slot = self.slots.get(index)?.as_ref()?;
+        Some((slot.route.downcast_ref::<Route<E>>()?, &slot.stats))
+    }
+
+    /// The statistics cells of the route at `index` (empty if none).
+    pub(crate) fn stats_of(&self, index: usize) -> &[Arc<StatsCell>] {
+        match self.slots.get(index).and_then(Option::as_ref) {
+            Some(slot) => &slot.stats,
+            None => &[],
+        }
+    }
+
+    fn set(&mut self, index: usize, slot: Option<Slot>) {
+        if self.slots.len() <= index {
+            self.slots.resize(index + 1, None);
+        }
+        self.slots[index] = slot;
+    }
+}
+
+/// This bus's handlers for one event type, in dispatch order.
+pub(crate) struct Route<E: 'static> {
+    pub(crate) entries: Box<[Entry<E>]>,
+    /// The typed subscriptions, in subscription order (the source of truth).
+    subscribers: Vec<Arc<Subscriber<E>>>,
+}
+
+pub(crate) enum Entry<E: 'static> {
+    Static(&'static HandlerRecord<E>),
+    Typed(Arc<Subscriber<E>>),
+    Erased(Arc<ErasedEntry>),
+}
+
+impl<E: Event> Entry<E> {
+    pub(crate) fn info(&self) -> HandlerInfo {
+        match self {
+            Entry::Static(record) => record.info(E::NAME),
+            Entry::Typed(sub) => subscription_info(&sub.name, E::NAME, sub.priority, sub.id),
+            Entry::Erased(entry) => {
+                subscription_info(&entry.name, E::NAME, entry.priority, entry.id)
+            }
+        }
+    }
+
+    fn priority(&self) -> i32 {
+        match self {
+            Entry::Static(record) => record.priority,
+            Entry::Typed(sub) => sub.priority,
+            Entry::Erased(entry) => entry.priority,
+        }
+    }
+
+    /// Statics before subscriptions at equal priority; subscriptions by id.
+    fn tie_break(&self) -> (bool, u64) {
+        match self {
+            Entry::Static(_) => (false, 0),
+            Entry::Typed(sub) => (true, sub.id),
+            Entry::Erased(entry) => (true, entry.id),
+        }
+    }
+
+    fn stats_key(&self) -> StatsKey {
+        match self {
+            Entry::Static(record) => StatsKey::Static(record.path),
+            Entry::Typed(sub) => StatsKey::Subscription(sub.id),
+            Entry::Erased(entry) => StatsKey::Subscription(entry.id),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Entry::Static(record) => record.name,
+            Entry::Typed(sub) => &sub.name,
+            Entry::Erased(entry) => &entry.name,
+        }
+    }
+}
+
+fn subscription_info(name: &str, event: &'static str, priority: i32, id: u64) -> HandlerInfo {
+    HandlerInfo {
+        name: Cow::Owned(name.to_owned()),
+        event,
+        priority,
+        origin: HandlerOrigin::Subscription { id },
+    }
+}
+
+pub(crate) type TypedHandler<E> =
+    Box<dyn Fn(&E, &EventContext<'_>) -> Result<(), HandlerError> + Send + Sync>;
+
+pub(crate) type ErasedHandler =
+    Arc<dyn Fn(&AnyEvent<'_>, &EventContext<'_>) -> Result<(), HandlerError> + Send + Sync>;
+
+pub(crate) struct Subscriber<E: 'static> {
+    pub(crate) id: u64,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) priority: i32,
+    pub(crate) call: TypedHandler<E>,
+}
+
+/// A `subscribe_any` subscription, resolved once per matching event type.
+pub(crate) struct ErasedSubscription {
+    pub(crate) id: u64,
+    pub(crate) selector: EventSelector,
+    /// Keyed by event index.
+    pub(crate) entries: HashMap<usize, Arc<ErasedEntry>>,
+}
+
+pub(crate) struct ErasedEntry {
+    pub(crate) id: u64,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) priority: i32,
+    pub(crate) call: ErasedHandler,
+}
+
+/// Rebuilds `E`'s route in `table` from its typed subscribers (`None`: keep
+/// the current ones), the erased subscriptions and the disabled set.
+pub(crate) fn rebuild_route<E: Event>(
+    config: RouteConfig,
+    control: &mut Control,
+    table: &mut RouteTable,
+    subscribers: Option<Vec<Arc<Subscriber<E>>>>,
+) {
+    let index = E::__slot().index();
+    let subscribers = subscribers.unwrap_or_else(|| {
+        table
+            .route::<E>(index)
+            .map(|(route, _)| route.subscribers.clone())
+            .unwrap_or_default()
+    });
+    let all_statics = if config.static_handlers {
+        E::__slot().statics()
+    } else {
+        &[]
+    };
+    let statics: Vec<_> = all_statics
+        .iter()
+        .filter(|record| !control.disabled.contains(record.name))
+        .collect();
+    let erased: Vec<_> = control
+        .erased
+        .iter()
+        .filter_map(|sub| sub.entries.get(&index))
+        .collect();
+    if subscribers.is_empty()
+        && erased.is_empty()
+        && statics.len() == all_statics.len()
+        && !config.handler_stats
+    {
+        // The default route (all `#[handler]`s) needs no table entry.
+        table.set(index, None);
+        return;
+    }
+    let mut entries: Vec<Entry<E>> = statics
+        .into_iter()
+        .map(|record| Entry::Static(record))
+        .chain(subscribers.iter().map(|sub| Entry::Typed(Arc::clone(sub))))
+        .chain(
+            erased
+                .into_iter()
+                .map(|entry| Entry::Erased(Arc::clone(entry))),
+        )
+        .collect();
+    // Stable: statics keep their (name, path) order.
+    entries.sort_by_key(|entry| (Reverse(entry.priority()), entry.tie_break()));
+    let stats: Arc<[Arc<StatsCell>]> = if config.handler_stats {
+        entries
+            .iter()
+            .map(|entry| {
+                let cell = control
+                    .stats
+                    .entry((index, entry.stats_key()))
+                    .or_insert_with(|| Arc::new(StatsCell::new(entry.info())));
+                Arc::clone(cell)
+            })
+            .collect()
+    } else {
+        Arc::new([])
+    };
+    let route = Route {
+        entries: entries.into_boxed_slice(),
+        subscribers,
+    };
+    table.set(
+        index,
+        Some(Slot {
+            route: Arc::new(route),
+            stats,
+        }),
+    );
+}
+
+/// `E`'s typed subscribers in `table`.
+pub(crate) fn subscribers_of<E: Event>(table: &RouteTable) -> Vec<Arc<Subscriber<E>>> {
+    table
+        .route::<E>(E::__slot().index())
+        .map(|(route, _)| route.subscribers.clone())
+        .unwrap_or_default()
+}
