@@ -1,4 +1,5 @@
 //! Example programs for `sbox-events`. Each example's logic is a module here
 //! so the test suite runs it; the files next to `Cargo.toml` are thin `main`s.
 
+pub mod orchestrator;
 pub mod tour;

@@ -838,7 +838,7 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// A process-unique id, also shown in [`HandlerOrigin::Subscription`].
+    /// A process-unique id, also shown in [`HandlerOrigin::Subscription`](crate::HandlerOrigin::Subscription).
     pub fn id(&self) -> u64 {
         self.id
     }

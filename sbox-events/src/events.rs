@@ -14,8 +14,11 @@
 //! | [`ApplicationStopped`] | `application.stopped` | `application` |
 //! | [`ErrorOccurred`] | `error.occurred` | `event_bus` |
 //!
-//! Counts and sizes are `u64` so that serialized records are the same on
-//! every platform.
+//! The fields are the original design's, plus `duration_ms` on the events
+//! that end a timed step (fetch, whole pipeline, build), which
+//! [`MetricsCollector`](crate::metrics::MetricsCollector) turns into
+//! histograms. Counts and sizes are `u64` so that serialized records are the
+//! same on every platform.
 //!
 //! ```
 //! use sbox_events::events::SubscriptionProcessed;
@@ -29,6 +32,7 @@
 //!     url: "https://example.com/sub".into(),
 //!     servers_count: 42,
 //!     success: true,
+//!     duration_ms: 180,
 //! });
 //! assert_eq!(SubscriptionProcessed::NAME, "subscription.processed");
 //! ```
@@ -48,6 +52,8 @@ pub struct SubscriptionFetched {
     pub content_type: String,
     /// Whether it was served from a cache.
     pub cache_hit: bool,
+    /// How long fetching took, in milliseconds.
+    pub duration_ms: u64,
 }
 
 /// A subscription's content was parsed into server entries.
@@ -84,6 +90,8 @@ pub struct SubscriptionProcessed {
     pub servers_count: u64,
     /// Whether processing succeeded.
     pub success: bool,
+    /// How long the whole pipeline took for it, in milliseconds.
+    pub duration_ms: u64,
 }
 
 /// A subscription could not be processed.
@@ -110,6 +118,8 @@ pub struct ConfigBuilt {
     pub export_format: String,
     /// Size of the rendered configuration in bytes.
     pub file_size: u64,
+    /// How long building took, in milliseconds.
+    pub duration_ms: u64,
 }
 
 /// A configuration was written out.

@@ -65,10 +65,12 @@
 extern crate self as sbox_events;
 
 mod any;
+pub mod audit;
 pub mod bus;
 mod event;
 pub mod events;
 mod handler;
+pub mod metrics;
 mod registry;
 mod routes;
 pub mod stats;

@@ -46,8 +46,9 @@
 //! and the implicit trace of an emit outside any scope) also enters a
 //! `tracing` span named `trace` with a `trace_id` field, so any `tracing`
 //! subscriber that prints span fields (such as `tracing_subscriber::fmt`)
-//! shows `trace{trace_id=…}` on every log line written inside it. Nothing is
-//! recorded when no subscriber is interested in INFO spans.
+//! shows `trace{trace_id=…}` on every log line written inside it. The span
+//! is at ERROR level so that it is on whenever logging is; nothing is
+//! recorded when no subscriber is installed.
 //!
 //! # Cost
 //!
@@ -143,8 +144,12 @@ impl TraceId {
 
     /// A `tracing` span named `trace` carrying this id as `trace_id`; the
     /// scopes of this module enter it for you.
+    ///
+    /// Its level is ERROR, so it is enabled whenever any logging is: a
+    /// subscriber that shows only warnings and errors still shows which trace
+    /// they belong to. (A span's level filters the span, not log lines.)
     pub fn span(self) -> tracing::Span {
-        tracing::info_span!("trace", trace_id = %self)
+        tracing::error_span!("trace", trace_id = %self)
     }
 }
 

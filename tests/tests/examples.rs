@@ -12,5 +12,10 @@ fn the_tour_runs_and_behaves_as_it_says() {
         ),
         "{text}"
     );
-    assert!(text.contains("after unsubscribing: 0 handler(s)"), "{text}");
+    assert!(
+        text.contains(
+            "after unsubscribing: 1 handler(s): sbox_events_examples::tour::flag_slow_servers"
+        ),
+        "{text}"
+    );
 }

@@ -1,9 +1,12 @@
-//! Failures and refusals are logged through `tracing` with the trace id.
+//! Failures, refusals and audit records are logged through `tracing` with
+//! the trace id.
 //!
 //! A binary of its own with a single test: `tracing` caches per-callsite
 //! interest globally, and a scoped subscriber (`with_default`) can miss
 //! events when other tests hit the same callsites concurrently.
 
+use sbox_events::audit::{self, AuditLogger};
+use sbox_events::events::SubscriptionFailed;
 use sbox_events::trace::{self, TraceId};
 use sbox_events::{Event, EventBus, EventContext, SubscribeOptions};
 use serde::{Deserialize, Serialize};
@@ -97,4 +100,27 @@ fn failures_and_refusals_are_logged_with_the_trace_id() {
             && logs.contains("emit refused: nesting depth 2 reached the limit of 2"),
         "{logs}"
     );
+
+    // The audit logger writes each record through `tracing` too.
+    let _audit = AuditLogger::attach(&bus);
+    let logs = logs_of(|| {
+        bus.emit(SubscriptionFailed {
+            url: "u".into(),
+            error: "gone".into(),
+            error_type: "io".into(),
+        });
+    });
+    let line = logs
+        .lines()
+        .find(|l| l.contains(audit::TARGET))
+        .unwrap_or_else(|| panic!("no audit line: {logs}"));
+    assert!(
+        line.contains(" INFO ") && line.contains("event=\"subscription.failed\""),
+        "{line}"
+    );
+    assert!(
+        line.contains(r#"data={"error":"gone","error_type":"io","url":"u"}"#),
+        "{line}"
+    );
+    assert!(line.contains("trace_id="), "{line}");
 }
