@@ -11,6 +11,8 @@ use syn::{Attribute, LitInt, LitStr, Token};
 pub struct EventArgs {
     pub name: Option<LitStr>,
     pub source: Option<LitStr>,
+    /// `validate = path::to::function`
+    pub validate: Option<syn::Path>,
     /// Where to point "missing name" errors when there is an attribute.
     pub first_attr: Option<TokenStream>,
 }
@@ -22,13 +24,14 @@ pub struct HandlerArgs {
     pub priority: Option<i32>,
 }
 
-const EVENT_KEYS: &str = "expected `name = \"area.happened\"` or `source = \"component\"`";
+const EVENT_KEYS: &str = "expected `name = \"area.happened\"`, `source = \"component\"` or `validate = path::to::function`";
 const HANDLER_KEYS: &str = "expected `priority = <i32>` or `name = \"...\"`";
 
 pub fn parse_event_args(attrs: &[Attribute]) -> syn::Result<EventArgs> {
     let mut args = EventArgs {
         name: None,
         source: None,
+        validate: None,
         first_attr: None,
     };
     let mut errors: Option<syn::Error> = None;
@@ -46,6 +49,22 @@ pub fn parse_event_args(attrs: &[Attribute]) -> syn::Result<EventArgs> {
             continue;
         }
         let result = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("validate") {
+                let input = meta
+                    .value()
+                    .map_err(|_| meta.error("expected `validate = path::to::function`"))?;
+                let path: syn::Path = input.parse().map_err(|err| {
+                    syn::Error::new(
+                        err.span(),
+                        "expected a function path: `validate = path::to::function` \
+                         (a `fn(&Self) -> Result<(), E: Display>`)",
+                    )
+                })?;
+                if args.validate.replace(path).is_some() {
+                    return Err(duplicate(&meta.path, "event"));
+                }
+                return Ok(());
+            }
             let slot = if meta.path.is_ident("name") {
                 &mut args.name
             } else if meta.path.is_ident("source") {

@@ -6,6 +6,7 @@ use crate::attr::{self, HandlerArgs};
 use crate::valid;
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{DeriveInput, ItemFn, ReturnType};
 
@@ -44,15 +45,16 @@ pub fn derive_event(input: &DeriveInput) -> syn::Result<TokenStream> {
             attr::push(&mut errors, err);
         }
     }
-    let (name, source) = match (errors, args) {
+    let (name, source, validate) = match (errors, args) {
         (
             None,
             Some(attr::EventArgs {
                 name: Some(name),
                 source,
+                validate,
                 ..
             }),
-        ) => (name, source),
+        ) => (name, source, validate),
         (Some(err), _) => return Err(err),
         // Unreachable: a missing name or unparsable attribute pushed an error.
         (None, _) => return Err(syn::Error::new(input.ident.span(), "invalid #[event(...)]")),
@@ -63,13 +65,24 @@ pub fn derive_event(input: &DeriveInput) -> syn::Result<TokenStream> {
         Some(source) => quote!(#source),
         None => quote!(::core::env!("CARGO_PKG_NAME")),
     };
+    let fields = fields(input);
+    // Spanned at the path: a wrong signature is reported there.
+    let validate = validate.map(|path| {
+        quote_spanned! {path.span()=>
+            fn validate(&self) -> ::core::result::Result<(), ::std::string::String> {
+                #path(self).map_err(|err| ::std::string::ToString::to_string(&err))
+            }
+        }
+    });
     // Spanned at the type's name: when the struct lacks `Serialize`, `Send`...
     // the bound error points at the struct, not at the derive.
     let event_impl = quote_spanned! {ident.span()=>
         impl ::sbox_events::Event for #ident {
             const NAME: &'static str = #name;
             const SOURCE: &'static str = #source;
+            const __FIELDS: &'static [(&'static str, &'static str)] = &[#(#fields),*];
             type __Registry = __SboxEventsRegistry;
+            #validate
             #[inline]
             fn __slot() -> &'static ::sbox_events::__private::EventSlot<Self> {
                 &__SBOX_EVENTS_SLOT
@@ -107,6 +120,26 @@ pub fn derive_event(input: &DeriveInput) -> syn::Result<TokenStream> {
             }
         };
     })
+}
+
+/// `("name", "Type")` per field, as written; tuple fields are named `0`, `1`...
+fn fields(input: &DeriveInput) -> Vec<TokenStream> {
+    let syn::Data::Struct(data) = &input.data else {
+        return Vec::new();
+    };
+    data.fields
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let name = field
+                .ident
+                .as_ref()
+                .map_or_else(|| i.to_string(), |ident| ident.unraw().to_string());
+            let ty = &field.ty;
+            let ty = quote!(#ty).to_string().replace(' ', "");
+            quote!((#name, #ty))
+        })
+        .collect()
 }
 
 pub fn handler(args: &HandlerArgs, func: &ItemFn) -> syn::Result<TokenStream> {

@@ -59,6 +59,7 @@ use crate::any::{AnyEvent, EventSelector, EventType};
 use crate::event::{Event, EventContext, Metadata};
 use crate::events::ErrorOccurred;
 use crate::handler::{HandlerError, HandlerFailure, IntoHandlerResult};
+use crate::history::{self, History, RecordedEvent};
 use crate::registry::{self, HandlerInfo};
 use crate::routes::{
     self, Control, Entry, ErasedEntry, ErasedHandler, ErasedSubscription, RouteConfig, RouteTable,
@@ -107,6 +108,7 @@ static_assertions::assert_impl_all!(EventBus: Send, Sync);
 
 pub(crate) struct BusInner {
     config: Config,
+    history: Option<History>,
     routes: ArcSwap<RouteTable>,
     control: Mutex<Control>,
 }
@@ -118,6 +120,9 @@ struct Config {
     static_handlers: bool,
     error_events: bool,
     handler_stats: bool,
+    validate_on_emit: bool,
+    history_bytes: Option<usize>,
+    record_replays: bool,
 }
 
 impl Config {
@@ -136,6 +141,8 @@ thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
     /// True while an `error.occurred` produced by a failure is dispatched.
     static IN_ERROR_EVENT: Cell<bool> = const { Cell::new(false) };
+    /// True while `EventBus::replay` runs on this thread.
+    static REPLAYING: Cell<bool> = const { Cell::new(false) };
     /// This thread's block of sequence numbers: (next, end).
     static SEQUENCE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
@@ -199,6 +206,9 @@ impl EventBus {
                 static_handlers: true,
                 error_events: true,
                 handler_stats: false,
+                validate_on_emit: false,
+                history_bytes: None,
+                record_replays: false,
             },
         }
     }
@@ -219,7 +229,7 @@ impl EventBus {
     /// [module docs](crate::bus) for order, nesting and failures.
     #[inline]
     pub fn emit<E: Event>(&self, event: E) -> EmitReport {
-        self.dispatch(&event, E::SOURCE, &EMPTY_METADATA)
+        self.dispatch(&event, E::SOURCE, &EMPTY_METADATA, None)
     }
 
     /// Like [`emit`](EventBus::emit), with an explicit source and metadata.
@@ -241,27 +251,110 @@ impl EventBus {
     /// ```
     pub fn emit_with<E: Event>(&self, event: E, options: EmitOptions) -> EmitReport {
         let source = options.source.as_deref().unwrap_or(E::SOURCE);
-        self.dispatch(&event, source, &options.metadata)
+        self.dispatch(&event, source, &options.metadata, None)
     }
 
-    fn dispatch<E: Event>(&self, event: &E, source: &str, metadata: &Metadata) -> EmitReport {
+    /// Dispatches `record` (deserialized as `E`) as a replay.
+    pub(crate) fn dispatch_replay<E: Event>(
+        &self,
+        event: &E,
+        record: &RecordedEvent,
+    ) -> EmitReport {
+        self.dispatch(event, record.source(), record.metadata(), Some(record))
+    }
+
+    /// Re-dispatches recorded (or imported) events to the current handlers,
+    /// in the order given, each in its original trace and with its original
+    /// timestamp, sequence number, source and metadata;
+    /// [`EventContext::is_replay`] is true for them and for anything their
+    /// handlers emit. Replays are not recorded in this bus's history unless
+    /// it was built with [`record_replays`](EventBusBuilder::record_replays).
+    ///
+    /// ```
+    /// use sbox_events::events::ConfigExported;
+    /// use sbox_events::history::HistoryQuery;
+    /// use sbox_events::{EventBus, EventContext};
+    ///
+    /// let bus = EventBus::builder().history(1 << 20).build();
+    /// let report = bus.emit(ConfigExported { path: "a.json".into(), export_format: "sing-box".into(), file_size: 1 });
+    /// let _debug = bus.subscribe(|e: &ConfigExported, ctx: &EventContext| {
+    ///     assert!(ctx.is_replay());
+    ///     println!("replaying {} from trace {}", e.path, ctx.trace_id());
+    /// });
+    /// let history = bus.history().expect("enabled");
+    /// let records = history.query(&HistoryQuery::new().trace_id(report.trace_id()));
+    /// let replayed = bus.replay(&records);
+    /// assert!(replayed.is_ok());
+    /// assert_eq!(replayed.reports()[0].trace_id(), report.trace_id());
+    /// assert_eq!(history.stats().entries, 1, "the replay was not recorded");
+    /// ```
+    pub fn replay<'a>(&self, records: impl IntoIterator<Item = &'a RecordedEvent>) -> ReplayReport {
+        let previous = REPLAYING.with(|r| r.replace(true));
+        let _restore = RestoreReplaying(previous);
+        let mut report = ReplayReport::default();
+        for record in records {
+            let result = trace::with_trace_id(record.trace_id(), || {
+                record.event_type().0.replay(self, record)
+            });
+            match result {
+                Ok(emitted) => report.reports.push(emitted),
+                Err(message) => report.errors.push(ReplayError {
+                    event: record.name(),
+                    sequence: record.sequence(),
+                    message,
+                }),
+            }
+        }
+        report
+    }
+
+    /// This bus's event history, if it was built with
+    /// [`history`](EventBusBuilder::history).
+    pub fn history(&self) -> Option<&History> {
+        self.inner.history.as_ref()
+    }
+
+    fn dispatch<E: Event>(
+        &self,
+        event: &E,
+        source: &str,
+        metadata: &Metadata,
+        replayed: Option<&RecordedEvent>,
+    ) -> EmitReport {
+        let config = &self.inner.config;
         let depth = DEPTH.with(Cell::get);
         let (trace_id, _root) = trace::emit_trace();
         let mut report = EmitReport::new(E::NAME, trace_id);
-        if depth >= self.inner.config.max_depth {
-            return self.refuse(report, depth);
+        if depth >= config.max_depth {
+            let limit = config.max_depth;
+            return self.refuse(report, Refusal::DepthLimit { depth, limit });
+        }
+        if config.validate_on_emit
+            && let Err(reason) = event.validate()
+        {
+            return self.refuse(report, Refusal::Invalid { reason });
         }
         let _depth = DepthGuard::enter(depth);
+        let replay = replayed.is_some() || REPLAYING.with(Cell::get);
         let ctx = EventContext {
             bus: self,
             name: E::NAME,
             source,
             metadata,
             trace_id,
-            sequence: next_sequence(),
+            sequence: replayed.map_or_else(next_sequence, RecordedEvent::sequence),
             depth,
             timestamp: OnceCell::new(),
+            replay,
         };
+        if let Some(record) = replayed {
+            let _ = ctx.timestamp.set(record.timestamp());
+        }
+        if let Some(history) = &self.inner.history
+            && (!replay || config.record_replays)
+        {
+            record_in(history, event, &ctx);
+        }
         let slot = E::__slot();
         let table = self.inner.routes.load();
         match table.route::<E>(slot.index()) {
@@ -348,17 +441,11 @@ impl EventBus {
 
     #[cold]
     #[inline(never)]
-    fn refuse(&self, mut report: EmitReport, depth: u32) -> EmitReport {
-        let refusal = Refusal::DepthLimit {
-            depth,
-            limit: self.inner.config.max_depth,
-        };
+    fn refuse(&self, mut report: EmitReport, refusal: Refusal) -> EmitReport {
         tracing::warn!(
             target: "sbox_events",
             trace_id = %report.trace_id,
             event = report.event,
-            depth,
-            limit = self.inner.config.max_depth,
             "emit refused: {refusal}"
         );
         report.refused = Some(refusal);
@@ -625,6 +712,31 @@ impl fmt::Debug for EventBus {
 
 static GLOBAL: OnceLock<EventBus> = OnceLock::new();
 
+struct RestoreReplaying(bool);
+
+impl Drop for RestoreReplaying {
+    fn drop(&mut self) {
+        let _ = REPLAYING.try_with(|r| r.set(self.0));
+    }
+}
+
+/// Appends the event being dispatched to the history, with the timestamp
+/// handlers will see.
+#[inline(never)]
+fn record_in<E: Event>(history: &History, event: &E, ctx: &EventContext<'_>) {
+    let record = history::record(
+        event,
+        ctx.source,
+        ctx.trace_id,
+        ctx.timestamp(),
+        ctx.sequence,
+        ctx.metadata,
+    );
+    if let Some(record) = record {
+        history.push(record);
+    }
+}
+
 struct ResetErrorFlag;
 
 impl Drop for ResetErrorFlag {
@@ -722,11 +834,36 @@ impl EventBusBuilder {
         self
     }
 
+    /// Refuse events whose [`Event::validate`] fails (default `false`): they
+    /// are not delivered, and the report says why ([`Refusal::Invalid`]).
+    /// Costs one call of the event's validation per emit when on.
+    pub fn validate_on_emit(mut self, enabled: bool) -> Self {
+        self.config.validate_on_emit = enabled;
+        self
+    }
+
+    /// Keep a history of emitted events, bounded to `bytes` (clamped to
+    /// [`MAX_HISTORY_BYTES`](crate::history::MAX_HISTORY_BYTES)); see
+    /// [`crate::history`] for what is counted and what it costs. Off by
+    /// default; [`DEFAULT_HISTORY_BYTES`](crate::history::DEFAULT_HISTORY_BYTES)
+    /// is a good size.
+    pub fn history(mut self, bytes: usize) -> Self {
+        self.config.history_bytes = Some(bytes);
+        self
+    }
+
+    /// Record replayed events in the history too (default `false`).
+    pub fn record_replays(mut self, enabled: bool) -> Self {
+        self.config.record_replays = enabled;
+        self
+    }
+
     /// The bus.
     pub fn build(self) -> EventBus {
         let bus = EventBus {
             inner: Arc::new(BusInner {
                 config: self.config,
+                history: self.config.history_bytes.map(History::new),
                 routes: ArcSwap::from_pointee(RouteTable::default()),
                 control: Mutex::new(Control::default()),
             }),
@@ -957,6 +1094,12 @@ pub enum Refusal {
         /// The bus's [`max_depth`](EventBusBuilder::max_depth).
         limit: u32,
     },
+    /// The event failed its validation on a bus built with
+    /// [`validate_on_emit`](EventBusBuilder::validate_on_emit).
+    Invalid {
+        /// What the validation said.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -967,6 +1110,7 @@ impl fmt::Display for Refusal {
                 "nesting depth {depth} reached the limit of {limit} nested emits \
                  (does a handler re-emit in a loop?)"
             ),
+            Refusal::Invalid { reason } => write!(f, "the event is invalid: {reason}"),
         }
     }
 }
@@ -996,3 +1140,50 @@ impl fmt::Display for UnknownHandler {
 }
 
 impl std::error::Error for UnknownHandler {}
+
+/// What [`EventBus::replay`] did.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayReport {
+    reports: Vec<EmitReport>,
+    errors: Vec<ReplayError>,
+}
+
+impl ReplayReport {
+    /// One report per replayed event, in order.
+    pub fn reports(&self) -> &[EmitReport] {
+        &self.reports
+    }
+
+    /// Records that could not be turned back into their event type.
+    pub fn errors(&self) -> &[ReplayError] {
+        &self.errors
+    }
+
+    /// Every record replayed, and every emit ok.
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty() && self.reports.iter().all(EmitReport::is_ok)
+    }
+}
+
+/// A record that could not be replayed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayError {
+    /// Its event name.
+    pub event: &'static str,
+    /// Its sequence number.
+    pub sequence: u64,
+    /// Why.
+    pub message: String,
+}
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot replay `{}` #{}: {}",
+            self.event, self.sequence, self.message
+        )
+    }
+}
+
+impl std::error::Error for ReplayError {}

@@ -18,14 +18,14 @@ use std::time::SystemTime;
 /// use sbox_events::Event;
 ///
 /// #[derive(Event, Serialize, Deserialize)]
-/// #[event(name = "subscription.fetched", source = "subscription_manager")]
-/// struct SubscriptionFetched {
-///     url: String,
-///     content_length: u64,
+/// #[event(name = "proxy.added", source = "proxy_pool")]
+/// struct ProxyAdded {
+///     host: String,
+///     port: u16,
 /// }
 ///
-/// assert_eq!(SubscriptionFetched::NAME, "subscription.fetched");
-/// assert_eq!(SubscriptionFetched::SOURCE, "subscription_manager");
+/// assert_eq!(ProxyAdded::NAME, "proxy.added");
+/// assert_eq!(ProxyAdded::SOURCE, "proxy_pool");
 /// ```
 ///
 /// Events are `Send + Sync + 'static` (handlers may run on any thread) and
@@ -43,6 +43,20 @@ pub trait Event: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 
     /// The default source recorded with each emit (overridable per emit with
     /// [`EmitOptions::source`](crate::EmitOptions::source)).
     const SOURCE: &'static str;
+
+    /// Checks the event's values at run time: the function given with
+    /// `#[event(validate = path::to::function)]`, or always `Ok` without one.
+    ///
+    /// Applied when events are imported
+    /// ([`history::import_jsonl`](crate::history::import_jsonl)) and, on buses
+    /// built with [`validate_on_emit`](crate::EventBusBuilder::validate_on_emit),
+    /// before delivery (an invalid event is refused, not delivered).
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    #[doc(hidden)]
+    const __FIELDS: &'static [(&'static str, &'static str)];
 
     #[doc(hidden)]
     type __Registry: crate::__private::HandlerRegistry<Self>;
@@ -65,6 +79,7 @@ pub struct EventContext<'a> {
     pub(crate) sequence: u64,
     pub(crate) depth: u32,
     pub(crate) timestamp: OnceCell<SystemTime>,
+    pub(crate) replay: bool,
 }
 
 impl<'a> EventContext<'a> {
@@ -115,6 +130,14 @@ impl<'a> EventContext<'a> {
         self.depth
     }
 
+    /// Whether this event is being replayed from history (see
+    /// [`EventBus::replay`](crate::EventBus::replay)), or was emitted by a
+    /// handler during a replay. A replayed event keeps its original trace
+    /// id, timestamp, sequence number, source and metadata.
+    pub fn is_replay(&self) -> bool {
+        self.replay
+    }
+
     /// The bus this event is being dispatched on, to emit follow-up events.
     /// They are delivered immediately (depth-first) in the same trace.
     pub fn bus(&self) -> &'a EventBus {
@@ -130,6 +153,7 @@ impl fmt::Debug for EventContext<'_> {
             .field("trace_id", &self.trace_id)
             .field("sequence", &self.sequence)
             .field("depth", &self.depth)
+            .field("replay", &self.replay)
             .field("metadata", &self.metadata)
             .finish_non_exhaustive()
     }
@@ -198,6 +222,20 @@ impl Metadata {
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Bytes this value owns on the heap (for the history's accounting).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let owned = |s: &Cow<'static, str>| match s {
+            Cow::Owned(s) => s.capacity(),
+            Cow::Borrowed(_) => 0,
+        };
+        self.entries.capacity() * std::mem::size_of::<(Cow<'static, str>, Cow<'static, str>)>()
+            + self
+                .entries
+                .iter()
+                .map(|(k, v)| owned(k) + owned(v))
+                .sum::<usize>()
     }
 }
 

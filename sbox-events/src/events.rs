@@ -14,6 +14,11 @@
 //! | [`ApplicationStopped`] | `application.stopped` | `application` |
 //! | [`ErrorOccurred`] | `error.occurred` | `event_bus` |
 //!
+//! Each event has run-time rules ([`Event::validate`],
+//! applied on import and, if the bus asks, on emit): names and URLs are not
+//! empty, counts agree with outcomes, export formats are known
+//! ([`EXPORT_FORMATS`]), sizes are not zero.
+//!
 //! The fields are the original design's, plus `duration_ms` on the events
 //! that end a timed step (fetch, whole pipeline, build), which
 //! [`MetricsCollector`](crate::metrics::MetricsCollector) turns into
@@ -42,7 +47,7 @@ use serde::{Deserialize, Serialize};
 
 /// A subscription's content was retrieved.
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[event(name = "subscription.fetched", source = "subscription_manager")]
+#[event(name = "subscription.fetched", source = "subscription_manager", validate = check_fetched)]
 pub struct SubscriptionFetched {
     /// Where it came from (URL or file path).
     pub url: String,
@@ -58,7 +63,7 @@ pub struct SubscriptionFetched {
 
 /// A subscription's content was parsed into server entries.
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[event(name = "subscription.parsed", source = "subscription_manager")]
+#[event(name = "subscription.parsed", source = "subscription_manager", validate = check_parsed)]
 pub struct SubscriptionParsed {
     /// Where it came from.
     pub url: String,
@@ -70,7 +75,7 @@ pub struct SubscriptionParsed {
 
 /// Parsed server entries were checked; invalid ones were dropped.
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[event(name = "subscription.validated", source = "subscription_manager")]
+#[event(name = "subscription.validated", source = "subscription_manager", validate = check_validated)]
 pub struct SubscriptionValidated {
     /// Where it came from.
     pub url: String,
@@ -82,7 +87,7 @@ pub struct SubscriptionValidated {
 
 /// A subscription went through the whole pipeline.
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[event(name = "subscription.processed", source = "subscription_manager")]
+#[event(name = "subscription.processed", source = "subscription_manager", validate = check_processed)]
 pub struct SubscriptionProcessed {
     /// Where it came from.
     pub url: String,
@@ -96,7 +101,7 @@ pub struct SubscriptionProcessed {
 
 /// A subscription could not be processed.
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[event(name = "subscription.failed", source = "subscription_manager")]
+#[event(name = "subscription.failed", source = "subscription_manager", validate = check_failed)]
 pub struct SubscriptionFailed {
     /// Where it came from.
     pub url: String,
@@ -108,7 +113,7 @@ pub struct SubscriptionFailed {
 
 /// A configuration was generated.
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[event(name = "config.built", source = "config_builder")]
+#[event(name = "config.built", source = "config_builder", validate = check_built)]
 pub struct ConfigBuilt {
     /// Servers (outbounds) in it.
     pub servers_count: u64,
@@ -124,7 +129,7 @@ pub struct ConfigBuilt {
 
 /// A configuration was written out.
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[event(name = "config.exported", source = "config_builder")]
+#[event(name = "config.exported", source = "config_builder", validate = check_exported)]
 pub struct ConfigExported {
     /// Where it was written.
     pub path: String,
@@ -136,7 +141,7 @@ pub struct ConfigExported {
 
 /// A configuration was checked.
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[event(name = "config.validated", source = "config_builder")]
+#[event(name = "config.validated", source = "config_builder", validate = check_config_validated)]
 pub struct ConfigValidated {
     /// Output format checked against.
     pub export_format: String,
@@ -148,7 +153,7 @@ pub struct ConfigValidated {
 
 /// The application started.
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[event(name = "application.started", source = "application")]
+#[event(name = "application.started", source = "application", validate = check_started)]
 pub struct ApplicationStarted {
     /// Application name.
     pub app: String,
@@ -169,7 +174,7 @@ pub struct ApplicationStopped {
 /// Something failed. The bus emits this for every failing handler (see
 /// [`crate::bus`]); applications emit it for their own errors too.
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[event(name = "error.occurred", source = "event_bus")]
+#[event(name = "error.occurred", source = "event_bus", validate = check_error)]
 pub struct ErrorOccurred {
     /// What went wrong, for people.
     pub error: String,
@@ -179,4 +184,92 @@ pub struct ErrorOccurred {
     pub event: String,
     /// The failing handler or component.
     pub handler: String,
+}
+
+/// Export formats the config events accept.
+pub const EXPORT_FORMATS: [&str; 4] = ["sing-box", "clash", "xray", "json"];
+
+fn non_empty(field: &str, value: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err(format!("`{field}` is empty"));
+    }
+    Ok(())
+}
+
+fn known_format(value: &str) -> Result<(), String> {
+    if !EXPORT_FORMATS.contains(&value) {
+        return Err(format!(
+            "`export_format` {value:?} is not one of {}",
+            EXPORT_FORMATS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn positive_size(value: u64) -> Result<(), String> {
+    if value == 0 {
+        return Err("`file_size` is 0".to_owned());
+    }
+    Ok(())
+}
+
+fn check_fetched(e: &SubscriptionFetched) -> Result<(), String> {
+    non_empty("url", &e.url)?;
+    non_empty("content_type", &e.content_type)
+}
+
+fn check_parsed(e: &SubscriptionParsed) -> Result<(), String> {
+    non_empty("url", &e.url)?;
+    non_empty("format", &e.format)
+}
+
+fn check_validated(e: &SubscriptionValidated) -> Result<(), String> {
+    non_empty("url", &e.url)
+}
+
+fn check_processed(e: &SubscriptionProcessed) -> Result<(), String> {
+    non_empty("url", &e.url)?;
+    match (e.success, e.servers_count) {
+        (true, 0) => Err("`success` is true but `servers_count` is 0".to_owned()),
+        (false, n) if n > 0 => Err(format!("`success` is false but `servers_count` is {n}")),
+        _ => Ok(()),
+    }
+}
+
+fn check_failed(e: &SubscriptionFailed) -> Result<(), String> {
+    non_empty("url", &e.url)?;
+    non_empty("error", &e.error)?;
+    non_empty("error_type", &e.error_type)
+}
+
+fn check_built(e: &ConfigBuilt) -> Result<(), String> {
+    known_format(&e.export_format)?;
+    positive_size(e.file_size)
+}
+
+fn check_exported(e: &ConfigExported) -> Result<(), String> {
+    non_empty("path", &e.path)?;
+    known_format(&e.export_format)?;
+    positive_size(e.file_size)
+}
+
+fn check_config_validated(e: &ConfigValidated) -> Result<(), String> {
+    known_format(&e.export_format)?;
+    if e.valid != e.errors.is_empty() {
+        return Err(format!(
+            "`valid` is {} but there are {} errors",
+            e.valid,
+            e.errors.len()
+        ));
+    }
+    Ok(())
+}
+
+fn check_started(e: &ApplicationStarted) -> Result<(), String> {
+    non_empty("app", &e.app)
+}
+
+fn check_error(e: &ErrorOccurred) -> Result<(), String> {
+    non_empty("error", &e.error)?;
+    non_empty("error_type", &e.error_type)
 }

@@ -20,19 +20,19 @@
 //! use sbox_events::{handler, Event, EventBus, EventContext};
 //!
 //! #[derive(Event, Serialize, Deserialize)]
-//! #[event(name = "subscription.fetched", source = "subscription_manager")]
-//! pub struct SubscriptionFetched {
-//!     pub url: String,
-//!     pub content_length: u64,
+//! #[event(name = "proxy.added", source = "proxy_pool")]
+//! pub struct ProxyAdded {
+//!     pub host: String,
+//!     pub port: u16,
 //! }
 //!
 //! #[handler(priority = 10)]
-//! fn log_fetch(event: &SubscriptionFetched, ctx: &EventContext) {
-//!     println!("[{}] fetched {} bytes from {}", ctx.trace_id().short(), event.content_length, event.url);
+//! fn log_proxy(event: &ProxyAdded, ctx: &EventContext) {
+//!     println!("[{}] new proxy {}:{}", ctx.trace_id().short(), event.host, event.port);
 //! }
 //!
 //! let bus = EventBus::new();
-//! let report = bus.emit(SubscriptionFetched { url: "https://example.com/sub".into(), content_length: 512 });
+//! let report = bus.emit(ProxyAdded { host: "203.0.113.7".into(), port: 443 });
 //! assert_eq!(report.delivered(), 1);
 //! ```
 //!
@@ -67,9 +67,11 @@ extern crate self as sbox_events;
 mod any;
 pub mod audit;
 pub mod bus;
+pub mod catalog;
 mod event;
 pub mod events;
 mod handler;
+pub mod history;
 pub mod metrics;
 mod registry;
 mod routes;
@@ -79,7 +81,7 @@ pub mod trace;
 pub use any::{AnyEvent, EventSelector, EventType, SelectorError};
 pub use bus::{
     DEFAULT_MAX_DEPTH, EmitOptions, EmitReport, EventBus, EventBusBuilder, FailurePolicy, Refusal,
-    SubscribeOptions, Subscription, UnknownHandler,
+    ReplayError, ReplayReport, SubscribeOptions, Subscription, UnknownHandler,
 };
 pub use event::{Event, EventContext, Metadata};
 pub use handler::{FailureKind, HandlerError, HandlerFailure, IntoHandlerResult};
@@ -94,8 +96,8 @@ pub use trace::TraceId;
 /// use sbox_events::Event;
 ///
 /// #[derive(Event, Serialize, Deserialize)]
-/// #[event(name = "config.exported", source = "config_builder")]
-/// pub struct ConfigExported {
+/// #[event(name = "report.exported", source = "reporting")]
+/// pub struct ReportExported {
 ///     pub path: String,
 ///     pub file_size: u64,
 /// }
@@ -121,25 +123,25 @@ pub use sbox_events_derive::Event;
 /// use sbox_events::{handler, Event, EventBus, EventContext};
 ///
 /// #[derive(Event, Serialize, Deserialize)]
-/// #[event(name = "config.exported")]
-/// pub struct ConfigExported { pub path: String }
+/// #[event(name = "report.written")]
+/// pub struct ReportWritten { pub path: String }
 ///
 /// /// Runs before handlers with a lower priority.
-/// #[handler(priority = 100, name = "audit.config_exported")]
-/// fn audit(event: &ConfigExported, ctx: &EventContext) -> Result<(), std::io::Error> {
+/// #[handler(priority = 100, name = "audit.report_written")]
+/// fn audit(event: &ReportWritten, ctx: &EventContext) -> Result<(), std::io::Error> {
 ///     println!("{} wrote {}", ctx.source(), event.path);
 ///     Ok(())
 /// }
 ///
 /// #[handler]
-/// fn count(_: &ConfigExported) {}
+/// fn count(_: &ReportWritten) {}
 ///
-/// let handlers = EventBus::new().handlers::<ConfigExported>();
-/// assert_eq!(handlers[0].name(), "audit.config_exported");
+/// let handlers = EventBus::new().handlers::<ReportWritten>();
+/// assert_eq!(handlers[0].name(), "audit.report_written");
 /// assert!(handlers[1].name().ends_with("::count")); // `your_crate::module::count`
 ///
 /// // Still an ordinary function:
-/// count(&ConfigExported { path: "out.json".into() });
+/// count(&ReportWritten { path: "out.json".into() });
 /// ```
 ///
 /// The function takes `&E` or `(&E, &EventContext)` and returns `()` or

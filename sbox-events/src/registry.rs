@@ -12,8 +12,10 @@
 //! Cost: the slice is built once per event type per process; after that,
 //! finding an event's static handlers is one atomic load.
 
+use crate::bus::{EmitReport, EventBus};
 use crate::event::{Event, EventContext};
 use crate::handler::HandlerError;
+use crate::history::RecordedEvent;
 use crate::routes::{Control, RouteConfig, RouteTable};
 use std::any::Any;
 use std::borrow::Cow;
@@ -243,6 +245,17 @@ pub(crate) trait ErasedEvent: Sync {
     fn has_static_handler(&self, name: &str) -> bool;
     fn rebuild(&self, config: RouteConfig, control: &mut Control, table: &mut RouteTable);
     fn to_json(&self, value: &dyn Any) -> Result<serde_json::Value, serde_json::Error>;
+    fn fields(&self) -> &'static [(&'static str, &'static str)];
+    /// Deserializes `json` as this type and validates it.
+    fn check_json(&self, json: &str) -> Result<(), JsonProblem>;
+    /// Re-dispatches a record of this type on `bus`.
+    fn replay(&self, bus: &EventBus, record: &RecordedEvent) -> Result<EmitReport, String>;
+}
+
+/// Why JSON is not a valid event of a type.
+pub(crate) enum JsonProblem {
+    Schema(String),
+    Invalid(String),
 }
 
 pub(crate) struct EventVTable<E>(PhantomData<fn() -> E>);
@@ -282,6 +295,21 @@ impl<E: Event> ErasedEvent for EventVTable<E> {
 
     fn rebuild(&self, config: RouteConfig, control: &mut Control, table: &mut RouteTable) {
         crate::routes::rebuild_route::<E>(config, control, table, None);
+    }
+
+    fn fields(&self) -> &'static [(&'static str, &'static str)] {
+        E::__FIELDS
+    }
+
+    fn check_json(&self, json: &str) -> Result<(), JsonProblem> {
+        let event: E =
+            serde_json::from_str(json).map_err(|e| JsonProblem::Schema(e.to_string()))?;
+        event.validate().map_err(JsonProblem::Invalid)
+    }
+
+    fn replay(&self, bus: &EventBus, record: &RecordedEvent) -> Result<EmitReport, String> {
+        let event: E = serde_json::from_str(record.data()).map_err(|e| e.to_string())?;
+        Ok(bus.dispatch_replay(&event, record))
     }
 
     fn to_json(&self, value: &dyn Any) -> Result<serde_json::Value, serde_json::Error> {

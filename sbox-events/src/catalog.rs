@@ -1,0 +1,195 @@
+//! The link-time registry, introspected: every event type (name, source,
+//! Rust type, fields with their types) and every `#[handler]` (name, event,
+//! priority, module), plus an explicit check for duplicate event names.
+//!
+//! ```rust,standalone_crate
+//! use sbox_events::catalog;
+//!
+//! let catalog = catalog::catalog();
+//! let built = catalog.events.iter().find(|e| e.name == "config.built").expect("linked");
+//! assert_eq!(built.rust_type, "sbox_events::events::ConfigBuilt");
+//! assert_eq!(built.fields[0].name, "servers_count");
+//! assert_eq!(built.fields[0].rust_type, "u64");
+//! catalog::check().expect("no two event types share a name");
+//! ```
+//!
+//! Two event types with the same name compile and link (the linker cannot
+//! know), but make name-based features ambiguous: an imported record of that
+//! name cannot be resolved, and selectors match both. Call [`check`] at
+//! start-up (or in a test) to catch it.
+
+use crate::any::EventType;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::{self, Write};
+
+/// Everything linked into the binary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Catalog {
+    /// Event types, by name (then Rust type).
+    pub events: Vec<EventEntry>,
+    /// Names that belong to more than one event type.
+    pub duplicates: Vec<DuplicateName>,
+}
+
+/// One event type.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EventEntry {
+    /// `Event::NAME`.
+    pub name: &'static str,
+    /// `Event::SOURCE`.
+    pub source: &'static str,
+    /// The Rust type's path.
+    pub rust_type: &'static str,
+    /// The struct's fields, in declaration order (tuple fields are `0`, `1`...).
+    pub fields: Vec<FieldEntry>,
+    /// Its `#[handler]`s, in dispatch order.
+    pub handlers: Vec<HandlerEntry>,
+}
+
+/// One field of an event type.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldEntry {
+    /// Field name.
+    pub name: &'static str,
+    /// Its type, as written in the struct.
+    pub rust_type: &'static str,
+}
+
+/// One `#[handler]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HandlerEntry {
+    /// Its name (its path unless `name = ".."` was given).
+    pub name: String,
+    /// The event it handles.
+    pub event: &'static str,
+    /// Its priority.
+    pub priority: i32,
+    /// The function's full path.
+    pub path: &'static str,
+    /// The module it is defined in.
+    pub module: &'static str,
+}
+
+/// A name shared by several event types.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DuplicateName {
+    /// The name.
+    pub name: &'static str,
+    /// The Rust types that claim it.
+    pub rust_types: Vec<&'static str>,
+}
+
+/// Reads the catalog.
+pub fn catalog() -> Catalog {
+    let types = EventType::all();
+    let mut by_name: BTreeMap<&'static str, Vec<&'static str>> = BTreeMap::new();
+    for t in &types {
+        by_name.entry(t.name()).or_default().push(t.rust_type());
+    }
+    let duplicates = by_name
+        .into_iter()
+        .filter(|(_, rust_types)| rust_types.len() > 1)
+        .map(|(name, rust_types)| DuplicateName { name, rust_types })
+        .collect();
+    let events = types
+        .into_iter()
+        .map(|t| EventEntry {
+            name: t.name(),
+            source: t.source(),
+            rust_type: t.rust_type(),
+            fields: t
+                .0
+                .fields()
+                .iter()
+                .map(|&(name, rust_type)| FieldEntry { name, rust_type })
+                .collect(),
+            handlers: t
+                .static_handlers()
+                .into_iter()
+                .map(|h| {
+                    let path = match h.origin() {
+                        crate::HandlerOrigin::Static { path } => path,
+                        crate::HandlerOrigin::Subscription { .. } => "",
+                    };
+                    HandlerEntry {
+                        name: h.name().to_owned(),
+                        event: h.event(),
+                        priority: h.priority(),
+                        path,
+                        module: path.rsplit_once("::").map_or("", |(module, _)| module),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Catalog { events, duplicates }
+}
+
+/// Fails if two event types linked into the binary share a name.
+pub fn check() -> Result<(), DuplicateEvents> {
+    let duplicates = catalog().duplicates;
+    if duplicates.is_empty() {
+        Ok(())
+    } else {
+        Err(DuplicateEvents(duplicates))
+    }
+}
+
+/// [`check`] found names used by several event types.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DuplicateEvents(pub Vec<DuplicateName>);
+
+impl fmt::Display for DuplicateEvents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("event names used by more than one type: ")?;
+        for (i, dup) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "\"{}\" ({})", dup.name, dup.rust_types.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DuplicateEvents {}
+
+impl Catalog {
+    /// A readable listing: one block per event, fields then handlers.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let handlers: usize = self.events.iter().map(|e| e.handlers.len()).sum();
+        let _ = writeln!(
+            out,
+            "{} event types, {handlers} #[handler]s",
+            self.events.len()
+        );
+        for event in &self.events {
+            let _ = writeln!(
+                out,
+                "\n{}  (source {}, type {})",
+                event.name, event.source, event.rust_type
+            );
+            for field in &event.fields {
+                let _ = writeln!(out, "    {}: {}", field.name, field.rust_type);
+            }
+            for handler in &event.handlers {
+                let _ = writeln!(
+                    out,
+                    "  -> {} (priority {}, in {})",
+                    handler.name, handler.priority, handler.module
+                );
+            }
+        }
+        for dup in &self.duplicates {
+            let _ = writeln!(
+                out,
+                "\nDUPLICATE name \"{}\": {}",
+                dup.name,
+                dup.rust_types.join(", ")
+            );
+        }
+        out
+    }
+}

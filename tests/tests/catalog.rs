@@ -1,0 +1,106 @@
+//! The catalog: event types with their fields, handlers with their modules.
+
+use sbox_events::catalog::{self, FieldEntry};
+use sbox_events::{Event, EventContext, handler};
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "test.parcel_weighed", source = "scale")]
+struct ParcelWeighed {
+    parcel: String,
+    grams: u32,
+    r#type: Option<Vec<String>>,
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "test.pair")]
+struct Pair(u8, String);
+
+mod shipping {
+    use super::*;
+
+    #[handler(priority = 3)]
+    fn label(_: &ParcelWeighed) {}
+
+    #[handler(name = "postage")]
+    fn postage(_: &ParcelWeighed, _: &EventContext) {}
+}
+
+#[test]
+fn events_list_their_fields_and_handlers() {
+    let catalog = catalog::catalog();
+    let parcel = catalog
+        .events
+        .iter()
+        .find(|e| e.name == "test.parcel_weighed")
+        .expect("linked");
+    assert_eq!(
+        (parcel.source, parcel.rust_type),
+        ("scale", "catalog::ParcelWeighed")
+    );
+    let field = |name, rust_type| FieldEntry { name, rust_type };
+    assert_eq!(
+        parcel.fields,
+        [
+            field("parcel", "String"),
+            field("grams", "u32"),
+            field("type", "Option<Vec<String>>")
+        ]
+    );
+    let handlers: Vec<(&str, i32, &str)> = parcel
+        .handlers
+        .iter()
+        .map(|h| (h.name.as_str(), h.priority, h.module))
+        .collect();
+    assert_eq!(
+        handlers,
+        [
+            ("catalog::shipping::label", 3, "catalog::shipping"),
+            ("postage", 0, "catalog::shipping")
+        ]
+    );
+    assert_eq!(parcel.handlers[1].path, "catalog::shipping::postage");
+
+    let pair = catalog
+        .events
+        .iter()
+        .find(|e| e.name == "test.pair")
+        .expect("linked");
+    assert_eq!(pair.fields, [field("0", "u8"), field("1", "String")]);
+
+    let names: Vec<&str> = catalog.events.iter().map(|e| e.name).collect();
+    for original in [
+        "subscription.fetched",
+        "config.built",
+        "error.occurred",
+        "application.stopped",
+    ] {
+        assert!(names.contains(&original), "{original}");
+    }
+    assert!(catalog.duplicates.is_empty());
+    catalog::check().expect("no duplicates here");
+}
+
+#[test]
+fn the_catalog_renders_as_text_and_json() {
+    let catalog = catalog::catalog();
+    let text = catalog.render_text();
+    assert!(
+        text.contains(
+            "test.parcel_weighed  (source scale, type catalog::ParcelWeighed)\n    parcel: String\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("  -> postage (priority 0, in catalog::shipping)\n"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&catalog).expect("serializable");
+    assert!(
+        json["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["name"] == "test.pair")
+    );
+}
