@@ -232,6 +232,13 @@ impl EventBus {
         self.dispatch(&event, E::SOURCE, &EMPTY_METADATA, None)
     }
 
+    /// Like [`emit`](EventBus::emit), for an event the caller keeps (to
+    /// emit it again, store it...): nothing is cloned.
+    #[inline]
+    pub fn emit_ref<E: Event>(&self, event: &E) -> EmitReport {
+        self.dispatch(event, E::SOURCE, &EMPTY_METADATA, None)
+    }
+
     /// Like [`emit`](EventBus::emit), with an explicit source and metadata.
     ///
     /// ```
@@ -356,19 +363,29 @@ impl EventBus {
             record_in(history, event, &ctx);
         }
         let slot = E::__slot();
-        let table = self.inner.routes.load();
-        match table.route::<E>(slot.index()) {
+        // While no bus has a route for `E`, skip loading the table: the
+        // answer would be "no route" (see `EventSlot::routed`).
+        let table;
+        let route = if slot.routed.load(Ordering::Relaxed) == 0 {
+            None
+        } else {
+            table = self.inner.routes.load();
+            table.route::<E>(slot.index())
+        };
+        match route {
             Some((route, [])) => {
+                report.delivered = route.entries.len();
                 for entry in route.entries.iter() {
-                    if let Err(failure) = call_entry(entry, event, &ctx, &mut report) {
+                    if let Err(failure) = call_entry(entry, event, &ctx) {
                         self.handler_failed(entry.name(), failure, &ctx, &mut report);
                     }
                 }
             }
             Some((route, stats)) => {
+                report.delivered = route.entries.len();
                 for (entry, stats) in route.entries.iter().zip(stats) {
                     let started = Instant::now();
-                    let result = call_entry(entry, event, &ctx, &mut report);
+                    let result = call_entry(entry, event, &ctx);
                     let outcome = match &result {
                         Ok(()) => Outcome::Ok,
                         Err(Failure::Error(_)) => Outcome::Error,
@@ -380,9 +397,10 @@ impl EventBus {
                     }
                 }
             }
-            None if self.inner.config.static_handlers => {
-                for record in slot.statics() {
-                    report.delivered += 1;
+            None if config.static_handlers => {
+                let statics = slot.statics();
+                report.delivered = statics.len();
+                for record in statics {
                     if let Err(failure) = isolate(|| (record.call)(event, &ctx)) {
                         self.handler_failed(record.name, failure, &ctx, &mut report);
                     }
@@ -436,7 +454,7 @@ impl EventBus {
                 handler: failure.handler().to_owned(),
             });
         }
-        report.failures.push(failure);
+        report.issues().failures.push(failure);
     }
 
     #[cold]
@@ -448,7 +466,7 @@ impl EventBus {
             event = report.event,
             "emit refused: {refusal}"
         );
-        report.refused = Some(refusal);
+        report.issues().refused = Some(refusal);
         report
     }
 
@@ -677,9 +695,7 @@ fn call_entry<E: Event>(
     entry: &Entry<E>,
     event: &E,
     ctx: &EventContext<'_>,
-    report: &mut EmitReport,
 ) -> Result<(), Failure> {
-    report.delivered += 1;
     match entry {
         Entry::Static(record) => isolate(|| (record.call)(event, ctx)),
         Entry::Typed(sub) => isolate(|| (sub.call)(event, ctx)),
@@ -745,6 +761,12 @@ impl Drop for ResetErrorFlag {
     }
 }
 
+impl Drop for BusInner {
+    fn drop(&mut self) {
+        self.routes.load().release_counts();
+    }
+}
+
 impl BusInner {
     fn lock(&self) -> MutexGuard<'_, Control> {
         // Only our own code runs under this lock; a poisoned lock means it
@@ -756,9 +778,11 @@ impl BusInner {
     /// A copy-on-write change of the route table, under the control lock.
     fn change(&self, change: impl FnOnce(RouteConfig, &mut Control, &mut RouteTable)) {
         let mut control = self.lock();
-        let mut table = RouteTable::clone(&self.routes.load());
+        let current = self.routes.load_full();
+        let mut table = RouteTable::clone(&current);
         change(self.config.routes(), &mut control, &mut table);
-        self.routes.store(Arc::new(table));
+        let table = Arc::new(table);
+        current.swap_counts(&table, || self.routes.store(Arc::clone(&table)));
     }
 }
 
@@ -1008,11 +1032,19 @@ impl fmt::Debug for Subscription {
 }
 
 /// What happened to one emit.
+///
+/// Small on purpose (failures and refusals live behind one pointer, which is
+/// null when all went well): returning and dropping it is a few moves.
 #[derive(Clone, Debug)]
 pub struct EmitReport {
     event: &'static str,
     trace_id: TraceId,
     delivered: usize,
+    issues: Option<Box<Issues>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Issues {
     failures: Vec<HandlerFailure>,
     refused: Option<Refusal>,
 }
@@ -1023,9 +1055,12 @@ impl EmitReport {
             event,
             trace_id,
             delivered: 0,
-            failures: Vec::new(),
-            refused: None,
+            issues: None,
         }
+    }
+
+    fn issues(&mut self) -> &mut Issues {
+        self.issues.get_or_insert_with(Box::default)
     }
 
     /// The event's name.
@@ -1045,28 +1080,28 @@ impl EmitReport {
 
     /// How many handlers were called and succeeded.
     pub fn succeeded(&self) -> usize {
-        self.delivered - self.failures.len()
+        self.delivered - self.failures().len()
     }
 
     /// The handlers that returned `Err` or panicked, in call order.
     pub fn failures(&self) -> &[HandlerFailure] {
-        &self.failures
+        self.issues.as_ref().map_or(&[], |i| &i.failures)
     }
 
     /// Why the event was not delivered at all, if it was refused.
     pub fn refused(&self) -> Option<&Refusal> {
-        self.refused.as_ref()
+        self.issues.as_ref()?.refused.as_ref()
     }
 
     /// No failure and not refused.
     pub fn is_ok(&self) -> bool {
-        self.failures.is_empty() && self.refused.is_none()
+        self.issues.is_none()
     }
 }
 
 impl fmt::Display for EmitReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(refusal) = &self.refused {
+        if let Some(refusal) = self.refused() {
             return write!(f, "`{}` refused: {refusal}", self.event);
         }
         write!(
@@ -1074,9 +1109,9 @@ impl fmt::Display for EmitReport {
             "`{}` delivered to {} handler(s), {} failed",
             self.event,
             self.delivered,
-            self.failures.len()
+            self.failures().len()
         )?;
-        for failure in &self.failures {
+        for failure in self.failures() {
             write!(f, "; {failure}")?;
         }
         Ok(())

@@ -9,8 +9,14 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// The error of a handler that returned `Err`: its message and error type.
+///
+/// One pointer wide, so a handler's `Result<(), HandlerError>` comes back in
+/// a register on the success path.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HandlerError {
+pub struct HandlerError(Box<ErrorInner>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ErrorInner {
     message: String,
     error_type: &'static str,
 }
@@ -19,26 +25,26 @@ impl HandlerError {
     /// An error with this message; `error_type` names its kind (the
     /// [`IntoHandlerResult`] conversion uses the Rust type name of `E`).
     pub fn new(message: impl Into<String>, error_type: &'static str) -> HandlerError {
-        HandlerError {
+        HandlerError(Box::new(ErrorInner {
             message: message.into(),
             error_type,
-        }
+        }))
     }
 
     /// The error's `Display` text.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The kind of error, e.g. `std::io::error::Error`.
     pub fn error_type(&self) -> &'static str {
-        self.error_type
+        self.0.error_type
     }
 }
 
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.0.message)
     }
 }
 
@@ -96,8 +102,14 @@ impl IntoHandlerResult for Never {
 impl<E: fmt::Display> IntoHandlerResult for Result<(), E> {
     #[inline]
     fn into_handler_result(self) -> Result<(), HandlerError> {
-        self.map_err(|err| HandlerError::new(err.to_string(), std::any::type_name::<E>()))
+        self.map_err(|err| handler_error(&err, std::any::type_name::<E>()))
     }
+}
+
+#[cold]
+#[inline(never)]
+fn handler_error(err: &dyn fmt::Display, error_type: &'static str) -> HandlerError {
+    HandlerError::new(err.to_string(), error_type)
 }
 
 /// One handler that failed during an emit.
@@ -130,8 +142,8 @@ impl HandlerFailure {
             handler,
             event,
             kind: FailureKind::Error,
-            message: err.message,
-            error_type: err.error_type,
+            message: err.0.message,
+            error_type: err.0.error_type,
         }
     }
 

@@ -24,7 +24,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, size_of};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// The signature of the wrapper `#[handler]` generates around a handler.
 pub type HandlerFn<E> = fn(&E, &EventContext<'_>) -> Result<(), HandlerError>;
@@ -103,6 +103,9 @@ pub const fn registration<E: Event>(record: HandlerRecord<E>) -> E::__Registry {
 pub struct EventSlot<E: 'static> {
     /// Index into each bus's route table; 0 until first use.
     index: AtomicU32,
+    /// How many buses have a route (a table entry) for this type now. While
+    /// it is 0, `emit` runs the `#[handler]`s without loading any table.
+    pub(crate) routed: AtomicUsize,
     statics: OnceLock<&'static [&'static HandlerRecord<E>]>,
 }
 
@@ -114,6 +117,7 @@ impl<E> EventSlot<E> {
     pub const fn new() -> Self {
         EventSlot {
             index: AtomicU32::new(0),
+            routed: AtomicUsize::new(0),
             statics: OnceLock::new(),
         }
     }

@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Writer-side state of a bus; `emit` never takes its lock.
 #[derive(Default)]
@@ -51,6 +52,8 @@ pub(crate) struct RouteTable {
 struct Slot {
     /// A `Route<E>` for the slot's event type.
     route: Arc<dyn Any + Send + Sync>,
+    /// The event type's count of buses with a route (`EventSlot::routed`).
+    routed: &'static AtomicUsize,
     /// Parallel to the route's entries when the bus collects handler
     /// statistics, empty otherwise.
     stats: Arc<[Arc<StatsCell>]>,
@@ -68,6 +71,33 @@ impl RouteTable {
         match self.slots.get(index).and_then(Option::as_ref) {
             Some(slot) => &slot.stats,
             None => &[],
+        }
+    }
+
+    /// Keeps each event type's `routed` count in step when `next` replaces
+    /// `self` as a bus's current table: counts go up before the swap (an
+    /// emit that sees the count then finds the route) and down after it.
+    pub(crate) fn swap_counts(&self, next: &RouteTable, swap: impl FnOnce()) {
+        let len = self.slots.len().max(next.slots.len());
+        let at =
+            |t: &RouteTable, i: usize| t.slots.get(i).and_then(Option::as_ref).map(|s| s.routed);
+        for i in 0..len {
+            if let (None, Some(routed)) = (at(self, i), at(next, i)) {
+                routed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        swap();
+        for i in 0..len {
+            if let (Some(routed), None) = (at(self, i), at(next, i)) {
+                routed.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Gives back this (current) table's counts when its bus is dropped.
+    pub(crate) fn release_counts(&self) {
+        for slot in self.slots.iter().flatten() {
+            slot.routed.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -246,6 +276,7 @@ pub(crate) fn rebuild_route<E: Event>(
         index,
         Some(Slot {
             route: Arc::new(route),
+            routed: &E::__slot().routed,
             stats,
         }),
     );

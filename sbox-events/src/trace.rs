@@ -53,8 +53,8 @@
 //! # Cost
 //!
 //! Reading the current trace is one thread-local read. [`TraceId::random`] uses
-//! a thread-local ChaCha generator seeded once from the OS (no system call per
-//! id; about 8 ns).
+//! a per-thread wyrand generator (`fastrand`) seeded once from the operating
+//! system: no system call per id, a few nanoseconds.
 //!
 //! [W3C Trace Context]: https://www.w3.org/TR/trace-context/
 
@@ -92,12 +92,24 @@ use std::cell::{Cell, RefCell};
 pub struct TraceId(NonZeroU128);
 
 impl TraceId {
-    /// A fresh random id.
+    /// A fresh random id: 128 random bits (never zero) from a per-thread
+    /// generator seeded from the operating system, so no system call per id.
     pub fn random() -> TraceId {
-        // A v4 UUID has its version bits set, so it is never zero; W3C asks
-        // for the right-most 7 bytes to be random, which they are.
-        let value = uuid::Uuid::new_v4().as_u128();
-        TraceId(NonZeroU128::new(value).unwrap_or(NonZeroU128::MIN))
+        RNG_STATE.with(|state| {
+            let seed = match state.get() {
+                0 => os_seed(),
+                seed => seed,
+            };
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let value = loop {
+                // Zero has a 2^-128 chance; W3C forbids it, so draw again.
+                if let Some(value) = NonZeroU128::new(rng.u128(..)) {
+                    break value;
+                }
+            };
+            state.set(rng.get_seed());
+            TraceId(value)
+        })
     }
 
     /// The id with this value, or `None` for zero (W3C forbids an all-zero id).
@@ -455,10 +467,21 @@ impl std::error::Error for ParseTraceError {}
 // drops restore the right value.
 
 thread_local! {
+    /// The trace-id generator's state; 0 until first use on the thread.
+    static RNG_STATE: Cell<u64> = const { Cell::new(0) };
     static CURRENT: Cell<u128> = const { Cell::new(0) };
     static ROOT: Cell<u128> = const { Cell::new(0) };
     static SCOPES: RefCell<Vec<(u64, u128)>> = const { RefCell::new(Vec::new()) };
+    /// `SCOPES.len()`, readable without touching the `RefCell`.
+    static OPEN_SCOPES: Cell<usize> = const { Cell::new(0) };
     static NEXT_SCOPE: Cell<u64> = const { Cell::new(1) };
+}
+
+/// 64 random bits from the OS: std's `RandomState` keys come from the
+/// operating system's generator (once per thread, then varied per instance).
+fn os_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x5b0c_e7e1_u64) | 1
 }
 
 /// The current thread's trace, if any scope is open.
@@ -467,9 +490,15 @@ pub fn current() -> Option<TraceId> {
     TraceId::from_u128(CURRENT.with(Cell::get))
 }
 
+/// Recomputes `CURRENT` after a scope closed. `try_with`: during thread
+/// teardown the locals may be gone already.
 fn refresh_current() {
-    let top = SCOPES.with(|scopes| scopes.borrow().last().map(|&(_, id)| id));
-    CURRENT.with(|c| c.set(top.unwrap_or_else(|| ROOT.with(Cell::get))));
+    let top = SCOPES
+        .try_with(|scopes| scopes.borrow().last().map(|&(_, id)| id))
+        .ok()
+        .flatten();
+    let root = ROOT.try_with(Cell::get).unwrap_or(0);
+    let _ = CURRENT.try_with(|c| c.set(top.unwrap_or(root)));
 }
 
 /// Makes `id` the current trace until the returned guard is dropped.
@@ -493,6 +522,7 @@ pub fn enter(id: TraceId) -> TraceScope {
         v
     });
     SCOPES.with(|scopes| scopes.borrow_mut().push((scope_id, id.as_u128())));
+    OPEN_SCOPES.with(|n| n.set(n.get() + 1));
     CURRENT.with(|c| c.set(id.as_u128()));
     TraceScope {
         scope_id,
@@ -511,14 +541,14 @@ pub struct TraceScope {
 
 impl Drop for TraceScope {
     fn drop(&mut self) {
-        // `try_with`: during thread teardown the locals may be gone already.
         let _ = SCOPES.try_with(|scopes| {
             let mut scopes = scopes.borrow_mut();
             if let Some(pos) = scopes.iter().rposition(|&(id, _)| id == self.scope_id) {
                 scopes.remove(pos);
             }
         });
-        let _ = SCOPES.try_with(|_| refresh_current());
+        let _ = OPEN_SCOPES.try_with(|n| n.set(n.get().saturating_sub(1)));
+        refresh_current();
     }
 }
 
@@ -550,23 +580,37 @@ pub(crate) fn emit_trace() -> (TraceId, Option<RootGuard>) {
     let id = TraceId::random();
     ROOT.with(|r| r.set(id.as_u128()));
     CURRENT.with(|c| c.set(id.as_u128()));
+    (
+        id,
+        Some(RootGuard {
+            _span: root_span(id),
+        }),
+    )
+}
+
+/// The implicit root's span, boxed so the guard stays one pointer wide. No
+/// span at all (not even a disabled one) until some `tracing` subscriber has
+/// been installed: that check is one relaxed load.
+fn root_span(id: TraceId) -> Option<Box<tracing::span::EnteredSpan>> {
+    if !tracing::dispatcher::has_been_set() {
+        return None;
+    }
     let span = id.span();
-    let entered = if span.is_disabled() {
-        None
-    } else {
-        Some(span.entered())
-    };
-    (id, Some(RootGuard { _span: entered }))
+    (!span.is_disabled()).then(|| Box::new(span.entered()))
 }
 
 pub(crate) struct RootGuard {
-    _span: Option<tracing::span::EnteredSpan>,
+    _span: Option<Box<tracing::span::EnteredSpan>>,
 }
 
 impl Drop for RootGuard {
     fn drop(&mut self) {
         let _ = ROOT.try_with(|r| r.set(0));
-        let _ = SCOPES.try_with(|_| refresh_current());
+        if OPEN_SCOPES.try_with(Cell::get).unwrap_or(0) == 0 {
+            let _ = CURRENT.try_with(|c| c.set(0));
+        } else {
+            refresh_current();
+        }
     }
 }
 

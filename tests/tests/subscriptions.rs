@@ -270,3 +270,21 @@ fn the_global_bus_is_shared() {
         "already initialised"
     );
 }
+
+#[test]
+fn a_route_on_one_bus_does_not_change_another_bus_even_after_it_is_dropped() {
+    let plain = bus();
+    let (seen_on_plain, _plain_sub) = counter(&plain);
+    {
+        let other = bus();
+        let (seen_on_other, _other_sub) = counter(&other);
+        plain.emit(Tick { n: 1 });
+        other.emit(Tick { n: 1 });
+        assert_eq!(seen_on_other.load(Ordering::Relaxed), 1);
+        // `other` and its subscription are dropped here, route table and all.
+    }
+    plain.emit(Tick { n: 2 });
+    assert_eq!(seen_on_plain.load(Ordering::Relaxed), 2);
+    drop(_plain_sub);
+    assert_eq!(plain.emit(Tick { n: 3 }).delivered(), 0);
+}
