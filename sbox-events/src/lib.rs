@@ -37,7 +37,11 @@
 //! ```
 //!
 //! Modules: [`bus`] (dispatch order, re-entrancy, failures), [`trace`] (trace
-//! context), [`events`] (the sboxmgr event set).
+//! context), [`events`] (the sboxmgr event set), [`audit`] and [`metrics`]
+//! (cross-cutting services), [`stats`] (per-handler timing), [`history`]
+//! (bounded history, replay, JSON Lines import/export), [`catalog`] (what is
+//! linked in). [`EventSelector`] and [`AnyEvent`] handle events by name or
+//! pattern.
 //!
 //! ## Linking handlers from other crates
 //!

@@ -526,7 +526,7 @@ pub fn enter(id: TraceId) -> TraceScope {
     CURRENT.with(|c| c.set(id.as_u128()));
     TraceScope {
         scope_id,
-        _span: id.span().entered(),
+        _span: span_for(id),
         _not_send: PhantomData,
     }
 }
@@ -535,7 +535,7 @@ pub fn enter(id: TraceId) -> TraceScope {
 /// a scope belongs to the thread that opened it.
 pub struct TraceScope {
     scope_id: u64,
-    _span: tracing::span::EnteredSpan,
+    _span: Option<Box<tracing::span::EnteredSpan>>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -583,15 +583,16 @@ pub(crate) fn emit_trace() -> (TraceId, Option<RootGuard>) {
     (
         id,
         Some(RootGuard {
-            _span: root_span(id),
+            _span: span_for(id),
         }),
     )
 }
 
-/// The implicit root's span, boxed so the guard stays one pointer wide. No
-/// span at all (not even a disabled one) until some `tracing` subscriber has
-/// been installed: that check is one relaxed load.
-fn root_span(id: TraceId) -> Option<Box<tracing::span::EnteredSpan>> {
+/// The `trace` span of a scope (explicit or the implicit root), entered;
+/// boxed so guards stay one pointer wide. No span at all (not even a disabled
+/// one) until some `tracing` subscriber has been installed: that check is one
+/// relaxed load.
+fn span_for(id: TraceId) -> Option<Box<tracing::span::EnteredSpan>> {
     if !tracing::dispatcher::has_been_set() {
         return None;
     }
