@@ -62,8 +62,8 @@ use crate::handler::{HandlerError, HandlerFailure, IntoHandlerResult};
 use crate::history::{self, History, RecordedEvent};
 use crate::registry::{self, HandlerInfo};
 use crate::routes::{
-    self, Control, Entry, ErasedEntry, ErasedHandler, ErasedSubscription, RouteConfig, RouteTable,
-    StatsKey, Subscriber,
+    self, Control, Entry, ErasedEntry, ErasedFilter, ErasedHandler, ErasedSubscription,
+    RouteConfig, RouteTable, StatsKey, Subscriber, TypedFilter,
 };
 use crate::stats::{HandlerStats, Outcome};
 use crate::trace::{self, TraceId};
@@ -376,8 +376,12 @@ impl EventBus {
             Some((route, [])) => {
                 report.delivered = route.entries.len();
                 for entry in route.entries.iter() {
-                    if let Err(failure) = call_entry(entry, event, &ctx) {
-                        self.handler_failed(entry.name(), failure, &ctx, &mut report);
+                    match call_entry(entry, event, &ctx) {
+                        Ok(Called::Yes) => {}
+                        Ok(Called::Filtered) => report.delivered -= 1,
+                        Err(failure) => {
+                            self.handler_failed(entry.name(), failure, &ctx, &mut report)
+                        }
                     }
                 }
             }
@@ -387,7 +391,11 @@ impl EventBus {
                     let started = Instant::now();
                     let result = call_entry(entry, event, &ctx);
                     let outcome = match &result {
-                        Ok(()) => Outcome::Ok,
+                        Ok(Called::Filtered) => {
+                            report.delivered -= 1;
+                            continue;
+                        }
+                        Ok(Called::Yes) => Outcome::Ok,
                         Err(Failure::Error(_)) => Outcome::Error,
                         Err(Failure::Panic(_)) => Outcome::Panic,
                     };
@@ -512,11 +520,68 @@ impl EventBus {
         F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
         R: IntoHandlerResult,
     {
+        self.add_typed(options, None, handler)
+    }
+
+    /// [`subscribe_with`](EventBus::subscribe_with), calling `handler` only
+    /// for the events `filter` accepts. The filter sees the event and its
+    /// context, so it can look at fields, [`source`](EventContext::source)
+    /// or [`metadata`](EventContext::metadata).
+    ///
+    /// Cost: one more boxed-closure call per event of that type, inside the
+    /// same panic isolation (a panicking filter is reported as the
+    /// subscription's failure). Events it rejects are not counted in
+    /// [`EmitReport::delivered`].
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use sbox_events::{EmitOptions, Event, EventBus, EventContext, SubscribeOptions};
+    /// # #[derive(Event, Serialize, Deserialize)]
+    /// # #[event(name = "config.reloaded")]
+    /// # struct ConfigReloaded { servers: u32 }
+    ///
+    /// let bus = EventBus::new();
+    /// let _big = bus.subscribe_filtered(
+    ///     SubscribeOptions::new().name("big reloads from the API"),
+    ///     |e: &ConfigReloaded, ctx: &EventContext| e.servers > 100 && ctx.source() == "admin_api",
+    ///     |e: &ConfigReloaded, _: &EventContext| println!("{} servers", e.servers),
+    /// );
+    /// assert_eq!(bus.emit(ConfigReloaded { servers: 500 }).delivered(), 0);
+    /// let from_api = EmitOptions::new().source("admin_api");
+    /// assert_eq!(bus.emit_with(ConfigReloaded { servers: 500 }, from_api).delivered(), 1);
+    /// ```
+    pub fn subscribe_filtered<E, P, F, R>(
+        &self,
+        options: SubscribeOptions,
+        filter: P,
+        handler: F,
+    ) -> Subscription
+    where
+        E: Event,
+        P: Fn(&E, &EventContext<'_>) -> bool + Send + Sync + 'static,
+        F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.add_typed(options, Some(Box::new(filter)), handler)
+    }
+
+    fn add_typed<E, F, R>(
+        &self,
+        options: SubscribeOptions,
+        filter: Option<TypedFilter<E>>,
+        handler: F,
+    ) -> Subscription
+    where
+        E: Event,
+        F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
         let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
         let subscriber = Arc::new(Subscriber {
             id,
             name: options.name_or(std::any::type_name::<F>()),
             priority: options.priority,
+            filter,
             call: Box::new(move |event: &E, ctx: &EventContext<'_>| {
                 handler(event, ctx).into_handler_result()
             }),
@@ -554,11 +619,43 @@ impl EventBus {
         F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
         R: IntoHandlerResult,
     {
+        self.add_erased(options, selector, None, handler)
+    }
+
+    /// [`subscribe_any_with`](EventBus::subscribe_any_with), calling
+    /// `handler` only for the events `filter` accepts; see
+    /// [`subscribe_filtered`](EventBus::subscribe_filtered) for the cost.
+    pub fn subscribe_any_filtered<P, F, R>(
+        &self,
+        options: SubscribeOptions,
+        selector: EventSelector,
+        filter: P,
+        handler: F,
+    ) -> Subscription
+    where
+        P: Fn(&AnyEvent<'_>, &EventContext<'_>) -> bool + Send + Sync + 'static,
+        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.add_erased(options, selector, Some(Arc::new(filter)), handler)
+    }
+
+    fn add_erased<F, R>(
+        &self,
+        options: SubscribeOptions,
+        selector: EventSelector,
+        filter: Option<ErasedFilter>,
+        handler: F,
+    ) -> Subscription
+    where
+        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
         let name = options.name_or(std::any::type_name::<F>());
         let call: ErasedHandler = Arc::new(move |event: &AnyEvent<'_>, ctx: &EventContext<'_>| {
             handler(event, ctx).into_handler_result()
         });
-        self.subscribe_each(name, options.priority, selector, |_| {
+        self.subscribe_each(name, options.priority, selector, filter, |_| {
             Some(Arc::clone(&call))
         })
     }
@@ -571,6 +668,7 @@ impl EventBus {
         name: Cow<'static, str>,
         priority: i32,
         selector: EventSelector,
+        filter: Option<ErasedFilter>,
         mut make: impl FnMut(EventType) -> Option<ErasedHandler>,
     ) -> Subscription {
         let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
@@ -586,6 +684,7 @@ impl EventBus {
                     id,
                     name: name.clone(),
                     priority,
+                    filter: filter.clone(),
                     call,
                 };
                 Some((event_type.index(), Arc::new(entry)))
@@ -695,18 +794,33 @@ fn call_entry<E: Event>(
     entry: &Entry<E>,
     event: &E,
     ctx: &EventContext<'_>,
-) -> Result<(), Failure> {
+) -> Result<Called, Failure> {
     match entry {
-        Entry::Static(record) => isolate(|| (record.call)(event, ctx)),
-        Entry::Typed(sub) => isolate(|| (sub.call)(event, ctx)),
-        Entry::Erased(sub) => isolate(|| (sub.call)(&AnyEvent::new(event), ctx)),
+        Entry::Static(record) => isolate(|| (record.call)(event, ctx)).map(|()| Called::Yes),
+        Entry::Typed(sub) => isolate(|| match &sub.filter {
+            Some(filter) if !filter(event, ctx) => Ok(Called::Filtered),
+            _ => (sub.call)(event, ctx).map(|()| Called::Yes),
+        }),
+        Entry::Erased(sub) => {
+            let event = AnyEvent::new(event);
+            isolate(|| match &sub.filter {
+                Some(filter) if !filter(&event, ctx) => Ok(Called::Filtered),
+                _ => (sub.call)(&event, ctx).map(|()| Called::Yes),
+            })
+        }
     }
 }
 
+/// Whether a subscription's filter let the event through.
+enum Called {
+    Yes,
+    Filtered,
+}
+
 #[inline(always)]
-fn isolate(call: impl FnOnce() -> Result<(), HandlerError>) -> Result<(), Failure> {
+fn isolate<T>(call: impl FnOnce() -> Result<T, HandlerError>) -> Result<T, Failure> {
     match catch_unwind(AssertUnwindSafe(call)) {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(Failure::Error(err)),
         Err(payload) => Err(Failure::Panic(payload)),
     }

@@ -140,6 +140,7 @@ impl MetricsCollector {
             "metrics".into(),
             PRIORITY,
             EventSelector::all(),
+            None,
             move |event_type: EventType| {
                 let counter = Arc::new(AtomicU64::new(0));
                 s.events

@@ -182,10 +182,16 @@ pub(crate) type TypedHandler<E> =
 pub(crate) type ErasedHandler =
     Arc<dyn Fn(&AnyEvent<'_>, &EventContext<'_>) -> Result<(), HandlerError> + Send + Sync>;
 
+pub(crate) type TypedFilter<E> = Box<dyn Fn(&E, &EventContext<'_>) -> bool + Send + Sync>;
+
+pub(crate) type ErasedFilter = Arc<dyn Fn(&AnyEvent<'_>, &EventContext<'_>) -> bool + Send + Sync>;
+
 pub(crate) struct Subscriber<E: 'static> {
     pub(crate) id: u64,
     pub(crate) name: Cow<'static, str>,
     pub(crate) priority: i32,
+    /// Events it rejects are not passed to `call` (and not counted).
+    pub(crate) filter: Option<TypedFilter<E>>,
     pub(crate) call: TypedHandler<E>,
 }
 
@@ -201,6 +207,7 @@ pub(crate) struct ErasedEntry {
     pub(crate) id: u64,
     pub(crate) name: Cow<'static, str>,
     pub(crate) priority: i32,
+    pub(crate) filter: Option<ErasedFilter>,
     pub(crate) call: ErasedHandler,
 }
 

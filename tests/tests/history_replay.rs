@@ -295,8 +295,10 @@ fn every_import_error_names_its_line_and_reason() {
         GOOD.to_owned(),                                                 // 11 ok
     ]
     .join("\n");
+    let mut input = input.into_bytes();
+    input.extend_from_slice(b"\n\xff"); // 12: not UTF-8
     let options = ImportOptions::new().max_line_bytes(GOOD.len() + 100);
-    let err = import_jsonl(input.as_bytes(), &options).expect_err("bad lines");
+    let err = import_jsonl(&input[..], &options).expect_err("bad lines");
     assert_eq!(err.imported.len(), 2, "valid lines are never lost");
     let described: Vec<String> = err.errors.iter().map(ToString::to_string).collect();
     let expected = [
@@ -312,6 +314,7 @@ fn every_import_error_names_its_line_and_reason() {
         ),
         "line 9: not an event record: unknown field `extra`, expected one of `name`, `source`, `trace_id`, `timestamp`, `sequence`, `depth`, `metadata`, `data` (column 145)",
         "line 10: not an event record: timestamp \"yesterday\" is not RFC 3339 UTC: timestamp format is invalid",
+        "line 12: not UTF-8",
     ];
     assert_eq!(described, expected);
     assert!(matches!(
@@ -323,8 +326,8 @@ fn every_import_error_names_its_line_and_reason() {
             .starts_with("import failed: line 2: malformed JSON")
     );
 
-    let lenient = import_jsonl(input.as_bytes(), &options.clone().lenient(true)).expect("lenient");
-    assert_eq!((lenient.events.len(), lenient.skipped.len()), (2, 8));
+    let lenient = import_jsonl(&input[..], &options.clone().lenient(true)).expect("lenient");
+    assert_eq!((lenient.events.len(), lenient.skipped.len()), (2, 9));
     assert_eq!(lenient.skipped, err.errors);
 }
 

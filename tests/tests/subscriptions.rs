@@ -288,3 +288,79 @@ fn a_route_on_one_bus_does_not_change_another_bus_even_after_it_is_dropped() {
     drop(_plain_sub);
     assert_eq!(plain.emit(Tick { n: 3 }).delivered(), 0);
 }
+
+#[test]
+fn filters_pick_events_by_fields_source_and_metadata() {
+    let bus = bus();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut subs = Vec::new();
+    type Filter = fn(&Tick, &EventContext) -> bool;
+    let filters: [(&'static str, Filter); 3] = [
+        ("even", |t, _| t.n % 2 == 0),
+        ("from scheduler", |_, ctx| ctx.source() == "scheduler"),
+        ("tenant a", |_, ctx| {
+            ctx.metadata().get("tenant") == Some("a")
+        }),
+    ];
+    for (name, filter) in filters {
+        let s = Arc::clone(&seen);
+        subs.push(bus.subscribe_filtered(
+            SubscribeOptions::new().name(name),
+            filter,
+            move |t: &Tick, _: &EventContext| s.lock().expect("seen").push((name, t.n)),
+        ));
+    }
+    assert_eq!(
+        bus.emit(Tick { n: 1 }).delivered(),
+        0,
+        "rejected events are not counted"
+    );
+    assert_eq!(bus.emit(Tick { n: 2 }).delivered(), 1);
+    let options = EmitOptions::new()
+        .source("scheduler")
+        .metadata("tenant", "a");
+    assert_eq!(bus.emit_with(Tick { n: 3 }, options).delivered(), 2);
+    assert_eq!(
+        *seen.lock().expect("seen"),
+        [("even", 2), ("from scheduler", 3), ("tenant a", 3)]
+    );
+}
+
+#[test]
+fn a_panicking_filter_is_the_subscriptions_failure() {
+    let bus = bus();
+    let _sub = bus.subscribe_filtered(
+        SubscribeOptions::new().name("picky"),
+        |t: &Tick, _: &EventContext| {
+            if t.n == 13 {
+                panic!("unlucky filter")
+            } else {
+                true
+            }
+        },
+        |_: &Tick, _: &EventContext| {},
+    );
+    let report = bus.emit(Tick { n: 13 });
+    assert_eq!(report.failures()[0].handler(), "picky");
+    assert_eq!(report.failures()[0].message(), "unlucky filter");
+    assert!(bus.emit(Tick { n: 1 }).is_ok());
+}
+
+#[test]
+fn erased_subscriptions_take_filters_too() {
+    let bus = bus();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    let _sub = bus.subscribe_any_filtered(
+        SubscribeOptions::new(),
+        sbox_events::EventSelector::pattern("test.*").expect("valid"),
+        |e: &sbox_events::AnyEvent, _: &EventContext| {
+            e.downcast_ref::<Tick>().is_some_and(|t| t.n > 5)
+        },
+        move |e: &sbox_events::AnyEvent, _: &EventContext| s.lock().expect("seen").push(e.name()),
+    );
+    bus.emit(Tick { n: 1 });
+    bus.emit(Tick { n: 6 });
+    assert_eq!(bus.emit(Tock).delivered(), 0);
+    assert_eq!(*seen.lock().expect("seen"), ["test.tick"]);
+}
