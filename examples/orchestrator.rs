@@ -12,6 +12,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let options = match Options::from_args(std::env::args().skip(1)) {
         Ok(options) => options,
+        Err(message) if message == orchestrator::USAGE => {
+            println!("{message}"); // asked for with --help
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(2);
