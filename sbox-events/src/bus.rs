@@ -46,14 +46,19 @@
 //!
 //! # Cost
 //!
-//! `emit` takes no lock and writes no shared memory: it reads two
-//! thread-locals (trace, depth), loads the bus's route table through
-//! `arc-swap` (no reference-count traffic), and calls each handler through a
-//! function pointer (or a boxed closure for subscriptions) inside
-//! `catch_unwind`. It reads no clock unless a handler asks for the timestamp,
-//! and allocates nothing unless a handler fails. Subscribing and
-//! unsubscribing copy the route table (copy-on-write, under a mutex that only
-//! writers take).
+//! `emit` takes no lock and writes no shared memory. It reads a few
+//! thread-locals (trace, depth, sequence block), builds the context on the
+//! stack, and calls each handler through a function pointer (a boxed closure
+//! for subscriptions) inside `catch_unwind`. While no bus has a subscription
+//! or a disabled handler for the event type (a per-type count that only
+//! subscribe/unsubscribe write), it does not even look at the bus's route
+//! table; otherwise it loads it through `arc-swap` (no reference-count
+//! traffic). An emit outside any trace scope draws a fresh trace id from a
+//! per-thread generator. No clock is read unless someone asks for the
+//! timestamp (or the bus keeps a history), and nothing is allocated unless a
+//! handler fails. Subscribing and unsubscribing copy the route table
+//! (copy-on-write, under a mutex only writers take). Measured costs are in
+//! the README (`cargo bench -p sbox-events --bench emit`).
 
 use crate::any::{AnyEvent, EventSelector, EventType};
 use crate::event::{Event, EventContext, Metadata};
