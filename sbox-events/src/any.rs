@@ -7,6 +7,11 @@
 //! `emit` never compares names, it just finds the subscription in the event
 //! type's route like any other handler. Event types that are linked into the
 //! binary but first emitted later are covered too.
+//!
+//! The list comes from link-time registration (`inventory`): on a platform
+//! where that finds nothing (see the crate docs), selectors, name-based
+//! audit sets and JSON Lines import find no event types; typed
+//! subscriptions still work.
 
 use crate::event::Event;
 use crate::registry::{self, ErasedEvent, EventVTable, HandlerInfo};
