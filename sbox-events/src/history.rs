@@ -759,11 +759,7 @@ fn parse_line(text: &str) -> Result<RecordedEvent, LineErrorKind> {
                 reason,
             },
         })?;
-    let source = if envelope.source == event_type.source() {
-        Cow::Borrowed(event_type.source())
-    } else {
-        Cow::Owned(envelope.source.into_owned())
-    };
+    let source = source_of(&envelope.source, event_type.source());
     Ok(RecordedEvent {
         event_type,
         source,
@@ -784,6 +780,15 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// The record's source: borrowed (no heap bytes) when it is the default.
+fn source_of(source: &str, default: &'static str) -> Cow<'static, str> {
+    if source == default {
+        Cow::Borrowed(default)
+    } else {
+        Cow::Owned(source.to_owned())
+    }
+}
+
 /// Makes a record of an event being emitted now.
 pub(crate) fn record<E: crate::Event>(
     event: &E,
@@ -794,11 +799,7 @@ pub(crate) fn record<E: crate::Event>(
     metadata: &Metadata,
 ) -> Option<RecordedEvent> {
     let data = serde_json::value::to_raw_value(event).ok()?;
-    let source = if source == E::SOURCE {
-        Cow::Borrowed(E::SOURCE)
-    } else {
-        Cow::Owned(source.to_owned())
-    };
+    let source = source_of(source, E::SOURCE);
     Some(RecordedEvent {
         event_type: EventType::of::<E>(),
         source,

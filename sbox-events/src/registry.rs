@@ -4,8 +4,9 @@
 //! `#[derive(Event)]` emits, per event type, a hidden local newtype around
 //! [`HandlerRecord`] (inventory can only collect local types) and a
 //! non-generic static [`EventSlot`] (a static in a generic function would be
-//! shared by every event type). `#[handler]` submits a record through the
-//! newtype's `const fn __new`. On first use the records are sorted by
+//! shared by every event type). `#[handler]` submits a record through
+//! [`registration`], a generic `const fn` that wraps it in that newtype. On
+//! first use the records are sorted by
 //! (priority descending, name, function path) and kept as a `&'static` slice:
 //! inventory's own order changes with build settings, ours does not.
 //!
