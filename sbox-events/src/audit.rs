@@ -36,19 +36,28 @@
 //! JSON escaping makes a record one line whatever the data holds (newlines,
 //! quotes, control characters), so data cannot forge or break records.
 //!
-//! # Durability
+//! # Durability and write failures
 //!
-//! A record is written with a single `write` to the file, opened in append
-//! mode, before `emit` returns: it survives the process crashing right after.
-//! With [`fsync`](AuditLoggerBuilder::fsync) the file's data is also synced to
-//! the disk per record, so it survives a power loss, at the cost of a disk
-//! flush per record. If the file ends in a partial line (a crash during an
-//! earlier write), the logger starts on a fresh line and leaves that partial
-//! line as it was.
+//! Each record is appended (the file is opened in append mode) before `emit`
+//! returns, so it survives the process crashing right after. With
+//! [`fsync`](AuditLoggerBuilder::fsync) the file's data is also synced to the
+//! disk per record, so it survives a power loss, at the cost of a disk flush
+//! per record.
 //!
-//! A failed write is logged (ERROR, target [`TARGET`]) and counted
-//! ([`AuditLogger::write_errors`]); it never panics and never stops other
-//! handlers.
+//! **Every complete line of the file is a readable record**, also after a
+//! failed write. A write can fail part-way (the disk fills up mid-record):
+//! the logger then truncates the file back to where that record began. If
+//! even that fails, the next record starts on a fresh line, so the partial
+//! line stays alone and every other line stays readable. A file that already
+//! ends in a partial line when it is opened (a crash during an earlier
+//! write) is handled the same way.
+//!
+//! [`AuditLogger::records`] counts the records written (readable in the
+//! file, when there is one) and [`AuditLogger::write_errors`] the records
+//! lost; each loss is also logged (ERROR, target [`TARGET`]). A failed write
+//! never panics and never stops other handlers. The logger assumes it is the
+//! file's only writer: another process appending at the same time could see
+//! its partial record truncated.
 //!
 //! # Order and cost
 //!
@@ -59,6 +68,7 @@
 
 use crate::any::{AnyEvent, EventSelector};
 use crate::bus::{EventBus, SubscribeOptions, Subscription};
+use crate::escape::EscapedDisplay;
 use crate::event::{EventContext, Metadata};
 use crate::trace::TraceId;
 use serde::Serialize;
@@ -90,7 +100,7 @@ pub struct AuditLogger {
 }
 
 struct State {
-    file: Option<Mutex<File>>,
+    file: Option<Mutex<LogFile>>,
     path: Option<PathBuf>,
     fsync: bool,
     records: AtomicU64,
@@ -140,12 +150,15 @@ impl AuditLogger {
         }
     }
 
-    /// Records audited so far.
+    /// Records written so far: with a JSON Lines file, the records
+    /// appended to it (each one a readable line); without one, the records
+    /// logged through `tracing`.
     pub fn records(&self) -> u64 {
         self.state.records.load(Ordering::Relaxed)
     }
 
-    /// Records that could not be serialized or written to the file.
+    /// Records lost: they could not be serialized, or not written to the
+    /// file (see [Durability and write failures](self#durability-and-write-failures)).
     pub fn write_errors(&self) -> u64 {
         self.state.write_errors.load(Ordering::Relaxed)
     }
@@ -193,9 +206,11 @@ impl AuditLoggerBuilder {
     /// Subscribes to `bus`. Fails if the file cannot be opened for appending.
     pub fn attach(self, bus: &EventBus) -> Result<AuditLogger, AuditError> {
         let file = match &self.path {
-            Some(path) => Some(Mutex::new(open_log(path).map_err(|source| AuditError {
-                path: path.clone(),
-                source,
+            Some(path) => Some(Mutex::new(LogFile::open(path).map_err(|source| {
+                AuditError {
+                    path: path.clone(),
+                    source,
+                }
             })?)),
             None => None,
         };
@@ -211,23 +226,58 @@ impl AuditLoggerBuilder {
     }
 }
 
-/// Opens for appending; starts a fresh line if the file ends mid-line.
-fn open_log(path: &Path) -> io::Result<File> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)?;
-    let len = file.metadata()?.len();
-    if len > 0 {
-        let mut last = [0u8];
-        file.seek(SeekFrom::Start(len - 1))?;
-        file.read_exact(&mut last)?;
-        if last[0] != b'\n' {
-            file.write_all(b"\n")?;
-        }
+/// The JSON Lines file, kept at a record boundary.
+struct LogFile {
+    file: File,
+    /// A failed write could not be undone: the file may end mid-line.
+    torn: bool,
+}
+
+impl LogFile {
+    /// Opens for appending; a file that ends mid-line gets a fresh line.
+    fn open(path: &Path) -> io::Result<LogFile> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)?;
+        let mut log = LogFile { file, torn: true };
+        log.end_line()?;
+        Ok(log)
     }
-    Ok(file)
+
+    /// Starts a fresh line if the file ends in a partial one.
+    fn end_line(&mut self) -> io::Result<()> {
+        let len = self.file.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8];
+            self.file.seek(SeekFrom::Start(len - 1))?;
+            self.file.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                self.file.write_all(b"\n")?;
+            }
+        }
+        self.torn = false;
+        Ok(())
+    }
+
+    /// Appends one record (a line ending in `\n`), all or nothing: after a
+    /// failure the file is truncated back to where the record began, or,
+    /// if that fails too, the next append starts on a fresh line.
+    fn append(&mut self, line: &[u8], fsync: bool) -> io::Result<()> {
+        if self.torn {
+            self.end_line()?;
+        }
+        let start = self.file.seek(SeekFrom::End(0))?;
+        let written = self
+            .file
+            .write_all(line)
+            .and_then(|()| if fsync { self.file.sync_data() } else { Ok(()) });
+        if written.is_err() {
+            self.torn = self.file.set_len(start).is_err();
+        }
+        written
+    }
 }
 
 #[derive(Serialize)]
@@ -254,11 +304,13 @@ impl State {
             source = ctx.source(),
             trace_id = %ctx.trace_id(),
             sequence = ctx.sequence(),
-            data = %data,
+            data = %EscapedDisplay(&data),
             "audit"
         );
-        self.records.fetch_add(1, Ordering::Relaxed);
-        let Some(file) = &self.file else { return };
+        let Some(file) = &self.file else {
+            self.records.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         let record = Record {
             name: event.name(),
             source: ctx.source(),
@@ -274,12 +326,15 @@ impl State {
             Err(err) => return self.failed(event.name(), ctx, &err),
         };
         line.push(b'\n');
-        let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
         let written = file
-            .write_all(&line)
-            .and_then(|()| if self.fsync { file.sync_data() } else { Ok(()) });
-        if let Err(err) = written {
-            self.failed(event.name(), ctx, &err);
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append(&line, self.fsync);
+        match written {
+            Ok(()) => {
+                self.records.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => self.failed(event.name(), ctx, &err),
         }
     }
 

@@ -36,9 +36,19 @@
 //! failure ([`HandlerFailure`]); the failure is logged through `tracing` at
 //! ERROR level (target `sbox_events`, with `trace_id`, `event`, `handler`);
 //! and an [`ErrorOccurred`] event is emitted in
-//! the same trace. A failure while handling `error.occurred` is logged and
-//! reported but does not emit another `error.occurred`, so error handlers
-//! cannot loop. [`FailurePolicy::Propagate`] re-raises instead (for tests).
+//! the same trace. A failure while an `error.occurred` is being handled
+//! (whoever emitted it, the bus or the application, and including events
+//! its handlers emit in turn) is logged and reported but emits no further
+//! `error.occurred`, so error handlers cannot loop. A panic payload is
+//! dropped inside the isolation too (its `Drop` may panic again), so no
+//! panic escapes `emit`. Text from the failure is escaped in the log line
+//! ([`LogSafe`](crate::escape::LogSafe)). [`FailurePolicy::Propagate`]
+//! re-raises instead (for tests).
+//!
+//! No user code (a closure, its captures' `Drop`) ever runs while the bus
+//! holds a lock: removed subscriptions and replaced route tables are dropped
+//! after the lock is released, so a closure may own subscriptions of the
+//! same bus, or subscribe from its `Drop`.
 //!
 //! Panics are caught with `catch_unwind`, which cannot work in a binary built
 //! with `panic = "abort"`: there a panicking handler aborts the process. The
@@ -61,6 +71,7 @@
 //! the README (`cargo bench -p sbox-events --bench emit`).
 
 use crate::any::{AnyEvent, EventSelector, EventType};
+use crate::escape::LogSafe;
 use crate::event::{Event, EventContext, Metadata};
 use crate::events::ErrorOccurred;
 use crate::handler::{HandlerError, HandlerFailure, IntoHandlerResult};
@@ -73,7 +84,7 @@ use crate::routes::{
 use crate::stats::{HandlerStats, Outcome};
 use crate::trace::{self, TraceId};
 use arc_swap::ArcSwap;
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell};
 use std::fmt;
@@ -144,7 +155,7 @@ static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     /// How many emits are running on this thread (nesting depth).
     static DEPTH: Cell<u32> = const { Cell::new(0) };
-    /// True while an `error.occurred` produced by a failure is dispatched.
+    /// True while an `error.occurred` is dispatched on this thread.
     static IN_ERROR_EVENT: Cell<bool> = const { Cell::new(false) };
     /// True while `EventBus::replay` runs on this thread.
     static REPLAYING: Cell<bool> = const { Cell::new(false) };
@@ -347,6 +358,10 @@ impl EventBus {
             return self.refuse(report, Refusal::Invalid { reason });
         }
         let _depth = DepthGuard::enter(depth);
+        // Failures while an `error.occurred` is handled (whoever emitted it)
+        // never emit another one. Decided at compile time per event type.
+        let _error_scope =
+            (TypeId::of::<E>() == TypeId::of::<ErrorOccurred>()).then(ErrorScope::enter);
         let replay = replayed.is_some() || REPLAYING.with(Cell::get);
         let ctx = EventContext {
             bus: self,
@@ -445,9 +460,9 @@ impl EventBus {
             target: "sbox_events",
             trace_id = %ctx.trace_id,
             event = ctx.name,
-            handler = %failure.handler(),
+            handler = %LogSafe(failure.handler()),
             kind = ?failure.kind(),
-            error = %failure.message(),
+            error = %LogSafe(failure.message()),
             "event handler failed"
         );
         if self.inner.config.failure_policy == FailurePolicy::Propagate {
@@ -456,10 +471,10 @@ impl EventBus {
                 None => panic!("{failure}"),
             }
         }
-        let in_error_event = IN_ERROR_EVENT.with(Cell::get);
-        if self.inner.config.error_events && !in_error_event {
-            IN_ERROR_EVENT.with(|f| f.set(true));
-            let _reset = ResetErrorFlag;
+        if let Some(payload) = payload {
+            drop_payload(payload);
+        }
+        if self.inner.config.error_events && !IN_ERROR_EVENT.with(Cell::get) {
             self.emit(ErrorOccurred {
                 error: failure.message().to_owned(),
                 error_type: failure.error_type().to_owned(),
@@ -861,23 +876,47 @@ impl Drop for RestoreReplaying {
 fn record_in<E: Event>(history: &History, event: &E, ctx: &EventContext<'_>) {
     let record = history::record(
         event,
+        history.data_limit(),
         ctx.source,
         ctx.trace_id,
         ctx.timestamp(),
         ctx.sequence,
         ctx.metadata,
     );
-    if let Some(record) = record {
-        history.push(record);
+    match record {
+        Ok(record) => history.push(record),
+        Err(history::NotRecorded::Oversized) => history.push_oversized(),
+        Err(history::NotRecorded::Serialize) => {}
     }
 }
 
-struct ResetErrorFlag;
+/// Marks the thread as handling an `error.occurred` until dropped.
+struct ErrorScope(bool);
 
-impl Drop for ResetErrorFlag {
-    fn drop(&mut self) {
-        let _ = IN_ERROR_EVENT.try_with(|f| f.set(false));
+impl ErrorScope {
+    fn enter() -> ErrorScope {
+        ErrorScope(IN_ERROR_EVENT.with(|f| f.replace(true)))
     }
+}
+
+impl Drop for ErrorScope {
+    fn drop(&mut self) {
+        let _ = IN_ERROR_EVENT.try_with(|f| f.set(self.0));
+    }
+}
+
+/// Drops a caught panic payload. Its `Drop` is user code and may panic in
+/// turn (`panic_any(Bomb)`): that panic is caught too, and so on a few
+/// times; a payload that keeps panicking is leaked rather than let out.
+fn drop_payload(payload: Box<dyn Any + Send>) {
+    let mut payload = payload;
+    for _ in 0..4 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
+    }
+    std::mem::forget(payload);
 }
 
 impl Drop for BusInner {
@@ -895,32 +934,42 @@ impl BusInner {
     }
 
     /// A copy-on-write change of the route table, under the control lock.
-    fn change(&self, change: impl FnOnce(RouteConfig, &mut Control, &mut RouteTable)) {
+    ///
+    /// No user code runs under the lock: whatever `change` takes out (the
+    /// removed subscriptions, returned as `R`) and the replaced table, which
+    /// may hold the last reference to a closure whose captures' `Drop` can
+    /// subscribe or unsubscribe on this very bus, are dropped after it is
+    /// released.
+    fn change<R>(&self, change: impl FnOnce(RouteConfig, &mut Control, &mut RouteTable) -> R) -> R {
         let mut control = self.lock();
         let current = self.routes.load_full();
         let mut table = RouteTable::clone(&current);
-        change(self.config.routes(), &mut control, &mut table);
+        let removed = change(self.config.routes(), &mut control, &mut table);
         let table = Arc::new(table);
         current.swap_counts(&table, || self.routes.store(Arc::clone(&table)));
+        drop(control);
+        drop(current);
+        removed
     }
 }
 
 fn remove_typed<E: Event>(bus: &BusInner, id: u64) {
-    bus.change(|config, control, table| {
-        let mut subscribers = routes::subscribers_of::<E>(table);
-        subscribers.retain(|sub| sub.id != id);
+    let removed = bus.change(|config, control, table| {
+        let (kept, removed): (Vec<_>, Vec<_>) = routes::subscribers_of::<E>(table)
+            .into_iter()
+            .partition(|sub| sub.id != id);
         control
             .stats
             .retain(|(_, key), _| *key != StatsKey::Subscription(id));
-        routes::rebuild_route::<E>(config, control, table, Some(subscribers));
+        routes::rebuild_route::<E>(config, control, table, Some(kept));
+        removed
     });
+    drop(removed);
 }
 
 fn remove_erased(bus: &BusInner, id: u64) {
-    bus.change(|config, control, table| {
-        let Some(position) = control.erased.iter().position(|sub| sub.id == id) else {
-            return;
-        };
+    let removed = bus.change(|config, control, table| {
+        let position = control.erased.iter().position(|sub| sub.id == id)?;
         let removed = control.erased.remove(position);
         control
             .stats
@@ -930,7 +979,9 @@ fn remove_erased(bus: &BusInner, id: u64) {
                 event_type.0.rebuild(config, control, table);
             }
         }
+        Some(removed)
     });
+    drop(removed);
 }
 
 /// Options for [`EventBus::builder`].
@@ -1264,7 +1315,9 @@ impl fmt::Display for Refusal {
                 "nesting depth {depth} reached the limit of {limit} nested emits \
                  (does a handler re-emit in a loop?)"
             ),
-            Refusal::Invalid { reason } => write!(f, "the event is invalid: {reason}"),
+            Refusal::Invalid { reason } => {
+                write!(f, "the event is invalid: {}", LogSafe(reason))
+            }
         }
     }
 }

@@ -201,6 +201,50 @@ impl Metadata {
         self
     }
 
+    /// Builds metadata from pairs in one pass: keys keep the order of their
+    /// first occurrence and take the value of their last, as repeated
+    /// [`insert`](Metadata::insert)s would give, in time linear in the
+    /// number of pairs (`insert` alone is linear per call, which is right
+    /// for the handful of entries an emit carries but not for imported
+    /// records with thousands of keys).
+    fn from_pairs(pairs: Vec<(Cow<'static, str>, Cow<'static, str>)>) -> Metadata {
+        if pairs.len() <= 8 {
+            let mut meta = Metadata::new();
+            for (k, v) in pairs {
+                meta.insert(k, v);
+            }
+            return meta;
+        }
+        // (first occurrence, last occurrence) of each key, in first order.
+        let plan: Vec<(usize, usize)> = {
+            let mut last = std::collections::HashMap::with_capacity(pairs.len());
+            for (i, (k, _)) in pairs.iter().enumerate() {
+                last.insert(k.as_ref(), i);
+            }
+            let mut plan = Vec::with_capacity(last.len());
+            for (i, (k, _)) in pairs.iter().enumerate() {
+                if let Some(j) = last.remove(k.as_ref()) {
+                    plan.push((i, j));
+                }
+            }
+            plan
+        };
+        let mut slots: Vec<Option<(Cow<'static, str>, Cow<'static, str>)>> =
+            pairs.into_iter().map(Some).collect();
+        let entries = plan
+            .into_iter()
+            .filter_map(|(first, last)| {
+                let (key, value) = slots[first].take()?;
+                let value = match slots.get_mut(last).and_then(Option::take) {
+                    Some((_, later)) => later,
+                    None => value,
+                };
+                Some((key, value))
+            })
+            .collect();
+        Metadata { entries }
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.entries
@@ -251,11 +295,11 @@ where
     V: Into<Cow<'static, str>>,
 {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Metadata {
-        let mut meta = Metadata::new();
-        for (k, v) in iter {
-            meta.insert(k, v);
-        }
-        meta
+        Metadata::from_pairs(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 
@@ -277,11 +321,11 @@ impl<'de> serde::Deserialize<'de> for Metadata {
                 self,
                 mut map: A,
             ) -> Result<Metadata, A::Error> {
-                let mut meta = Metadata::new();
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1024));
                 while let Some((k, v)) = map.next_entry::<String, String>()? {
-                    meta.insert(k, v);
+                    pairs.push((Cow::Owned(k), Cow::Owned(v)));
                 }
-                Ok(meta)
+                Ok(Metadata::from_pairs(pairs))
             }
         }
         deserializer.deserialize_map(Visitor)

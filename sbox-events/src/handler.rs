@@ -4,6 +4,7 @@
 //! ([`IntoHandlerResult`]). An `Err` or a panic becomes a [`HandlerFailure`] in
 //! the [`EmitReport`](crate::EmitReport); the other handlers still run.
 
+use crate::escape::LogSafe;
 use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
@@ -203,7 +204,9 @@ impl fmt::Display for HandlerFailure {
         write!(
             f,
             "handler `{}` {verb} on `{}`: {}",
-            self.handler, self.event, self.message
+            LogSafe(&self.handler),
+            self.event,
+            LogSafe(&self.message)
         )
     }
 }

@@ -26,7 +26,8 @@
 //! record's heap data (the event as JSON, an owned source, metadata). When a
 //! new record does not fit, the oldest are evicted first and counted
 //! ([`HistoryStats::evicted`]); a record larger than the whole budget is not
-//! kept and counted as [`HistoryStats::oversized`].
+//! kept and counted as [`HistoryStats::oversized`] (its serialization stops
+//! as soon as it is over, so refusing a huge event costs at most the budget).
 //!
 //! Cost when on: the clock is read at emit (so handlers and the history see
 //! the same timestamp), the event is serialized to JSON, and one mutex shared
@@ -45,11 +46,13 @@
 //! accepted): the name is resolved through the link-time list of event types
 //! to the typed deserializer, the fields must fit that type, and its
 //! [`Event::validate`](crate::Event::validate) must pass. Errors name the
-//! line and the reason. Strict by default: any bad line makes the import an
+//! line and the reason. A UTF-8 byte order mark before the first line is
+//! skipped. Strict by default: any bad line makes the import an
 //! error, which still carries every valid record; lenient mode skips bad
 //! lines and lists them.
 
 use crate::any::EventType;
+use crate::escape::EscapedDisplay;
 use crate::event::Metadata;
 use crate::trace::TraceId;
 use serde::{Deserialize, Serialize};
@@ -80,7 +83,9 @@ pub struct RecordedEvent {
     pub(crate) timestamp: SystemTime,
     pub(crate) sequence: u64,
     pub(crate) metadata: Metadata,
-    pub(crate) data: Box<RawValue>,
+    /// The event's fields as JSON (produced by serde_json, or checked by
+    /// it on import).
+    pub(crate) data: Box<str>,
 }
 
 impl RecordedEvent {
@@ -121,12 +126,12 @@ impl RecordedEvent {
 
     /// Its fields, as JSON text.
     pub fn data(&self) -> &str {
-        self.data.get()
+        &self.data
     }
 
     /// The typed event, if it is an `E`.
     pub fn to_event<E: crate::Event>(&self) -> Option<Result<E, serde_json::Error>> {
-        (self.event_type == EventType::of::<E>()).then(|| serde_json::from_str(self.data.get()))
+        (self.event_type == EventType::of::<E>()).then(|| serde_json::from_str(&self.data))
     }
 
     /// Heap bytes this record owns.
@@ -135,11 +140,12 @@ impl RecordedEvent {
             Cow::Owned(s) => s.capacity(),
             Cow::Borrowed(_) => 0,
         };
-        source + self.metadata.heap_bytes() + self.data.get().len()
+        source + self.metadata.heap_bytes() + self.data.len()
     }
 
-    fn envelope(&self) -> Envelope<'_> {
-        Envelope {
+    fn envelope(&self) -> serde_json::Result<Envelope<'_>> {
+        let data = serde_json::from_str(&self.data)?;
+        Ok(Envelope {
             name: Cow::Borrowed(self.name()),
             source: Cow::Borrowed(&self.source),
             trace_id: self.trace_id,
@@ -147,8 +153,8 @@ impl RecordedEvent {
             sequence: self.sequence,
             depth: None,
             metadata: Cow::Borrowed(&self.metadata),
-            data: &self.data,
-        }
+            data,
+        })
     }
 }
 
@@ -160,7 +166,7 @@ impl fmt::Debug for RecordedEvent {
             .field("trace_id", &self.trace_id)
             .field("sequence", &self.sequence)
             .field("metadata", &self.metadata)
-            .field("data", &self.data.get())
+            .field("data", &&*self.data)
             .finish()
     }
 }
@@ -173,7 +179,7 @@ impl PartialEq for RecordedEvent {
             && self.timestamp == other.timestamp
             && self.sequence == other.sequence
             && self.metadata == other.metadata
-            && self.data.get() == other.data.get()
+            && self.data == other.data
     }
 }
 
@@ -261,6 +267,19 @@ impl History {
         self.ring.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The most JSON bytes one record's data may take: past this it could
+    /// not be kept even alone, so serialization stops there.
+    pub(crate) fn data_limit(&self) -> usize {
+        self.cap.saturating_sub(SLOT)
+    }
+
+    /// Counts a record that was not kept because it exceeds the budget.
+    pub(crate) fn push_oversized(&self) {
+        let mut ring = self.ring();
+        ring.recorded += 1;
+        ring.oversized += 1;
+    }
+
     pub(crate) fn push(&self, record: RecordedEvent) {
         let size = record.heap_bytes();
         let mut ring = self.ring();
@@ -346,7 +365,7 @@ pub fn export_jsonl<'a>(
 ) -> io::Result<usize> {
     let mut count = 0;
     for record in records {
-        serde_json::to_writer(&mut out, &record.envelope())?;
+        serde_json::to_writer(&mut out, &record.envelope()?)?;
         out.write_all(b"\n")?;
         count += 1;
     }
@@ -556,8 +575,14 @@ pub enum LineErrorKind {
 
 impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: ", self.line)?;
-        match &self.kind {
+        // Parser messages may quote the input: escape what they quote.
+        write!(f, "line {}: {}", self.line, EscapedDisplay(&self.kind))
+    }
+}
+
+impl fmt::Display for LineErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             LineErrorKind::TooLong { bytes, limit } => {
                 write!(f, "line is {bytes} bytes, longer than the limit of {limit}")
             }
@@ -632,8 +657,12 @@ pub fn import_jsonl(
                 break;
             }
         };
-        let Some(length) = read else { break };
+        let Some(mut length) = read else { break };
         line += 1;
+        if line == 1 && buf.starts_with(BOM) {
+            buf.drain(..BOM.len());
+            length -= BOM.len();
+        }
         let result = if length > options.max_line_bytes {
             Err(LineErrorKind::TooLong {
                 bytes: length,
@@ -663,6 +692,9 @@ pub fn import_jsonl(
         })
     }
 }
+
+/// A UTF-8 byte order mark, accepted before the first line.
+const BOM: &[u8] = "\u{feff}".as_bytes();
 
 /// Reads one line into `buf` (without its `\n` or `\r\n`) unless it is
 /// longer than `limit`, in which case it is consumed but not kept. Returns
@@ -767,7 +799,7 @@ fn parse_line(text: &str) -> Result<RecordedEvent, LineErrorKind> {
         timestamp,
         sequence: envelope.sequence,
         metadata: envelope.metadata.into_owned(),
-        data: envelope.data.to_owned(),
+        data: envelope.data.get().into(),
     })
 }
 
@@ -789,26 +821,72 @@ fn source_of(source: &str, default: &'static str) -> Cow<'static, str> {
     }
 }
 
-/// Makes a record of an event being emitted now.
+/// Why an event being emitted was not recorded.
+pub(crate) enum NotRecorded {
+    /// Its JSON exceeds the limit (serialization stopped there).
+    Oversized,
+    /// It could not be serialized.
+    Serialize,
+}
+
+/// Makes a record of an event being emitted now, unless its JSON is longer
+/// than `limit` bytes: serialization stops as soon as it is, so a huge event
+/// costs at most `limit` bytes to refuse.
 pub(crate) fn record<E: crate::Event>(
     event: &E,
+    limit: usize,
     source: &str,
     trace_id: TraceId,
     timestamp: SystemTime,
     sequence: u64,
     metadata: &Metadata,
-) -> Option<RecordedEvent> {
-    let data = serde_json::value::to_raw_value(event).ok()?;
-    let source = source_of(source, E::SOURCE);
-    Some(RecordedEvent {
+) -> Result<RecordedEvent, NotRecorded> {
+    let mut out = Limited {
+        buf: Vec::new(),
+        limit,
+    };
+    if let Err(err) = serde_json::to_writer(&mut out, event) {
+        return Err(if err.is_io() {
+            NotRecorded::Oversized
+        } else {
+            NotRecorded::Serialize
+        });
+    }
+    let data = String::from_utf8(out.buf).map_err(|_| NotRecorded::Serialize)?;
+    Ok(RecordedEvent {
         event_type: EventType::of::<E>(),
-        source,
+        source: source_of(source, E::SOURCE),
         trace_id,
         timestamp,
         sequence,
         metadata: metadata.clone(),
-        data,
+        data: data.into_boxed_str(),
     })
+}
+
+/// A buffer that refuses to grow past `limit` bytes.
+struct Limited {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl Write for Limited {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let needed = self.buf.len() + data.len();
+        if needed > self.limit {
+            return Err(io::Error::other("over the history's budget"));
+        }
+        if needed > self.buf.capacity() {
+            let target = (self.buf.capacity() * 2).clamp(needed, self.limit);
+            self.buf.reserve_exact(target - self.buf.len());
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

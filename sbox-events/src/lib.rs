@@ -72,6 +72,7 @@ mod any;
 pub mod audit;
 pub mod bus;
 pub mod catalog;
+pub mod escape;
 mod event;
 pub mod events;
 mod handler;

@@ -1,3 +1,97 @@
-//! The integration tests of `sbox-events` live in `tests/`, the compile-fail
-//! suite in `ui/`, the cross-crate fixtures in `crates/`. This library is
-//! empty.
+//! Support code shared by the integration tests of `sbox-events` (which
+//! live in `tests/`; the compile-fail suite is in `ui/`, the cross-crate
+//! fixtures in `crates/`).
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Runs `f` on a thread of its own and returns its result, or panics with
+/// `what` if it has not returned after `limit`: a deadlock then fails the
+/// test instead of hanging the suite. The limit is a watchdog for "never
+/// returns", not a speed assertion: pick one far above any normal run.
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (done, result) = mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("watched: {what}"))
+        .spawn(move || {
+            let _ = done.send(f());
+        })
+        .expect("spawn a watched thread");
+    match result.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: did not return within {limit:?} (deadlock?)")
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+    }
+}
+
+/// A counting global allocator, for tests that measure memory: declare
+/// `#[global_allocator] static A: Counting = Counting;` in a test binary of
+/// its own (the counters are process-wide, so keep one test function per
+/// binary, or nothing else allocating while it measures).
+pub mod alloc {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+
+    /// Forwards to the system allocator and counts what it hands out.
+    #[derive(Debug)]
+    pub struct Counting;
+
+    static LIVE: AtomicIsize = AtomicIsize::new(0);
+    static PEAK: AtomicIsize = AtomicIsize::new(0);
+    static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+    fn grew(by: isize) {
+        let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+        PEAK.fetch_max(now, Ordering::Relaxed);
+    }
+
+    // SAFETY: every call forwards to the system allocator unchanged; the
+    // counters only observe sizes.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            grew(layout.size() as isize);
+            // SAFETY: same contract as ours.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+            // SAFETY: same contract as ours.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            grew(new_size as isize - layout.size() as isize);
+            // SAFETY: same contract as ours.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    /// Bytes allocated and not yet freed.
+    pub fn live() -> isize {
+        LIVE.load(Ordering::Relaxed)
+    }
+
+    /// Allocations (and reallocations) so far.
+    pub fn allocations() -> u64 {
+        ALLOCATIONS.load(Ordering::Relaxed)
+    }
+
+    /// Starts measuring a new peak from the current live bytes.
+    pub fn reset_peak() {
+        PEAK.store(live(), Ordering::Relaxed);
+    }
+
+    /// The most bytes live at once since [`reset_peak`].
+    pub fn peak() -> isize {
+        PEAK.load(Ordering::Relaxed)
+    }
+}

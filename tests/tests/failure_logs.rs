@@ -123,4 +123,42 @@ fn failures_and_refusals_are_logged_with_the_trace_id() {
         "{line}"
     );
     assert!(line.contains("trace_id="), "{line}");
+
+    // Text from data is escaped before it reaches the log: an error message
+    // (or a handler name) cannot move the cursor, color the terminal or
+    // forge a log line of its own.
+    let forged =
+        "bad input\n2026-11-27T00:00:00Z  INFO sbox_events: all good\x1b[2J\r\u{9b}31m\u{202e}";
+    let _forger = bus.subscribe_with(
+        SubscribeOptions::new().name("name\nwith\x1b[31mescapes"),
+        move |_: &Forge, _: &EventContext| Err::<(), _>(forged),
+    );
+    let logs = logs_of(|| {
+        bus.emit(Forge);
+    });
+    let failed: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("event handler failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "one line, not a forged second one: {logs}");
+    assert!(!logs.contains("\n2026-11-27T00:00:00Z"), "{logs}");
+    for control in ['\x1b', '\r', '\u{9b}', '\u{202e}'] {
+        assert!(
+            !logs.contains(control),
+            "{control:?} reached the log: {logs:?}"
+        );
+    }
+    let line = failed[0];
+    assert!(
+        line.contains(r"error=bad input\n2026-11-27T00:00:00Z  INFO sbox_events: all good\u{1b}[2J\r\u{9b}31m\u{202e}"),
+        "{line}"
+    );
+    assert!(
+        line.contains(r"handler=name\nwith\u{1b}[31mescapes"),
+        "{line}"
+    );
 }
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "test.forge")]
+struct Forge;

@@ -156,7 +156,8 @@ fn a_failing_error_handler_does_not_loop() {
         "one error.occurred, not a loop"
     );
 
-    // An application's own error.occurred may fail once, without a loop either.
+    // A failure while handling an error.occurred the application emitted
+    // itself is reported, and emits no further error.occurred either.
     let report = bus.emit(ErrorOccurred {
         error: "x".into(),
         error_type: "app".into(),
@@ -164,7 +165,67 @@ fn a_failing_error_handler_does_not_loop() {
         handler: "main".into(),
     });
     assert_eq!(report.failures().len(), 1);
-    assert_eq!(*calls.lock().expect("calls"), 3);
+    assert_eq!(
+        *calls.lock().expect("calls"),
+        2,
+        "the application's error.occurred was handled once, and nothing followed"
+    );
+}
+
+#[test]
+fn a_failure_nested_inside_an_error_handler_emits_no_error_event() {
+    // The error handler emits another event whose handler fails: still part
+    // of handling error.occurred, so no second error.occurred.
+    let bus = EventBus::builder().static_handlers(false).build();
+    let calls = Arc::new(Mutex::new(0));
+    let c = Arc::clone(&calls);
+    let _on_error = bus.subscribe(move |_: &ErrorOccurred, ctx: &EventContext| {
+        *c.lock().expect("calls") += 1;
+        ctx.bus().emit(Echo { hops: 0 });
+    });
+    let _echo = bus.subscribe(|_: &Echo, _: &EventContext| Err::<(), _>("echo failed"));
+    let report = bus.emit(ErrorOccurred {
+        error: "x".into(),
+        error_type: "app".into(),
+        event: String::new(),
+        handler: "main".into(),
+    });
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(*calls.lock().expect("calls"), 1);
+}
+
+/// A panic payload whose own `Drop` panics.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("the payload exploded while being dropped");
+    }
+}
+
+#[test]
+fn a_panic_payload_that_panics_when_dropped_does_not_escape_emit() {
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .error_events(false)
+        .build();
+    let after = Arc::new(Mutex::new(0));
+    let a = Arc::clone(&after);
+    let _bomb = bus.subscribe_with(
+        SubscribeOptions::new().name("bomb").priority(1),
+        |_: &JobDone, _: &EventContext| std::panic::panic_any(Bomb),
+    );
+    let _later = bus.subscribe(move |_: &JobDone, _: &EventContext| {
+        *a.lock().expect("after") += 1;
+    });
+    let caught =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bus.emit(JobDone { id: 1 })));
+    let report = caught.expect("emit returned a report instead of unwinding");
+    assert_eq!(report.delivered(), 2);
+    assert_eq!(report.failures().len(), 1);
+    assert_eq!(report.failures()[0].handler(), "bomb");
+    assert_eq!(report.failures()[0].kind(), FailureKind::Panic);
+    assert_eq!(*after.lock().expect("after"), 1, "the later handler ran");
 }
 
 #[test]

@@ -471,3 +471,45 @@ fn the_original_events_have_real_rules() {
         Ok(())
     );
 }
+
+#[test]
+fn a_utf8_bom_before_the_first_line_is_accepted() {
+    let input = format!("\u{feff}{GOOD}\n{GOOD}\n");
+    let imported = import_jsonl(input.as_bytes(), &ImportOptions::new()).expect("BOM accepted");
+    assert_eq!(imported.events.len(), 2);
+    // Only before line 1: a BOM inside the file is data, and not JSON.
+    let input = format!("{GOOD}\n\u{feff}{GOOD}\n");
+    let err = import_jsonl(input.as_bytes(), &ImportOptions::new()).expect_err("BOM on line 2");
+    assert_eq!(err.errors[0].line, 2);
+    assert_eq!(err.imported.len(), 1);
+}
+
+#[test]
+fn metadata_with_many_keys_imports_in_linear_time() {
+    // 200,000 keys: quadratic de-duplication would take hours here; the
+    // watchdog only catches that, it is not a speed target.
+    const KEYS: usize = 200_000;
+    let mut metadata = String::from("{");
+    for i in 0..KEYS {
+        metadata.push_str(&format!("\"k{i}\":\"v{i}\","));
+    }
+    metadata.push_str("\"k7\":\"last wins\"}");
+    let record = GOOD.replace(r#""metadata":{}"#, &format!(r#""metadata":{metadata}"#));
+    let imported = sbox_events_tests::within(
+        Duration::from_secs(120),
+        "importing 200,000 metadata keys",
+        move || {
+            import_jsonl(
+                record.as_bytes(),
+                &ImportOptions::new().max_line_bytes(64 << 20),
+            )
+        },
+    )
+    .expect("imported");
+    let metadata = imported.events[0].metadata();
+    assert_eq!(metadata.len(), KEYS, "duplicate keys are merged");
+    assert_eq!(metadata.get("k7"), Some("last wins"));
+    assert_eq!(metadata.get("k199999"), Some("v199999"));
+    let keys: Vec<&str> = metadata.iter().take(3).map(|(k, _)| k).collect();
+    assert_eq!(keys, ["k0", "k1", "k2"], "first-insertion order is kept");
+}

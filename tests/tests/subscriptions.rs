@@ -364,3 +364,78 @@ fn erased_subscriptions_take_filters_too() {
     assert_eq!(bus.emit(Tock).delivered(), 0);
     assert_eq!(*seen.lock().expect("seen"), ["test.tick"]);
 }
+
+// No user code runs under a bus lock: a closure's captures may themselves
+// hold subscriptions of the same bus, or subscribe while being dropped.
+
+const WATCHDOG: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[test]
+fn dropping_a_subscription_that_owns_another_subscription_returns() {
+    let bus = bus();
+    let (count, inner) = counter(&bus);
+    let outer = bus.subscribe(move |_: &Tock, _: &EventContext| {
+        let _keep = &inner;
+    });
+    let emitter = bus.clone();
+    sbox_events_tests::within(WATCHDOG, "dropping the outer subscription", move || {
+        drop(outer);
+        // The inner subscription went with the outer closure.
+        assert_eq!(emitter.emit(Tick { n: 1 }).delivered(), 0);
+        assert_eq!(emitter.emit(Tock).delivered(), 0);
+    });
+    assert_eq!(count.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn dropping_an_erased_subscription_that_owns_another_subscription_returns() {
+    let bus = bus();
+    let (_count, inner) = counter(&bus);
+    let outer = bus.subscribe_any(
+        sbox_events::EventSelector::names(["test.tock"]).expect("linked"),
+        move |_: &sbox_events::AnyEvent, _: &EventContext| {
+            let _keep = &inner;
+        },
+    );
+    let emitter = bus.clone();
+    sbox_events_tests::within(WATCHDOG, "dropping the erased subscription", move || {
+        drop(outer);
+        assert_eq!(emitter.emit(Tick { n: 1 }).delivered(), 0);
+        assert_eq!(emitter.emit(Tock).delivered(), 0);
+    });
+}
+
+/// Subscribes to its bus when dropped.
+struct SubscribesOnDrop {
+    bus: EventBus,
+    made: Arc<Mutex<Option<sbox_events::Subscription>>>,
+}
+
+impl Drop for SubscribesOnDrop {
+    fn drop(&mut self) {
+        let sub = self.bus.subscribe(|_: &Tock, _: &EventContext| {});
+        *self.made.lock().expect("slot") = Some(sub);
+    }
+}
+
+#[test]
+fn a_closure_whose_captures_subscribe_on_drop_can_be_unsubscribed() {
+    let bus = bus();
+    let made = Arc::new(Mutex::new(None));
+    // The capture holds a clone of the bus (a deliberate cycle, broken when
+    // the subscription is dropped).
+    let capture = SubscribesOnDrop {
+        bus: bus.clone(),
+        made: Arc::clone(&made),
+    };
+    let sub = bus.subscribe(move |_: &Tick, _: &EventContext| {
+        let _keep = &capture;
+    });
+    let emitter = bus.clone();
+    sbox_events_tests::within(WATCHDOG, "dropping the subscription", move || {
+        drop(sub);
+        assert_eq!(emitter.emit(Tock).delivered(), 1, "subscribed from Drop");
+    });
+    drop(made.lock().expect("slot").take());
+    assert_eq!(bus.emit(Tock).delivered(), 0);
+}
