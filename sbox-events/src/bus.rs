@@ -42,7 +42,7 @@
 //! `error.occurred`, so error handlers cannot loop. A panic payload is
 //! dropped inside the isolation too (its `Drop` may panic again), so no
 //! panic escapes `emit`. Text from the failure is escaped in the log line
-//! ([`LogSafe`](crate::escape::LogSafe)). [`FailurePolicy::Propagate`]
+//! ([`crate::escape::LogSafe`]). [`FailurePolicy::Propagate`]
 //! re-raises instead (for tests).
 //!
 //! No user code (a closure, its captures' `Drop`) ever runs while the bus
