@@ -1,26 +1,19 @@
 //! The sboxmgr pipeline on sbox-events: `cargo run --example orchestrator
-//! [-- SUBSCRIPTION_FILE] [--output CONFIG_JSON] [--audit-log AUDIT_JSONL]
-//! [--prometheus] [--verbose]`.
+//! -- [SUBSCRIPTION_FILE] [--output CONFIG_JSON] [--audit-log AUDIT_JSONL]
+//! [--max-bytes BYTES] [--prometheus] [--verbose]` (`--help` for details).
 //!
 //! The program is `sbox_events_examples::orchestrator::run`; this file only
 //! parses arguments, sets up logging (stderr) and maps the exit code.
 
+use clap::Parser;
 use sbox_events::EventBus;
 use sbox_events_examples::orchestrator::{self, Options};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let options = match Options::from_args(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(message) if message == orchestrator::USAGE => {
-            println!("{message}"); // asked for with --help
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
+    // Bad arguments exit with status 2 and a message; --help and --version
+    // print to stdout and exit 0.
+    let options = Options::parse();
     let level = if options.verbose {
         tracing::Level::INFO
     } else {

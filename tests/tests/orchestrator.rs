@@ -1,6 +1,7 @@
 //! The orchestrator example, run end to end on a real bus: success on the
 //! bundled sample, and every failure path.
 
+use clap::Parser;
 use sbox_events::trace::TraceId;
 use sbox_events::{AnyEvent, EventBus, EventContext, EventSelector};
 use sbox_events_examples::orchestrator::{self, Options};
@@ -33,6 +34,7 @@ fn run(dir: &Path, subscription: &Path) -> Run {
         subscription: subscription.to_owned(),
         output: dir.join("out/config.json"),
         audit_log: dir.join("out/audit.jsonl"),
+        max_bytes: orchestrator::DEFAULT_MAX_BYTES,
         prometheus: true,
         verbose: false,
     };
@@ -141,23 +143,28 @@ fn the_sample_subscription_becomes_a_sing_box_config() {
     assert_eq!(
         kinds,
         [
-            "selector",
             "shadowsocks",
             "shadowsocks",
             "vless",
             "vless",
             "trojan",
             "vmess",
+            "selector",
             "direct"
         ]
     );
     assert_eq!(
-        outbounds[0]["outbounds"].as_array().expect("members").len(),
+        outbounds[6]["outbounds"].as_array().expect("members").len(),
         6
     );
-    assert_eq!(outbounds[3]["tag"], "Frankfurt VLESS");
-    assert_eq!(outbounds[3]["transport"]["path"], "/edge");
+    assert_eq!(outbounds[2]["tag"], "Frankfurt VLESS");
+    assert_eq!(outbounds[2]["transport"]["path"], "/edge");
+    assert_eq!(outbounds[3]["tls"]["reality"]["short_id"], "6ba85179");
     assert_eq!(config["route"]["final"], "proxy");
+    assert_eq!(
+        orchestrator::singbox::check_config(&config),
+        Vec::<String>::new()
+    );
     let size = std::fs::metadata(&run.options.output)
         .expect("config")
         .len();
@@ -229,7 +236,11 @@ fn assert_fails(run: &Run, error_type: &str, message: &str) {
 fn a_missing_file_fails_cleanly() {
     let dir = scratch("missing");
     let run = run(&dir, &dir.join("nope.txt"));
-    assert_fails(&run, "io", "nope.txt: No such file or directory");
+    assert_fails(
+        &run,
+        "io",
+        "nope.txt: cannot read: No such file or directory",
+    );
     assert_eq!(run.names()[1], "subscription.failed", "nothing was fetched");
 }
 
@@ -257,7 +268,12 @@ fn garbage_fails_cleanly() {
 fn a_list_without_valid_servers_fails_and_keeps_the_previous_config() {
     let dir = scratch("no-servers");
     let path = dir.join("bad.txt");
-    std::fs::write(&path, "vless://nope@h:1\ntrojan://pw@host:0\n").expect("write");
+    std::fs::write(
+        &path,
+        "vless://6b1e3a0c-8e2b-4c59-9f2d-1a2b3c4d5e6f@h.example.com:1?type=kcp\n\
+         trojan://pw@host.example.com:0\n",
+    )
+    .expect("write");
     let previous = dir.join("out/config.json");
     std::fs::create_dir_all(previous.parent().expect("dir")).expect("dir");
     std::fs::write(&previous, "{\"previous\": true}\n").expect("write");
@@ -266,7 +282,7 @@ fn a_list_without_valid_servers_fails_and_keeps_the_previous_config() {
     assert_fails(
         &run,
         "no_servers",
-        "no valid servers among 2 entries (first problem: line 1: invalid user id",
+        "no valid servers among 2 entries (first problem: line 1: `type=kcp`",
     );
     assert_eq!(run.event("subscription.validated")["invalid_count"], 2);
     assert_eq!(
@@ -294,13 +310,17 @@ fn an_unwritable_audit_log_is_a_setup_error() {
 
 #[test]
 fn arguments_are_parsed_strictly() {
-    let args = |list: &[&str]| Options::from_args(list.iter().map(|s| s.to_string()));
+    let args = |list: &[&str]| {
+        Options::try_parse_from(std::iter::once("orchestrator").chain(list.iter().copied()))
+    };
     let options = args(&[
         "my.txt",
         "--output",
         "c.json",
         "--audit-log",
         "a.jsonl",
+        "--max-bytes",
+        "2M",
         "--prometheus",
     ])
     .expect("valid");
@@ -309,24 +329,247 @@ fn arguments_are_parsed_strictly() {
         (options.output, options.audit_log),
         (PathBuf::from("c.json"), PathBuf::from("a.jsonl"))
     );
+    assert_eq!(options.max_bytes, 2 << 20);
     assert!(options.prometheus);
+    let defaults = args(&[]).expect("defaults");
+    assert_eq!(defaults, Options::defaults());
+    let typo = args(&["--outptu", "x"]).expect_err("typo").to_string();
+    assert!(typo.contains("unexpected argument '--outptu'"), "{typo}");
+    assert!(typo.contains("--output"), "suggests the right flag: {typo}");
+    let missing = args(&["--output"]).expect_err("missing").to_string();
+    assert!(
+        missing.contains("a value is required for '--output"),
+        "{missing}"
+    );
+    let two = args(&["a", "b"]).expect_err("two").to_string();
+    assert!(two.contains("unexpected argument 'b'"), "{two}");
+    let size = args(&["--max-bytes", "lots"])
+        .expect_err("size")
+        .to_string();
+    assert!(size.contains("\"lots\" is not a size"), "{size}");
+    let help = args(&["--help"]).expect_err("help");
+    assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+    assert!(
+        help.to_string().contains("Exit status: 0 success"),
+        "{help}"
+    );
+}
+
+fn run_with(options: &Options) -> (u8, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let outcome = orchestrator::run(&EventBus::new(), options, &mut out, &mut err);
+    (
+        outcome.exit_code,
+        String::from_utf8(out).expect("utf-8"),
+        String::from_utf8(err).expect("utf-8"),
+    )
+}
+
+fn options_in(dir: &Path, subscription: &Path) -> Options {
+    Options {
+        subscription: subscription.to_owned(),
+        output: dir.join("out/config.json"),
+        audit_log: dir.join("out/audit.jsonl"),
+        ..Options::defaults()
+    }
+}
+
+#[test]
+fn the_output_may_not_be_the_audit_log() {
+    let dir = scratch("same-file");
+    let mut options = options_in(&dir, &Options::sample_subscription());
+    options.audit_log = dir.join("out/../out/config.json");
+    std::fs::create_dir_all(dir.join("out")).expect("dir");
+    let (code, _, err) = run_with(&options);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--output and --audit-log are the same file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_output_directory_that_cannot_be_made_is_a_pipeline_failure() {
+    let dir = scratch("no-output-dir");
+    std::fs::write(dir.join("a-file"), "").expect("write");
+    let mut options = options_in(&dir, &Options::sample_subscription());
+    options.output = dir.join("a-file/sub/config.json");
+    let (code, out, err) = run_with(&options);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot write"), "{err}");
+    assert!(out.contains("failed=1"), "{out}");
+    let audit = std::fs::read_to_string(&options.audit_log).expect("audit");
+    assert!(audit.contains("\"subscription.failed\"") && audit.contains("\"error.occurred\""));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_planted_symlink_next_to_the_output_is_never_followed() {
+    let dir = scratch("symlink");
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, "precious\n").expect("write");
+    std::fs::create_dir_all(dir.join("out")).expect("dir");
+    for name in ["config.json.tmp", ".config.json.tmp"] {
+        std::os::unix::fs::symlink(&victim, dir.join("out").join(name)).expect("symlink");
+    }
+    let (code, _, err) = run_with(&options_in(&dir, &Options::sample_subscription()));
+    assert_eq!(code, 0, "{err}");
     assert_eq!(
-        args(&[]).expect("defaults").subscription,
-        Options::sample_subscription()
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n"
+    );
+    let config = std::fs::read_to_string(dir.join("out/config.json")).expect("config");
+    let config: serde_json::Value = serde_json::from_str(&config).expect("JSON");
+    assert_eq!(
+        orchestrator::singbox::check_config(&config),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn concurrent_runs_leave_a_whole_config() {
+    let dir = scratch("concurrent");
+    let options = options_in(&dir, &Options::sample_subscription());
+    let runs: Vec<_> = (0..4)
+        .map(|i| {
+            let mut options = options.clone();
+            options.audit_log = dir.join(format!("out/audit-{i}.jsonl"));
+            std::thread::spawn(move || run_with(&options))
+        })
+        .collect();
+    for run in runs {
+        let (code, _, err) = run.join().expect("run");
+        assert_eq!(code, 0, "{err}");
+    }
+    let config = std::fs::read_to_string(&options.output).expect("config");
+    let config: serde_json::Value = serde_json::from_str(&config).expect("one whole config");
+    assert_eq!(
+        orchestrator::singbox::check_config(&config),
+        Vec::<String>::new()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join("out"))
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn lost_audit_records_are_reported_and_fail_the_run() {
+    let dir = scratch("audit-full");
+    let mut options = options_in(&dir, &Options::sample_subscription());
+    options.audit_log = PathBuf::from("/dev/full");
+    let (code, out, err) = run_with(&options);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains("(0 records this run, 2 LOST)"), "{out}");
+    assert!(
+        err.contains("2 audit record(s) could not be written"),
+        "{err}"
     );
     assert!(
-        args(&["--outptu", "x"])
-            .expect_err("typo")
-            .starts_with("unknown option \"--outptu\"")
+        dir.join("out/config.json").exists(),
+        "the config itself was written"
     );
+}
+
+#[test]
+fn oversized_input_is_refused_with_a_clear_error() {
+    let dir = scratch("too-large");
+    let mut options = options_in(&dir, &Options::sample_subscription());
+    options.max_bytes = 100;
+    let (code, _, err) = run_with(&options);
+    assert_eq!(code, 1);
     assert!(
-        args(&["--output"])
-            .expect_err("missing")
-            .starts_with("--output needs a path")
+        err.contains("larger than the limit of 100 bytes (raise it with --max-bytes)"),
+        "{err}"
     );
-    assert!(
-        args(&["a", "b"])
-            .expect_err("two")
-            .starts_with("unexpected argument \"b\"")
+}
+
+#[cfg(unix)]
+#[test]
+fn an_endless_device_is_refused_not_read_forever() {
+    let dir = scratch("dev-zero");
+    let mut options = options_in(&dir, Path::new("/dev/zero"));
+    options.max_bytes = 1 << 20;
+    let (code, out, err) = run_with(&options);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("/dev/zero"), "{err}");
+    // A plain list that never ends hits the size cap instead.
+    let endless = dir.join("endless.txt");
+    let line = "trojan://pw@192.0.2.1:443#x\n";
+    std::fs::write(&endless, line.repeat((2 << 20) / line.len())).expect("write");
+    let (code, _, err) = run_with(&options_in(&dir, &endless).with_max_bytes(1 << 20));
+    assert_eq!(code, 1);
+    assert!(err.contains("larger than the limit"), "{err}");
+}
+
+trait WithMaxBytes {
+    fn with_max_bytes(self, bytes: u64) -> Self;
+}
+
+impl WithMaxBytes for Options {
+    fn with_max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+}
+
+#[test]
+fn a_bom_and_lenient_base64_are_accepted() {
+    let dir = scratch("bom");
+    let list = "trojan://pw@192.0.2.1:443#a\nvless://6b1e3a0c-8e2b-4c59-9f2d-1a2b3c4d5e6f@192.0.2.2:443#b\n";
+    use base64::Engine;
+    let unpadded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(list);
+    for (name, body) in [
+        ("plain.txt", format!("\u{feff}{list}")),
+        ("base64.txt", format!("\u{feff}{unpadded}\n")),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, body).expect("write");
+        let run = run(&dir, &path);
+        assert_eq!(run.exit_code, 0, "{name}: {}", run.stderr);
+        assert_eq!(
+            run.event("subscription.validated")["valid_count"],
+            2,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn many_servers_with_one_name_get_unique_tags() {
+    let dir = scratch("same-names");
+    let path = dir.join("same.txt");
+    let mut list = String::new();
+    for i in 0..5000 {
+        list.push_str(&format!(
+            "trojan://pw@192.0.2.{}:{}#Same\n",
+            i % 250,
+            1000 + i
+        ));
+    }
+    list.push_str("trojan://pw@192.0.2.1:443#Same%20%232\n"); // collides with a suffix
+    list.push_str("trojan://pw@192.0.2.1:443#proxy\n"); // the selector's own tag
+    std::fs::write(&path, list).expect("write");
+    let run = run(&dir, &path);
+    assert_eq!(run.exit_code, 0, "{}", run.stderr);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&run.options.output).expect("config"))
+            .expect("JSON");
+    assert_eq!(
+        orchestrator::singbox::check_config(&config),
+        Vec::<String>::new()
     );
+    let tags: Vec<&str> = config["outbounds"]
+        .as_array()
+        .expect("outbounds")
+        .iter()
+        .map(|o| o["tag"].as_str().expect("tag"))
+        .collect();
+    assert_eq!(&tags[..3], ["Same", "Same #2", "Same #3"]);
+    assert_eq!(tags[5000], "Same #2 #2");
+    assert_eq!(tags[5001], "proxy #2");
 }

@@ -2,15 +2,23 @@
 //! [`Orchestrator`] emits events at each stage; audit and metrics react
 //! without the orchestrator knowing them.
 //!
-//! Stages of one subscription, all in one trace: fetch (read the file) →
-//! parse (plain or base64 list of proxy URIs) → validate (drop and count
-//! invalid entries) → build (sing-box JSON) → check the config → export
-//! (written atomically: a failed run never leaves a half-written config).
+//! Stages of one subscription, all in one trace, in one pass over the input
+//! with bounded memory: fetch (read the file, [`input`]) → parse (share
+//! links, [`link`]) → validate (drop and count unusable links, each with the
+//! parameter at fault) → build (sing-box JSON, streamed to a temporary file,
+//! [`singbox`]) → check (every outbound against sing-box's own rules) →
+//! export (fsync, atomic rename: a failed run never leaves a partial config
+//! and never replaces the previous one).
 
-pub mod proxy;
+pub mod input;
+pub mod link;
 pub mod singbox;
 
+mod export;
+
+use clap::Parser;
 use sbox_events::audit::AuditLogger;
+use sbox_events::escape::LogSafe;
 use sbox_events::events::{
     ApplicationStarted, ApplicationStopped, ConfigBuilt, ConfigExported, ConfigValidated,
     ErrorOccurred, SubscriptionFailed, SubscriptionFetched, SubscriptionParsed,
@@ -24,24 +32,42 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// What the command line asked for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The largest subscription read by default (256 MiB).
+pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
+
+/// How many dropped lines are logged one by one; the rest are summarized.
+pub const WARNINGS_SHOWN: usize = 20;
+
+/// Converts a subscription (a file of share links) into a sing-box
+/// configuration, emitting the original design's events on the way.
+#[derive(Clone, Debug, PartialEq, Eq, Parser)]
+#[command(name = "orchestrator", version, about, long_about = None)]
+#[command(
+    after_help = "Exit status: 0 success; 1 the subscription failed (the previous \
+                        config is kept); 2 bad arguments or setup; 3 the config was written \
+                        but audit records were lost."
+)]
 pub struct Options {
-    /// The subscription file.
+    /// The subscription file: share links one per line, or base64 of them
+    /// [default: the bundled sample]
+    #[arg(value_name = "SUBSCRIPTION_FILE", default_value_os_t = Options::sample_subscription(), hide_default_value = true)]
     pub subscription: PathBuf,
-    /// Where the sing-box configuration goes.
+    /// Where the sing-box configuration goes
+    #[arg(short, long, value_name = "CONFIG_JSON", default_value_os_t = Options::defaults_dir().join("config.json"))]
     pub output: PathBuf,
-    /// The JSON Lines audit log.
+    /// The JSON Lines audit log (appended to)
+    #[arg(long, value_name = "AUDIT_JSONL", default_value_os_t = Options::defaults_dir().join("audit.jsonl"))]
     pub audit_log: PathBuf,
-    /// Also print the metrics in Prometheus format.
+    /// Refuse subscriptions larger than this many bytes (suffixes K, M, G: KiB, MiB, GiB)
+    #[arg(long, value_name = "BYTES", default_value = "256M", value_parser = parse_size)]
+    pub max_bytes: u64,
+    /// Also print the metrics in Prometheus format
+    #[arg(long)]
     pub prometheus: bool,
-    /// Log at INFO instead of WARN.
+    /// Log at INFO instead of WARN
+    #[arg(short, long)]
     pub verbose: bool,
 }
-
-/// How to call the example.
-pub const USAGE: &str = "usage: orchestrator [SUBSCRIPTION_FILE] [--output CONFIG_JSON] \
-                         [--audit-log AUDIT_JSONL] [--prometheus] [--verbose]";
 
 impl Options {
     /// The bundled sample subscription.
@@ -49,57 +75,43 @@ impl Options {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample-subscription.txt")
     }
 
+    fn defaults_dir() -> PathBuf {
+        std::env::temp_dir().join("sboxmgr-example")
+    }
+
     /// Defaults: the sample, and outputs under the system's temp directory.
     pub fn defaults() -> Options {
-        let dir = std::env::temp_dir().join("sboxmgr-example");
         Options {
             subscription: Options::sample_subscription(),
-            output: dir.join("config.json"),
-            audit_log: dir.join("audit.jsonl"),
+            output: Options::defaults_dir().join("config.json"),
+            audit_log: Options::defaults_dir().join("audit.jsonl"),
+            max_bytes: DEFAULT_MAX_BYTES,
             prometheus: false,
             verbose: false,
         }
     }
+}
 
-    /// Parses the arguments after the program name.
-    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
-        let mut options = Options::defaults();
-        let mut positional = None;
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let mut value = |flag: &str| {
-                args.next()
-                    .map(PathBuf::from)
-                    .ok_or_else(|| format!("{flag} needs a path\n{USAGE}"))
-            };
-            match arg.as_str() {
-                "--output" | "-o" => options.output = value("--output")?,
-                "--audit-log" => options.audit_log = value("--audit-log")?,
-                "--prometheus" => options.prometheus = true,
-                "--verbose" | "-v" => options.verbose = true,
-                "--help" | "-h" => return Err(USAGE.to_owned()),
-                flag if flag.starts_with('-') => {
-                    return Err(format!("unknown option {flag:?}\n{USAGE}"));
-                }
-                path if positional.is_none() => positional = Some(PathBuf::from(path)),
-                extra => {
-                    return Err(format!(
-                        "unexpected argument {extra:?}: give one subscription file\n{USAGE}"
-                    ));
-                }
-            }
-        }
-        if let Some(path) = positional {
-            options.subscription = path;
-        }
-        Ok(options)
-    }
+/// `1048576`, `512K`, `256M`, `1G` (binary multiples).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, shift) = match text.trim().to_ascii_uppercase() {
+        t if t.ends_with('K') => (t[..t.len() - 1].to_owned(), 10),
+        t if t.ends_with('M') => (t[..t.len() - 1].to_owned(), 20),
+        t if t.ends_with('G') => (t[..t.len() - 1].to_owned(), 30),
+        t => (t, 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{text:?} is not a size (e.g. 1048576, 512K, 256M, 1G)"))
 }
 
 /// A stage that failed: what went wrong, and a short kind for metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PipelineError {
-    /// `io`, `encoding`, `empty`, `format`, `no_servers` or `config_invalid`.
+    /// `io`, `too_large`, `empty`, `format` or `no_servers`.
     pub error_type: &'static str,
     /// For people.
     pub message: String,
@@ -116,7 +128,7 @@ impl PipelineError {
 
 impl fmt::Display for PipelineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        write!(f, "{}", LogSafe(&self.message))
     }
 }
 
@@ -125,8 +137,10 @@ impl fmt::Display for PipelineError {
 pub struct Processed {
     /// Servers in the configuration.
     pub servers: usize,
-    /// Entries dropped by validation, with line numbers.
-    pub invalid: Vec<proxy::Invalid>,
+    /// Lines dropped.
+    pub invalid: usize,
+    /// The first [`WARNINGS_SHOWN`] dropped lines, with their reasons.
+    pub first_invalid: Vec<link::Invalid>,
     /// Where the configuration went.
     pub config_path: PathBuf,
     /// Its size in bytes.
@@ -136,14 +150,15 @@ pub struct Processed {
 /// Runs the pipeline, emitting the original design's events on a bus.
 pub struct Orchestrator<'a> {
     bus: &'a EventBus,
+    max_bytes: u64,
 }
 
 const FORMAT: &str = "sing-box";
 
 impl<'a> Orchestrator<'a> {
-    /// An orchestrator emitting on `bus`.
-    pub fn new(bus: &'a EventBus) -> Self {
-        Orchestrator { bus }
+    /// An orchestrator emitting on `bus`, reading at most `max_bytes`.
+    pub fn new(bus: &'a EventBus, max_bytes: u64) -> Self {
+        Orchestrator { bus, max_bytes }
     }
 
     /// Processes one subscription file into a configuration at `output`, in
@@ -183,126 +198,126 @@ impl<'a> Orchestrator<'a> {
         output: &Path,
     ) -> Result<Processed, PipelineError> {
         let started = Instant::now();
-
-        // Fetch.
-        let bytes = std::fs::read(subscription)
-            .map_err(|e| PipelineError::new("io", format!("cannot read {url}: {e}")))?;
-        let content = String::from_utf8(bytes).map_err(|e| {
-            PipelineError::new(
-                "encoding",
-                format!(
-                    "{url} is not UTF-8 text (byte {})",
-                    e.utf8_error().valid_up_to()
-                ),
-            )
+        let mut config = export::Staged::new(output).map_err(|e| {
+            PipelineError::new("io", format!("cannot write {}: {e}", output.display()))
         })?;
+        let mut writer = singbox::ConfigWriter::new(config.writer()).map_err(|e| {
+            PipelineError::new("io", format!("cannot write {}: {e}", output.display()))
+        })?;
+
+        // Fetch, parse, validate and build in one pass.
+        let mut entries = 0usize;
+        let mut invalid = 0usize;
+        let mut first_invalid = Vec::new();
+        let mut write_error = None;
+        let mut drop_line = |line: usize, reason: String| {
+            invalid += 1;
+            if invalid <= WARNINGS_SHOWN {
+                tracing::warn!(url, line, "dropping entry: {}", LogSafe(&reason));
+                first_invalid.push(link::Invalid { line, reason });
+            }
+        };
+        let fetched = input::read_lines(subscription, self.max_bytes, |line, text| {
+            entries += 1;
+            let server = text.and_then(link::parse_uri);
+            match server {
+                Err(reason) => drop_line(line, reason),
+                Ok(_) if write_error.is_some() => {}
+                Ok(server) => match writer.add(&server) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(reason)) => {
+                        drop_line(line, format!("sing-box would refuse it: {reason}"))
+                    }
+                    Err(e) => write_error = Some(e),
+                },
+            }
+        })
+        .map_err(|e| PipelineError::new(e.kind, format!("{url}: {}", e.message)))?;
+        if let Some(e) = write_error {
+            return Err(PipelineError::new(
+                "io",
+                format!("cannot write {}: {e}", output.display()),
+            ));
+        }
+        if invalid > WARNINGS_SHOWN {
+            tracing::warn!(
+                url,
+                "{} more entries dropped (the first {WARNINGS_SHOWN} are shown above)",
+                invalid - WARNINGS_SHOWN
+            );
+        }
+        let servers = writer.servers();
         self.bus.emit(SubscriptionFetched {
             url: url.to_owned(),
-            content_length: content.len() as u64,
-            content_type: if content.contains("://") {
-                "text/uri-list"
-            } else {
-                "text/plain"
+            content_length: fetched.bytes,
+            content_type: match fetched.format {
+                input::Format::Plain => "text/uri-list",
+                input::Format::Base64 => "text/plain",
             }
             .to_owned(),
             cache_hit: false,
             duration_ms: millis(started),
         });
-
-        // Parse.
-        let (format, text) = proxy::decode(&content).map_err(|message| {
-            let kind = if content.trim().is_empty() {
-                "empty"
-            } else {
-                "format"
-            };
-            PipelineError::new(kind, format!("{url}: {message}"))
-        })?;
-        let entries = proxy::parse_list(&text);
         self.bus.emit(SubscriptionParsed {
             url: url.to_owned(),
-            format: format.as_str().to_owned(),
-            servers_count: entries.len() as u64,
+            format: fetched.format.as_str().to_owned(),
+            servers_count: entries as u64,
         });
-
-        // Validate.
-        let (servers, invalid): (Vec<_>, Vec<_>) = entries.into_iter().partition(Result::is_ok);
-        let servers: Vec<proxy::Server> = servers.into_iter().flatten().collect();
-        let invalid: Vec<proxy::Invalid> = invalid.into_iter().filter_map(Result::err).collect();
-        for entry in &invalid {
-            tracing::warn!(
-                url,
-                line = entry.line,
-                "dropping invalid entry: {}",
-                entry.reason
-            );
-        }
         self.bus.emit(SubscriptionValidated {
             url: url.to_owned(),
-            valid_count: servers.len() as u64,
-            invalid_count: invalid.len() as u64,
+            valid_count: servers as u64,
+            invalid_count: invalid as u64,
         });
-        if servers.is_empty() {
-            let detail = match invalid.first() {
+        if servers == 0 {
+            let detail = match first_invalid.first() {
                 Some(first) => format!(" (first problem: {first})"),
                 None => String::new(),
             };
             return Err(PipelineError::new(
                 "no_servers",
-                format!(
-                    "{url}: no valid servers among {} entries{detail}",
-                    invalid.len()
-                ),
+                format!("{url}: no valid servers among {entries} entries{detail}"),
             ));
         }
 
-        // Build and check.
+        // Build and check: every outbound was checked as it was written.
         let build_started = Instant::now();
-        let config = singbox::build(&servers);
-        let mut rendered = serde_json::to_string_pretty(&config).map_err(|e| {
-            PipelineError::new("config_invalid", format!("cannot render the config: {e}"))
+        let (_, written) = writer.finish().map_err(|e| {
+            PipelineError::new("io", format!("cannot write {}: {e}", output.display()))
         })?;
-        rendered.push('\n');
         self.bus.emit(ConfigBuilt {
-            servers_count: servers.len() as u64,
-            rules_count: singbox::rules_count(&config),
+            servers_count: written.servers,
+            rules_count: singbox::rules_count(),
             export_format: FORMAT.to_owned(),
-            file_size: rendered.len() as u64,
+            file_size: written.bytes,
             duration_ms: millis(build_started),
         });
-        let errors = singbox::validate(&config);
         self.bus.emit(ConfigValidated {
             export_format: FORMAT.to_owned(),
-            valid: errors.is_empty(),
-            errors: errors.clone(),
+            valid: true,
+            errors: Vec::new(),
         });
-        if !errors.is_empty() {
-            return Err(PipelineError::new(
-                "config_invalid",
-                format!("the built config is invalid: {}", errors.join("; ")),
-            ));
-        }
 
         // Export.
-        write_atomically(output, rendered.as_bytes()).map_err(|e| {
+        config.commit().map_err(|e| {
             PipelineError::new("io", format!("cannot write {}: {e}", output.display()))
         })?;
         self.bus.emit(ConfigExported {
             path: output.display().to_string(),
             export_format: FORMAT.to_owned(),
-            file_size: rendered.len() as u64,
+            file_size: written.bytes,
         });
         self.bus.emit(SubscriptionProcessed {
             url: url.to_owned(),
-            servers_count: servers.len() as u64,
+            servers_count: servers as u64,
             success: true,
             duration_ms: millis(started),
         });
         Ok(Processed {
-            servers: servers.len(),
+            servers,
             invalid,
+            first_invalid,
             config_path: output.to_owned(),
-            config_bytes: rendered.len() as u64,
+            config_bytes: written.bytes,
         })
     }
 }
@@ -311,29 +326,11 @@ fn millis(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Writes to a temporary file next to `path`, then renames it over `path`:
-/// readers see the old file or the new one, never a partial one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let result = std::fs::File::create(&tmp).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    match result.and_then(|()| std::fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(err) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(err)
-        }
-    }
-}
-
 /// How a run ended, for `main` and for tests.
 #[derive(Debug)]
 pub struct RunOutcome {
-    /// 0 success, 1 the subscription failed, 2 bad arguments or setup.
+    /// 0 success; 1 the subscription failed; 2 bad arguments or setup; 3
+    /// the config was written but audit records were lost.
     pub exit_code: u8,
     /// The subscription's trace, once processing started.
     pub trace_id: Option<TraceId>,
@@ -348,18 +345,28 @@ pub fn run(
     err: &mut dyn Write,
 ) -> RunOutcome {
     let setup_failed = |err: &mut dyn Write, message: String| {
-        let _ = writeln!(err, "orchestrator: {message}");
+        let _ = writeln!(err, "orchestrator: {}", LogSafe(&message));
         RunOutcome {
             exit_code: 2,
             trace_id: None,
         }
     };
-    for path in [&options.output, &options.audit_log] {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && let Err(e) = std::fs::create_dir_all(dir)
-        {
-            return setup_failed(err, format!("cannot create {}: {e}", dir.display()));
-        }
+    if export::same_file(&options.output, &options.audit_log) {
+        return setup_failed(
+            err,
+            format!(
+                "--output and --audit-log are the same file ({}): the config would overwrite the audit log",
+                options.output.display()
+            ),
+        );
+    }
+    if let Some(dir) = options
+        .audit_log
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        return setup_failed(err, format!("cannot create {}: {e}", dir.display()));
     }
     let audit = match AuditLogger::builder().jsonl(&options.audit_log).attach(bus) {
         Ok(audit) => audit,
@@ -373,9 +380,9 @@ pub fn run(
     });
 
     let (trace_id, result) = trace::with_new_trace(|| {
-        Orchestrator::new(bus).process(&options.subscription, &options.output)
+        Orchestrator::new(bus, options.max_bytes).process(&options.subscription, &options.output)
     });
-    let exit_code = match &result {
+    let mut exit_code = match &result {
         Ok(_) => 0,
         Err(e) => {
             let _ = writeln!(err, "orchestrator: {e}");
@@ -388,33 +395,50 @@ pub fn run(
     });
 
     let snapshot = metrics.snapshot();
-    let _ = writeln!(out, "sboxmgr example: {}", options.subscription.display());
+    let _ = writeln!(
+        out,
+        "sboxmgr example: {}",
+        LogSafe(&options.subscription.display().to_string())
+    );
     let _ = writeln!(out, "  trace      {trace_id}");
     match &result {
         Ok(done) => {
             let _ = writeln!(
                 out,
                 "  servers    {} kept, {} invalid dropped",
-                done.servers,
-                done.invalid.len()
+                done.servers, done.invalid
             );
             let _ = writeln!(
                 out,
                 "  config     {} ({} bytes, {FORMAT})",
-                done.config_path.display(),
+                LogSafe(&done.config_path.display().to_string()),
                 done.config_bytes
             );
         }
         Err(e) => {
-            let _ = writeln!(out, "  failed     {} ({})", e.message, e.error_type);
+            let _ = writeln!(out, "  failed     {e} ({})", e.error_type);
         }
     }
-    let _ = writeln!(
+    let lost = audit.write_errors();
+    let _ = write!(
         out,
-        "  audit log  {} ({} records this run)",
-        options.audit_log.display(),
+        "  audit log  {} ({} records this run",
+        LogSafe(&options.audit_log.display().to_string()),
         audit.records()
     );
+    if lost > 0 {
+        let _ = writeln!(out, ", {lost} LOST)");
+        let _ = writeln!(
+            err,
+            "orchestrator: {lost} audit record(s) could not be written to {}",
+            LogSafe(&options.audit_log.display().to_string())
+        );
+        if exit_code == 0 {
+            exit_code = 3;
+        }
+    } else {
+        let _ = writeln!(out, ")");
+    }
     let events: u64 = snapshot.events_by_name.values().sum();
     let _ = writeln!(
         out,

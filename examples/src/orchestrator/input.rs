@@ -1,0 +1,375 @@
+//! Reading a subscription in one pass with bounded memory: a size cap, a
+//! UTF-8 byte order mark skipped, plain or base64 bodies (base64 decoded as
+//! it streams: either alphabet, padding optional, line breaks anywhere), and
+//! lines of bounded length handed out one at a time.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::path::Path;
+
+/// How the subscription was encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One URI per line.
+    Plain,
+    /// The list, base64 encoded as a whole.
+    Base64,
+}
+
+impl Format {
+    /// `plain` or `base64`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Plain => "plain",
+            Format::Base64 => "base64",
+        }
+    }
+}
+
+/// The longest line kept; longer lines are reported, not held.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// What was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    /// Plain or base64.
+    pub format: Format,
+    /// Bytes of the file read.
+    pub bytes: u64,
+}
+
+/// Why the subscription as a whole could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputError {
+    /// `io`, `too_large`, `empty` or `format`.
+    pub kind: &'static str,
+    /// For people (without the file name, which the caller adds).
+    pub message: String,
+}
+
+impl InputError {
+    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        InputError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads `path`, calling `line` for every non-blank, non-comment line with
+/// its 1-based number and its text (or why it is unusable). Stops with an
+/// error past `max_bytes` bytes of input.
+pub fn read_lines(
+    path: &Path,
+    max_bytes: u64,
+    mut line: impl FnMut(usize, Result<&str, String>),
+) -> Result<Fetched, InputError> {
+    let file = File::open(path).map_err(|e| InputError::new("io", format!("cannot read: {e}")))?;
+    if let Ok(meta) = file.metadata()
+        && meta.is_file()
+        && meta.len() > max_bytes
+    {
+        return Err(too_large(max_bytes));
+    }
+    let mut capped = Capped {
+        inner: file,
+        read: 0,
+        max: max_bytes,
+    };
+    let (format, head) = sniff(&mut capped, max_bytes)?;
+    let body = Cursor::new(head).chain(&mut capped);
+    let result = match format {
+        Format::Plain => each_line(BufReader::with_capacity(1 << 16, body), &mut line),
+        Format::Base64 => each_line(
+            BufReader::with_capacity(1 << 16, Base64Decoder::new(body)),
+            &mut line,
+        ),
+    };
+    result.map_err(|e| match e.kind() {
+        io::ErrorKind::FileTooLarge => too_large(max_bytes),
+        io::ErrorKind::InvalidData if format == Format::Base64 => InputError::new(
+            "format",
+            format!("the subscription is neither a list of proxy URIs nor base64: {e}"),
+        ),
+        _ => InputError::new("io", format!("cannot read: {e}")),
+    })?;
+    Ok(Fetched {
+        format,
+        bytes: capped.read,
+    })
+}
+
+fn too_large(max: u64) -> InputError {
+    InputError::new(
+        "too_large",
+        format!(
+            "the subscription is larger than the limit of {max} bytes (raise it with --max-bytes)"
+        ),
+    )
+}
+
+/// Reads the start of the input (up to 64 KiB), drops a BOM, and decides
+/// the format from the first line that is neither blank nor a comment: a
+/// URI (`://`) means a plain list, anything else base64.
+fn sniff(input: &mut impl Read, max_bytes: u64) -> Result<(Format, Vec<u8>), InputError> {
+    let mut head = Vec::with_capacity(1 << 16);
+    input
+        .take(1 << 16)
+        .read_to_end(&mut head)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::FileTooLarge => too_large(max_bytes),
+            _ => InputError::new("io", format!("cannot read: {e}")),
+        })?;
+    if head.starts_with(b"\xef\xbb\xbf") {
+        head.drain(..3);
+    }
+    let first = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.trim_ascii())
+        .find(|l| !l.is_empty() && !l.starts_with(b"#"));
+    match first {
+        None => Err(InputError::new("empty", "the subscription is empty")),
+        Some(line) if line.windows(3).any(|w| w == b"://") => Ok((Format::Plain, head)),
+        Some(_) => Ok((Format::Base64, head)),
+    }
+}
+
+fn each_line(
+    mut input: impl BufRead,
+    line: &mut impl FnMut(usize, Result<&str, String>),
+) -> io::Result<()> {
+    let mut buf = Vec::new();
+    let mut number = 0;
+    loop {
+        buf.clear();
+        let Some(length) = read_line_limited(&mut input, &mut buf)? else {
+            return Ok(());
+        };
+        number += 1;
+        if length > MAX_LINE_BYTES {
+            line(
+                number,
+                Err(format!(
+                    "line is {length} bytes, longer than {MAX_LINE_BYTES}"
+                )),
+            );
+            continue;
+        }
+        match std::str::from_utf8(&buf) {
+            Ok(text) => {
+                let text = text.trim();
+                if !text.is_empty() && !text.starts_with('#') {
+                    line(number, Ok(text));
+                }
+            }
+            Err(e) => line(
+                number,
+                Err(format!("not UTF-8 text (byte {})", e.valid_up_to() + 1)),
+            ),
+        }
+    }
+}
+
+/// One line into `buf` (without its newline) unless it is longer than
+/// [`MAX_LINE_BYTES`], in which case it is consumed but not kept. Returns
+/// the line's length, or `None` at the end.
+fn read_line_limited(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    let mut length = 0;
+    let mut any = false;
+    loop {
+        let available = match input.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(any.then_some(length));
+        }
+        any = true;
+        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(end) => (&available[..end], true),
+            None => (available, false),
+        };
+        length += chunk.len();
+        if length <= MAX_LINE_BYTES {
+            buf.extend_from_slice(chunk);
+        } else {
+            buf.clear();
+        }
+        let consumed = chunk.len() + usize::from(done);
+        input.consume(consumed);
+        if done {
+            return Ok(Some(length));
+        }
+    }
+}
+
+/// Fails with `FileTooLarge` once more than `max` bytes were read.
+struct Capped<R> {
+    inner: R,
+    read: u64,
+    max: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.max {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                "over the size limit",
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// Decodes base64 as it streams: both alphabets, whitespace anywhere,
+/// padding optional (a `=` ends a group, so padded pieces may follow each
+/// other).
+struct Base64Decoder<R> {
+    inner: R,
+    /// Up to three characters of an unfinished group (as 6-bit values).
+    group: Vec<u8>,
+    out: Vec<u8>,
+    at: usize,
+    consumed: u64,
+    done: bool,
+}
+
+impl<R: Read> Base64Decoder<R> {
+    fn new(inner: R) -> Self {
+        Base64Decoder {
+            inner,
+            group: Vec::with_capacity(4),
+            out: Vec::new(),
+            at: 0,
+            consumed: 0,
+            done: false,
+        }
+    }
+
+    fn sextet(c: u8) -> Option<u8> {
+        match c {
+            b'A'..=b'Z' => Some(c - b'A'),
+            b'a'..=b'z' => Some(c - b'a' + 26),
+            b'0'..=b'9' => Some(c - b'0' + 52),
+            b'+' | b'-' => Some(62),
+            b'/' | b'_' => Some(63),
+            _ => None,
+        }
+    }
+
+    /// Emits the bytes of the group so far (2-4 characters).
+    fn flush_group(&mut self) -> io::Result<()> {
+        let g = &self.group;
+        match g.len() {
+            0 => {}
+            1 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "a group ends after one character near byte {}",
+                        self.consumed
+                    ),
+                ));
+            }
+            n => {
+                let bits =
+                    g.iter().fold(0u32, |acc, &s| (acc << 6) | u32::from(s)) << (6 * (4 - n));
+                let bytes = bits.to_be_bytes();
+                self.out.extend_from_slice(&bytes[1..n]);
+            }
+        }
+        self.group.clear();
+        Ok(())
+    }
+
+    fn refill(&mut self) -> io::Result<()> {
+        self.out.clear();
+        self.at = 0;
+        let mut raw = [0u8; 1 << 14];
+        while self.out.is_empty() && !self.done {
+            let n = match self.inner.read(&mut raw) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                self.done = true;
+                self.flush_group()?;
+                break;
+            }
+            for &c in &raw[..n] {
+                self.consumed += 1;
+                if c.is_ascii_whitespace() {
+                    continue;
+                }
+                if c == b'=' {
+                    self.flush_group()?;
+                    continue;
+                }
+                let s = Self::sextet(c).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("byte {} ({:?}) is not base64", self.consumed, char::from(c)),
+                    )
+                })?;
+                self.group.push(s);
+                if self.group.len() == 4 {
+                    self.flush_group()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Base64Decoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.out.len() {
+            self.refill()?;
+        }
+        let n = buf.len().min(self.out.len() - self.at);
+        buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+    fn decode(text: &str) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        Base64Decoder::new(text.as_bytes()).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn base64_in_any_alphabet_padding_and_layout() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let padded = STANDARD.encode(&data);
+        let wrapped: String = padded
+            .as_bytes()
+            .chunks(76)
+            .map(|c| format!("{}\r\n", String::from_utf8_lossy(c)))
+            .collect();
+        for text in [
+            padded.clone(),
+            padded.trim_end_matches('=').to_owned(),
+            URL_SAFE_NO_PAD.encode(&data),
+            wrapped,
+        ] {
+            assert_eq!(decode(&text).expect("decodes"), data);
+        }
+        // Padded pieces one after another.
+        assert_eq!(decode("YQ==Yg==").expect("two pieces"), b"ab");
+        assert!(decode("YWJj!").is_err());
+        assert!(decode("YWJjZ").is_err(), "one dangling character");
+    }
+}

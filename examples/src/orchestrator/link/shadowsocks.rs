@@ -1,0 +1,149 @@
+//! `ss://` links: SIP002 (`ss://base64url(method:password)@host:port/?plugin=...#name`,
+//! or the userinfo percent-encoded) and the legacy form
+//! (`ss://base64(method:password@host:port)#name`).
+
+use super::stream::ss2022_password;
+use super::{Plugin, Protocol, Server, decode_component, param, shorten, split};
+use base64::Engine;
+use base64::engine::general_purpose::{GeneralPurpose, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+
+/// Every method sing-box implements, with the key length of the 2022 ones.
+const METHODS: [(&str, Option<usize>); 18] = [
+    ("2022-blake3-aes-128-gcm", Some(16)),
+    ("2022-blake3-aes-256-gcm", Some(32)),
+    ("2022-blake3-chacha20-poly1305", Some(32)),
+    ("none", None),
+    ("aes-128-gcm", None),
+    ("aes-192-gcm", None),
+    ("aes-256-gcm", None),
+    ("chacha20-ietf-poly1305", None),
+    ("xchacha20-ietf-poly1305", None),
+    ("aes-128-ctr", None),
+    ("aes-192-ctr", None),
+    ("aes-256-ctr", None),
+    ("aes-128-cfb", None),
+    ("aes-192-cfb", None),
+    ("aes-256-cfb", None),
+    ("rc4-md5", None),
+    ("chacha20-ietf", None),
+    ("xchacha20", None),
+];
+
+pub(super) fn parse(rest: &str) -> Result<Server, String> {
+    let (body, fragment) = match rest.split_once('#') {
+        Some((body, fragment)) => (body, Some(fragment)),
+        None => (rest, None),
+    };
+    let (before_query, query) = match body.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (body, None),
+    };
+    let sip002 = if before_query.contains('@') {
+        rest.to_owned()
+    } else {
+        // Legacy: everything up to the query is base64 of the whole thing.
+        let decoded = base64_lenient(before_query.trim_end_matches('/'))
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| "shadowsocks link is neither SIP002 nor base64".to_owned())?;
+        let mut link = decoded;
+        if let Some(query) = query {
+            link.push('?');
+            link.push_str(query);
+        }
+        if let Some(fragment) = fragment {
+            link.push('#');
+            link.push_str(fragment);
+        }
+        link
+    };
+    let parts = split(&sip002)?;
+    let user = decode_component(&parts.user, "the user info")?;
+    let credentials = if user.contains(':') {
+        user
+    } else {
+        base64_lenient(&user)
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| "shadowsocks user info is not `method:password` in base64".to_owned())?
+    };
+    let (method, password) = credentials
+        .split_once(':')
+        .ok_or_else(|| "shadowsocks user info is not `method:password`".to_owned())?;
+    let method = method.to_ascii_lowercase();
+    let key_len = METHODS
+        .iter()
+        .find(|(known, _)| *known == method)
+        .map(|(_, key_len)| *key_len)
+        .ok_or_else(|| {
+            format!(
+                "unsupported shadowsocks method {:?} (sing-box has {})",
+                shorten(&method),
+                METHODS.map(|(m, _)| m).join(", ")
+            )
+        })?;
+    let password = match key_len {
+        Some(len) => ss2022_password(password, &method, len)?,
+        None if password.is_empty() && method != "none" => {
+            return Err("shadowsocks password is empty".to_owned());
+        }
+        None => password.to_owned(),
+    };
+    let plugin = plugin(param(&parts.params, "plugin"))?;
+    Ok(Server {
+        protocol: Protocol::Shadowsocks {
+            method,
+            password,
+            plugin,
+        },
+        name: parts.name,
+        host: parts.host,
+        port: parts.port,
+        tls: None,
+        transport: None,
+    })
+}
+
+/// SIP003 `plugin=name;opt=value;...`: the two plugins sing-box implements.
+fn plugin(spec: &str) -> Result<Option<Plugin>, String> {
+    if spec.is_empty() {
+        return Ok(None);
+    }
+    let (name, opts) = spec.split_once(';').unwrap_or((spec, ""));
+    let option = |key: &str| {
+        opts.split(';')
+            .find_map(|pair| pair.split_once('=').filter(|(k, _)| *k == key))
+            .map(|(_, v)| v)
+    };
+    match name {
+        "obfs-local" | "simple-obfs" => match option("obfs") {
+            Some("http" | "tls") => Ok(Some(Plugin {
+                name: "obfs-local",
+                opts: opts.to_owned(),
+            })),
+            other => Err(format!(
+                "`plugin={name}` with obfs={:?}: sing-box's obfs-local needs obfs=http or obfs=tls",
+                other.unwrap_or("")
+            )),
+        },
+        "v2ray-plugin" => match option("mode") {
+            None | Some("websocket") => Ok(Some(Plugin {
+                name: "v2ray-plugin",
+                opts: opts.to_owned(),
+            })),
+            Some(mode) => Err(format!(
+                "`plugin=v2ray-plugin` with mode={}: sing-box's v2ray-plugin is websocket only",
+                shorten(mode)
+            )),
+        },
+        other => Err(format!(
+            "`plugin={}`: sing-box implements only obfs-local and v2ray-plugin",
+            shorten(other)
+        )),
+    }
+}
+
+/// Base64 in either alphabet, padded or not (subscriptions use all four).
+pub(crate) fn base64_lenient(text: &str) -> Option<Vec<u8>> {
+    const ENGINES: [GeneralPurpose; 2] = [STANDARD_NO_PAD, URL_SAFE_NO_PAD];
+    let text = text.trim().trim_end_matches('=');
+    ENGINES.iter().find_map(|engine| engine.decode(text).ok())
+}

@@ -1,0 +1,283 @@
+//! A sing-box configuration from servers: one outbound per server, a
+//! `selector` over them, `direct`, and a few routing rules.
+//!
+//! [`ConfigWriter`] streams the configuration: each outbound is checked and
+//! written as its server is parsed, so memory holds the tags (for the
+//! selector and de-duplication), never the servers or the whole document.
+//! [`check_outbound`] applies the rules the real client (sing-box 1.14)
+//! refuses a configuration for; nothing it rejects is written.
+
+use super::link::{Protocol, Server, Tls, Transport};
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
+use std::sync::Arc;
+
+/// The selector's tag.
+pub const SELECTOR: &str = "proxy";
+/// The direct outbound's tag.
+pub const DIRECT: &str = "direct";
+
+/// The routing rules every configuration gets.
+fn route() -> Value {
+    json!({
+        "rules": [
+            { "action": "sniff" },
+            { "protocol": "dns", "action": "hijack-dns" },
+            { "ip_is_private": true, "outbound": DIRECT }
+        ],
+        "final": SELECTOR
+    })
+}
+
+/// Number of routing rules in a configuration.
+pub fn rules_count() -> u64 {
+    route()["rules"].as_array().map_or(0, |r| r.len() as u64)
+}
+
+/// Writes a configuration outbound by outbound.
+pub struct ConfigWriter<W: Write> {
+    out: Counting<W>,
+    tags: Vec<Arc<str>>,
+    used: HashSet<Arc<str>>,
+    /// For names seen more than once: the next `#n` suffix to try.
+    next_suffix: HashMap<Arc<str>, u32>,
+}
+
+/// What [`ConfigWriter::finish`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Server outbounds.
+    pub servers: u64,
+    /// Bytes of the whole document.
+    pub bytes: u64,
+}
+
+impl<W: Write> ConfigWriter<W> {
+    /// Starts the document.
+    pub fn new(out: W) -> io::Result<Self> {
+        let mut out = Counting {
+            inner: out,
+            bytes: 0,
+        };
+        out.write_all(b"{\n  \"log\": {\"level\": \"info\"},\n  \"outbounds\": [\n")?;
+        Ok(ConfigWriter {
+            out,
+            tags: Vec::new(),
+            used: HashSet::new(),
+            next_suffix: HashMap::new(),
+        })
+    }
+
+    /// Checks `server`'s outbound and writes it. `Ok(Err(reason))`: the
+    /// check refused it, nothing was written; `Err`: writing failed.
+    pub fn add(&mut self, server: &Server) -> io::Result<Result<(), String>> {
+        let base = base_tag(server);
+        let tag = self.unique_tag(&base);
+        let outbound = outbound(server, &tag);
+        if let Err(reason) = check_outbound(&outbound) {
+            self.used.remove(&*tag);
+            return Ok(Err(reason));
+        }
+        self.out.write_all(b"    ")?;
+        serde_json::to_writer(&mut self.out, &outbound)?;
+        self.out.write_all(b",\n")?;
+        self.tags.push(tag);
+        Ok(Ok(()))
+    }
+
+    /// Servers added so far.
+    pub fn servers(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// Ends the document: the selector over every server, `direct`, the
+    /// route. Returns the writer and what was written.
+    pub fn finish(mut self) -> io::Result<(W, Written)> {
+        // The selector is written tag by tag: a `Value` of it would copy
+        // every tag once more.
+        write!(
+            self.out,
+            "    {{\"type\": \"selector\", \"tag\": \"{SELECTOR}\", \"outbounds\": ["
+        )?;
+        for (i, tag) in self.tags.iter().enumerate() {
+            if i > 0 {
+                self.out.write_all(b", ")?;
+            }
+            serde_json::to_writer(&mut self.out, &**tag)?;
+        }
+        self.out.write_all(b"], \"default\": ")?;
+        serde_json::to_writer(&mut self.out, &self.tags.first().map(|t| &**t))?;
+        self.out.write_all(b"},\n    ")?;
+        serde_json::to_writer(&mut self.out, &json!({ "type": "direct", "tag": DIRECT }))?;
+        self.out.write_all(b"\n  ],\n  \"route\": ")?;
+        serde_json::to_writer(&mut self.out, &route())?;
+        self.out.write_all(b"\n}\n")?;
+        self.out.flush()?;
+        let written = Written {
+            servers: self.tags.len() as u64,
+            bytes: self.out.bytes,
+        };
+        Ok((self.out.inner, written))
+    }
+
+    /// `base`, or `base #2`, `base #3`... whichever is free first. Linear
+    /// overall: each name remembers where its suffixes stopped.
+    fn unique_tag(&mut self, base: &str) -> Arc<str> {
+        if !reserved(base) && !self.used.contains(base) {
+            let tag: Arc<str> = Arc::from(base);
+            self.used.insert(Arc::clone(&tag));
+            return tag;
+        }
+        let next = self.next_suffix.entry(Arc::from(base)).or_insert(2);
+        loop {
+            let candidate = format!("{base} #{next}");
+            *next += 1;
+            if !self.used.contains(candidate.as_str()) {
+                let tag: Arc<str> = Arc::from(candidate);
+                self.used.insert(Arc::clone(&tag));
+                return tag;
+            }
+        }
+    }
+}
+
+fn reserved(tag: &str) -> bool {
+    tag == SELECTOR || tag == DIRECT
+}
+
+fn base_tag(server: &Server) -> String {
+    match server.name.trim() {
+        "" => format!("{}-{}:{}", server.kind(), server.host, server.port),
+        name => name.to_owned(),
+    }
+}
+
+/// Counts the bytes written through it.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The sing-box outbound of one server.
+pub fn outbound(server: &Server, tag: &str) -> Value {
+    let mut out = Map::new();
+    out.insert("type".into(), json!(server.kind()));
+    out.insert("tag".into(), json!(tag));
+    out.insert("server".into(), json!(server.host));
+    out.insert("server_port".into(), json!(server.port));
+    match &server.protocol {
+        Protocol::Shadowsocks {
+            method,
+            password,
+            plugin,
+        } => {
+            out.insert("method".into(), json!(method));
+            out.insert("password".into(), json!(password));
+            if let Some(plugin) = plugin {
+                out.insert("plugin".into(), json!(plugin.name));
+                out.insert("plugin_opts".into(), json!(plugin.opts));
+            }
+        }
+        Protocol::Vless { uuid, flow } => {
+            out.insert("uuid".into(), json!(uuid));
+            if let Some(flow) = flow {
+                out.insert("flow".into(), json!(flow));
+            }
+        }
+        Protocol::Trojan { password } => {
+            out.insert("password".into(), json!(password));
+        }
+        Protocol::Vmess {
+            uuid,
+            alter_id,
+            security,
+        } => {
+            out.insert("uuid".into(), json!(uuid));
+            out.insert("alter_id".into(), json!(alter_id));
+            out.insert("security".into(), json!(security));
+        }
+    }
+    if let Some(tls) = &server.tls {
+        out.insert("tls".into(), tls_json(tls));
+    }
+    if let Some(transport) = &server.transport {
+        out.insert("transport".into(), transport_json(transport));
+    }
+    Value::Object(out)
+}
+
+fn tls_json(tls: &Tls) -> Value {
+    let mut out = json!({ "enabled": true });
+    if let Some(name) = &tls.server_name {
+        out["server_name"] = json!(name);
+    }
+    if tls.insecure {
+        out["insecure"] = json!(true);
+    }
+    if !tls.alpn.is_empty() {
+        out["alpn"] = json!(tls.alpn);
+    }
+    if let Some(fingerprint) = tls.fingerprint {
+        out["utls"] = json!({ "enabled": true, "fingerprint": fingerprint });
+    }
+    if let Some(reality) = &tls.reality {
+        out["reality"] = json!({
+            "enabled": true,
+            "public_key": reality.public_key,
+            "short_id": reality.short_id,
+        });
+    }
+    out
+}
+
+fn transport_json(transport: &Transport) -> Value {
+    match transport {
+        Transport::Ws {
+            path,
+            host,
+            max_early_data,
+        } => {
+            let mut out = json!({ "type": "ws", "path": path });
+            if let Some(host) = host {
+                out["headers"] = json!({ "Host": host });
+            }
+            if *max_early_data > 0 {
+                out["max_early_data"] = json!(max_early_data);
+                out["early_data_header_name"] = json!("Sec-WebSocket-Protocol");
+            }
+            out
+        }
+        Transport::Grpc { service_name } => json!({ "type": "grpc", "service_name": service_name }),
+        Transport::HttpUpgrade { path, host } => {
+            let mut out = json!({ "type": "httpupgrade", "path": path });
+            if let Some(host) = host {
+                out["host"] = json!(host);
+            }
+            out
+        }
+        Transport::Http { path, hosts } => {
+            let mut out = json!({ "type": "http", "path": path });
+            if !hosts.is_empty() {
+                out["host"] = json!(hosts);
+            }
+            out
+        }
+    }
+}
+
+mod check;
+
+pub use check::{check_config, check_outbound};
