@@ -16,7 +16,7 @@ mod shadowsocks;
 mod stream;
 mod vmess;
 
-pub use stream::{Reality, Tls, Transport};
+pub use stream::{DEFAULT_FINGERPRINT, Reality, Tls, Transport};
 
 use percent_encoding::percent_decode_str;
 use std::collections::BTreeMap;
