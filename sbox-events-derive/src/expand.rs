@@ -116,7 +116,7 @@ pub fn derive_event(input: &DeriveInput) -> syn::Result<TokenStream> {
             #event_impl
 
             ::sbox_events::__private::inventory::submit! {
-                ::sbox_events::__private::EventMeta::of::<#ident>()
+                ::sbox_events::__private::event_meta::<#ident>()
             }
         };
     })

@@ -13,8 +13,8 @@
 //! audit sets and JSON Lines import find no event types; typed
 //! subscriptions still work.
 
-use crate::event::Event;
-use crate::registry::{self, ErasedEvent, EventVTable, HandlerInfo};
+use crate::event::{ErasedEvent, Event, EventVTable, all_events};
+use crate::handler::HandlerInfo;
 use std::any::Any;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -31,16 +31,14 @@ impl EventType {
 
     /// Every event type linked into the binary, sorted by name (then Rust type).
     pub fn all() -> Vec<EventType> {
-        let mut all: Vec<EventType> = registry::all_events().map(EventType).collect();
+        let mut all: Vec<EventType> = all_events().map(EventType).collect();
         all.sort_by_key(|t| (t.name(), t.rust_type()));
         all
     }
 
     /// The event type with this name, if one is linked.
     pub fn by_name(name: &str) -> Option<EventType> {
-        registry::all_events()
-            .find(|e| e.name() == name)
-            .map(EventType)
+        all_events().find(|e| e.name() == name).map(EventType)
     }
 
     /// `Event::NAME`.
@@ -141,6 +139,11 @@ impl<'a> AnyEvent<'a> {
     /// The event's fields as JSON (serialized on each call).
     pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         self.event_type.0.to_json(self.value)
+    }
+
+    /// Writes the event's fields as JSON (without an intermediate value).
+    pub(crate) fn write_json(&self, out: &mut dyn std::io::Write) -> serde_json::Result<()> {
+        self.event_type.0.write_json(self.value, out)
     }
 }
 

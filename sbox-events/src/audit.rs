@@ -27,10 +27,12 @@
 //! spread into fields of their own).
 //!
 //! With [`jsonl`](AuditLoggerBuilder::jsonl) each record is also one line of
-//! JSON in that file:
+//! JSON in that file, in the same envelope as the history's JSON Lines
+//! (so [`import_jsonl`](crate::history::import_jsonl) reads audit logs), with
+//! the nesting depth added:
 //!
 //! ```text
-//! {"name":"config.exported","source":"config_builder","trace_id":"4bf9…","timestamp":"2026-11-27T06:32:20.123456Z","sequence":42,"depth":0,"metadata":{},"data":{"path":"out.json","export_format":"sing-box","file_size":512}}
+//! {"name":"config.exported","source":"config_builder","trace_id":"4bf9…","timestamp":"2026-11-27T06:32:20.123456789Z","sequence":42,"depth":0,"metadata":{},"data":{"path":"out.json","export_format":"sing-box","file_size":512}}
 //! ```
 //!
 //! JSON escaping makes a record one line whatever the data holds (newlines,
@@ -68,10 +70,10 @@
 
 use crate::any::{AnyEvent, EventSelector};
 use crate::bus::{EventBus, SubscribeOptions, Subscription};
+use crate::context::EventContext;
 use crate::escape::EscapedDisplay;
-use crate::event::{EventContext, Metadata};
-use crate::trace::TraceId;
-use serde::Serialize;
+use crate::jsonl::{self, Envelope};
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -280,18 +282,6 @@ impl LogFile {
     }
 }
 
-#[derive(Serialize)]
-struct Record<'a> {
-    name: &'a str,
-    source: &'a str,
-    trace_id: TraceId,
-    timestamp: String,
-    sequence: u64,
-    depth: u32,
-    metadata: &'a Metadata,
-    data: serde_json::Value,
-}
-
 impl State {
     fn record(&self, event: &AnyEvent<'_>, ctx: &EventContext<'_>) {
         let data = match event.to_json() {
@@ -311,14 +301,14 @@ impl State {
             self.records.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let record = Record {
-            name: event.name(),
-            source: ctx.source(),
+        let record = Envelope {
+            name: Cow::Borrowed(event.name()),
+            source: Cow::Borrowed(ctx.source()),
             trace_id: ctx.trace_id(),
-            timestamp: humantime::format_rfc3339_micros(ctx.timestamp()).to_string(),
+            timestamp: jsonl::timestamp(ctx.timestamp()),
             sequence: ctx.sequence(),
-            depth: ctx.depth(),
-            metadata: ctx.metadata(),
+            depth: Some(ctx.depth()),
+            metadata: Cow::Borrowed(ctx.metadata()),
             data,
         };
         let mut line = match serde_json::to_vec(&record) {

@@ -109,8 +109,8 @@ pub fn catalog() -> Catalog {
                 .into_iter()
                 .map(|h| {
                     let path = match h.origin() {
-                        crate::HandlerOrigin::Static { path } => path,
-                        crate::HandlerOrigin::Subscription { .. } => "",
+                        crate::handler::HandlerOrigin::Static { path } => path,
+                        crate::handler::HandlerOrigin::Subscription { .. } => "",
                     };
                     HandlerEntry {
                         name: h.name().to_owned(),

@@ -1,12 +1,16 @@
-//! What an event is ([`Event`]) and what a handler learns about it besides its
-//! fields ([`EventContext`], [`Metadata`]).
+//! What an event is: the [`Event`] trait, and the per-type descriptor that
+//! lets the rest of the crate handle an event type it only knows by name
+//! (its name, fields, static handlers, JSON conversions), collected at link
+//! time in [`EventMeta`].
+//!
+//! Operations that belong to higher layers (rebuilding a bus's routes for a
+//! type, dispatching a type from JSON) are not reachable from here: the bus
+//! hands them down as opaque hooks stored in each [`EventMeta`].
 
-use crate::bus::EventBus;
-use crate::trace::TraceId;
-use std::borrow::Cow;
-use std::cell::OnceCell;
-use std::fmt;
-use std::time::SystemTime;
+use crate::registry::{EventSlot, HandlerRecord, HandlerRegistry};
+use std::any::Any;
+use std::marker::PhantomData;
+use std::mem::{ManuallyDrop, size_of};
 
 /// A statically typed event: a struct with a name, checked at compile time.
 ///
@@ -59,275 +63,168 @@ pub trait Event: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 
     const __FIELDS: &'static [(&'static str, &'static str)];
 
     #[doc(hidden)]
-    type __Registry: crate::__private::HandlerRegistry<Self>;
+    type __Registry: HandlerRegistry<Self>;
 
     #[doc(hidden)]
-    fn __slot() -> &'static crate::__private::EventSlot<Self>;
+    fn __slot() -> &'static EventSlot<Self>;
 }
 
-/// Everything a handler knows about an event besides its fields.
+/// Wraps a handler record in `E`'s registry type, for `inventory::submit!`.
 ///
-/// Cheap to build: the trace id and sequence number come from thread-locals,
-/// and the timestamp is read from the clock only when someone asks for it
-/// (see [`timestamp`](EventContext::timestamp)).
-pub struct EventContext<'a> {
-    pub(crate) bus: &'a EventBus,
-    pub(crate) name: &'static str,
-    pub(crate) source: &'a str,
-    pub(crate) metadata: &'a Metadata,
-    pub(crate) trace_id: TraceId,
-    pub(crate) sequence: u64,
-    pub(crate) depth: u32,
-    pub(crate) timestamp: OnceCell<SystemTime>,
-    pub(crate) replay: bool,
+/// A generic `const fn` (rather than a constructor on the registry type
+/// itself) so that a handler whose parameter is not an event gets exactly one
+/// error, "`X` is not an event", at that parameter.
+#[doc(hidden)]
+pub const fn registration<E: Event>(record: HandlerRecord<E>) -> E::__Registry {
+    union Cast<E: Event> {
+        record: ManuallyDrop<HandlerRecord<E>>,
+        registry: ManuallyDrop<E::__Registry>,
+    }
+    const {
+        assert!(size_of::<HandlerRecord<E>>() == size_of::<E::__Registry>());
+    }
+    // SAFETY: `HandlerRegistry` (an unsafe trait, implemented only by the
+    // derive) requires `E::__Registry` to be a `repr(transparent)` wrapper of
+    // `HandlerRecord<E>`, so both union fields have the same layout.
+    ManuallyDrop::into_inner(unsafe {
+        Cast {
+            record: ManuallyDrop::new(record),
+        }
+        .registry
+    })
 }
 
-impl<'a> EventContext<'a> {
-    /// The event's name (`Event::NAME`).
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
+/// One event type of the binary, submitted by `#[derive(Event)]`: its
+/// descriptor, and the hooks higher layers registered for it.
+pub struct EventMeta {
+    pub(crate) vtable: &'static dyn ErasedEvent,
+    /// The bus's per-type operations (route rebuilds, dispatch from JSON),
+    /// opaque here; see the module docs.
+    pub(crate) hooks: &'static (dyn Any + Send + Sync),
+}
 
-    /// Who emitted it: the per-emit source, or `Event::SOURCE`.
-    pub fn source(&self) -> &'a str {
-        self.source
-    }
+inventory::collect!(EventMeta);
 
-    /// The trace the event belongs to.
-    pub fn trace_id(&self) -> TraceId {
-        self.trace_id
-    }
-
-    /// The wall-clock time (UTC) of the event.
-    ///
-    /// Read lazily: the first call during the event's dispatch reads the clock
-    /// and every later call (in any handler of this event) returns the same
-    /// value. An event whose timestamp nobody asks for costs no clock read.
-    /// The value is therefore the time of the first request, which is later
-    /// than `emit` by at most the running time of the handlers before it;
-    /// a handler that needs emit time exactly runs first (high priority).
-    pub fn timestamp(&self) -> SystemTime {
-        *self.timestamp.get_or_init(SystemTime::now)
-    }
-
-    /// A process-wide sequence number: unique, and increasing on each thread,
-    /// so a nested event always has a higher number than the event whose
-    /// handler emitted it. Across threads numbers are unique but only roughly
-    /// ordered (threads take them in blocks, to avoid a shared counter on
-    /// every emit).
-    pub fn sequence(&self) -> u64 {
-        self.sequence
-    }
-
-    /// The metadata given with this emit (empty by default).
-    pub fn metadata(&self) -> &'a Metadata {
-        self.metadata
-    }
-
-    /// How deep this event is nested: 0 for an event emitted outside any
-    /// handler, 1 for an event emitted by its handler, and so on.
-    pub fn depth(&self) -> u32 {
-        self.depth
-    }
-
-    /// Whether this event is being replayed from history (see
-    /// [`EventBus::replay`](crate::EventBus::replay)), or was emitted by a
-    /// handler during a replay. A replayed event keeps its original trace
-    /// id, timestamp, sequence number, source and metadata.
-    pub fn is_replay(&self) -> bool {
-        self.replay
-    }
-
-    /// The bus this event is being dispatched on, to emit follow-up events.
-    /// They are delivered immediately (depth-first) in the same trace.
-    pub fn bus(&self) -> &'a EventBus {
-        self.bus
+impl EventMeta {
+    /// The entry of `E`, with `hooks` from the layers above.
+    pub(crate) const fn new<E: Event>(hooks: &'static (dyn Any + Send + Sync)) -> EventMeta {
+        EventMeta {
+            vtable: EventVTable::<E>::VTABLE,
+            hooks,
+        }
     }
 }
 
-impl fmt::Debug for EventContext<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventContext")
-            .field("name", &self.name)
-            .field("source", &self.source)
-            .field("trace_id", &self.trace_id)
-            .field("sequence", &self.sequence)
-            .field("depth", &self.depth)
-            .field("replay", &self.replay)
-            .field("metadata", &self.metadata)
+impl std::fmt::Debug for EventMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventMeta")
+            .field("name", &self.vtable.name())
             .finish_non_exhaustive()
     }
 }
 
-/// String key/value pairs attached to one emit (request ids, user names...).
-///
-/// Keys are unique (inserting an existing key replaces its value) and keep
-/// insertion order. An empty `Metadata` does not allocate.
-///
-/// ```
-/// use sbox_events::Metadata;
-///
-/// let mut meta = Metadata::new();
-/// meta.insert("user", "alice");
-/// meta.insert("request", String::from("r-17"));
-/// meta.insert("user", "bob");
-/// assert_eq!(meta.get("user"), Some("bob"));
-/// assert_eq!(meta.len(), 2);
-/// ```
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Metadata {
-    entries: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+/// Every event type linked into the binary.
+pub(crate) fn all_metas() -> impl Iterator<Item = &'static EventMeta> {
+    inventory::iter::<EventMeta>.into_iter()
 }
 
-impl Metadata {
-    /// No entries.
-    pub const fn new() -> Metadata {
-        Metadata {
-            entries: Vec::new(),
-        }
+/// Every event type linked into the binary.
+pub(crate) fn all_events() -> impl Iterator<Item = &'static dyn ErasedEvent> {
+    all_metas().map(|meta| meta.vtable)
+}
+
+impl<E: Event> EventSlot<E> {
+    /// The `#[handler]`s of this event in dispatch order.
+    #[inline]
+    pub(crate) fn statics(&self) -> &'static [&'static HandlerRecord<E>] {
+        self.statics_in::<E::__Registry>()
+    }
+}
+
+/// What the bus needs to do with an event type it only knows by name.
+pub(crate) trait ErasedEvent: Sync {
+    fn name(&self) -> &'static str;
+    fn source(&self) -> &'static str;
+    fn rust_type(&self) -> &'static str;
+    fn index(&self) -> usize;
+    fn static_handlers(&self) -> Vec<crate::handler::HandlerInfo>;
+    fn has_static_handler(&self, name: &str) -> bool;
+    fn to_json(&self, value: &dyn Any) -> Result<serde_json::Value, serde_json::Error>;
+    fn fields(&self) -> &'static [(&'static str, &'static str)];
+    /// Deserializes `json` as this type and validates it.
+    fn check_json(&self, json: &str) -> Result<(), JsonProblem>;
+    /// Writes `value` (an event of this type) as JSON.
+    fn write_json(&self, value: &dyn Any, out: &mut dyn std::io::Write) -> serde_json::Result<()>;
+}
+
+/// Why JSON is not a valid event of a type.
+pub(crate) enum JsonProblem {
+    Schema(String),
+    Invalid(String),
+}
+
+pub(crate) struct EventVTable<E>(PhantomData<fn() -> E>);
+
+impl<E: Event> EventVTable<E> {
+    pub(crate) const VTABLE: &'static dyn ErasedEvent = &EventVTable::<E>(PhantomData);
+}
+
+impl<E: Event> ErasedEvent for EventVTable<E> {
+    fn name(&self) -> &'static str {
+        E::NAME
     }
 
-    /// Sets `key` to `value`, replacing an earlier value of the same key.
-    pub fn insert(
-        &mut self,
-        key: impl Into<Cow<'static, str>>,
-        value: impl Into<Cow<'static, str>>,
-    ) -> &mut Self {
-        let (key, value) = (key.into(), value.into());
-        match self.entries.iter_mut().find(|(k, _)| *k == key) {
-            Some(entry) => entry.1 = value,
-            None => self.entries.push((key, value)),
-        }
-        self
+    fn source(&self) -> &'static str {
+        E::SOURCE
     }
 
-    /// Builds metadata from pairs in one pass: keys keep the order of their
-    /// first occurrence and take the value of their last, as repeated
-    /// [`insert`](Metadata::insert)s would give, in time linear in the
-    /// number of pairs (`insert` alone is linear per call, which is right
-    /// for the handful of entries an emit carries but not for imported
-    /// records with thousands of keys).
-    fn from_pairs(pairs: Vec<(Cow<'static, str>, Cow<'static, str>)>) -> Metadata {
-        if pairs.len() <= 8 {
-            let mut meta = Metadata::new();
-            for (k, v) in pairs {
-                meta.insert(k, v);
-            }
-            return meta;
-        }
-        // (first occurrence, last occurrence) of each key, in first order.
-        let plan: Vec<(usize, usize)> = {
-            let mut last = std::collections::HashMap::with_capacity(pairs.len());
-            for (i, (k, _)) in pairs.iter().enumerate() {
-                last.insert(k.as_ref(), i);
-            }
-            let mut plan = Vec::with_capacity(last.len());
-            for (i, (k, _)) in pairs.iter().enumerate() {
-                if let Some(j) = last.remove(k.as_ref()) {
-                    plan.push((i, j));
-                }
-            }
-            plan
-        };
-        let mut slots: Vec<Option<(Cow<'static, str>, Cow<'static, str>)>> =
-            pairs.into_iter().map(Some).collect();
-        let entries = plan
-            .into_iter()
-            .filter_map(|(first, last)| {
-                let (key, value) = slots[first].take()?;
-                let value = match slots.get_mut(last).and_then(Option::take) {
-                    Some((_, later)) => later,
-                    None => value,
-                };
-                Some((key, value))
-            })
-            .collect();
-        Metadata { entries }
+    fn rust_type(&self) -> &'static str {
+        std::any::type_name::<E>()
     }
 
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
+    fn index(&self) -> usize {
+        E::__slot().index()
+    }
+
+    fn static_handlers(&self) -> Vec<crate::handler::HandlerInfo> {
+        E::__slot()
+            .statics()
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_ref())
+            .map(|r| r.info(E::NAME))
+            .collect()
     }
 
-    /// The entries in insertion order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    fn has_static_handler(&self, name: &str) -> bool {
+        E::__slot().statics().iter().any(|r| r.name == name)
     }
 
-    /// The number of entries.
-    pub fn len(&self) -> usize {
-        self.entries.len()
+    fn fields(&self) -> &'static [(&'static str, &'static str)] {
+        E::__FIELDS
     }
 
-    /// Whether there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+    fn check_json(&self, json: &str) -> Result<(), JsonProblem> {
+        let event: E =
+            serde_json::from_str(json).map_err(|e| JsonProblem::Schema(e.to_string()))?;
+        event.validate().map_err(JsonProblem::Invalid)
     }
 
-    /// Bytes this value owns on the heap (for the history's accounting).
-    pub(crate) fn heap_bytes(&self) -> usize {
-        let owned = |s: &Cow<'static, str>| match s {
-            Cow::Owned(s) => s.capacity(),
-            Cow::Borrowed(_) => 0,
-        };
-        self.entries.capacity() * std::mem::size_of::<(Cow<'static, str>, Cow<'static, str>)>()
-            + self
-                .entries
-                .iter()
-                .map(|(k, v)| owned(k) + owned(v))
-                .sum::<usize>()
-    }
-}
-
-impl fmt::Debug for Metadata {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
-    }
-}
-
-impl<K, V> FromIterator<(K, V)> for Metadata
-where
-    K: Into<Cow<'static, str>>,
-    V: Into<Cow<'static, str>>,
-{
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Metadata {
-        Metadata::from_pairs(
-            iter.into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
-    }
-}
-
-impl serde::Serialize for Metadata {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.iter())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Metadata {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Metadata, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Metadata;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of string keys to string values")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Metadata, A::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1024));
-                while let Some((k, v)) = map.next_entry::<String, String>()? {
-                    pairs.push((Cow::Owned(k), Cow::Owned(v)));
-                }
-                Ok(Metadata::from_pairs(pairs))
-            }
+    fn write_json(&self, value: &dyn Any, out: &mut dyn std::io::Write) -> serde_json::Result<()> {
+        match value.downcast_ref::<E>() {
+            Some(event) => serde_json::to_writer(out, event),
+            None => Err(serde::ser::Error::custom(format_args!(
+                "value is not a `{}`",
+                std::any::type_name::<E>()
+            ))),
         }
-        deserializer.deserialize_map(Visitor)
+    }
+
+    fn to_json(&self, value: &dyn Any) -> Result<serde_json::Value, serde_json::Error> {
+        match value.downcast_ref::<E>() {
+            Some(event) => serde_json::to_value(event),
+            None => Err(serde::ser::Error::custom(format_args!(
+                "value is not a `{}`",
+                std::any::type_name::<E>()
+            ))),
+        }
     }
 }

@@ -14,7 +14,7 @@
 //! | [`ApplicationStopped`] | `application.stopped` | `application` |
 //! | [`ErrorOccurred`] | `error.occurred` | `event_bus` |
 //!
-//! Each event has run-time rules ([`Event::validate`],
+//! Each event has run-time rules ([`Event::validate`](crate::Event::validate),
 //! applied on import and, if the bus asks, on emit): names and URLs are not
 //! empty, counts agree with outcomes, export formats are known
 //! ([`EXPORT_FORMATS`]), sizes are not zero.
@@ -42,7 +42,7 @@
 //! assert_eq!(SubscriptionProcessed::NAME, "subscription.processed");
 //! ```
 
-use crate::Event;
+use sbox_events_derive::Event;
 use serde::{Deserialize, Serialize};
 
 /// A subscription's content was retrieved.
@@ -171,20 +171,7 @@ pub struct ApplicationStopped {
     pub uptime_ms: u64,
 }
 
-/// Something failed. The bus emits this for every failing handler (see
-/// [`crate::bus`]); applications emit it for their own errors too.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[event(name = "error.occurred", source = "event_bus", validate = check_error)]
-pub struct ErrorOccurred {
-    /// What went wrong, for people.
-    pub error: String,
-    /// The kind of error: a Rust type name, `panic`, or an application's own.
-    pub error_type: String,
-    /// The event being handled when it happened (empty if none).
-    pub event: String,
-    /// The failing handler or component.
-    pub handler: String,
-}
+pub use crate::bus::ErrorOccurred;
 
 /// Export formats the config events accept.
 pub const EXPORT_FORMATS: [&str; 4] = ["sing-box", "clash", "xray", "json"];
@@ -267,9 +254,4 @@ fn check_config_validated(e: &ConfigValidated) -> Result<(), String> {
 
 fn check_started(e: &ApplicationStarted) -> Result<(), String> {
     non_empty("app", &e.app)
-}
-
-fn check_error(e: &ErrorOccurred) -> Result<(), String> {
-    non_empty("error", &e.error)?;
-    non_empty("error_type", &e.error_type)
 }

@@ -212,3 +212,57 @@ impl fmt::Display for HandlerFailure {
 }
 
 impl std::error::Error for HandlerFailure {}
+
+/// Describes one handler in dispatch order; see
+/// [`EventBus::handlers`](crate::EventBus::handlers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerInfo {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) event: &'static str,
+    pub(crate) priority: i32,
+    pub(crate) origin: HandlerOrigin,
+}
+
+/// Where a handler comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandlerOrigin {
+    /// A `#[handler]` function, with its full path.
+    Static {
+        /// `crate::module::function`.
+        path: &'static str,
+    },
+    /// A run-time subscription, with its id.
+    Subscription {
+        /// See [`Subscription::id`](crate::Subscription::id).
+        id: u64,
+    },
+}
+
+impl HandlerInfo {
+    /// The handler's name (for `#[handler]`, its path unless `name = ".."`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The event it handles.
+    pub fn event(&self) -> &'static str {
+        self.event
+    }
+
+    /// Its priority (higher runs first).
+    pub fn priority(&self) -> i32 {
+        self.priority
+    }
+
+    /// Static handler or run-time subscription.
+    pub fn origin(&self) -> HandlerOrigin {
+        self.origin
+    }
+}
+
+impl fmt::Display for HandlerInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (priority {})", self.name, self.priority)
+    }
+}

@@ -36,9 +36,10 @@
 //! assert_eq!(report.delivered(), 1);
 //! ```
 //!
-//! Modules: [`bus`] (dispatch order, re-entrancy, failures), [`trace`] (trace
+//! [`EventBus`] documents dispatch order, re-entrancy, failures and costs.
+//! Modules: [`trace`] (trace
 //! context), [`events`] (the sboxmgr event set), [`audit`] and [`metrics`]
-//! (cross-cutting services), [`stats`] (per-handler timing), [`history`]
+//! (cross-cutting services), [`history`]
 //! (bounded history, replay, JSON Lines import/export), [`catalog`] (what is
 //! linked in). [`EventSelector`] and [`AnyEvent`] handle events by name or
 //! pattern.
@@ -68,31 +69,35 @@
 // Lets the derive's `::sbox_events::...` paths work inside this crate too.
 extern crate self as sbox_events;
 
+// Layers, bottom to top: a module uses only the ones above it in this
+// list (checked by `tests/tests/layers.rs`).
 mod any;
 pub mod audit;
-pub mod bus;
+mod bus;
 pub mod catalog;
+mod context;
 pub mod escape;
 mod event;
 pub mod events;
 mod handler;
 pub mod history;
+mod jsonl;
 pub mod metrics;
 mod registry;
-mod routes;
-pub mod stats;
+mod stats;
 pub mod trace;
 
 pub use any::{AnyEvent, EventSelector, EventType, SelectorError};
 pub use bus::{
     DEFAULT_MAX_DEPTH, EmitOptions, EmitReport, EventBus, EventBusBuilder, FailurePolicy, Refusal,
-    ReplayError, ReplayReport, SubscribeOptions, Subscription, UnknownHandler,
+    SubscribeOptions, Subscription, UnknownHandler,
 };
-pub use event::{Event, EventContext, Metadata};
-pub use handler::{FailureKind, HandlerError, HandlerFailure, IntoHandlerResult};
-pub use registry::{HandlerInfo, HandlerOrigin};
+pub use context::{EventContext, Metadata};
+pub use event::Event;
+pub use handler::{
+    FailureKind, HandlerError, HandlerFailure, HandlerInfo, HandlerOrigin, IntoHandlerResult,
+};
 pub use stats::HandlerStats;
-pub use trace::TraceId;
 
 /// Derives [`Event`](trait@Event) for a struct.
 ///
@@ -153,8 +158,8 @@ pub use sbox_events_derive::Event;
 /// `Result<(), Err>` with `Err: Display`. It may not be a method, generic,
 /// `async` or `unsafe`. Options:
 ///
-/// * `priority = <i32>`: higher runs first (default 0); see [`bus`] for the
-///   full order.
+/// * `priority = <i32>`: higher runs first (default 0); see [`EventBus`] for
+///   the full order.
 /// * `name = "..."`: the name used in reports, logs,
 ///   [`EventBus::disable_handler`]; default: the function's full path
 ///   (`my_crate::module::function`).
@@ -195,6 +200,13 @@ struct ReadmeDoctests;
 /// Not public API: used by the code the macros generate.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::registry::{EventMeta, EventSlot, HandlerRecord, HandlerRegistry, registration};
+    pub use crate::event::{EventMeta, registration};
+    pub use crate::registry::{EventSlot, HandlerRecord, HandlerRegistry};
     pub use inventory;
+
+    /// `E`'s entry in the link-time list of event types, with the hooks
+    /// the bus hands down for it.
+    pub const fn event_meta<E: crate::Event>() -> EventMeta {
+        EventMeta::new::<E>(crate::bus::hooks::<E>())
+    }
 }

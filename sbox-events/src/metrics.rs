@@ -29,7 +29,7 @@
 //! | `sbox_subscription_fetch_duration_seconds` (histogram) | `subscription.fetched` (`duration_ms`) |
 //! | `sbox_subscription_processing_duration_seconds` (histogram) | `subscription.processed` (`duration_ms`) |
 //! | `sbox_config_build_duration_seconds` (histogram) | `config.built` (`duration_ms`) |
-//! | `sbox_handler_*` | [handler statistics](crate::stats), when the bus collects them |
+//! | `sbox_handler_*` | [handler statistics](crate::HandlerStats), when the bus collects them |
 //!
 //! # Order and cost
 //!
@@ -42,7 +42,7 @@
 
 use crate::any::{EventSelector, EventType};
 use crate::bus::{EventBus, SubscribeOptions, Subscription};
-use crate::event::EventContext;
+use crate::context::EventContext;
 use crate::events::{
     ConfigBuilt, ConfigExported, ErrorOccurred, SubscriptionFailed, SubscriptionFetched,
     SubscriptionProcessed,
@@ -148,7 +148,7 @@ impl MetricsCollector {
                     .unwrap_or_else(PoisonError::into_inner)
                     .push((event_type.name(), Arc::clone(&counter)));
                 Some(Arc::new(
-                    move |_: &crate::AnyEvent<'_>, _: &EventContext<'_>| {
+                    move |_: &crate::any::AnyEvent<'_>, _: &EventContext<'_>| {
                         counter.fetch_add(1, Ordering::Relaxed);
                         Ok(())
                     },

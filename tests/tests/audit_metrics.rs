@@ -120,10 +120,11 @@ fn significant_events_are_recorded_once_with_their_trace() {
     assert!(humantime_like_rfc3339(stamp), "{stamp}");
 }
 
-/// `2026-11-27T06:32:20.123456Z`
+/// `2026-11-27T06:32:20.123456789Z`: RFC 3339, UTC, nanoseconds (the
+/// envelope the history's JSON Lines use too).
 fn humantime_like_rfc3339(s: &str) -> bool {
     let b = s.as_bytes();
-    s.len() == 27
+    s.len() == 30
         && b[4] == b'-'
         && b[7] == b'-'
         && b[10] == b'T'
@@ -131,7 +132,7 @@ fn humantime_like_rfc3339(s: &str) -> bool {
         && b[16] == b':'
         && b[19] == b'.'
         && s.ends_with('Z')
-        && s.chars().filter(char::is_ascii_digit).count() == 20
+        && s.chars().filter(char::is_ascii_digit).count() == 23
 }
 
 #[test]

@@ -8,9 +8,11 @@
 //! the new table: copy-on-write, so a running emit keeps the table it loaded.
 
 use crate::any::{AnyEvent, EventSelector};
-use crate::event::{Event, EventContext};
+use crate::context::EventContext;
+use crate::event::Event;
 use crate::handler::HandlerError;
-use crate::registry::{HandlerInfo, HandlerOrigin, HandlerRecord};
+use crate::handler::{HandlerInfo, HandlerOrigin};
+use crate::registry::HandlerRecord;
 use crate::stats::StatsCell;
 use std::any::Any;
 use std::borrow::Cow;

@@ -1,0 +1,180 @@
+//! Options of a bus ([`EventBusBuilder`]) and of one emit ([`EmitOptions`]).
+
+use super::hooks::types_with_hooks;
+use super::routes::{Control, RouteConfig, RouteTable};
+use super::{BusInner, EventBus, Recorder};
+use crate::context::Metadata;
+use arc_swap::ArcSwap;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+/// Default limit of nested emits; see [`EventBusBuilder::max_depth`].
+pub const DEFAULT_MAX_DEPTH: u32 = 32;
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Config {
+    pub(super) failure_policy: FailurePolicy,
+    pub(super) max_depth: u32,
+    pub(super) static_handlers: bool,
+    pub(super) error_events: bool,
+    pub(super) handler_stats: bool,
+    pub(super) validate_on_emit: bool,
+    pub(super) record_replays: bool,
+}
+
+impl Config {
+    pub(super) fn routes(&self) -> RouteConfig {
+        RouteConfig {
+            static_handlers: self.static_handlers,
+            handler_stats: self.handler_stats,
+        }
+    }
+}
+
+/// Options for [`EventBus::builder`].
+#[derive(Clone)]
+#[must_use]
+pub struct EventBusBuilder {
+    pub(super) config: Config,
+    pub(super) recorder: Option<Arc<dyn Recorder>>,
+}
+
+impl fmt::Debug for EventBusBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventBusBuilder")
+            .field("config", &self.config)
+            .field("recorder", &self.recorder.is_some())
+            .finish()
+    }
+}
+
+impl EventBusBuilder {
+    /// What a failing handler does to the emit (default: [`FailurePolicy::Isolate`]).
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.config.failure_policy = policy;
+        self
+    }
+
+    /// How many emits may be nested inside handlers before an emit is refused
+    /// (default [`DEFAULT_MAX_DEPTH`]). An emit outside any handler is at
+    /// depth 0, so `max_depth(1)` allows no nested emit. `0` refuses every emit.
+    pub fn max_depth(mut self, depth: u32) -> Self {
+        self.config.max_depth = depth;
+        self
+    }
+
+    /// Whether `#[handler]` functions run on this bus (default `true`). A bus
+    /// without them runs only its subscriptions: what a test usually wants.
+    pub fn static_handlers(mut self, enabled: bool) -> Self {
+        self.config.static_handlers = enabled;
+        self
+    }
+
+    /// Whether handler failures are emitted as [`ErrorOccurred`](crate::events::ErrorOccurred)
+    /// (default `true`).
+    pub fn error_events(mut self, enabled: bool) -> Self {
+        self.config.error_events = enabled;
+        self
+    }
+
+    /// Whether to time every handler call (default `false`); read the
+    /// results with [`EventBus::handler_stats`]. See [`HandlerStats`](crate::HandlerStats) for
+    /// what it costs.
+    pub fn handler_stats(mut self, enabled: bool) -> Self {
+        self.config.handler_stats = enabled;
+        self
+    }
+
+    /// Refuse events whose [`Event::validate`](crate::Event::validate) fails (default `false`): they
+    /// are not delivered, and the report says why ([`Refusal::Invalid`](crate::Refusal::Invalid)).
+    /// Costs one call of the event's validation per emit when on.
+    pub fn validate_on_emit(mut self, enabled: bool) -> Self {
+        self.config.validate_on_emit = enabled;
+        self
+    }
+
+    /// Plugs in a recorder (the history does this).
+    pub(crate) fn recorder(mut self, recorder: Arc<dyn Recorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// Record replayed events in the history too (default `false`).
+    pub fn record_replays(mut self, enabled: bool) -> Self {
+        self.config.record_replays = enabled;
+        self
+    }
+
+    /// The bus.
+    pub fn build(self) -> EventBus {
+        let bus = EventBus {
+            inner: Arc::new(BusInner {
+                config: self.config,
+                recorder: self.recorder,
+                routes: ArcSwap::from_pointee(RouteTable::default()),
+                control: Mutex::new(Control::default()),
+            }),
+        };
+        if self.config.handler_stats {
+            // Every event type needs a route to carry its statistics cells.
+            bus.inner.change(|config, control, table| {
+                for (_, hooks) in types_with_hooks() {
+                    (hooks.rebuild)(config, control, table);
+                }
+            });
+        }
+        bus
+    }
+}
+
+/// What a failing handler does to the emit that called it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailurePolicy {
+    /// Record the failure, log it, emit `error.occurred`, run the remaining
+    /// handlers, return normally.
+    #[default]
+    Isolate,
+    /// Log it, then re-raise: a panic resumes with its original payload, an
+    /// `Err` panics with the failure's description. Remaining handlers do not
+    /// run. Useful in tests.
+    Propagate,
+}
+
+/// Source and metadata for one emit; see [`EventBus::emit_with`].
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct EmitOptions {
+    pub(super) source: Option<Cow<'static, str>>,
+    pub(super) metadata: Metadata,
+}
+
+impl EmitOptions {
+    /// No overrides: the event's default source, no metadata.
+    pub fn new() -> Self {
+        EmitOptions::default()
+    }
+
+    /// Who emits the event (instead of `Event::SOURCE`).
+    pub fn source(mut self, source: impl Into<Cow<'static, str>>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Adds one metadata entry.
+    pub fn metadata(
+        mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.metadata.insert(key, value);
+        self
+    }
+
+    /// Replaces all metadata.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+}

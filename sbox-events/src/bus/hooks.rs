@@ -1,0 +1,79 @@
+//! What the bus hands down and takes in, so that no lower layer names it and
+//! it names no higher one.
+//!
+//! * Down: per event type, the operations only the bus can do for a type it
+//!   knows by name only ([`TypeHooks`]: rebuild a route, dispatch from
+//!   JSON). `#[derive(Event)]` stores them, opaque, in the type's
+//!   `EventMeta`.
+//! * In: a [`Recorder`] sees every event before its handlers; the history is
+//!   one, plugged in by its own layer.
+
+use super::dispatch::Replayed;
+use super::routes::{self, Control, RouteConfig, RouteTable};
+use super::{EmitReport, EventBus};
+use crate::any::{AnyEvent, EventType};
+use crate::context::{EventContext, Metadata};
+use crate::event::{Event, all_metas};
+use std::any::Any;
+use std::marker::PhantomData;
+
+/// The bus's operations on one event type.
+pub(crate) struct TypeHooks {
+    /// Rebuilds the type's route in `table` from the control state.
+    pub(crate) rebuild: fn(RouteConfig, &mut Control, &mut RouteTable),
+    /// Deserializes an event of this type and dispatches it as a replay.
+    pub(crate) dispatch_json: fn(&EventBus, &JsonEvent<'_>) -> Result<EmitReport, String>,
+}
+
+/// An event of a type known by name, as JSON with its original envelope.
+pub(crate) struct JsonEvent<'a> {
+    pub(crate) json: &'a str,
+    pub(crate) source: &'a str,
+    pub(crate) metadata: &'a Metadata,
+    pub(crate) replayed: Replayed,
+}
+
+struct HooksOf<E>(PhantomData<fn() -> E>);
+
+impl<E: Event> HooksOf<E> {
+    const HOOKS: &'static TypeHooks = &TypeHooks {
+        rebuild: rebuild::<E>,
+        dispatch_json: dispatch_json::<E>,
+    };
+}
+
+fn rebuild<E: Event>(config: RouteConfig, control: &mut Control, table: &mut RouteTable) {
+    routes::rebuild_route::<E>(config, control, table, None);
+}
+
+fn dispatch_json<E: Event>(bus: &EventBus, event: &JsonEvent<'_>) -> Result<EmitReport, String> {
+    let value: E = serde_json::from_str(event.json).map_err(|e| e.to_string())?;
+    Ok(bus.dispatch(&value, event.source, event.metadata, Some(&event.replayed)))
+}
+
+/// `E`'s hooks, for its `EventMeta` (see `__private::event_meta`).
+pub(crate) const fn hooks<E: Event>() -> &'static (dyn Any + Send + Sync) {
+    HooksOf::<E>::HOOKS
+}
+
+/// Every linked event type with its hooks.
+pub(crate) fn types_with_hooks() -> impl Iterator<Item = (EventType, &'static TypeHooks)> {
+    all_metas().filter_map(|meta| {
+        let hooks = meta.hooks.downcast_ref::<TypeHooks>()?;
+        Some((EventType(meta.vtable), hooks))
+    })
+}
+
+/// The hooks of a linked event type.
+pub(crate) fn hooks_of(event_type: EventType) -> Option<&'static TypeHooks> {
+    all_metas()
+        .find(|meta| meta.vtable.index() == event_type.index())
+        .and_then(|meta| meta.hooks.downcast_ref::<TypeHooks>())
+}
+
+/// Sees every event a bus dispatches, before its handlers, with the
+/// timestamp they will see.
+pub(crate) trait Recorder: Any + Send + Sync {
+    /// Records one event (not replays, unless the bus records them).
+    fn record(&self, event: &AnyEvent<'_>, ctx: &EventContext<'_>);
+}

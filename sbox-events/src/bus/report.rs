@@ -1,0 +1,154 @@
+//! What an emit returns: [`EmitReport`] (delivered, failures, refusal), and
+//! the errors of the bus's own API.
+
+use crate::escape::LogSafe;
+use crate::handler::HandlerFailure;
+use crate::trace::TraceId;
+use std::fmt;
+
+/// What happened to one emit.
+///
+/// Small on purpose (failures and refusals live behind one pointer, which is
+/// null when all went well): returning and dropping it is a few moves.
+#[derive(Clone, Debug)]
+pub struct EmitReport {
+    pub(super) event: &'static str,
+    pub(super) trace_id: TraceId,
+    pub(super) delivered: usize,
+    issues: Option<Box<Issues>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(super) struct Issues {
+    pub(super) failures: Vec<HandlerFailure>,
+    pub(super) refused: Option<Refusal>,
+}
+
+impl EmitReport {
+    pub(super) fn new(event: &'static str, trace_id: TraceId) -> Self {
+        EmitReport {
+            event,
+            trace_id,
+            delivered: 0,
+            issues: None,
+        }
+    }
+
+    pub(super) fn issues(&mut self) -> &mut Issues {
+        self.issues.get_or_insert_with(Box::default)
+    }
+
+    /// The event's name.
+    pub fn event(&self) -> &'static str {
+        self.event
+    }
+
+    /// The trace the event ran in.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// How many handlers were called (including the ones that failed).
+    pub fn delivered(&self) -> usize {
+        self.delivered
+    }
+
+    /// How many handlers were called and succeeded.
+    pub fn succeeded(&self) -> usize {
+        self.delivered - self.failures().len()
+    }
+
+    /// The handlers that returned `Err` or panicked, in call order.
+    pub fn failures(&self) -> &[HandlerFailure] {
+        self.issues.as_ref().map_or(&[], |i| &i.failures)
+    }
+
+    /// Why the event was not delivered at all, if it was refused.
+    pub fn refused(&self) -> Option<&Refusal> {
+        self.issues.as_ref()?.refused.as_ref()
+    }
+
+    /// No failure and not refused.
+    pub fn is_ok(&self) -> bool {
+        self.issues.is_none()
+    }
+}
+
+impl fmt::Display for EmitReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(refusal) = self.refused() {
+            return write!(f, "`{}` refused: {refusal}", self.event);
+        }
+        write!(
+            f,
+            "`{}` delivered to {} handler(s), {} failed",
+            self.event,
+            self.delivered,
+            self.failures().len()
+        )?;
+        for failure in self.failures() {
+            write!(f, "; {failure}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an emit delivered nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The emit would nest deeper than the bus allows.
+    DepthLimit {
+        /// The depth the event would have run at.
+        depth: u32,
+        /// The bus's [`max_depth`](crate::EventBusBuilder::max_depth).
+        limit: u32,
+    },
+    /// The event failed its validation on a bus built with
+    /// [`validate_on_emit`](crate::EventBusBuilder::validate_on_emit).
+    Invalid {
+        /// What the validation said.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::DepthLimit { depth, limit } => write!(
+                f,
+                "nesting depth {depth} reached the limit of {limit} nested emits \
+                 (does a handler re-emit in a loop?)"
+            ),
+            Refusal::Invalid { reason } => {
+                write!(f, "the event is invalid: {}", LogSafe(reason))
+            }
+        }
+    }
+}
+
+/// [`EventBus::disable_handler`](crate::EventBus::disable_handler) was given a name no `#[handler]` has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownHandler {
+    pub(super) name: String,
+}
+
+impl UnknownHandler {
+    /// The name that was asked for.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for UnknownHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no #[handler] named `{}` is linked into this binary \
+             (names are full paths like `my_crate::module::function` unless set with `name = \"..\"`)",
+            self.name
+        )
+    }
+}
+
+impl std::error::Error for UnknownHandler {}

@@ -1,0 +1,234 @@
+//! Run-time subscriptions: typed, filtered and type-erased
+//! (`subscribe_any`), each a RAII [`Subscription`] guard, and their removal.
+//!
+//! Subscribing and unsubscribing copy the bus's route table (copy-on-write,
+//! under the control mutex only writers take); the removed closure and the
+//! replaced table are dropped after the mutex is released, so a closure may
+//! own subscriptions of the same bus or subscribe from its `Drop`.
+
+use super::hooks::{TypeHooks, types_with_hooks};
+use super::routes::{
+    self, ErasedEntry, ErasedFilter, ErasedHandler, ErasedSubscription, StatsKey, Subscriber,
+    TypedFilter,
+};
+use super::{BusInner, EventBus};
+use crate::any::{AnyEvent, EventSelector, EventType};
+use crate::context::EventContext;
+use crate::event::Event;
+use crate::handler::IntoHandlerResult;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
+
+impl EventBus {
+    pub(super) fn add_typed<E, F, R>(
+        &self,
+        options: SubscribeOptions,
+        filter: Option<TypedFilter<E>>,
+        handler: F,
+    ) -> Subscription
+    where
+        E: Event,
+        F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
+        let subscriber = Arc::new(Subscriber {
+            id,
+            name: options.name_or(std::any::type_name::<F>()),
+            priority: options.priority,
+            filter,
+            call: Box::new(move |event: &E, ctx: &EventContext<'_>| {
+                handler(event, ctx).into_handler_result()
+            }),
+        });
+        self.inner.change(|config, control, table| {
+            let mut subscribers = routes::subscribers_of::<E>(table);
+            subscribers.push(subscriber);
+            routes::rebuild_route::<E>(config, control, table, Some(subscribers));
+        });
+        self.subscription(id, remove_typed::<E>)
+    }
+
+    pub(super) fn add_erased<F, R>(
+        &self,
+        options: SubscribeOptions,
+        selector: EventSelector,
+        filter: Option<ErasedFilter>,
+        handler: F,
+    ) -> Subscription
+    where
+        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        let name = options.name_or(std::any::type_name::<F>());
+        let call: ErasedHandler = Arc::new(move |event: &AnyEvent<'_>, ctx: &EventContext<'_>| {
+            handler(event, ctx).into_handler_result()
+        });
+        self.subscribe_each(name, options.priority, selector, filter, |_| {
+            Some(Arc::clone(&call))
+        })
+    }
+
+    /// A type-erased subscription whose handler is made once per selected
+    /// event type by `make` (which may return `None` to skip a type), so it
+    /// can keep per-type state without looking anything up on emit.
+    pub(crate) fn subscribe_each(
+        &self,
+        name: Cow<'static, str>,
+        priority: i32,
+        selector: EventSelector,
+        filter: Option<ErasedFilter>,
+        mut make: impl FnMut(EventType) -> Option<ErasedHandler>,
+    ) -> Subscription {
+        let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
+        let mut selected: Vec<(EventType, &'static TypeHooks)> = types_with_hooks()
+            .filter(|(t, _)| selector.matches(t.name()))
+            .collect();
+        selected.sort_by_key(|(t, _)| (t.name(), t.rust_type()));
+        let entries = selected
+            .iter()
+            .filter_map(|&(event_type, _)| {
+                let call = make(event_type)?;
+                let entry = ErasedEntry {
+                    id,
+                    name: name.clone(),
+                    priority,
+                    filter: filter.clone(),
+                    call,
+                };
+                Some((event_type.index(), Arc::new(entry)))
+            })
+            .collect();
+        let subscription = Arc::new(ErasedSubscription {
+            id,
+            selector,
+            entries,
+        });
+        self.inner.change(|config, control, table| {
+            control.erased.push(subscription);
+            for (_, hooks) in &selected {
+                (hooks.rebuild)(config, control, table);
+            }
+        });
+        self.subscription(id, remove_erased)
+    }
+
+    fn subscription(&self, id: u64, remove: fn(&BusInner, u64)) -> Subscription {
+        Subscription {
+            bus: Arc::downgrade(&self.inner),
+            id,
+            remove,
+        }
+    }
+}
+
+fn remove_typed<E: Event>(bus: &BusInner, id: u64) {
+    let removed = bus.change(|config, control, table| {
+        let (kept, removed): (Vec<_>, Vec<_>) = routes::subscribers_of::<E>(table)
+            .into_iter()
+            .partition(|sub| sub.id != id);
+        control
+            .stats
+            .retain(|(_, key), _| *key != StatsKey::Subscription(id));
+        routes::rebuild_route::<E>(config, control, table, Some(kept));
+        removed
+    });
+    drop(removed);
+}
+
+fn remove_erased(bus: &BusInner, id: u64) {
+    let removed = bus.change(|config, control, table| {
+        let position = control.erased.iter().position(|sub| sub.id == id)?;
+        let removed = control.erased.remove(position);
+        control
+            .stats
+            .retain(|(_, key), _| *key != StatsKey::Subscription(id));
+        for (event_type, hooks) in types_with_hooks() {
+            if removed.selector.matches(event_type.name()) {
+                (hooks.rebuild)(config, control, table);
+            }
+        }
+        Some(removed)
+    });
+    drop(removed);
+}
+
+/// Name and priority of a subscription; see [`EventBus::subscribe_with`].
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct SubscribeOptions {
+    name: Option<Cow<'static, str>>,
+    priority: i32,
+}
+
+impl SubscribeOptions {
+    fn name_or(&self, default: &'static str) -> Cow<'static, str> {
+        self.name.clone().unwrap_or(Cow::Borrowed(default))
+    }
+
+    /// Priority 0, named after the closure's type.
+    pub fn new() -> Self {
+        SubscribeOptions::default()
+    }
+
+    /// The name shown in failure reports, logs and [`EventBus::handlers`].
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Higher runs first; default 0.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+}
+
+/// A run-time subscription; dropping it unsubscribes.
+///
+/// The change applies from the next emit (an emit already running on another
+/// thread, or an outer emit on this one, may still call the handler once).
+/// To keep the handler for the bus's lifetime, call [`detach`](Subscription::detach).
+#[must_use = "dropping a Subscription unsubscribes at once; call .detach() to keep it"]
+pub struct Subscription {
+    bus: Weak<BusInner>,
+    id: u64,
+    remove: fn(&BusInner, u64),
+}
+
+impl Subscription {
+    /// A process-unique id, also shown in [`HandlerOrigin::Subscription`](crate::HandlerOrigin::Subscription).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Unsubscribes now (same as dropping).
+    pub fn unsubscribe(self) {
+        drop(self);
+    }
+
+    /// Keeps the handler subscribed until the bus itself is dropped.
+    pub fn detach(mut self) {
+        self.bus = Weak::new();
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(bus) = self.bus.upgrade() {
+            (self.remove)(&bus, self.id);
+        }
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}

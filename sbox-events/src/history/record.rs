@@ -1,0 +1,200 @@
+//! One recorded (or imported) event: [`RecordedEvent`], and how an event
+//! being emitted becomes one (serialization that stops at the budget).
+
+use crate::any::{AnyEvent, EventType};
+use crate::context::Metadata;
+use crate::event::Event;
+use crate::jsonl::{self, Envelope};
+use crate::trace::TraceId;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+use std::io::{self, Write};
+use std::time::SystemTime;
+
+/// One recorded (or imported) event: its envelope and its fields as JSON.
+#[derive(Clone)]
+pub struct RecordedEvent {
+    pub(crate) event_type: EventType,
+    pub(crate) source: Cow<'static, str>,
+    pub(crate) trace_id: TraceId,
+    pub(crate) timestamp: SystemTime,
+    pub(crate) sequence: u64,
+    pub(crate) metadata: Metadata,
+    /// The event's fields as JSON (produced by serde_json, or checked by
+    /// it on import).
+    pub(crate) data: Box<str>,
+}
+
+impl RecordedEvent {
+    /// The event's name.
+    pub fn name(&self) -> &'static str {
+        self.event_type.name()
+    }
+
+    /// The event's type.
+    pub fn event_type(&self) -> EventType {
+        self.event_type
+    }
+
+    /// Who emitted it.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Its trace.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// When it was emitted.
+    pub fn timestamp(&self) -> SystemTime {
+        self.timestamp
+    }
+
+    /// Its sequence number.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Its metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// Its fields, as JSON text.
+    pub fn data(&self) -> &str {
+        &self.data
+    }
+
+    /// The typed event, if it is an `E`.
+    pub fn to_event<E: Event>(&self) -> Option<Result<E, serde_json::Error>> {
+        (self.event_type == EventType::of::<E>()).then(|| serde_json::from_str(&self.data))
+    }
+
+    /// Heap bytes this record owns.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let source = match &self.source {
+            Cow::Owned(s) => s.capacity(),
+            Cow::Borrowed(_) => 0,
+        };
+        source + self.metadata.heap_bytes() + self.data.len()
+    }
+
+    pub(crate) fn envelope(&self) -> serde_json::Result<Envelope<'_, &RawValue>> {
+        let data = serde_json::from_str(&self.data)?;
+        Ok(Envelope {
+            name: Cow::Borrowed(self.name()),
+            source: Cow::Borrowed(&self.source),
+            trace_id: self.trace_id,
+            timestamp: jsonl::timestamp(self.timestamp),
+            sequence: self.sequence,
+            depth: None,
+            metadata: Cow::Borrowed(&self.metadata),
+            data,
+        })
+    }
+}
+
+impl fmt::Debug for RecordedEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordedEvent")
+            .field("name", &self.name())
+            .field("source", &self.source)
+            .field("trace_id", &self.trace_id)
+            .field("sequence", &self.sequence)
+            .field("metadata", &self.metadata)
+            .field("data", &&*self.data)
+            .finish()
+    }
+}
+
+impl PartialEq for RecordedEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.event_type == other.event_type
+            && self.source == other.source
+            && self.trace_id == other.trace_id
+            && self.timestamp == other.timestamp
+            && self.sequence == other.sequence
+            && self.metadata == other.metadata
+            && self.data == other.data
+    }
+}
+
+/// The record's source: borrowed (no heap bytes) when it is the default.
+pub(crate) fn source_of(source: &str, default: &'static str) -> Cow<'static, str> {
+    if source == default {
+        Cow::Borrowed(default)
+    } else {
+        Cow::Owned(source.to_owned())
+    }
+}
+
+/// Why an event being emitted was not recorded.
+pub(crate) enum NotRecorded {
+    /// Its JSON exceeds the limit (serialization stopped there).
+    Oversized,
+    /// It could not be serialized.
+    Serialize,
+}
+
+/// Makes a record of an event being emitted now, unless its JSON is longer
+/// than `limit` bytes: serialization stops as soon as it is, so a huge event
+/// costs at most `limit` bytes to refuse.
+pub(crate) fn record(
+    event: &AnyEvent<'_>,
+    limit: usize,
+    source: &str,
+    trace_id: TraceId,
+    timestamp: SystemTime,
+    sequence: u64,
+    metadata: &Metadata,
+) -> Result<RecordedEvent, NotRecorded> {
+    let mut out = Limited {
+        buf: Vec::new(),
+        limit,
+    };
+    if let Err(err) = event.write_json(&mut out) {
+        return Err(if err.is_io() {
+            NotRecorded::Oversized
+        } else {
+            NotRecorded::Serialize
+        });
+    }
+    let data = String::from_utf8(out.buf).map_err(|_| NotRecorded::Serialize)?;
+    let event_type = event.event_type();
+    Ok(RecordedEvent {
+        event_type,
+        source: source_of(source, event_type.source()),
+        trace_id,
+        timestamp,
+        sequence,
+        metadata: metadata.clone(),
+        data: data.into_boxed_str(),
+    })
+}
+
+/// A buffer that refuses to grow past `limit` bytes.
+struct Limited {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl Write for Limited {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let needed = self.buf.len() + data.len();
+        if needed > self.limit {
+            return Err(io::Error::other("over the history's budget"));
+        }
+        if needed > self.buf.capacity() {
+            let target = (self.buf.capacity() * 2).clamp(needed, self.limit);
+            self.buf.reserve_exact(target - self.buf.len());
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! The bounded ring of records: [`History`], its byte accounting, and how it
+//! plugs into a bus as its recorder.
+
+use super::record::{self, NotRecorded};
+use super::{HistoryQuery, MAX_HISTORY_BYTES, RecordedEvent, export_jsonl};
+use crate::any::AnyEvent;
+use crate::bus::{EventBus, EventBusBuilder, Recorder};
+use crate::context::EventContext;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, Write};
+use std::mem::size_of;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The bounded history of one bus; see the [module docs](crate::history).
+pub struct History {
+    cap: usize,
+    ring: Mutex<Ring>,
+}
+
+#[derive(Default)]
+struct Ring {
+    entries: VecDeque<RecordedEvent>,
+    heap_bytes: usize,
+    recorded: u64,
+    evicted: u64,
+    oversized: u64,
+}
+
+const SLOT: usize = size_of::<RecordedEvent>();
+
+impl Ring {
+    fn bytes(&self) -> usize {
+        self.entries.capacity() * SLOT + self.heap_bytes
+    }
+
+    fn pop_oldest(&mut self) -> bool {
+        match self.entries.pop_front() {
+            Some(old) => {
+                self.heap_bytes -= old.heap_bytes();
+                self.evicted += 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Counters of a [`History`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct HistoryStats {
+    /// Records held now.
+    pub entries: usize,
+    /// Bytes held now (slots plus heap data), at most `capacity_bytes`.
+    pub bytes: usize,
+    /// The budget.
+    pub capacity_bytes: usize,
+    /// Records ever added.
+    pub recorded: u64,
+    /// Records evicted to make room.
+    pub evicted: u64,
+    /// Records not kept because they alone exceed the budget.
+    pub oversized: u64,
+}
+
+impl History {
+    pub(crate) fn new(cap: usize) -> History {
+        History {
+            cap: cap.min(MAX_HISTORY_BYTES),
+            ring: Mutex::new(Ring::default()),
+        }
+    }
+
+    fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The most JSON bytes one record's data may take: past this it could
+    /// not be kept even alone, so serialization stops there.
+    pub(crate) fn data_limit(&self) -> usize {
+        self.cap.saturating_sub(SLOT)
+    }
+
+    /// Counts a record that was not kept because it exceeds the budget.
+    pub(crate) fn push_oversized(&self) {
+        let mut ring = self.ring();
+        ring.recorded += 1;
+        ring.oversized += 1;
+    }
+
+    pub(crate) fn push(&self, record: RecordedEvent) {
+        let size = record.heap_bytes();
+        let mut ring = self.ring();
+        ring.recorded += 1;
+        if size + SLOT > self.cap {
+            ring.oversized += 1;
+            return;
+        }
+        if ring.entries.len() == ring.entries.capacity() {
+            // Grow the slot array only as far as it fits beside the data
+            // already held and the new record; otherwise reuse a slot.
+            let len = ring.entries.len();
+            let room = self.cap.saturating_sub(ring.heap_bytes + size) / SLOT;
+            let target = (len * 2).max(16).min(room);
+            if target > len {
+                ring.entries.reserve_exact(target - len);
+            } else {
+                ring.pop_oldest();
+            }
+        }
+        ring.heap_bytes += size;
+        ring.entries.push_back(record);
+        while ring.bytes() > self.cap {
+            if ring.entries.len() > 1 {
+                ring.pop_oldest();
+            } else {
+                // Only the new record is left and the slot array is too big
+                // for it: give the array back (the record alone fits).
+                ring.entries.shrink_to_fit();
+                break;
+            }
+        }
+    }
+
+    /// The records matching `query`, oldest first.
+    pub fn query(&self, query: &HistoryQuery) -> Vec<RecordedEvent> {
+        self.ring()
+            .entries
+            .iter()
+            .filter(|r| query.matches(r))
+            .cloned()
+            .collect()
+    }
+
+    /// Counters and current size.
+    pub fn stats(&self) -> HistoryStats {
+        let ring = self.ring();
+        HistoryStats {
+            entries: ring.entries.len(),
+            bytes: ring.bytes(),
+            capacity_bytes: self.cap,
+            recorded: ring.recorded,
+            evicted: ring.evicted,
+            oversized: ring.oversized,
+        }
+    }
+
+    /// Forgets every record and frees their memory (counters are kept).
+    pub fn clear(&self) {
+        let mut ring = self.ring();
+        ring.entries = VecDeque::new();
+        ring.heap_bytes = 0;
+    }
+
+    /// Writes the records matching `query` as JSON Lines; returns how many.
+    pub fn export_jsonl(&self, query: &HistoryQuery, out: impl Write) -> io::Result<usize> {
+        export_jsonl(&self.query(query), out)
+    }
+}
+
+impl fmt::Debug for History {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("History")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Recorder for History {
+    fn record(&self, event: &AnyEvent<'_>, ctx: &EventContext<'_>) {
+        let record = record::record(
+            event,
+            self.data_limit(),
+            ctx.source(),
+            ctx.trace_id(),
+            ctx.timestamp(),
+            ctx.sequence(),
+            ctx.metadata(),
+        );
+        match record {
+            Ok(record) => self.push(record),
+            Err(NotRecorded::Oversized) => self.push_oversized(),
+            Err(NotRecorded::Serialize) => {}
+        }
+    }
+}
+
+impl EventBusBuilder {
+    /// Keep a history of emitted events, bounded to `bytes` (clamped to
+    /// [`MAX_HISTORY_BYTES`]); see [`crate::history`] for what is counted
+    /// and what it costs. Off by default;
+    /// [`DEFAULT_HISTORY_BYTES`](super::DEFAULT_HISTORY_BYTES) is a good
+    /// size. The history records through the bus's recorder hook: it sees
+    /// each event before its handlers, with the timestamp they see.
+    pub fn history(self, bytes: usize) -> Self {
+        self.recorder(Arc::new(History::new(bytes)))
+    }
+}
+
+impl EventBus {
+    /// This bus's event history, if it was built with
+    /// [`history`](EventBusBuilder::history).
+    pub fn history(&self) -> Option<&History> {
+        let recorder: &dyn std::any::Any = &**self.recorder()?;
+        recorder.downcast_ref::<History>()
+    }
+}
