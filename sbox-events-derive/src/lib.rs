@@ -8,6 +8,9 @@
 //! plain data, `valid` holds every rule with its error message, `expand`
 //! generates code. This file is only the entry points.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
 mod attr;
 mod expand;
 mod valid;

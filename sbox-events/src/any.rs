@@ -74,6 +74,12 @@ impl PartialEq for EventType {
 
 impl Eq for EventType {}
 
+impl std::hash::Hash for EventType {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.rust_type(), self.name()).hash(state);
+    }
+}
+
 impl fmt::Debug for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventType")

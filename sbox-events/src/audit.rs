@@ -96,6 +96,7 @@ pub const TARGET: &str = "sbox_events::audit";
 pub const PRIORITY: i32 = 1_000_000;
 
 /// Records significant events; auditing stops when it is dropped.
+#[must_use = "auditing stops when the AuditLogger is dropped: keep it alive"]
 pub struct AuditLogger {
     state: Arc<State>,
     _subscription: Subscription,
@@ -110,6 +111,7 @@ struct State {
 }
 
 /// Options for [`AuditLogger::builder`].
+#[derive(Debug)]
 #[must_use]
 pub struct AuditLoggerBuilder {
     selector: Option<EventSelector>,
@@ -354,15 +356,19 @@ impl AuditError {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Why it could not (also [`std::error::Error::source`]).
+    pub fn io_error(&self) -> &io::Error {
+        &self.source
+    }
 }
 
 impl fmt::Display for AuditError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "cannot open audit log {} for appending: {}",
-            self.path.display(),
-            self.source
+            "cannot open audit log {} for appending",
+            self.path.display()
         )
     }
 }

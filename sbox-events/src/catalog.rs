@@ -25,6 +25,7 @@ use std::fmt::{self, Write};
 
 /// Everything linked into the binary.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Catalog {
     /// Event types, by name (then Rust type).
     pub events: Vec<EventEntry>,
@@ -34,6 +35,7 @@ pub struct Catalog {
 
 /// One event type.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct EventEntry {
     /// `Event::NAME`.
     pub name: &'static str,
@@ -49,6 +51,7 @@ pub struct EventEntry {
 
 /// One field of an event type.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct FieldEntry {
     /// Field name.
     pub name: &'static str,
@@ -58,6 +61,7 @@ pub struct FieldEntry {
 
 /// One `#[handler]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct HandlerEntry {
     /// Its name (its path unless `name = ".."` was given).
     pub name: String,
@@ -73,6 +77,7 @@ pub struct HandlerEntry {
 
 /// A name shared by several event types.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct DuplicateName {
     /// The name.
     pub name: &'static str,

@@ -76,6 +76,8 @@ pub trait Event: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 
 /// error, "`X` is not an event", at that parameter.
 #[doc(hidden)]
 pub const fn registration<E: Event>(record: HandlerRecord<E>) -> E::__Registry {
+    // `repr(C)`: every field starts at offset 0 (guaranteed only under it).
+    #[repr(C)]
     union Cast<E: Event> {
         record: ManuallyDrop<HandlerRecord<E>>,
         registry: ManuallyDrop<E::__Registry>,

@@ -64,7 +64,8 @@
 //! Handler panics are isolated with `catch_unwind`. A binary built with
 //! `panic = "abort"` cannot catch them: a panicking handler ends the process.
 
-#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 // Lets the derive's `::sbox_events::...` paths work inside this crate too.
 extern crate self as sbox_events;
@@ -90,7 +91,7 @@ pub mod trace;
 pub use any::{AnyEvent, EventSelector, EventType, SelectorError};
 pub use bus::{
     DEFAULT_MAX_DEPTH, EmitOptions, EmitReport, EventBus, EventBusBuilder, FailurePolicy, Refusal,
-    SubscribeOptions, Subscription, UnknownHandler,
+    SubscribeOptions, Subscription, UnknownHandlerError,
 };
 pub use context::{EventContext, Metadata};
 pub use event::Event;

@@ -63,6 +63,7 @@ pub const BUCKETS_SECONDS: [f64; 12] = [
 ];
 
 /// Counts the pipeline's key indicators; counting stops when it is dropped.
+#[must_use = "counting stops when the MetricsCollector is dropped: keep it alive"]
 pub struct MetricsCollector {
     state: Arc<State>,
     bus: EventBus,

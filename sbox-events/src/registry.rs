@@ -57,6 +57,16 @@ impl<E> HandlerRecord<E> {
     }
 }
 
+impl<E> std::fmt::Debug for HandlerRecord<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerRecord")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("priority", &self.priority)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Implemented by the hidden per-event newtype that inventory collects.
 ///
 /// # Safety
@@ -76,6 +86,15 @@ pub struct EventSlot<E: 'static> {
     /// it is 0, `emit` runs the `#[handler]`s without loading any table.
     pub(crate) routed: AtomicUsize,
     statics: OnceLock<&'static [&'static HandlerRecord<E>]>,
+}
+
+impl<E> std::fmt::Debug for EventSlot<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSlot")
+            .field("index", &self.index)
+            .field("routed", &self.routed)
+            .finish_non_exhaustive()
+    }
 }
 
 static NEXT_INDEX: AtomicU32 = AtomicU32::new(1);

@@ -217,15 +217,17 @@ fn an_unopenable_path_is_a_clear_error() {
         .attach(&bus())
         .expect_err("no such directory");
     assert_eq!(err.path(), path);
-    let message = err.to_string();
-    assert!(
-        message.starts_with(&format!(
-            "cannot open audit log {} for appending: ",
-            path.display()
-        )),
-        "{message}"
+    assert_eq!(
+        err.to_string(),
+        format!("cannot open audit log {} for appending", path.display())
     );
-    assert!(message.contains("No such file or directory"), "{message}");
+    // The cause is the error's source, as error reporters expect.
+    assert_eq!(err.io_error().kind(), std::io::ErrorKind::NotFound);
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(
+        source.to_string().contains("No such file or directory"),
+        "{source}"
+    );
 }
 
 #[test]

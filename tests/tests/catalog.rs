@@ -38,13 +38,17 @@ fn events_list_their_fields_and_handlers() {
         (parcel.source, parcel.rust_type),
         ("scale", "catalog::ParcelWeighed")
     );
-    let field = |name, rust_type| FieldEntry { name, rust_type };
+    let fields: Vec<(&str, &str)> = parcel
+        .fields
+        .iter()
+        .map(|f: &FieldEntry| (f.name, f.rust_type))
+        .collect();
     assert_eq!(
-        parcel.fields,
+        fields,
         [
-            field("parcel", "String"),
-            field("grams", "u32"),
-            field("type", "Option<Vec<String>>")
+            ("parcel", "String"),
+            ("grams", "u32"),
+            ("type", "Option<Vec<String>>")
         ]
     );
     let handlers: Vec<(&str, i32, &str)> = parcel
@@ -66,7 +70,8 @@ fn events_list_their_fields_and_handlers() {
         .iter()
         .find(|e| e.name == "test.pair")
         .expect("linked");
-    assert_eq!(pair.fields, [field("0", "u8"), field("1", "String")]);
+    let fields: Vec<(&str, &str)> = pair.fields.iter().map(|f| (f.name, f.rust_type)).collect();
+    assert_eq!(fields, [("0", "u8"), ("1", "String")]);
 
     let names: Vec<&str> = catalog.events.iter().map(|e| e.name).collect();
     for original in [

@@ -45,7 +45,7 @@ fn the_duplicate_check_fires_and_imports_are_ambiguous() {
     let line = r#"{"name":"invoice.sent","source":"s","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","timestamp":"2026-11-27T06:32:20Z","sequence":1,"data":{"id":1}}"#;
     let err = import_jsonl(line.as_bytes(), &ImportOptions::new()).expect_err("ambiguous");
     assert_eq!(
-        err.errors[0].kind,
+        *err.errors()[0].kind(),
         LineErrorKind::AmbiguousEvent {
             name: "invoice.sent".into()
         }

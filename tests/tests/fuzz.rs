@@ -43,12 +43,17 @@ fn check_import(bytes: &[u8]) {
         lenient.events.len() + lenient.skipped.len(),
         non_blank_lines(bytes)
     );
-    assert!(lenient.skipped.windows(2).all(|w| w[0].line < w[1].line));
+    assert!(
+        lenient
+            .skipped
+            .windows(2)
+            .all(|w| w[0].line() < w[1].line())
+    );
     assert!(
         lenient
             .skipped
             .iter()
-            .all(|e| e.line >= 1 && e.line <= lines)
+            .all(|e| e.line() >= 1 && e.line() <= lines)
     );
     match import_jsonl(bytes, &ImportOptions::new()) {
         Ok(strict) => {
@@ -56,8 +61,8 @@ fn check_import(bytes: &[u8]) {
             assert_eq!(strict.events, lenient.events);
         }
         Err(err) => {
-            assert_eq!(err.errors, lenient.skipped);
-            assert_eq!(err.imported, lenient.events, "valid lines are never lost");
+            assert_eq!(err.errors(), lenient.skipped);
+            assert_eq!(err.imported(), lenient.events, "valid lines are never lost");
         }
     }
 }

@@ -299,8 +299,8 @@ fn every_import_error_names_its_line_and_reason() {
     input.extend_from_slice(b"\n\xff"); // 12: not UTF-8
     let options = ImportOptions::new().max_line_bytes(GOOD.len() + 100);
     let err = import_jsonl(&input[..], &options).expect_err("bad lines");
-    assert_eq!(err.imported.len(), 2, "valid lines are never lost");
-    let described: Vec<String> = err.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(err.imported().len(), 2, "valid lines are never lost");
+    let described: Vec<String> = err.errors().iter().map(ToString::to_string).collect();
     let expected = [
         "line 2: malformed JSON at column 9: EOF while parsing a value",
         "line 4: unknown event name \"test.no_such_event\" (no such event type is linked into this binary)",
@@ -318,7 +318,7 @@ fn every_import_error_names_its_line_and_reason() {
     ];
     assert_eq!(described, expected);
     assert!(matches!(
-        err.errors[1].kind,
+        *err.errors()[1].kind(),
         LineErrorKind::UnknownEvent { .. }
     ));
     assert!(
@@ -328,7 +328,7 @@ fn every_import_error_names_its_line_and_reason() {
 
     let lenient = import_jsonl(&input[..], &options.clone().lenient(true)).expect("lenient");
     assert_eq!((lenient.events.len(), lenient.skipped.len()), (2, 9));
-    assert_eq!(lenient.skipped, err.errors);
+    assert_eq!(lenient.skipped, err.errors());
 }
 
 #[test]
@@ -347,9 +347,9 @@ fn a_read_error_is_reported_at_its_line() {
     }
     let reader = std::io::BufReader::with_capacity(4096, Failing(2));
     let err = import_jsonl(reader, &ImportOptions::new()).expect_err("read error");
-    assert_eq!(err.imported.len(), 2);
+    assert_eq!(err.imported().len(), 2);
     assert_eq!(
-        err.errors[0].to_string(),
+        err.errors()[0].to_string(),
         "line 3: read error: disk went away"
     );
 }
@@ -480,8 +480,8 @@ fn a_utf8_bom_before_the_first_line_is_accepted() {
     // Only before line 1: a BOM inside the file is data, and not JSON.
     let input = format!("{GOOD}\n\u{feff}{GOOD}\n");
     let err = import_jsonl(input.as_bytes(), &ImportOptions::new()).expect_err("BOM on line 2");
-    assert_eq!(err.errors[0].line, 2);
-    assert_eq!(err.imported.len(), 1);
+    assert_eq!(err.errors()[0].line(), 2);
+    assert_eq!(err.imported().len(), 1);
 }
 
 #[test]

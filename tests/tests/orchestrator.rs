@@ -303,7 +303,8 @@ fn an_unwritable_audit_log_is_a_setup_error() {
     assert_eq!(outcome.exit_code, 2);
     let err = String::from_utf8(err).expect("utf-8");
     assert!(
-        err.starts_with("orchestrator: cannot open audit log ") && err.contains("is-a-dir"),
+        err.starts_with("orchestrator: cannot open audit log ")
+            && err.contains("is-a-dir for appending: Is a directory"),
         "{err}"
     );
 }

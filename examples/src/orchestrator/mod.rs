@@ -322,6 +322,18 @@ impl<'a> Orchestrator<'a> {
     }
 }
 
+/// An error and its sources, `: `-separated, as one line for people.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn millis(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -370,7 +382,7 @@ pub fn run(
     }
     let audit = match AuditLogger::builder().jsonl(&options.audit_log).attach(bus) {
         Ok(audit) => audit,
-        Err(e) => return setup_failed(err, e.to_string()),
+        Err(e) => return setup_failed(err, error_chain(&e)),
     };
     let metrics = MetricsCollector::attach(bus);
     let started = Instant::now();

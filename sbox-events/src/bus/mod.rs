@@ -27,7 +27,7 @@ pub(crate) use dispatch::{ReplayScope, Replayed};
 pub use error_occurred::ErrorOccurred;
 use hooks::types_with_hooks;
 pub(crate) use hooks::{JsonEvent, Recorder, hooks, hooks_of};
-pub use report::{EmitReport, Refusal, UnknownHandler};
+pub use report::{EmitReport, Refusal, UnknownHandlerError};
 pub use subscribe::{SubscribeOptions, Subscription};
 
 use crate::any::EventType;
@@ -363,12 +363,12 @@ impl EventBus {
     /// it was given with `#[handler(name = "...")]`.
     ///
     /// Fails if no `#[handler]` linked into the binary has that name.
-    pub fn disable_handler(&self, name: &str) -> Result<(), UnknownHandler> {
+    pub fn disable_handler(&self, name: &str) -> Result<(), UnknownHandlerError> {
         self.set_handler_enabled(name, false)
     }
 
     /// Lets a handler disabled by [`disable_handler`](EventBus::disable_handler) run again.
-    pub fn enable_handler(&self, name: &str) -> Result<(), UnknownHandler> {
+    pub fn enable_handler(&self, name: &str) -> Result<(), UnknownHandlerError> {
         self.set_handler_enabled(name, true)
     }
 
@@ -378,13 +378,13 @@ impl EventBus {
         self.inner.config.static_handlers && !self.inner.lock().disabled.contains(name)
     }
 
-    fn set_handler_enabled(&self, name: &str, enabled: bool) -> Result<(), UnknownHandler> {
+    fn set_handler_enabled(&self, name: &str, enabled: bool) -> Result<(), UnknownHandlerError> {
         let events: Vec<_> = types_with_hooks()
             .filter(|(event, _)| event.0.has_static_handler(name))
             .map(|(_, hooks)| hooks)
             .collect();
         if events.is_empty() {
-            return Err(UnknownHandler {
+            return Err(UnknownHandlerError {
                 name: name.to_owned(),
             });
         }

@@ -129,18 +129,18 @@ impl fmt::Display for Refusal {
 
 /// [`EventBus::disable_handler`](crate::EventBus::disable_handler) was given a name no `#[handler]` has.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnknownHandler {
+pub struct UnknownHandlerError {
     pub(super) name: String,
 }
 
-impl UnknownHandler {
+impl UnknownHandlerError {
     /// The name that was asked for.
     pub fn name(&self) -> &str {
         &self.name
     }
 }
 
-impl fmt::Display for UnknownHandler {
+impl fmt::Display for UnknownHandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -151,4 +151,4 @@ impl fmt::Display for UnknownHandler {
     }
 }
 
-impl std::error::Error for UnknownHandler {}
+impl std::error::Error for UnknownHandlerError {}

@@ -64,6 +64,7 @@ impl ImportOptions {
 
 /// What an import produced.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Imported {
     /// The valid records, in file order.
     pub events: Vec<RecordedEvent>,
@@ -75,10 +76,25 @@ pub struct Imported {
 /// every valid record of the whole input.
 #[derive(Debug)]
 pub struct ImportError {
+    errors: Vec<LineError>,
+    imported: Vec<RecordedEvent>,
+}
+
+impl ImportError {
     /// Every bad line, in order (at least one).
-    pub errors: Vec<LineError>,
-    /// The valid records.
-    pub imported: Vec<RecordedEvent>,
+    pub fn errors(&self) -> &[LineError] {
+        &self.errors
+    }
+
+    /// The valid records of the whole input.
+    pub fn imported(&self) -> &[RecordedEvent] {
+        &self.imported
+    }
+
+    /// The valid records, to keep them.
+    pub fn into_imported(self) -> Vec<RecordedEvent> {
+        self.imported
+    }
 }
 
 impl fmt::Display for ImportError {
@@ -100,10 +116,20 @@ impl std::error::Error for ImportError {}
 /// One bad line of an import.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LineError {
+    line: usize,
+    kind: LineErrorKind,
+}
+
+impl LineError {
     /// 1-based line number.
-    pub line: usize,
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
     /// What is wrong with it.
-    pub kind: LineErrorKind,
+    pub fn kind(&self) -> &LineErrorKind {
+        &self.kind
+    }
 }
 
 /// Why a line could not be imported.
@@ -213,8 +239,8 @@ impl std::error::Error for LineError {}
 ///     r#"{"name":"config.exploded"}"#, "\n",
 /// );
 /// let err = import_jsonl(input.as_bytes(), &ImportOptions::new()).unwrap_err();
-/// assert_eq!(err.imported.len(), 1, "the valid line is kept");
-/// assert_eq!(err.errors[0].line, 2);
+/// assert_eq!(err.imported().len(), 1, "the valid line is kept");
+/// assert_eq!(err.errors()[0].line(), 2);
 /// assert_eq!(
 ///     err.to_string(),
 ///     "import failed: line 2: not an event record: missing field `source` (column 26)"

@@ -90,12 +90,26 @@ impl ReplayReport {
 /// A record that could not be replayed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplayError {
-    /// Its event name.
-    pub event: &'static str,
-    /// Its sequence number.
-    pub sequence: u64,
-    /// Why.
-    pub message: String,
+    event: &'static str,
+    sequence: u64,
+    message: String,
+}
+
+impl ReplayError {
+    /// The record's event name.
+    pub fn event(&self) -> &'static str {
+        self.event
+    }
+
+    /// The record's sequence number.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Why it could not be replayed.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl fmt::Display for ReplayError {

@@ -49,6 +49,7 @@ impl Ring {
 
 /// Counters of a [`History`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct HistoryStats {
     /// Records held now.
     pub entries: usize,

@@ -1,0 +1,200 @@
+//! The current trace of each thread: reading it, scopes that install one,
+//! the implicit trace of an emit, and carrying a trace into a new thread.
+
+use super::TraceId;
+use core::fmt;
+use core::marker::PhantomData;
+use std::cell::{Cell, RefCell};
+
+// The current trace of each thread.
+//
+// `CURRENT` is what `current()` returns, kept up to date so the hot path reads
+// one cell. It is the top of `SCOPES` (explicit guards) or, under no guard,
+// `ROOT` (the implicit trace of an emit that started outside any scope).
+// Each guard removes its own entry by id, which is what makes out-of-order
+// drops restore the right value.
+
+thread_local! {
+    static CURRENT: Cell<u128> = const { Cell::new(0) };
+    static ROOT: Cell<u128> = const { Cell::new(0) };
+    static SCOPES: RefCell<Vec<(u64, u128)>> = const { RefCell::new(Vec::new()) };
+    /// `SCOPES.len()`, readable without touching the `RefCell`.
+    static OPEN_SCOPES: Cell<usize> = const { Cell::new(0) };
+    static NEXT_SCOPE: Cell<u64> = const { Cell::new(1) };
+}
+
+/// The current thread's trace, if any scope is open.
+#[inline]
+pub fn current() -> Option<TraceId> {
+    TraceId::from_u128(CURRENT.with(Cell::get))
+}
+
+/// Recomputes `CURRENT` after a scope closed. `try_with`: during thread
+/// teardown the locals may be gone already.
+fn refresh_current() {
+    let top = SCOPES
+        .try_with(|scopes| scopes.borrow().last().map(|&(_, id)| id))
+        .ok()
+        .flatten();
+    let root = ROOT.try_with(Cell::get).unwrap_or(0);
+    let _ = CURRENT.try_with(|c| c.set(top.unwrap_or(root)));
+}
+
+/// Makes `id` the current trace until the returned guard is dropped.
+///
+/// ```
+/// use sbox_events::trace::{self, TraceId};
+///
+/// let (a, b) = (TraceId::random(), TraceId::random());
+/// let outer = trace::enter(a);
+/// let inner = trace::enter(b);
+/// drop(outer); // out of order: `b` is still the innermost open scope
+/// assert_eq!(trace::current(), Some(b));
+/// drop(inner);
+/// assert_eq!(trace::current(), None);
+/// ```
+#[must_use = "the trace is current only while the guard lives"]
+pub fn enter(id: TraceId) -> TraceScope {
+    let scope_id = NEXT_SCOPE.with(|n| {
+        let v = n.get();
+        n.set(v + 1);
+        v
+    });
+    SCOPES.with(|scopes| scopes.borrow_mut().push((scope_id, id.as_u128())));
+    OPEN_SCOPES.with(|n| n.set(n.get() + 1));
+    CURRENT.with(|c| c.set(id.as_u128()));
+    TraceScope {
+        scope_id,
+        _span: span_for(id),
+        _not_send: PhantomData,
+    }
+}
+
+/// Guard returned by [`enter`]; dropping it closes the scope. Not `Send`:
+/// a scope belongs to the thread that opened it.
+pub struct TraceScope {
+    scope_id: u64,
+    _span: Option<Box<tracing::span::EnteredSpan>>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for TraceScope {
+    fn drop(&mut self) {
+        let _ = SCOPES.try_with(|scopes| {
+            let mut scopes = scopes.borrow_mut();
+            if let Some(pos) = scopes.iter().rposition(|&(id, _)| id == self.scope_id) {
+                scopes.remove(pos);
+            }
+        });
+        let _ = OPEN_SCOPES.try_with(|n| n.set(n.get().saturating_sub(1)));
+        refresh_current();
+    }
+}
+
+impl fmt::Debug for TraceScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceScope").finish_non_exhaustive()
+    }
+}
+
+/// Runs `f` with `id` as the current trace, then restores the previous one
+/// (also if `f` panics).
+pub fn with_trace_id<R>(id: TraceId, f: impl FnOnce() -> R) -> R {
+    let _scope = enter(id);
+    f()
+}
+
+/// Runs `f` in a fresh trace; returns its id with `f`'s result.
+pub fn with_new_trace<R>(f: impl FnOnce() -> R) -> (TraceId, R) {
+    let id = TraceId::random();
+    (id, with_trace_id(id, f))
+}
+
+/// The trace an emit runs in: the current one, or a fresh implicit root that
+/// is removed again when the returned guard drops.
+pub(crate) fn emit_trace() -> (TraceId, Option<RootGuard>) {
+    if let Some(id) = current() {
+        return (id, None);
+    }
+    let id = TraceId::random();
+    ROOT.with(|r| r.set(id.as_u128()));
+    CURRENT.with(|c| c.set(id.as_u128()));
+    (
+        id,
+        Some(RootGuard {
+            _span: span_for(id),
+        }),
+    )
+}
+
+/// The `trace` span of a scope (explicit or the implicit root), entered;
+/// boxed so guards stay one pointer wide. No span at all (not even a disabled
+/// one) until some `tracing` subscriber has been installed: that check is one
+/// relaxed load.
+fn span_for(id: TraceId) -> Option<Box<tracing::span::EnteredSpan>> {
+    if !tracing::dispatcher::has_been_set() {
+        return None;
+    }
+    let span = id.span();
+    (!span.is_disabled()).then(|| Box::new(span.entered()))
+}
+
+pub(crate) struct RootGuard {
+    _span: Option<Box<tracing::span::EnteredSpan>>,
+}
+
+impl Drop for RootGuard {
+    fn drop(&mut self) {
+        let _ = ROOT.try_with(|r| r.set(0));
+        if OPEN_SCOPES.try_with(Cell::get).unwrap_or(0) == 0 {
+            let _ = CURRENT.try_with(|c| c.set(0));
+        } else {
+            refresh_current();
+        }
+    }
+}
+
+/// The current trace, captured to be carried to another thread.
+///
+/// ```
+/// use sbox_events::trace::{self, TraceId};
+///
+/// let id = TraceId::random();
+/// let seen = trace::with_trace_id(id, || {
+///     let captured = trace::capture();
+///     std::thread::spawn(move || captured.run(trace::current)).join()
+/// });
+/// assert_eq!(seen.ok().flatten(), Some(id));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapturedTrace(Option<TraceId>);
+
+/// Captures the current trace (possibly none) to re-install it elsewhere.
+pub fn capture() -> CapturedTrace {
+    CapturedTrace(current())
+}
+
+impl CapturedTrace {
+    /// The captured id, if a trace was current.
+    pub fn trace_id(self) -> Option<TraceId> {
+        self.0
+    }
+
+    /// Runs `f` with the captured trace current (or none, if none was).
+    pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        match self.0 {
+            Some(id) => with_trace_id(id, f),
+            None => f(),
+        }
+    }
+}
+
+/// Spawns a thread that runs `f` in the caller's current trace.
+pub fn spawn<F, T>(f: F) -> std::thread::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let captured = capture();
+    std::thread::spawn(move || captured.run(f))
+}
