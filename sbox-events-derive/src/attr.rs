@@ -1,5 +1,7 @@
-//! Parsing of `#[event(...)]` and `#[handler(...)]` arguments into plain data.
-//! Only syntax is checked here; rules about the values live in `valid`.
+//! Parsing of `#[event(...)]` and `#[handler(...)]` arguments into plain data
+//! (`ast` builds the typed input from it). Only syntax is checked here: a
+//! key that is unknown, repeated or of the wrong kind of value; every rule
+//! about the values lives in `valid`.
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;

@@ -1,73 +1,54 @@
-//! Code generation. Generated code names everything by absolute path
-//! (`::core`, `::sbox_events`) so user items cannot shadow it; what users must
-//! not touch lives under `::sbox_events::__private`.
+//! Code generation, for input that passed every rule in `valid`. Generated
+//! code names everything by absolute path (`::core`, `::sbox_events`) so
+//! user items cannot shadow it; what users must not touch lives under
+//! `::sbox_events::__private`. The derive emits one `impl Event` and one
+//! call of the runtime crate's registration macro; everything else it needs
+//! is defined there.
 
-use crate::attr::{self, HandlerArgs};
-use crate::valid;
+use crate::ast::{EventInput, HandlerInput};
+use crate::{fallback, valid};
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
-use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{DeriveInput, ItemFn, ReturnType};
+use syn::{DeriveInput, ReturnType};
 
-pub fn derive_event(input: &DeriveInput) -> syn::Result<TokenStream> {
-    let mut errors = None;
-    if let Err(err) = valid::event_shape(input) {
-        attr::push(&mut errors, err);
-    }
-    let args = match attr::parse_event_args(&input.attrs) {
-        Ok(args) => Some(args),
-        Err(err) => {
-            attr::push(&mut errors, err);
-            None
+/// `#[derive(Event)]`: parse, validate, expand; on any error, the errors
+/// and a fallback impl.
+pub fn derive(node: &DeriveInput) -> TokenStream {
+    let input = EventInput::from_syn(node);
+    // The shape is checked on the raw input, so its errors combine with
+    // those of the attributes.
+    let checked = match (&input, valid::event_shape(node)) {
+        (Ok(input), Ok(())) => input.validate(),
+        (Ok(_), Err(shape)) => Err(shape),
+        (Err(err), Ok(())) => Err(err.clone()),
+        (Err(err), Err(mut shape)) => {
+            shape.combine(err.clone());
+            Err(shape)
         }
     };
-    if let Some(args) = &args {
-        match &args.name {
-            Some(name) => {
-                if let Err(err) = valid::event_name(name) {
-                    attr::push(&mut errors, err);
-                }
-            }
-            None => {
-                let message = "missing event name: add `#[event(name = \"area.happened\")]` \
-                               (lowercase dotted, e.g. \"subscription.fetched\")";
-                let err = match &args.first_attr {
-                    Some(attr) => syn::Error::new_spanned(attr, message),
-                    None => syn::Error::new(input.ident.span(), message),
-                };
-                attr::push(&mut errors, err);
-            }
-        }
-        if let Some(source) = &args.source
-            && let Err(err) = valid::event_source(source)
-        {
-            attr::push(&mut errors, err);
-        }
+    match (checked, input) {
+        (Ok(()), Ok(input)) => impl_event(&input),
+        (Err(err), input) => fallback::expand(node, input.as_ref().ok(), err),
+        (Ok(()), Err(err)) => err.into_compile_error(),
     }
-    let (name, source, validate) = match (errors, args) {
-        (
-            None,
-            Some(attr::EventArgs {
-                name: Some(name),
-                source,
-                validate,
-                ..
-            }),
-        ) => (name, source, validate),
-        (Some(err), _) => return Err(err),
-        // Unreachable: a missing name or unparsable attribute pushed an error.
-        (None, _) => return Err(syn::Error::new(input.ident.span(), "invalid #[event(...)]")),
-    };
+}
 
-    let ident = &input.ident;
-    let source = match source {
+fn impl_event(input: &EventInput<'_>) -> TokenStream {
+    let ident = input.ident;
+    let name = &input.name;
+    let source = match &input.source {
         Some(source) => quote!(#source),
         None => quote!(::core::env!("CARGO_PKG_NAME")),
     };
-    let fields = fields(input);
+    let fields = input.fields.iter().map(|field| {
+        let name = &field.name;
+        let ty = field.ty;
+        let ty = quote!(#ty).to_string().replace(' ', "");
+        quote!((#name, #ty))
+    });
     // Spanned at the path: a wrong signature is reported there.
-    let validate = validate.map(|path| {
+    let validate = input.validate.as_ref().map(|path| {
         quote_spanned! {path.span()=>
             fn validate(&self) -> ::core::result::Result<(), ::std::string::String> {
                 #path(self).map_err(|err| ::std::string::ToString::to_string(&err))
@@ -76,7 +57,9 @@ pub fn derive_event(input: &DeriveInput) -> syn::Result<TokenStream> {
     });
     // Spanned at the type's name: when the struct lacks `Serialize`, `Send`...
     // the bound error points at the struct, not at the derive.
+    // `do_not_recommend`: "`X` is not an event" lists no unrelated events.
     let event_impl = quote_spanned! {ident.span()=>
+        #[diagnostic::do_not_recommend]
         impl ::sbox_events::Event for #ident {
             const NAME: &'static str = #name;
             const SOURCE: &'static str = #source;
@@ -89,79 +72,29 @@ pub fn derive_event(input: &DeriveInput) -> syn::Result<TokenStream> {
             }
         }
     };
-    Ok(quote! {
+    quote! {
         const _: () = {
-            // A local newtype per event: inventory's `collect!` implements a
-            // foreign trait, so the collected type must belong to this crate.
-            // `repr(transparent)`: `__private::registration` relies on it.
-            #[doc(hidden)]
-            #[repr(transparent)]
-            pub struct __SboxEventsRegistry(::sbox_events::__private::HandlerRecord<#ident>);
-
-            ::sbox_events::__private::inventory::collect!(__SboxEventsRegistry);
-
-            // SAFETY: a `repr(transparent)` wrapper of `HandlerRecord<#ident>`.
-            unsafe impl ::sbox_events::__private::HandlerRegistry<#ident> for __SboxEventsRegistry {
-                #[inline]
-                fn record(&self) -> &::sbox_events::__private::HandlerRecord<#ident> {
-                    &self.0
-                }
-            }
-
-            // Non-generic on purpose: a static inside a generic fn would be
-            // shared by every event type.
-            static __SBOX_EVENTS_SLOT: ::sbox_events::__private::EventSlot<#ident> =
-                ::sbox_events::__private::EventSlot::new();
+            ::sbox_events::__private::register_event!(#ident);
 
             #event_impl
-
-            ::sbox_events::__private::inventory::submit! {
-                ::sbox_events::__private::event_meta::<#ident>()
-            }
         };
-    })
+    }
 }
 
-/// `("name", "Type")` per field, as written; tuple fields are named `0`, `1`...
-fn fields(input: &DeriveInput) -> Vec<TokenStream> {
-    let syn::Data::Struct(data) = &input.data else {
-        return Vec::new();
-    };
-    data.fields
-        .iter()
-        .enumerate()
-        .map(|(i, field)| {
-            let name = field
-                .ident
-                .as_ref()
-                .map_or_else(|| i.to_string(), |ident| ident.unraw().to_string());
-            let ty = &field.ty;
-            let ty = quote!(#ty).to_string().replace(' ', "");
-            quote!((#name, #ty))
-        })
-        .collect()
-}
-
-pub fn handler(args: &HandlerArgs, func: &ItemFn) -> syn::Result<TokenStream> {
-    let sig = valid::handler_signature(func)?;
+/// `#[handler]`: the function, unchanged, and its link-time registration.
+pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
+    let sig = input.validate()?;
+    let func = input.func;
     let fn_ident = &func.sig.ident;
     let fn_name = fn_ident.to_string();
     let event = sig.event;
 
     let path = quote!(::core::concat!(::core::module_path!(), "::", #fn_name));
-    let name = match &args.name {
-        Some(name) => {
-            if name.value().trim().is_empty() {
-                return Err(syn::Error::new(
-                    name.span(),
-                    "handler name must not be empty; leave `name` out to use the function's path",
-                ));
-            }
-            quote!(#name)
-        }
+    let name = match &input.name {
+        Some(name) => quote!(#name),
         None => path.clone(),
     };
-    let priority = args.priority.unwrap_or(0);
+    let priority = input.priority;
 
     // Each piece is spanned at the user's tokens it depends on, so type errors
     // point at the parameter or return type that is wrong.
@@ -178,7 +111,6 @@ pub fn handler(args: &HandlerArgs, func: &ItemFn) -> syn::Result<TokenStream> {
         ReturnType::Default => quote!(result),
         ReturnType::Type(_, ty) => quote_spanned!(ty.span()=> result),
     };
-    // Spanned at the event type: "`X` is not an event" points there.
     let record = quote! {
         ::sbox_events::__private::HandlerRecord::new(
             #name,
@@ -187,9 +119,17 @@ pub fn handler(args: &HandlerArgs, func: &ItemFn) -> syn::Result<TokenStream> {
             __sbox_events_handler,
         )
     };
+    // Spanned at the event type: "`X` is not an event" points there, and
+    // its note names this function ("required by a bound in
+    // `handler_parameter_is_an_event`"), not a path inside sbox_events.
     let submit = quote_spanned! {event.span()=>
+        const fn handler_parameter_is_an_event<E: ::sbox_events::Event>(
+            record: ::sbox_events::__private::HandlerRecord<E>,
+        ) -> <E as ::sbox_events::Event>::__Registry {
+            ::sbox_events::__private::registration(record)
+        }
         ::sbox_events::__private::inventory::submit! {
-            ::sbox_events::__private::registration::<#event>(#record)
+            handler_parameter_is_an_event::<#event>(#record)
         }
     };
 

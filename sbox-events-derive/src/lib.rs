@@ -4,15 +4,19 @@
 //! (`sbox_events::Event` and `sbox_events::handler`) and documents them there,
 //! and the code they generate refers to `::sbox_events`.
 //!
-//! Layout: `attr` turns `#[event(...)]` / `#[handler(...)]` arguments into
-//! plain data, `valid` holds every rule with its error message, `expand`
-//! generates code. This file is only the entry points.
+//! Layout, after dtolnay's thiserror: `ast` is a typed view of the input
+//! (through `attr`, which parses the attributes' syntax), `valid` holds every
+//! rule with its error message, `expand` generates code for valid input, and
+//! `fallback` what is emitted next to an error so that one mistake gives one
+//! error. This file is only the entry points.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod ast;
 mod attr;
 mod expand;
+mod fallback;
 mod valid;
 
 use proc_macro::TokenStream;
@@ -21,9 +25,7 @@ use proc_macro::TokenStream;
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
-    expand::derive_event(&input)
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    expand::derive(&input).into()
 }
 
 /// Registers a free function as a link-time event handler; see the
@@ -41,7 +43,7 @@ pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(func) => func,
         Err(err) => return with_item(err, item2),
     };
-    match expand::handler(&args, &func) {
+    match expand::handler(&ast::HandlerInput::new(args, &func)) {
         Ok(tokens) => tokens.into(),
         Err(err) => with_item(err, item2),
     }

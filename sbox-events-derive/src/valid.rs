@@ -1,10 +1,122 @@
 //! Every rule the macros enforce, each ending in an error that is spanned at
-//! the offending tokens and says what to write instead.
+//! the offending tokens and says what to write instead. Code generation
+//! (`expand`) runs only on input that passed all of them.
 
+use crate::ast::{EventInput, HandlerInput};
 use crate::attr::push;
-use syn::{Data, DeriveInput, FnArg, GenericParam, ItemFn, LitStr, Type};
+use syn::{
+    Data, DeriveInput, FnArg, GenericArgument, GenericParam, ItemFn, LitStr, PathArguments, Type,
+};
 
-/// `#[derive(Event)]` is for concrete structs.
+impl EventInput<'_> {
+    /// The rules about the values: the name's grammar, the source, and field
+    /// types that can never be shared across threads.
+    pub fn validate(&self) -> syn::Result<()> {
+        let mut errors = None;
+        if let Err(err) = event_name(&self.name) {
+            push(&mut errors, err);
+        }
+        if let Some(source) = &self.source
+            && let Err(err) = event_source(source)
+        {
+            push(&mut errors, err);
+        }
+        for field in &self.fields {
+            field_type(field.ty, &mut errors);
+        }
+        errors.map_or(Ok(()), Err)
+    }
+}
+
+impl EventInput<'_> {
+    /// Whether every field type could be part of an event: if not, the
+    /// struct cannot be one at all, and no fallback impl is generated for it
+    /// (its `Send + Sync` bounds would only repeat the error).
+    pub fn fields_can_be_events(&self) -> bool {
+        let mut errors = None;
+        for field in &self.fields {
+            field_type(field.ty, &mut errors);
+        }
+        errors.is_none()
+    }
+}
+
+const FIELD_PREFIX: &str = "this field's type";
+
+/// Field types that serde handles but that are never `Send + Sync`, found by
+/// name (also inside generic arguments: `Vec<Rc<T>>`): each gets one error
+/// at the field with the type to use instead. Anything else that is not
+/// `Send + Sync` is still caught by the trait bounds, at the struct's name;
+/// types serde cannot handle (references, raw pointers) by serde's derive.
+fn field_type(ty: &Type, errors: &mut Option<syn::Error>) {
+    let problem = match ty {
+        Type::Path(path) => {
+            let segments = &path.path.segments;
+            let last = segments.last();
+            let in_rc = segments.iter().any(|s| s.ident == "rc");
+            let problem = last.and_then(|last| match last.ident.to_string().as_str() {
+                "Rc" => Some(
+                    "is `Rc`, which cannot be shared between threads, and handlers run on \
+                     any thread: use `std::sync::Arc`",
+                ),
+                "Weak" if in_rc => Some(
+                    "is `rc::Weak`, which cannot be shared between threads: use \
+                     `std::sync::Weak`",
+                ),
+                "Cell" | "RefCell" => Some(
+                    "has unsynchronized interior mutability, and every handler (on any \
+                     thread) shares the event: use an atomic, `std::sync::Mutex` or \
+                     `RwLock`, or `std::sync::OnceLock`",
+                ),
+                _ => None,
+            });
+            if problem.is_none() {
+                for segment in segments {
+                    if let PathArguments::AngleBracketed(args) = &segment.arguments {
+                        for arg in &args.args {
+                            if let GenericArgument::Type(inner) = arg {
+                                field_type(inner, errors);
+                            }
+                        }
+                    }
+                }
+            }
+            problem
+        }
+        Type::Array(array) => {
+            field_type(&array.elem, errors);
+            None
+        }
+        Type::Slice(slice) => {
+            field_type(&slice.elem, errors);
+            None
+        }
+        Type::Tuple(tuple) => {
+            for elem in &tuple.elems {
+                field_type(elem, errors);
+            }
+            None
+        }
+        Type::Paren(inner) => {
+            field_type(&inner.elem, errors);
+            None
+        }
+        Type::Group(inner) => {
+            field_type(&inner.elem, errors);
+            None
+        }
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        push(
+            errors,
+            syn::Error::new_spanned(ty, format_args!("{FIELD_PREFIX} {problem}")),
+        );
+    }
+}
+
+/// `#[derive(Event)]` is for concrete structs. Checked on the raw input, so
+/// its errors combine with those of the attributes.
 pub fn event_shape(input: &DeriveInput) -> syn::Result<()> {
     let mut errors = None;
     match &input.data {
@@ -44,7 +156,7 @@ pub fn event_shape(input: &DeriveInput) -> syn::Result<()> {
 }
 
 /// Event names are lowercase dotted paths: `area.happened`, `config.built`.
-pub fn event_name(lit: &LitStr) -> syn::Result<()> {
+fn event_name(lit: &LitStr) -> syn::Result<()> {
     let name = lit.value();
     let problem = name_problem(&name);
     match problem {
@@ -87,7 +199,7 @@ fn name_problem(name: &str) -> Option<String> {
     None
 }
 
-pub fn event_source(lit: &LitStr) -> syn::Result<()> {
+fn event_source(lit: &LitStr) -> syn::Result<()> {
     let source = lit.value();
     if source.trim().is_empty() || source.chars().any(char::is_control) {
         return Err(syn::Error::new(
@@ -110,7 +222,34 @@ pub struct HandlerSignature<'a> {
 const SHAPE: &str = "write `fn name(event: &MyEvent)` or \
                      `fn name(event: &MyEvent, ctx: &EventContext)`";
 
-pub fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
+impl<'a> HandlerInput<'a> {
+    /// The signature's rules and the handler's own name.
+    pub fn validate(&self) -> syn::Result<HandlerSignature<'a>> {
+        let mut errors = None;
+        if let Some(name) = &self.name
+            && name.value().trim().is_empty()
+        {
+            push(
+                &mut errors,
+                syn::Error::new(
+                    name.span(),
+                    "handler name must not be empty; leave `name` out to use the function's path",
+                ),
+            );
+        }
+        match (handler_signature(self.func), errors) {
+            (Ok(sig), None) => Ok(sig),
+            (Ok(_), Some(err)) => Err(err),
+            (Err(mut err), Some(more)) => {
+                err.combine(more);
+                Err(err)
+            }
+            (Err(err), None) => Err(err),
+        }
+    }
+}
+
+fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
     let sig = &func.sig;
     let mut errors = None;
     if let Some(receiver) = sig.receiver() {

@@ -73,6 +73,7 @@ pub trait IntoHandlerResult {
     fn into_handler_result(self) -> Result<(), HandlerError>;
 }
 
+#[diagnostic::do_not_recommend]
 impl IntoHandlerResult for () {
     #[inline]
     fn into_handler_result(self) -> Result<(), HandlerError> {
@@ -94,12 +95,14 @@ impl<O> FnOutput for fn() -> O {
 
 type Never = <fn() -> ! as FnOutput>::Output;
 
+#[diagnostic::do_not_recommend]
 impl IntoHandlerResult for Never {
     fn into_handler_result(self) -> Result<(), HandlerError> {
         self
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<E: fmt::Display> IntoHandlerResult for Result<(), E> {
     #[inline]
     fn into_handler_result(self) -> Result<(), HandlerError> {

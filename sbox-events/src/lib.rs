@@ -198,9 +198,44 @@ macro_rules! link {
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+/// Not public API: what `#[derive(Event)]` expands to besides the `impl
+/// Event` itself: the event's hidden registry newtype (inventory collects
+/// only local types), its per-type slot (a non-generic static: a static in a
+/// generic fn would be shared by every event type) and its entry in the
+/// link-time list of event types.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_event {
+    ($event:ty) => {
+        #[doc(hidden)]
+        #[derive(Debug)]
+        #[repr(transparent)]
+        pub struct __SboxEventsRegistry($crate::__private::HandlerRecord<$event>);
+
+        $crate::__private::inventory::collect!(__SboxEventsRegistry);
+
+        // SAFETY: a `repr(transparent)` wrapper of `HandlerRecord<$event>`,
+        // as `HandlerRegistry` requires.
+        unsafe impl $crate::__private::HandlerRegistry<$event> for __SboxEventsRegistry {
+            #[inline]
+            fn record(&self) -> &$crate::__private::HandlerRecord<$event> {
+                &self.0
+            }
+        }
+
+        static __SBOX_EVENTS_SLOT: $crate::__private::EventSlot<$event> =
+            $crate::__private::EventSlot::new();
+
+        $crate::__private::inventory::submit! {
+            $crate::__private::event_meta::<$event>()
+        }
+    };
+}
+
 /// Not public API: used by the code the macros generate.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::__register_event as register_event;
     pub use crate::event::{EventMeta, registration};
     pub use crate::registry::{EventSlot, HandlerRecord, HandlerRegistry};
     pub use inventory;

@@ -1,0 +1,78 @@
+//! A typed view of what the macros are applied to, built from syn. Only
+//! syntax is decided here (through `attr`); every rule about the values is
+//! in `valid`.
+
+use crate::attr::{self, HandlerArgs};
+use syn::{Data, DeriveInput, Ident, ItemFn, LitStr, Type};
+
+/// A struct under `#[derive(Event)]`.
+pub struct EventInput<'a> {
+    pub ident: &'a Ident,
+    /// `#[event(name = "...")]`: required, so never absent here.
+    pub name: LitStr,
+    pub source: Option<LitStr>,
+    /// `validate = path::to::function`
+    pub validate: Option<syn::Path>,
+    pub fields: Vec<Field<'a>>,
+}
+
+/// One field of an event, as written.
+pub struct Field<'a> {
+    /// The field's name; tuple fields are `0`, `1`...
+    pub name: String,
+    pub ty: &'a Type,
+}
+
+const MISSING_NAME: &str = "missing event name: add `#[event(name = \"area.happened\")]` \
+                            (lowercase dotted, e.g. \"subscription.fetched\")";
+
+impl<'a> EventInput<'a> {
+    pub fn from_syn(node: &'a DeriveInput) -> syn::Result<Self> {
+        let args = attr::parse_event_args(&node.attrs)?;
+        let Some(name) = args.name else {
+            return Err(match &args.first_attr {
+                Some(attr) => syn::Error::new_spanned(attr, MISSING_NAME),
+                None => syn::Error::new(node.ident.span(), MISSING_NAME),
+            });
+        };
+        let fields = match &node.data {
+            Data::Struct(data) => data
+                .fields
+                .iter()
+                .enumerate()
+                .map(|(i, field)| Field {
+                    name: match &field.ident {
+                        Some(ident) => syn::ext::IdentExt::unraw(ident).to_string(),
+                        None => i.to_string(),
+                    },
+                    ty: &field.ty,
+                })
+                .collect(),
+            Data::Enum(_) | Data::Union(_) => Vec::new(),
+        };
+        Ok(EventInput {
+            ident: &node.ident,
+            name,
+            source: args.source,
+            validate: args.validate,
+            fields,
+        })
+    }
+}
+
+/// A function under `#[handler]`.
+pub struct HandlerInput<'a> {
+    pub func: &'a ItemFn,
+    pub name: Option<LitStr>,
+    pub priority: i32,
+}
+
+impl<'a> HandlerInput<'a> {
+    pub fn new(args: HandlerArgs, func: &'a ItemFn) -> Self {
+        HandlerInput {
+            func,
+            name: args.name,
+            priority: args.priority.unwrap_or(0),
+        }
+    }
+}
