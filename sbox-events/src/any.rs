@@ -148,6 +148,7 @@ impl<'a> AnyEvent<'a> {
     }
 
     /// Writes the event's fields as JSON (without an intermediate value).
+    #[cfg_attr(not(feature = "history"), allow(dead_code))]
     pub(crate) fn write_json(&self, out: &mut dyn std::io::Write) -> serde_json::Result<()> {
         self.event_type.0.write_json(self.value, out)
     }

@@ -213,6 +213,7 @@ impl Metadata {
     }
 
     /// Bytes this value owns on the heap (for the history's accounting).
+    #[cfg_attr(not(feature = "history"), allow(dead_code))]
     pub(crate) fn heap_bytes(&self) -> usize {
         let owned = |s: &Cow<'static, str>| match s {
             Cow::Owned(s) => s.capacity(),

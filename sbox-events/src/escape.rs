@@ -53,6 +53,7 @@ impl fmt::Display for LogSafe<'_> {
 }
 
 /// `Display` of `value`, escaped with [`LogSafe`].
+#[cfg_attr(not(any(feature = "audit", feature = "history")), allow(dead_code))]
 pub(crate) struct EscapedDisplay<T>(pub(crate) T);
 
 impl<T: fmt::Display> fmt::Display for EscapedDisplay<T> {

@@ -154,12 +154,14 @@ pub(crate) trait ErasedEvent: Sync {
     fn to_json(&self, value: &dyn Any) -> Result<serde_json::Value, serde_json::Error>;
     fn fields(&self) -> &'static [(&'static str, &'static str)];
     /// Deserializes `json` as this type and validates it.
+    #[cfg_attr(not(feature = "history"), allow(dead_code))]
     fn check_json(&self, json: &str) -> Result<(), JsonProblem>;
     /// Writes `value` (an event of this type) as JSON.
     fn write_json(&self, value: &dyn Any, out: &mut dyn std::io::Write) -> serde_json::Result<()>;
 }
 
 /// Why JSON is not a valid event of a type.
+#[cfg_attr(not(feature = "history"), allow(dead_code))]
 pub(crate) enum JsonProblem {
     Schema(String),
     Invalid(String),

@@ -59,6 +59,17 @@
 //! BSDs and WebAssembly; elsewhere no `#[handler]` is found (subscriptions
 //! still work).
 //!
+//! ## Features
+//!
+//! All on by default; a program that wants only the typed bus builds less
+//! with `default-features = false`:
+//!
+//! * `audit`: [`audit::AuditLogger`], significant events to `tracing` and a
+//!   JSON Lines file;
+//! * `metrics`: [`metrics::MetricsCollector`] and its Prometheus text;
+//! * `history`: the bounded [`history`], replay
+//!   ([`EventBus::replay`]) and JSON Lines import/export.
+//!
 //! ## `panic = "abort"`
 //!
 //! Handler panics are isolated with `catch_unwind`. A binary built with
@@ -70,9 +81,11 @@
 // Lets the derive's `::sbox_events::...` paths work inside this crate too.
 extern crate self as sbox_events;
 
-// Layers, bottom to top: a module uses only the ones above it in this
-// list (checked by `tests/tests/layers.rs`).
+// The modules form layers (trace, escape → handler → context → registry →
+// event → stats → any → bus → jsonl → history → catalog → events → audit,
+// metrics): each uses only lower ones, as `tests/tests/layers.rs` checks.
 mod any;
+#[cfg(feature = "audit")]
 pub mod audit;
 mod bus;
 pub mod catalog;
@@ -81,8 +94,11 @@ pub mod escape;
 mod event;
 pub mod events;
 mod handler;
+#[cfg(feature = "history")]
 pub mod history;
+#[cfg(any(feature = "audit", feature = "history"))]
 mod jsonl;
+#[cfg(feature = "metrics")]
 pub mod metrics;
 mod registry;
 mod stats;
@@ -193,9 +209,11 @@ macro_rules! link {
     };
 }
 
-// The README's examples are compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+// The README's examples are compiled and run as doc tests (they use every
+// optional part). `README.md` is a link to the repository's README, which
+// `cargo package` copies into the package.
+#[cfg(all(doctest, feature = "audit", feature = "metrics", feature = "history"))]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
 /// Not public API: what `#[derive(Event)]` expands to besides the `impl

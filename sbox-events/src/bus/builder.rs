@@ -95,6 +95,7 @@ impl EventBusBuilder {
     }
 
     /// Plugs in a recorder (the history does this).
+    #[cfg_attr(not(feature = "history"), allow(dead_code))]
     pub(crate) fn recorder(mut self, recorder: Arc<dyn Recorder>) -> Self {
         self.recorder = Some(recorder);
         self

@@ -7,6 +7,9 @@
 //! per handler a function-pointer call (a boxed closure for subscriptions)
 //! inside `catch_unwind`. Failures take the cold path (`handler_failed`).
 
+// Replay and recording are used by the `history` feature only.
+#![cfg_attr(not(feature = "history"), allow(dead_code))]
+
 use super::routes::Entry;
 use super::{EmitReport, ErrorOccurred, EventBus, FailurePolicy, Recorder, Refusal};
 use crate::any::AnyEvent;

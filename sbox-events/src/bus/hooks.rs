@@ -8,6 +8,9 @@
 //! * In: a [`Recorder`] sees every event before its handlers; the history is
 //!   one, plugged in by its own layer.
 
+// Replay and recording are used by the `history` feature only.
+#![cfg_attr(not(feature = "history"), allow(dead_code))]
+
 use super::dispatch::Replayed;
 use super::routes::{self, Control, RouteConfig, RouteTable};
 use super::{EmitReport, EventBus};

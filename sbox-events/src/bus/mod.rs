@@ -23,9 +23,11 @@ mod subscribe;
 
 pub use builder::{DEFAULT_MAX_DEPTH, EmitOptions, EventBusBuilder, FailurePolicy};
 use dispatch::EMPTY_METADATA;
+#[cfg_attr(not(feature = "history"), allow(unused_imports))]
 pub(crate) use dispatch::{ReplayScope, Replayed};
 pub use error_occurred::ErrorOccurred;
 use hooks::types_with_hooks;
+#[cfg_attr(not(feature = "history"), allow(unused_imports))]
 pub(crate) use hooks::{JsonEvent, Recorder, hooks, hooks_of};
 pub use report::{EmitReport, Refusal, UnknownHandlerError};
 pub use subscribe::{SubscribeOptions, Subscription};
@@ -434,6 +436,7 @@ impl EventBus {
     }
 
     /// The recorder this bus was built with, if any.
+    #[cfg_attr(not(feature = "history"), allow(dead_code))]
     pub(crate) fn recorder(&self) -> Option<&Arc<dyn Recorder>> {
         self.inner.recorder.as_ref()
     }
