@@ -49,11 +49,16 @@
 //! `#[handler]`s are collected by the linker (through `inventory`). A crate
 //! that the final binary never names is not linked at all, and its handlers
 //! silently do not exist, even if it is in `Cargo.toml`. If a crate contributes
-//! only handlers, name it once, anywhere in the binary (or test):
+//! only handlers, name it once, anywhere in the binary:
 //!
 //! ```ignore
 //! sbox_events::link!(my_audit_handlers);
 //! ```
+//!
+//! Every test binary (each file in `tests/`, each doc test) is a binary of
+//! its own and must do the same for the crates whose handlers it needs,
+//! **including the application's own library crate** when the test uses
+//! nothing else from it.
 //!
 //! Link-time registration works on Linux, macOS, Windows, iOS, Android, the
 //! BSDs and WebAssembly; elsewhere no `#[handler]` is found (subscriptions

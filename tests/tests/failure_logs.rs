@@ -97,7 +97,7 @@ fn failures_and_refusals_are_logged_with_the_trace_id() {
     });
     assert!(
         logs.contains("WARN")
-            && logs.contains("emit refused: nesting depth 2 reached the limit of 2"),
+            && logs.contains("emit refused: an emit at nesting depth 2 is over the limit: max_depth 2 allows depths 0 to 1"),
         "{logs}"
     );
 

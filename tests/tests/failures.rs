@@ -320,8 +320,8 @@ fn a_handler_that_re_emits_forever_hits_the_depth_limit() {
     assert_eq!(refused[0].trace_id(), report.trace_id());
     assert_eq!(
         refused[0].to_string(),
-        "`test.echo` refused: nesting depth 32 reached the limit of 32 nested emits \
-         (does a handler re-emit in a loop?)"
+        "`test.echo` refused: an emit at nesting depth 32 is over the limit: max_depth 32 \
+         allows depths 0 to 31 (does a handler re-emit in a loop?)"
     );
 }
 

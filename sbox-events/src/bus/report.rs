@@ -117,8 +117,9 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::DepthLimit { depth, limit } => write!(
                 f,
-                "nesting depth {depth} reached the limit of {limit} nested emits \
-                 (does a handler re-emit in a loop?)"
+                "an emit at nesting depth {depth} is over the limit: max_depth {limit} allows \
+                 depths 0 to {} (does a handler re-emit in a loop?)",
+                limit.saturating_sub(1)
             ),
             Refusal::Invalid { reason } => {
                 write!(f, "the event is invalid: {}", LogSafe(reason))

@@ -18,8 +18,9 @@
 //! assert_eq!(history.stats().entries, 1);
 //! ```
 //!
-//! The history is a ring bounded by **bytes**, not by count: the default is
-//! [`DEFAULT_HISTORY_BYTES`] (8 MiB) and no history holds more than
+//! The history is a ring bounded by **bytes**, not by count: its budget is
+//! given to [`EventBusBuilder::history`](crate::EventBusBuilder::history)
+//! ([`DEFAULT_HISTORY_BYTES`], 8 MiB, is a good size) and no history holds more than
 //! [`MAX_HISTORY_BYTES`] (10 MB, the original design's budget; larger
 //! requests are clamped). The bytes counted are everything the history keeps
 //! alive: its slot array (`capacity × size_of::<RecordedEvent>()`) plus each
@@ -65,7 +66,7 @@ pub use record::RecordedEvent;
 pub use replay::{ReplayError, ReplayReport};
 pub use ring::{History, HistoryStats};
 
-/// The history budget when none is given.
+/// A good history budget (8 MiB): what the examples and tests use.
 pub const DEFAULT_HISTORY_BYTES: usize = 8 * 1024 * 1024;
 
 /// The most any history holds (the original design's 10 MB).

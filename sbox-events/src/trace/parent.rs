@@ -162,8 +162,9 @@ pub(super) fn parse_hex(
     Ok(value)
 }
 
-/// The character starting at byte `at`; every byte before it is ASCII (we
-/// scan left to right and stop at the first bad one), so `at` is a boundary.
+/// The character starting at byte `at`, or U+FFFD when `at` falls inside a
+/// multi-byte character: the dashes are checked before the hex fields, so
+/// the bytes before `at` are not necessarily all ASCII.
 fn char_at(input: &str, at: usize) -> char {
     input
         .get(at..)
