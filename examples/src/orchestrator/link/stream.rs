@@ -89,7 +89,8 @@ pub(crate) fn settings(
     tls_by_default: bool,
 ) -> Result<(Option<Tls>, Option<Transport>), String> {
     let transport = transport(params)?;
-    let tls = match param(params, "security") {
+    let security = param(params, "security").to_ascii_lowercase();
+    let tls = match security.as_str() {
         "" if tls_by_default => Some(tls(params, transport.as_ref(), false)?),
         "" | "none" => None,
         "tls" => Some(tls(params, transport.as_ref(), false)?),
@@ -218,7 +219,8 @@ fn short_id(sid: &str) -> Result<String, String> {
 
 fn transport(params: &Params) -> Result<Option<Transport>, String> {
     let host = || Some(param(params, "host").to_owned()).filter(|h| !h.is_empty());
-    let kind = param(params, "type");
+    let kind = param(params, "type").to_ascii_lowercase();
+    let kind = kind.as_str();
     match kind {
         "" | "tcp" | "raw" => match param(params, "headerType") {
             "" | "none" => Ok(None),

@@ -141,6 +141,19 @@ fn vless_flow_only_where_sing_box_accepts_it() {
 }
 
 #[test]
+fn values_are_case_insensitive_and_vmess_ipv6_may_be_bracketed() {
+    let out = converted(&vless("security=TLS&type=WS&path=/w"));
+    assert_eq!(
+        (&out["tls"]["enabled"], &out["transport"]["type"]),
+        (&json!(true), &json!("ws"))
+    );
+    let out = converted(&vmess(
+        json!({ "add": "[2001:db8::5]", "port": 443, "id": UUID }),
+    ));
+    assert_eq!(out["server"], "2001:db8::5");
+}
+
+#[test]
 fn unknown_security_is_dropped_never_plain() {
     dropped(&vless("security=xtls"), "`security=xtls`");
     assert!(converted(&vless("security=none"))["tls"].is_null());

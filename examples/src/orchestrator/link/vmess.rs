@@ -33,7 +33,13 @@ pub(super) fn parse(rest: &str) -> Result<Server, String> {
             _ => String::new(),
         }
     };
-    let host = check_host(&text("add")).map_err(|e| format!("vmess `add`: {e}"))?;
+    // Some generators bracket IPv6 addresses in `add`.
+    let add = text("add");
+    let add = add
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(&add);
+    let host = check_host(add).map_err(|e| format!("vmess `add`: {e}"))?;
     let port = check_port(&text("port")).map_err(|e| format!("vmess `port`: {e}"))?;
     let alter_id = match text("aid").as_str() {
         "" => 0,
