@@ -120,7 +120,9 @@ fn naive(count: usize) -> f64 {
     let bus = RwLock::new(handlers);
     best(|n| {
         for i in 0..n {
-            let map = bus.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let map = bus
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(list) = map.get(&TypeId::of::<u64>()) {
                 let event: u64 = black_box(i);
                 for handler in list {
@@ -204,7 +206,12 @@ fn main() {
     let rows: Vec<(&str, f64, f64, Option<f64>)> = vec![
         ("floor: direct calls, 1 handler", f1, f1, None),
         ("floor: direct calls, 10 handlers", f10, f10, None),
-        ("naive HashMap<TypeId, Vec<Box<dyn Fn>>> + RwLock, 1", naive(1), f1, Some(e1)),
+        (
+            "naive HashMap<TypeId, Vec<Box<dyn Fn>>> + RwLock, 1",
+            naive(1),
+            f1,
+            Some(e1),
+        ),
         ("naive bus, 10 handlers", naive(10), f10, Some(e10)),
         ("evenio 0.6, 0 handlers", e0, f1, Some(e0)),
         ("evenio 0.6, 1 handler", e1, f1, Some(e1)),
@@ -212,11 +219,36 @@ fn main() {
         ("Bevy 0.20 observers, 0", bevy(0), f1, Some(e0)),
         ("Bevy 0.20 observers, 1", bevy(1), f1, Some(e1)),
         ("Bevy 0.20 observers, 10", bevy(10), f10, Some(e10)),
-        ("sbox-events, 0 static handlers", sbox_static(None0), f1, Some(e0)),
-        ("sbox-events, 1 static handler", sbox_static(One), f1, Some(e1)),
-        ("sbox-events, 10 static handlers", sbox_static(Ten), f10, Some(e10)),
-        ("sbox-events, 1 closure subscription", sbox_closures(1), f1, Some(e1)),
-        ("sbox-events, 10 closure subscriptions", sbox_closures(10), f10, Some(e10)),
+        (
+            "sbox-events, 0 static handlers",
+            sbox_static(None0),
+            f1,
+            Some(e0),
+        ),
+        (
+            "sbox-events, 1 static handler",
+            sbox_static(One),
+            f1,
+            Some(e1),
+        ),
+        (
+            "sbox-events, 10 static handlers",
+            sbox_static(Ten),
+            f10,
+            Some(e10),
+        ),
+        (
+            "sbox-events, 1 closure subscription",
+            sbox_closures(1),
+            f1,
+            Some(e1),
+        ),
+        (
+            "sbox-events, 10 closure subscriptions",
+            sbox_closures(10),
+            f10,
+            Some(e10),
+        ),
     ];
     let floor2 = per_thread(2, |n| {
         for i in 0..n {
