@@ -59,6 +59,7 @@ fn next_sequence() -> u64 {
 struct DepthGuard(u32);
 
 impl DepthGuard {
+    #[inline]
     fn enter(depth: u32) -> DepthGuard {
         DEPTH.with(|d| d.set(depth + 1));
         DepthGuard(depth)
@@ -66,6 +67,7 @@ impl DepthGuard {
 }
 
 impl Drop for DepthGuard {
+    #[inline]
     fn drop(&mut self) {
         let _ = DEPTH.try_with(|d| d.set(self.0));
     }

@@ -45,6 +45,7 @@ pub struct TraceId(NonZeroU128);
 impl TraceId {
     /// A fresh random id: 128 random bits (never zero) from a per-thread
     /// generator seeded from the operating system, so no system call per id.
+    #[inline]
     pub fn random() -> TraceId {
         RNG_STATE.with(|state| {
             let seed = match state.get() {

@@ -112,6 +112,7 @@ pub fn with_new_trace<R>(f: impl FnOnce() -> R) -> (TraceId, R) {
 
 /// The trace an emit runs in: the current one, or a fresh implicit root that
 /// is removed again when the returned guard drops.
+#[inline]
 pub(crate) fn emit_trace() -> (TraceId, Option<RootGuard>) {
     if let Some(id) = current() {
         return (id, None);
@@ -131,10 +132,17 @@ pub(crate) fn emit_trace() -> (TraceId, Option<RootGuard>) {
 /// boxed so guards stay one pointer wide. No span at all (not even a disabled
 /// one) until some `tracing` subscriber has been installed: that check is one
 /// relaxed load.
+#[inline]
 fn span_for(id: TraceId) -> Option<Box<tracing::span::EnteredSpan>> {
     if !tracing::dispatcher::has_been_set() {
         return None;
     }
+    enter_span(id)
+}
+
+#[cold]
+#[inline(never)]
+fn enter_span(id: TraceId) -> Option<Box<tracing::span::EnteredSpan>> {
     let span = id.span();
     (!span.is_disabled()).then(|| Box::new(span.entered()))
 }
@@ -144,6 +152,7 @@ pub(crate) struct RootGuard {
 }
 
 impl Drop for RootGuard {
+    #[inline]
     fn drop(&mut self) {
         let _ = ROOT.try_with(|r| r.set(0));
         if OPEN_SCOPES.try_with(Cell::get).unwrap_or(0) == 0 {
