@@ -7,6 +7,7 @@
 
 use clap::Parser;
 use sbox_events::EventBus;
+use sbox_events::trace::TraceIdFormat;
 use sbox_events_examples::orchestrator::{self, Options};
 use std::process::ExitCode;
 
@@ -19,10 +20,14 @@ fn main() -> ExitCode {
     } else {
         tracing::Level::WARN
     };
+    // `TraceIdFormat`: lines logged while an event runs outside a trace
+    // scope show its trace id too (scopes show theirs through their span).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(level)
-        .without_time()
+        .event_format(TraceIdFormat::new(
+            tracing_subscriber::fmt::format().without_time(),
+        ))
         .init();
     let bus = EventBus::new();
     let outcome = orchestrator::run(

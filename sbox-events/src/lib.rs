@@ -73,7 +73,9 @@
 //!   JSON Lines file;
 //! * `metrics`: [`metrics::MetricsCollector`] and its Prometheus text;
 //! * `history`: the bounded [`history`], replay
-//!   ([`EventBus::replay`]) and JSON Lines import/export.
+//!   ([`EventBus::replay`]) and JSON Lines import/export;
+//! * `fmt`: [`trace::TraceIdFormat`], for `tracing_subscriber::fmt` lines
+//!   that show the trace id of emits started outside any scope.
 //!
 //! ## `panic = "abort"`
 //!

@@ -130,10 +130,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 /// bus's route table; otherwise it loads it through `arc-swap`. An emit
 /// outside any trace scope draws a fresh trace id from a per-thread
 /// generator. No clock is read unless someone asks for the timestamp (or the
-/// bus keeps a history). Without a `tracing` subscriber nothing is allocated
-/// unless a handler fails; once a subscriber has been installed, an emit
-/// outside a trace scope enters a `trace` span, which allocates (see
-/// [`crate::trace`]). A bus with a history also serializes the event and
+/// bus keeps a history). Nothing is allocated unless a handler fails, with
+/// or without a `tracing` subscriber (an emit outside a trace scope opens no
+/// span; see [`crate::trace`] for how logs still show its id); a test
+/// counts it. A bus with a history also serializes the event and
 /// takes the history's mutex ([`crate::history`]); one with handler
 /// statistics reads the clock twice per handler ([`HandlerStats`]).
 /// Subscribing and unsubscribing copy the route table (copy-on-write, under a

@@ -42,13 +42,19 @@
 //!
 //! # Logs
 //!
-//! Every scope opened here ([`enter`], [`with_trace_id`], the future wrapper,
-//! and the implicit trace of an emit outside any scope) also enters a
-//! `tracing` span named `trace` with a `trace_id` field, so any `tracing`
-//! subscriber that prints span fields (such as `tracing_subscriber::fmt`)
-//! shows `trace{trace_id=…}` on every log line written inside it. The span
-//! is at ERROR level so that it is on whenever logging is; nothing is
-//! recorded when no subscriber is installed.
+//! Every scope opened explicitly ([`enter`], [`with_trace_id`], the future
+//! wrapper) also enters a `tracing` span named `trace` with a `trace_id`
+//! field, so a subscriber that prints span fields (such as
+//! `tracing_subscriber::fmt`) shows `trace{trace_id=…}` on every log line
+//! written inside it. The span is at ERROR level so that it is on whenever
+//! logging is; none is created before a subscriber is installed.
+//!
+//! The implicit trace of an emit outside any scope opens **no** span: that
+//! would allocate on every emit. Its id is read when a line is written
+//! instead: wrap the `fmt` event format in [`TraceIdFormat`] (feature
+//! `fmt`, on by default), or read [`implicit`] in a formatter of your own.
+//! Events the bus itself logs (failures, refusals, audit records) carry a
+//! `trace_id` field in any case.
 //!
 //! # Cost
 //!
@@ -58,17 +64,22 @@
 //!
 //! [W3C Trace Context]: https://www.w3.org/TR/trace-context/
 
+#[cfg(feature = "fmt")]
+mod format;
 mod future;
 mod id;
 mod parent;
 mod scope;
 
+#[cfg(feature = "fmt")]
+pub use format::TraceIdFormat;
 pub use future::{TraceFutureExt, Traced};
 pub use id::{ShortTraceId, TraceId};
 pub use parent::{ParseTraceError, TraceParent};
 pub(crate) use scope::emit_trace;
 pub use scope::{
-    CapturedTrace, TraceScope, capture, current, enter, spawn, with_new_trace, with_trace_id,
+    CapturedTrace, TraceScope, capture, current, enter, implicit, spawn, with_new_trace,
+    with_trace_id,
 };
 
 #[cfg(test)]

@@ -111,7 +111,10 @@ pub fn with_new_trace<R>(f: impl FnOnce() -> R) -> (TraceId, R) {
 }
 
 /// The trace an emit runs in: the current one, or a fresh implicit root that
-/// is removed again when the returned guard drops.
+/// is removed again when the returned guard drops. The implicit root opens
+/// no `tracing` span (that would cost an allocation per emit once a
+/// subscriber exists); log lines get its id from `TraceIdFormat`, or from
+/// [`implicit`] in a formatter of the application's own.
 #[inline]
 pub(crate) fn emit_trace() -> (TraceId, Option<RootGuard>) {
     if let Some(id) = current() {
@@ -120,15 +123,21 @@ pub(crate) fn emit_trace() -> (TraceId, Option<RootGuard>) {
     let id = TraceId::random();
     ROOT.with(|r| r.set(id.as_u128()));
     CURRENT.with(|c| c.set(id.as_u128()));
-    (
-        id,
-        Some(RootGuard {
-            _span: span_for(id),
-        }),
-    )
+    (id, Some(RootGuard(())))
 }
 
-/// The `trace` span of a scope (explicit or the implicit root), entered;
+/// The current trace when it is the implicit trace of an emit started
+/// outside any scope (no scope's span shows it in logs), else `None`. For
+/// log formatters: see the [module docs](crate::trace#logs).
+#[inline]
+pub fn implicit() -> Option<TraceId> {
+    if OPEN_SCOPES.with(Cell::get) != 0 {
+        return None;
+    }
+    TraceId::from_u128(ROOT.with(Cell::get))
+}
+
+/// The `trace` span of an explicit scope, entered;
 /// boxed so guards stay one pointer wide. No span at all (not even a disabled
 /// one) until some `tracing` subscriber has been installed: that check is one
 /// relaxed load.
@@ -147,9 +156,8 @@ fn enter_span(id: TraceId) -> Option<Box<tracing::span::EnteredSpan>> {
     (!span.is_disabled()).then(|| Box::new(span.entered()))
 }
 
-pub(crate) struct RootGuard {
-    _span: Option<Box<tracing::span::EnteredSpan>>,
-}
+/// Removes the implicit root trace of an emit when dropped.
+pub(crate) struct RootGuard(());
 
 impl Drop for RootGuard {
     #[inline]

@@ -1,0 +1,111 @@
+//! An emit allocates nothing in steady state, with or without a `tracing`
+//! subscriber, and log lines written inside its handlers still carry its
+//! trace id (through `TraceIdFormat`). Counted with a global allocator, so
+//! deterministic; one test function, so nothing else allocates meanwhile.
+
+use sbox_events::trace::TraceIdFormat;
+use sbox_events::{Event, EventBus, EventContext, handler};
+use sbox_events_tests::alloc::{self, Counting};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "test.measured")]
+struct Measured {
+    value: u64,
+}
+
+#[handler]
+fn measured(event: &Measured) {
+    std::hint::black_box(event.value);
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "test.talkative")]
+struct Talkative;
+
+#[handler]
+fn talkative(_: &Talkative) {
+    tracing::info!("said inside a handler");
+}
+
+const EMITS: u64 = 10_000;
+
+/// Allocations made by `EMITS` emits on `bus` (a static handler and a
+/// closure subscription), after a warm-up.
+fn allocations_per_run(bus: &EventBus) -> u64 {
+    let event = Measured { value: 7 };
+    for _ in 0..100 {
+        bus.emit_ref(&event);
+    }
+    let before = alloc::allocations();
+    for _ in 0..EMITS {
+        std::hint::black_box(bus.emit_ref(&event));
+    }
+    alloc::allocations() - before
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn emits_do_not_allocate_and_handler_logs_carry_the_trace_id() {
+    let bus = EventBus::new();
+    let _closure = bus.subscribe(|e: &Measured, _: &EventContext| {
+        std::hint::black_box(e.value);
+    });
+    assert_eq!(allocations_per_run(&bus), 0, "without a subscriber");
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .event_format(TraceIdFormat::new(
+                tracing_subscriber::fmt::format()
+                    .without_time()
+                    .with_ansi(false),
+            ))
+            .finish(),
+    )
+    .expect("the only subscriber of this binary");
+    assert_eq!(
+        allocations_per_run(&bus),
+        0,
+        "with a tracing subscriber installed at INFO"
+    );
+
+    let report = bus.emit(Talkative);
+    let logs = String::from_utf8(captured.0.lock().expect("buffer").clone()).expect("utf-8");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("said inside a handler"))
+        .unwrap_or_else(|| panic!("no line: {logs}"));
+    assert!(
+        line.starts_with(&format!("trace{{trace_id={}}} ", report.trace_id())),
+        "{line}"
+    );
+    // Outside any emit, lines are unchanged.
+    tracing::info!("outside");
+    let logs = String::from_utf8(captured.0.lock().expect("buffer").clone()).expect("utf-8");
+    let outside = logs
+        .lines()
+        .find(|l| l.contains("outside"))
+        .expect("a line");
+    assert!(!outside.contains("trace_id"), "{outside}");
+}
