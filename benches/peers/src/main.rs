@@ -138,12 +138,28 @@ fn naive(count: usize) -> f64 {
 #[derive(evenio::event::GlobalEvent)]
 struct EvenioEvent(u64);
 
+// evenio keeps one handler per Rust type (`add_handler` of the same type
+// twice adds it once): ten handlers need ten functions.
+macro_rules! evenio_handlers {
+    ($($name:ident),*) => {
+        $(fn $name(r: evenio::prelude::Receiver<EvenioEvent>) {
+            sink(r.event.0);
+        })*
+        fn add_evenio_handlers(world: &mut evenio::prelude::World, count: usize) {
+            let all: [fn(&mut evenio::prelude::World); 10] =
+                [$(|w| { w.add_handler($name); }),*];
+            for add in &all[..count] {
+                add(world);
+            }
+        }
+    };
+}
+evenio_handlers!(e0, e1, e2, e3, e4, e5, e6, e7, e8, e9);
+
 fn evenio(count: usize) -> f64 {
     use evenio::prelude::*;
     let mut world = World::new();
-    for _ in 0..count {
-        world.add_handler(|r: Receiver<EvenioEvent>| sink(r.event.0));
-    }
+    add_evenio_handlers(&mut world, count);
     best(|n| {
         for i in 0..n {
             world.send(EvenioEvent(black_box(i)));
@@ -197,7 +213,48 @@ fn per_thread(threads: usize, work: impl Fn(u64) + Send + Sync + 'static) -> f64
         .fold(f64::INFINITY, f64::min)
 }
 
+/// `PEERS_COUNT=<scenario> PEERS_EVENTS=<n>`: run one scenario once, for
+/// instruction counting under callgrind (`scripts/instructions.sh`).
+fn count_instructions(scenario: &str, events: u64) {
+    let event_one = One(7);
+    let event_ten = Ten(7);
+    let closure = Closure(7);
+    let bus = EventBus::new();
+    let closures1 = EventBus::builder().static_handlers(false).build();
+    let _c1 = closures1.subscribe(|e: &Closure, _: &EventContext| sink(e.0));
+    let closures10 = EventBus::builder().static_handlers(false).build();
+    let _c10: Vec<_> = (0..10)
+        .map(|_| closures10.subscribe(|e: &Closure, _: &EventContext| sink(e.0)))
+        .collect();
+    let mut world = evenio::prelude::World::new();
+    add_evenio_handlers(&mut world, if scenario == "evenio10" { 10 } else { 1 });
+    match scenario {
+        "floor1" => (0..events).for_each(|i| sink(black_box(i))),
+        "sbox1" => (0..events).for_each(|_| {
+            black_box(bus.emit_ref(black_box(&event_one)));
+        }),
+        "sbox10" => (0..events).for_each(|_| {
+            black_box(bus.emit_ref(black_box(&event_ten)));
+        }),
+        "closure1" => (0..events).for_each(|_| {
+            black_box(closures1.emit_ref(black_box(&closure)));
+        }),
+        "closure10" => (0..events).for_each(|_| {
+            black_box(closures10.emit_ref(black_box(&closure)));
+        }),
+        "evenio1" | "evenio10" => (0..events).for_each(|i| world.send(EvenioEvent(black_box(i)))),
+        other => panic!("unknown scenario {other:?}"),
+    }
+}
+
 fn main() {
+    if let Ok(scenario) = std::env::var("PEERS_COUNT") {
+        let events = std::env::var("PEERS_EVENTS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100_000);
+        return count_instructions(&scenario, events);
+    }
     let f1 = floor(1);
     let f10 = floor(10);
     let e0 = evenio(0);
