@@ -21,10 +21,10 @@ use std::time::Duration;
 /// Cost: off by default, and then nothing is measured: the dispatch loop does
 /// not even look. When on, each handler call costs two `Instant::now()` reads
 /// (about 16 ns each here) plus three relaxed atomic adds (four when the call
-/// failed) and one atomic max on
-/// the handler's own counters: the benchmark measured an emit to one handler
-/// at about 93 ns with statistics against 25 ns without. Threads that run the
-/// same handler at the same time contend on its counters.
+/// failed) and one atomic max on the handler's own counters: the peer
+/// benchmark (`scripts/peers.sh`) measured an emit to one handler at about
+/// 94 ns with statistics against 19 ns without. Threads that run the same
+/// handler at the same time contend on its counters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct HandlerStats {
