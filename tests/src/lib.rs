@@ -95,3 +95,27 @@ pub mod alloc {
         PEAK.load(Ordering::Relaxed)
     }
 }
+
+/// What a `tracing` subscriber writes, kept in memory: give
+/// `move || captured.clone()` to `tracing_subscriber::fmt().with_writer`.
+#[derive(Clone, Debug, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().expect("log buffer").clone();
+        String::from_utf8(bytes).expect("UTF-8 logs")
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -5,10 +5,9 @@
 
 use sbox_events::trace::TraceIdFormat;
 use sbox_events::{Event, EventBus, EventContext, handler};
+use sbox_events_tests::CapturedLogs;
 use sbox_events_tests::alloc::{self, Counting};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -49,19 +48,6 @@ fn allocations_per_run(bus: &EventBus) -> u64 {
     alloc::allocations() - before
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn emits_do_not_allocate_and_handler_logs_carry_the_trace_id() {
     let bus = EventBus::new();
@@ -70,7 +56,7 @@ fn emits_do_not_allocate_and_handler_logs_carry_the_trace_id() {
     });
     assert_eq!(allocations_per_run(&bus), 0, "without a subscriber");
 
-    let captured = Captured::default();
+    let captured = CapturedLogs::default();
     let writer = captured.clone();
     tracing::subscriber::set_global_default(
         tracing_subscriber::fmt()
@@ -91,7 +77,7 @@ fn emits_do_not_allocate_and_handler_logs_carry_the_trace_id() {
     );
 
     let report = bus.emit(Talkative);
-    let logs = String::from_utf8(captured.0.lock().expect("buffer").clone()).expect("utf-8");
+    let logs = captured.text();
     let line = logs
         .lines()
         .find(|l| l.contains("said inside a handler"))
@@ -102,7 +88,7 @@ fn emits_do_not_allocate_and_handler_logs_carry_the_trace_id() {
     );
     // Outside any emit, lines are unchanged.
     tracing::info!("outside");
-    let logs = String::from_utf8(captured.0.lock().expect("buffer").clone()).expect("utf-8");
+    let logs = captured.text();
     let outside = logs
         .lines()
         .find(|l| l.contains("outside"))

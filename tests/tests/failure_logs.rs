@@ -9,9 +9,8 @@ use sbox_events::audit::{self, AuditLogger};
 use sbox_events::events::SubscriptionFailed;
 use sbox_events::trace::{self, TraceId};
 use sbox_events::{Event, EventBus, EventContext, SubscribeOptions};
+use sbox_events_tests::CapturedLogs;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 #[derive(Event, Serialize, Deserialize)]
 #[event(name = "test.job_done")]
@@ -23,30 +22,15 @@ struct JobDone {
 #[event(name = "test.echo")]
 struct Echo;
 
-/// Collects what a `tracing` fmt subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn logs_of(f: impl FnOnce()) -> String {
-    let captured = Captured::default();
+    let captured = CapturedLogs::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
     tracing::subscriber::with_default(subscriber, f);
-    let bytes = captured.0.lock().expect("buffer").clone();
-    String::from_utf8(bytes).expect("utf-8 logs")
+    captured.text()
 }
 
 #[test]

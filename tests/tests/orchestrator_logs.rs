@@ -6,22 +6,8 @@
 
 use sbox_events::EventBus;
 use sbox_events_examples::orchestrator::{self, Options, WARNINGS_SHOWN};
-use std::io::Write;
+use sbox_events_tests::CapturedLogs;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn dropped_lines_are_summarized_after_the_first_few_and_escaped() {
@@ -42,7 +28,7 @@ fn dropped_lines_are_summarized_after_the_first_few_and_escaped() {
         ..Options::defaults()
     };
 
-    let captured = Captured::default();
+    let captured = CapturedLogs::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -53,7 +39,7 @@ fn dropped_lines_are_summarized_after_the_first_few_and_escaped() {
         orchestrator::run(&EventBus::new(), &options, &mut out, &mut err)
     });
     assert_eq!(outcome.exit_code, 0);
-    let logs = String::from_utf8(captured.0.lock().expect("buffer").clone()).expect("utf-8");
+    let logs = captured.text();
     let dropped: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("dropping entry"))

@@ -4,30 +4,9 @@
 
 use super::stream::ss2022_password;
 use super::{Plugin, Protocol, Server, decode_component, param, shorten, split};
+use crate::orchestrator::singbox::rules::{SS_METHODS, ss_key_length};
 use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-
-/// Every method sing-box implements, with the key length of the 2022 ones.
-const METHODS: [(&str, Option<usize>); 18] = [
-    ("2022-blake3-aes-128-gcm", Some(16)),
-    ("2022-blake3-aes-256-gcm", Some(32)),
-    ("2022-blake3-chacha20-poly1305", Some(32)),
-    ("none", None),
-    ("aes-128-gcm", None),
-    ("aes-192-gcm", None),
-    ("aes-256-gcm", None),
-    ("chacha20-ietf-poly1305", None),
-    ("xchacha20-ietf-poly1305", None),
-    ("aes-128-ctr", None),
-    ("aes-192-ctr", None),
-    ("aes-256-ctr", None),
-    ("aes-128-cfb", None),
-    ("aes-192-cfb", None),
-    ("aes-256-cfb", None),
-    ("rc4-md5", None),
-    ("chacha20-ietf", None),
-    ("xchacha20", None),
-];
 
 pub(super) fn parse(rest: &str) -> Result<Server, String> {
     let (body, fragment) = match rest.split_once('#') {
@@ -69,17 +48,13 @@ pub(super) fn parse(rest: &str) -> Result<Server, String> {
         .split_once(':')
         .ok_or_else(|| "shadowsocks user info is not `method:password`".to_owned())?;
     let method = method.to_ascii_lowercase();
-    let key_len = METHODS
-        .iter()
-        .find(|(known, _)| *known == method)
-        .map(|(_, key_len)| *key_len)
-        .ok_or_else(|| {
-            format!(
-                "unsupported shadowsocks method {:?} (sing-box has {})",
-                shorten(&method),
-                METHODS.map(|(m, _)| m).join(", ")
-            )
-        })?;
+    let key_len = ss_key_length(&method).ok_or_else(|| {
+        format!(
+            "unsupported shadowsocks method {:?} (sing-box has {})",
+            shorten(&method),
+            SS_METHODS.map(|(m, _)| m).join(", ")
+        )
+    })?;
     let password = match key_len {
         Some(len) => ss2022_password(password, &method, len)?,
         None if password.is_empty() && method != "none" => {

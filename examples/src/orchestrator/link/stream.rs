@@ -2,6 +2,7 @@
 //! of vless/trojan links; vmess JSON is mapped to the same keys first).
 
 use super::{Params, param, shorten};
+use crate::orchestrator::singbox::rules::FINGERPRINTS;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
@@ -67,20 +68,6 @@ pub enum Transport {
 /// refuses REALITY without uTLS, and `chrome` is what Xray clients default
 /// to.
 pub const DEFAULT_FINGERPRINT: &str = "chrome";
-
-/// The uTLS fingerprints sing-box knows.
-const FINGERPRINTS: [&str; 10] = [
-    "chrome",
-    "firefox",
-    "edge",
-    "safari",
-    "360",
-    "qq",
-    "ios",
-    "android",
-    "random",
-    "randomized",
-];
 
 /// TLS and transport from `params`. `tls_by_default`: TLS when `security`
 /// is absent (trojan).

@@ -5,17 +5,8 @@
 
 use super::shadowsocks::base64_lenient;
 use super::{Params, Protocol, Server, check_host, check_port, check_user_id, shorten, stream};
+use crate::orchestrator::singbox::rules::VMESS_SECURITY;
 use serde_json::Value;
-
-/// The ciphers sing-box's vmess implements.
-const SECURITY: [&str; 6] = [
-    "auto",
-    "none",
-    "zero",
-    "aes-128-gcm",
-    "chacha20-poly1305",
-    "aes-128-cfb",
-];
 
 pub(super) fn parse(rest: &str) -> Result<Server, String> {
     let payload = rest.split('#').next().unwrap_or_default();
@@ -49,12 +40,12 @@ pub(super) fn parse(rest: &str) -> Result<Server, String> {
     };
     let security = match text("scy").to_ascii_lowercase().as_str() {
         "" => "auto".to_owned(),
-        scy if SECURITY.contains(&scy) => scy.to_owned(),
+        scy if VMESS_SECURITY.contains(&scy) => scy.to_owned(),
         scy => {
             return Err(format!(
                 "vmess `scy={}`: sing-box's vmess has {}",
                 shorten(scy),
-                SECURITY.join(", ")
+                VMESS_SECURITY.join(", ")
             ));
         }
     };

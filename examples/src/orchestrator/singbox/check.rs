@@ -4,52 +4,12 @@
 //! uTLS, so the REALITY and uTLS rules follow sing-box's documentation and
 //! source instead).
 
+use super::rules::{FINGERPRINTS, VMESS_SECURITY, ss_key_length};
 use super::{DIRECT, SELECTOR};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
 use std::collections::HashSet;
-
-const SS_METHODS: [&str; 18] = [
-    "2022-blake3-aes-128-gcm",
-    "2022-blake3-aes-256-gcm",
-    "2022-blake3-chacha20-poly1305",
-    "none",
-    "aes-128-gcm",
-    "aes-192-gcm",
-    "aes-256-gcm",
-    "chacha20-ietf-poly1305",
-    "xchacha20-ietf-poly1305",
-    "aes-128-ctr",
-    "aes-192-ctr",
-    "aes-256-ctr",
-    "aes-128-cfb",
-    "aes-192-cfb",
-    "aes-256-cfb",
-    "rc4-md5",
-    "chacha20-ietf",
-    "xchacha20",
-];
-const VMESS_SECURITY: [&str; 6] = [
-    "auto",
-    "none",
-    "zero",
-    "aes-128-gcm",
-    "chacha20-poly1305",
-    "aes-128-cfb",
-];
-const FINGERPRINTS: [&str; 10] = [
-    "chrome",
-    "firefox",
-    "edge",
-    "safari",
-    "360",
-    "qq",
-    "ios",
-    "android",
-    "random",
-    "randomized",
-];
 
 fn text<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or_default()
@@ -111,15 +71,11 @@ pub fn check_outbound(outbound: &Value) -> Result<(), String> {
 
 fn check_shadowsocks(outbound: &Value) -> Result<(), String> {
     let method = text(outbound, "method");
-    if !SS_METHODS.contains(&method) {
+    let Some(key_length) = ss_key_length(method) else {
         return Err(format!("unknown method: {method}"));
-    }
+    };
     let password = text(outbound, "password");
-    if let Some(len) = match method {
-        "2022-blake3-aes-128-gcm" => Some(16),
-        m if m.starts_with("2022-") => Some(32),
-        _ => None,
-    } {
+    if let Some(len) = key_length {
         for key in password.split(':') {
             match STANDARD.decode(key) {
                 Ok(bytes) if bytes.len() == len => {}

@@ -279,5 +279,6 @@ fn transport_json(transport: &Transport) -> Value {
 }
 
 mod check;
+pub mod rules;
 
 pub use check::{check_config, check_outbound};
