@@ -159,19 +159,22 @@ impl EventBus {
             Some((route, stats)) => {
                 report.delivered = route.entries.len();
                 for (entry, stats) in route.entries.iter().zip(stats) {
-                    let started = Instant::now();
+                    // Counted always, timed one call in `SAMPLE_EVERY`.
+                    let started = stats.start().then(Instant::now);
                     let result = call_entry(entry, event, &ctx);
-                    let outcome = match &result {
-                        Ok(Called::Filtered) => {
-                            report.delivered -= 1;
-                            continue;
-                        }
-                        Ok(Called::Yes) => Outcome::Ok,
-                        Err(Failure::Error(_)) => Outcome::Error,
-                        Err(Failure::Panic(_)) => Outcome::Panic,
-                    };
-                    stats.record(started.elapsed(), outcome);
+                    if let Ok(Called::Filtered) = result {
+                        stats.filtered();
+                        report.delivered -= 1;
+                        continue;
+                    }
+                    if let Some(started) = started {
+                        stats.timed(started.elapsed());
+                    }
                     if let Err(failure) = result {
+                        stats.failed(match failure {
+                            Failure::Error(_) => Outcome::Error,
+                            Failure::Panic(_) => Outcome::Panic,
+                        });
                         self.handler_failed(entry.name(), failure, &ctx, &mut report);
                     }
                 }
