@@ -574,3 +574,23 @@ fn many_servers_with_one_name_get_unique_tags() {
     assert_eq!(tags[5000], "Same #2 #2");
     assert_eq!(tags[5001], "proxy #2");
 }
+
+#[test]
+fn a_plain_list_may_start_with_a_line_that_is_not_a_link() {
+    // Some providers put a status line first; it is one invalid entry, not
+    // a reason to read the whole list as base64.
+    let dir = scratch("status-line");
+    let path = dir.join("status.txt");
+    std::fs::write(
+        &path,
+        "STATUS=traffic 1.2 GB of 100 GB; expires 2027-01-01\n\
+         trojan://pw@192.0.2.1:443#a\n\
+         trojan://pw@192.0.2.2:443#b\n",
+    )
+    .expect("write");
+    let run = run(&dir, &path);
+    assert_eq!(run.exit_code, 0, "{}", run.stderr);
+    assert_eq!(run.event("subscription.parsed")["format"], "plain");
+    assert_eq!(run.event("subscription.validated")["valid_count"], 2);
+    assert_eq!(run.event("subscription.validated")["invalid_count"], 1);
+}

@@ -109,8 +109,9 @@ fn too_large(max: u64) -> InputError {
 }
 
 /// Reads the start of the input (up to 64 KiB), drops a BOM, and decides
-/// the format from the first line that is neither blank nor a comment: a
-/// URI (`://`) means a plain list, anything else base64.
+/// the format: a plain list if any line there has a URI (`://`, which base64
+/// text never contains; a first line may be a provider's status text),
+/// otherwise base64.
 fn sniff(input: &mut impl Read, max_bytes: u64) -> Result<(Format, Vec<u8>), InputError> {
     let mut head = Vec::with_capacity(1 << 16);
     input
@@ -123,14 +124,16 @@ fn sniff(input: &mut impl Read, max_bytes: u64) -> Result<(Format, Vec<u8>), Inp
     if head.starts_with(b"\xef\xbb\xbf") {
         head.drain(..3);
     }
-    let first = head
+    let content = head
         .split(|&b| b == b'\n')
         .map(|l| l.trim_ascii())
-        .find(|l| !l.is_empty() && !l.starts_with(b"#"));
-    match first {
-        None => Err(InputError::new("empty", "the subscription is empty")),
-        Some(line) if line.windows(3).any(|w| w == b"://") => Ok((Format::Plain, head)),
-        Some(_) => Ok((Format::Base64, head)),
+        .any(|l| !l.is_empty() && !l.starts_with(b"#"));
+    if !content {
+        Err(InputError::new("empty", "the subscription is empty"))
+    } else if head.windows(3).any(|w| w == b"://") {
+        Ok((Format::Plain, head))
+    } else {
+        Ok((Format::Base64, head))
     }
 }
 
