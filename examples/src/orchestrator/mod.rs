@@ -41,7 +41,12 @@ pub const WARNINGS_SHOWN: usize = 20;
 /// Converts a subscription (a file of share links) into a sing-box
 /// configuration, emitting the original design's events on the way.
 #[derive(Clone, Debug, PartialEq, Eq, Parser)]
-#[command(name = "orchestrator", version, about, long_about = None)]
+#[command(
+    name = "orchestrator",
+    version,
+    about = "Converts a subscription (proxy share links) into a sing-box configuration, \
+             running the sboxmgr pipeline on sbox-events"
+)]
 #[command(
     after_help = "Exit status: 0 success; 1 the subscription failed (the previous \
                         config is kept); 2 bad arguments or setup; 3 the config was written \
