@@ -37,12 +37,11 @@
 //! ```
 //!
 //! [`EventBus`] documents dispatch order, re-entrancy, failures and costs.
-//! Modules: [`trace`] (trace
-//! context), [`events`] (the sboxmgr event set), [`audit`] and [`metrics`]
-//! (cross-cutting services), [`history`]
-//! (bounded history, replay, JSON Lines import/export), [`catalog`] (what is
-//! linked in). [`EventSelector`] and [`AnyEvent`] handle events by name or
-//! pattern.
+//! Modules: [`trace`] (trace context), [`events`] (the sboxmgr event set),
+//! [`audit`] and [`metrics`] (cross-cutting services), [`history`] (bounded
+//! history, replay, JSON Lines import/export), [`catalog`] (what is linked
+//! in), [`escape`] (text from data made safe for logs). [`EventSelector`] and
+//! [`AnyEvent`] handle events by name or pattern.
 //!
 //! ## Linking handlers from other crates
 //!
