@@ -19,6 +19,7 @@ use crate::context::{EventContext, Metadata};
 use crate::event::{Event, all_metas};
 use std::any::Any;
 use std::marker::PhantomData;
+use std::sync::OnceLock;
 
 /// The bus's operations on one event type.
 pub(crate) struct TypeHooks {
@@ -69,9 +70,21 @@ pub(crate) fn types_with_hooks() -> impl Iterator<Item = (EventType, &'static Ty
 
 /// The hooks of a linked event type.
 pub(crate) fn hooks_of(event_type: EventType) -> Option<&'static TypeHooks> {
-    all_metas()
-        .find(|meta| meta.vtable.index() == event_type.index())
-        .and_then(|meta| meta.hooks.downcast_ref::<TypeHooks>())
+    // Built once: every linked type gets its index while the table is made,
+    // and no type is linked later.
+    static BY_INDEX: OnceLock<Vec<Option<&'static TypeHooks>>> = OnceLock::new();
+    let by_index = BY_INDEX.get_or_init(|| {
+        let mut table = Vec::new();
+        for (event_type, hooks) in types_with_hooks() {
+            let index = event_type.index();
+            if table.len() <= index {
+                table.resize(index + 1, None);
+            }
+            table[index] = Some(hooks);
+        }
+        table
+    });
+    by_index.get(event_type.index()).copied().flatten()
 }
 
 /// Sees every event a bus dispatches, before its handlers, with the

@@ -187,7 +187,8 @@ impl Write for Limited {
             return Err(io::Error::other("over the history's budget"));
         }
         if needed > self.buf.capacity() {
-            let target = (self.buf.capacity() * 2).clamp(needed, self.limit);
+            // From 64 bytes, doubling: a few allocations per record at most.
+            let target = (self.buf.capacity() * 2).max(64).clamp(needed, self.limit);
             self.buf.reserve_exact(target - self.buf.len());
         }
         self.buf.extend_from_slice(data);
