@@ -46,6 +46,16 @@ pub mod alloc {
     static PEAK: AtomicIsize = AtomicIsize::new(0);
     static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+    std::thread_local! {
+        // Const-initialized, no destructor: reading it never allocates.
+        static THREAD_ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    fn count_allocation() {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        let _ = THREAD_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+    }
+
     fn grew(by: isize) {
         let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
         PEAK.fetch_max(now, Ordering::Relaxed);
@@ -55,7 +65,7 @@ pub mod alloc {
     // counters only observe sizes.
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            count_allocation();
             grew(layout.size() as isize);
             // SAFETY: same contract as ours.
             unsafe { System.alloc(layout) }
@@ -68,7 +78,7 @@ pub mod alloc {
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            count_allocation();
             grew(new_size as isize - layout.size() as isize);
             // SAFETY: same contract as ours.
             unsafe { System.realloc(ptr, layout, new_size) }
@@ -80,9 +90,18 @@ pub mod alloc {
         LIVE.load(Ordering::Relaxed)
     }
 
-    /// Allocations (and reallocations) so far.
+    /// Allocations (and reallocations) so far, by every thread.
     pub fn allocations() -> u64 {
         ALLOCATIONS.load(Ordering::Relaxed)
+    }
+
+    /// Allocations (and reallocations) made by the calling thread so far:
+    /// what a test means by "this call allocates", without the test
+    /// harness's own threads.
+    pub fn allocations_on_this_thread() -> u64 {
+        THREAD_ALLOCATIONS
+            .try_with(std::cell::Cell::get)
+            .unwrap_or(0)
     }
 
     /// Starts measuring a new peak from the current live bytes.
