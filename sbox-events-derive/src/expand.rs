@@ -111,8 +111,42 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
         ReturnType::Default => quote!(result),
         ReturnType::Type(_, ty) => quote_spanned!(ty.span()=> result),
     };
+    let (constructor, wrapper) = if sig.is_async {
+        // The boxed future must be `Send`: the coercion is spanned at the
+        // function's name, so "future cannot be sent between threads
+        // safely" points at the handler (and its notes at the `.await`
+        // that holds the non-`Send` value).
+        let boxed = quote_spanned! {fn_ident.span()=>
+            ::std::boxed::Box::pin(async move {
+                let #result = #call.await;
+                ::sbox_events::IntoHandlerResult::into_handler_result(#result)
+            })
+        };
+        let wrapper = quote! {
+            fn __sbox_events_handler<'a>(
+                event: &'a #event,
+                ctx: &'a ::sbox_events::EventContext<'_>,
+            ) -> ::sbox_events::__private::HandlerFuture<'a> {
+                let _ = ctx;
+                #boxed
+            }
+        };
+        (quote!(new_async), wrapper)
+    } else {
+        let wrapper = quote! {
+            fn __sbox_events_handler(
+                event: &#event,
+                ctx: &::sbox_events::EventContext<'_>,
+            ) -> ::core::result::Result<(), ::sbox_events::HandlerError> {
+                let _ = ctx;
+                let #result = #call;
+                ::sbox_events::IntoHandlerResult::into_handler_result(#result)
+            }
+        };
+        (quote!(new), wrapper)
+    };
     let record = quote! {
-        ::sbox_events::__private::HandlerRecord::new(
+        ::sbox_events::__private::HandlerRecord::#constructor(
             #name,
             #path,
             #priority,
@@ -137,14 +171,7 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
         #func
 
         const _: () = {
-            fn __sbox_events_handler(
-                event: &#event,
-                ctx: &::sbox_events::EventContext<'_>,
-            ) -> ::core::result::Result<(), ::sbox_events::HandlerError> {
-                let _ = ctx;
-                let #result = #call;
-                ::sbox_events::IntoHandlerResult::into_handler_result(#result)
-            }
+            #wrapper
 
             #submit
         };

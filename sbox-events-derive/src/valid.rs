@@ -217,6 +217,8 @@ pub struct HandlerSignature<'a> {
     pub event: &'a Type,
     /// The type of the second parameter, when there is one.
     pub context: Option<&'a Type>,
+    /// `async fn`: registered as an async handler.
+    pub is_async: bool,
 }
 
 const SHAPE: &str = "write `fn name(event: &MyEvent)` or \
@@ -259,16 +261,6 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
                 receiver,
                 "#[handler] goes on a free function, not a method: \
                  move it out of the `impl` block and drop `self`",
-            ),
-        );
-    }
-    if let Some(asyncness) = &sig.asyncness {
-        push(
-            &mut errors,
-            syn::Error::new_spanned(
-                asyncness,
-                "handlers run synchronously inside `emit`; remove `async` \
-                 (hand long work to your runtime from inside the handler)",
             ),
         );
     }
@@ -369,7 +361,11 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
     });
     match (errors, event) {
         (Some(err), _) => Err(err),
-        (None, Some(event)) => Ok(HandlerSignature { event, context }),
+        (None, Some(event)) => Ok(HandlerSignature {
+            event,
+            context,
+            is_async: sig.asyncness.is_some(),
+        }),
         (None, None) => Err(syn::Error::new_spanned(&sig.inputs, SHAPE)),
     }
 }

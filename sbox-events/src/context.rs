@@ -8,8 +8,8 @@
 use crate::trace::TraceId;
 use std::any::Any;
 use std::borrow::Cow;
-use std::cell::OnceCell;
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 /// Everything a handler knows about an event besides its fields.
@@ -28,7 +28,7 @@ pub struct EventContext<'a> {
     pub(crate) trace_id: TraceId,
     pub(crate) sequence: u64,
     pub(crate) depth: u32,
-    pub(crate) timestamp: OnceCell<SystemTime>,
+    pub(crate) timestamp: OnceLock<SystemTime>,
     pub(crate) replay: bool,
 }
 
@@ -102,6 +102,10 @@ impl fmt::Debug for EventContext<'_> {
             .finish_non_exhaustive()
     }
 }
+
+// Async handlers hold `&EventContext` across `.await`s, in futures that must
+// be `Send`: the context must be `Sync` (hence `OnceLock`, not `OnceCell`).
+static_assertions::assert_impl_all!(EventContext<'static>: Send, Sync);
 
 /// String key/value pairs attached to one emit (request ids, user names...).
 ///

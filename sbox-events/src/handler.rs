@@ -8,6 +8,14 @@ use crate::escape::LogSafe;
 use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The future of an async handler call, boxed: what `#[handler] async fn`
+/// and [`EventBus::subscribe_async`](crate::EventBus::subscribe_async)
+/// closures are turned into. `Send`, so `emit_async` futures can move
+/// between threads.
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
 
 /// The error of a handler that returned `Err`: its message and error type.
 ///
@@ -224,6 +232,7 @@ pub struct HandlerInfo {
     pub(crate) event: &'static str,
     pub(crate) priority: i32,
     pub(crate) origin: HandlerOrigin,
+    pub(crate) is_async: bool,
 }
 
 /// Where a handler comes from.
@@ -261,6 +270,13 @@ impl HandlerInfo {
     /// Static handler or run-time subscription.
     pub fn origin(&self) -> HandlerOrigin {
         self.origin
+    }
+
+    /// Whether it is an async handler (`#[handler] async fn` or
+    /// [`subscribe_async`](crate::EventBus::subscribe_async)): only
+    /// [`emit_async`](crate::EventBus::emit_async) runs it.
+    pub fn is_async(&self) -> bool {
+        self.is_async
     }
 }
 

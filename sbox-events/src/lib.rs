@@ -178,8 +178,8 @@ pub use sbox_events_derive::Event;
 /// ```
 ///
 /// The function takes `&E` or `(&E, &EventContext)` and returns `()` or
-/// `Result<(), Err>` with `Err: Display`. It may not be a method, generic,
-/// `async` or `unsafe`. Options:
+/// `Result<(), Err>` with `Err: Display`. It may not be a method, generic or
+/// `unsafe`. Options:
 ///
 /// * `priority = <i32>`: higher runs first (default 0); see [`EventBus`] for
 ///   the full order.
@@ -189,6 +189,28 @@ pub use sbox_events_derive::Event;
 ///
 /// The handler runs on every bus built with
 /// [`static_handlers(true)`](EventBusBuilder::static_handlers) (the default).
+///
+/// An `async fn` is an async handler, in the same registry and the same
+/// order: [`EventBus::emit_async`] awaits it; a plain [`EventBus::emit`]
+/// skips it and says so ([`EmitReport::skipped`]). Its future must be `Send`,
+/// and the context's lifetime must be spelled out (`&EventContext<'_>`, a
+/// rule of `async fn`):
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use sbox_events::{handler, Event, EventBus, EventContext};
+/// # #[derive(Event, Serialize, Deserialize)]
+/// # #[event(name = "report.written")]
+/// # pub struct ReportWritten { pub path: String }
+/// # async fn upload(_: &str) -> std::io::Result<()> { Ok(()) }
+/// #[handler(name = "upload")]
+/// async fn upload_report(event: &ReportWritten, ctx: &EventContext<'_>) -> std::io::Result<()> {
+///     upload(&event.path).await?; // the event and context stay borrowed
+///     println!("uploaded in trace {}", ctx.trace_id().short());
+///     Ok(())
+/// }
+/// # assert!(EventBus::new().handlers::<ReportWritten>()[0].is_async());
+/// ```
 ///
 /// **Linking:** a crate whose handlers nobody names is dropped by the linker,
 /// and its handlers with it. Name such a crate with [`link!`].
@@ -261,6 +283,7 @@ macro_rules! __register_event {
 pub mod __private {
     pub use crate::__register_event as register_event;
     pub use crate::event::{EventMeta, registration};
+    pub use crate::handler::HandlerFuture;
     pub use crate::registry::{EventSlot, HandlerRecord, HandlerRegistry};
     pub use inventory;
 

@@ -14,7 +14,7 @@
 //! finding an event's static handlers is one atomic load.
 
 use crate::context::EventContext;
-use crate::handler::{HandlerError, HandlerInfo, HandlerOrigin};
+use crate::handler::{HandlerError, HandlerFuture, HandlerInfo, HandlerOrigin};
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::sync::OnceLock;
@@ -23,12 +23,23 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 /// The signature of the wrapper `#[handler]` generates around a handler.
 pub type HandlerFn<E> = fn(&E, &EventContext<'_>) -> Result<(), HandlerError>;
 
+/// The signature of the wrapper `#[handler]` generates around an `async fn`
+/// handler: the future borrows the event and the context.
+pub type AsyncHandlerFn<E> = for<'a, 'b> fn(&'a E, &'a EventContext<'b>) -> HandlerFuture<'a>;
+
+/// How a `#[handler]` is called.
+#[derive(Clone, Copy)]
+pub(crate) enum HandlerCall<E: 'static> {
+    Sync(HandlerFn<E>),
+    Async(AsyncHandlerFn<E>),
+}
+
 /// One `#[handler]` function, as submitted at link time.
 pub struct HandlerRecord<E: 'static> {
     pub(crate) name: &'static str,
     pub(crate) path: &'static str,
     pub(crate) priority: i32,
-    pub(crate) call: HandlerFn<E>,
+    pub(crate) call: HandlerCall<E>,
 }
 
 impl<E> HandlerRecord<E> {
@@ -43,7 +54,22 @@ impl<E> HandlerRecord<E> {
             name,
             path,
             priority,
-            call,
+            call: HandlerCall::Sync(call),
+        }
+    }
+
+    #[doc(hidden)]
+    pub const fn new_async(
+        name: &'static str,
+        path: &'static str,
+        priority: i32,
+        call: AsyncHandlerFn<E>,
+    ) -> Self {
+        HandlerRecord {
+            name,
+            path,
+            priority,
+            call: HandlerCall::Async(call),
         }
     }
 
@@ -53,6 +79,7 @@ impl<E> HandlerRecord<E> {
             event,
             priority: self.priority,
             origin: HandlerOrigin::Static { path: self.path },
+            is_async: matches!(self.call, HandlerCall::Async(_)),
         }
     }
 }
@@ -63,6 +90,7 @@ impl<E> std::fmt::Debug for HandlerRecord<E> {
             .field("name", &self.name)
             .field("path", &self.path)
             .field("priority", &self.priority)
+            .field("is_async", &matches!(self.call, HandlerCall::Async(_)))
             .finish_non_exhaustive()
     }
 }

@@ -241,6 +241,7 @@ mod tests {
             event: "a.b",
             priority: 0,
             origin: crate::handler::HandlerOrigin::Subscription { id: 1 },
+            is_async: false,
         });
         // Every call timed here (`timed` directly), to check the quantiles.
         for us in 1..=100u64 {
@@ -271,6 +272,7 @@ mod tests {
             event: "a.b",
             priority: 0,
             origin: crate::handler::HandlerOrigin::Subscription { id: 1 },
+            is_async: false,
         });
         let mut timed = 0;
         for _ in 0..20 {

@@ -138,3 +138,57 @@ impl std::io::Write for CapturedLogs {
         Ok(())
     }
 }
+
+/// A minimal executor, written by hand so the async tests assume no
+/// runtime: futures are polled on the calling thread, and a task can be
+/// moved to another thread between two polls.
+pub mod exec {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::thread::{self, Thread};
+
+    struct Unpark(Thread);
+
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    /// Polls `future` on this thread until it completes, parking between
+    /// polls until it is woken.
+    pub fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+                return value;
+            }
+            thread::park();
+        }
+    }
+
+    /// Polls `future` once, with a waker that does nothing.
+    pub fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
+        future.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// Returns `Pending` once (waking itself at once), then `Ready`: an
+    /// `.await` point where an executor may move the task.
+    pub async fn yield_now() {
+        let mut yielded = false;
+        std::future::poll_fn(|cx| {
+            if yielded {
+                Poll::Ready(())
+            } else {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}

@@ -10,29 +10,32 @@
 // Replay and recording are used by the `history` feature only.
 #![cfg_attr(not(feature = "history"), allow(dead_code))]
 
-use super::routes::Entry;
+use super::routes::{Entry, SubscriberCall};
 use super::{EmitReport, ErrorOccurred, EventBus, FailurePolicy, Recorder, Refusal};
 use crate::any::AnyEvent;
 use crate::context::{EventContext, Metadata};
 use crate::escape::LogSafe;
 use crate::event::Event;
 use crate::handler::{HandlerError, HandlerFailure};
+use crate::registry::{HandlerCall, HandlerRecord};
 use crate::stats::Outcome;
 use crate::trace;
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::cell::{Cell, OnceCell};
+use std::cell::Cell;
+use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Instant, SystemTime};
 
 thread_local! {
     /// How many emits are running on this thread (nesting depth).
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    pub(super) static DEPTH: Cell<u32> = const { Cell::new(0) };
     /// True while an `error.occurred` is dispatched on this thread.
-    static IN_ERROR_EVENT: Cell<bool> = const { Cell::new(false) };
+    pub(super) static IN_ERROR_EVENT: Cell<bool> = const { Cell::new(false) };
     /// True while `EventBus::replay` runs on this thread.
-    static REPLAYING: Cell<bool> = const { Cell::new(false) };
+    pub(super) static REPLAYING: Cell<bool> = const { Cell::new(false) };
     /// This thread's block of sequence numbers: (next, end).
     static SEQUENCE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
@@ -41,7 +44,7 @@ const SEQUENCE_BLOCK: u64 = 1024;
 static NEXT_SEQUENCE_BLOCK: AtomicU64 = AtomicU64::new(1);
 
 #[inline]
-fn next_sequence() -> u64 {
+pub(super) fn next_sequence() -> u64 {
     SEQUENCE.with(|cell| {
         let (next, end) = cell.get();
         let (n, end) = if next < end {
@@ -76,7 +79,7 @@ impl Drop for DepthGuard {
 pub(super) static EMPTY_METADATA: Metadata = Metadata::new();
 
 /// A handler call that did not return `Ok(())`.
-enum Failure {
+pub(super) enum Failure {
     Error(HandlerError),
     Panic(Box<dyn Any + Send>),
 }
@@ -122,7 +125,7 @@ impl EventBus {
             trace_id,
             sequence: replayed.map_or_else(next_sequence, |r| r.sequence),
             depth,
-            timestamp: OnceCell::new(),
+            timestamp: OnceLock::new(),
             replay,
         };
         if let Some(replayed) = replayed {
@@ -150,6 +153,7 @@ impl EventBus {
                     match call_entry(entry, event, &ctx) {
                         Ok(Called::Yes) => {}
                         Ok(Called::Filtered) => report.delivered -= 1,
+                        Ok(Called::Skipped) => skipped(entry.skip(), &ctx, &mut report),
                         Err(failure) => {
                             self.handler_failed(entry.name(), failure, &ctx, &mut report)
                         }
@@ -162,10 +166,17 @@ impl EventBus {
                     // Counted always, timed one call in `SAMPLE_EVERY`.
                     let started = stats.start().then(Instant::now);
                     let result = call_entry(entry, event, &ctx);
-                    if let Ok(Called::Filtered) = result {
-                        stats.filtered();
-                        report.delivered -= 1;
-                        continue;
+                    match result {
+                        Ok(Called::Filtered) => {
+                            stats.filtered();
+                            report.delivered -= 1;
+                            continue;
+                        }
+                        Ok(Called::Skipped) => {
+                            skipped(entry.skip(), &ctx, &mut report);
+                            continue;
+                        }
+                        _ => {}
                     }
                     if let Some(started) = started {
                         stats.timed(started.elapsed());
@@ -183,8 +194,15 @@ impl EventBus {
                 let statics = slot.statics();
                 report.delivered = statics.len();
                 for record in statics {
-                    if let Err(failure) = isolate(|| (record.call)(event, &ctx)) {
-                        self.handler_failed(record.name, failure, &ctx, &mut report);
+                    match record.call {
+                        HandlerCall::Sync(call) => {
+                            if let Err(failure) = isolate(|| call(event, &ctx)) {
+                                self.handler_failed(record.name, failure, &ctx, &mut report);
+                            }
+                        }
+                        HandlerCall::Async(_) => {
+                            skipped(Skip::from_record(record), &ctx, &mut report);
+                        }
                     }
                 }
             }
@@ -195,7 +213,7 @@ impl EventBus {
 
     #[cold]
     #[inline(never)]
-    fn handler_failed(
+    pub(super) fn handler_failed(
         &self,
         name: &str,
         failure: Failure,
@@ -241,7 +259,7 @@ impl EventBus {
 
     #[cold]
     #[inline(never)]
-    fn refuse(&self, mut report: EmitReport, refusal: Refusal) -> EmitReport {
+    pub(super) fn refuse(&self, mut report: EmitReport, refusal: Refusal) -> EmitReport {
         tracing::warn!(
             target: "sbox_events",
             trace_id = %report.trace_id,
@@ -255,17 +273,23 @@ impl EventBus {
 
 /// Calls one handler of the route, isolated.
 #[inline(always)]
-fn call_entry<E: Event>(
+pub(super) fn call_entry<E: Event>(
     entry: &Entry<E>,
     event: &E,
     ctx: &EventContext<'_>,
 ) -> Result<Called, Failure> {
     match entry {
-        Entry::Static(record) => isolate(|| (record.call)(event, ctx)).map(|()| Called::Yes),
-        Entry::Typed(sub) => isolate(|| match &sub.filter {
-            Some(filter) if !filter(event, ctx) => Ok(Called::Filtered),
-            _ => (sub.call)(event, ctx).map(|()| Called::Yes),
-        }),
+        Entry::Static(record) => match record.call {
+            HandlerCall::Sync(call) => isolate(|| call(event, ctx)).map(|()| Called::Yes),
+            HandlerCall::Async(_) => Ok(Called::Skipped),
+        },
+        Entry::Typed(sub) => match &sub.call {
+            SubscriberCall::Sync(call) => isolate(|| match &sub.filter {
+                Some(filter) if !filter(event, ctx) => Ok(Called::Filtered),
+                _ => call(event, ctx).map(|()| Called::Yes),
+            }),
+            SubscriberCall::Async(_) => Ok(Called::Skipped),
+        },
         Entry::Erased(sub) => {
             let event = AnyEvent::new(event);
             isolate(|| match &sub.filter {
@@ -276,14 +300,74 @@ fn call_entry<E: Event>(
     }
 }
 
-/// Whether a subscription's filter let the event through.
-enum Called {
+/// Whether a handler was called: a subscription's filter may reject the
+/// event, and a synchronous emit skips async handlers.
+pub(super) enum Called {
     Yes,
     Filtered,
+    Skipped,
+}
+
+/// An async handler that a synchronous emit skipped: its name, and what
+/// makes the warning about it appear once.
+pub(super) struct Skip<'a> {
+    pub(super) name: Cow<'static, str>,
+    pub(super) once: WarnOnce<'a>,
+}
+
+/// Whether a skipped handler was warned about already.
+pub(super) enum WarnOnce<'a> {
+    /// A subscription's own flag.
+    Flag(&'a AtomicBool),
+    /// A `#[handler]`, by the address of its record (records live in
+    /// statics that inventory builds from constants, which cannot hold an
+    /// atomic).
+    Record(usize),
+}
+
+impl WarnOnce<'_> {
+    fn first_time(&self) -> bool {
+        static WARNED: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
+        match self {
+            WarnOnce::Flag(flag) => !flag.swap(true, Ordering::Relaxed),
+            WarnOnce::Record(address) => WARNED
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(*address),
+        }
+    }
+}
+
+impl<'a> Skip<'a> {
+    pub(super) fn from_record<E>(record: &'static HandlerRecord<E>) -> Skip<'a> {
+        Skip {
+            name: Cow::Borrowed(record.name),
+            once: WarnOnce::Record(std::ptr::from_ref(record).addr()),
+        }
+    }
+}
+
+/// Reports an async handler that a synchronous emit cannot run, and warns
+/// about it once per handler (per process).
+#[cold]
+#[inline(never)]
+fn skipped(skip: Skip<'_>, ctx: &EventContext<'_>, report: &mut EmitReport) {
+    report.delivered -= 1;
+    if skip.once.first_time() {
+        tracing::warn!(
+            target: "sbox_events",
+            trace_id = %ctx.trace_id,
+            event = ctx.name,
+            handler = %LogSafe(&skip.name),
+            "async handler skipped: a synchronous `emit` cannot run it; use `emit_async` \
+             (this warning is shown once per handler)"
+        );
+    }
+    report.issues().skipped.push(skip.name);
 }
 
 #[inline(always)]
-fn isolate<T>(call: impl FnOnce() -> Result<T, HandlerError>) -> Result<T, Failure> {
+pub(super) fn isolate<T>(call: impl FnOnce() -> Result<T, HandlerError>) -> Result<T, Failure> {
     match catch_unwind(AssertUnwindSafe(call)) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(Failure::Error(err)),
@@ -315,7 +399,7 @@ impl ReplayScope {
 /// Hands the event being dispatched to the recorder, with the timestamp
 /// handlers will see (read now).
 #[inline(never)]
-fn record<E: Event>(recorder: &dyn Recorder, event: &E, ctx: &EventContext<'_>) {
+pub(super) fn record<E: Event>(recorder: &dyn Recorder, event: &E, ctx: &EventContext<'_>) {
     ctx.timestamp();
     recorder.record(&AnyEvent::new(event), ctx);
 }
@@ -338,7 +422,7 @@ impl Drop for ErrorScope {
 /// Drops a caught panic payload. Its `Drop` is user code and may panic in
 /// turn (`panic_any(Bomb)`): that panic is caught too, and so on a few
 /// times; a payload that keeps panicking is leaked rather than let out.
-fn drop_payload(payload: Box<dyn Any + Send>) {
+pub(super) fn drop_payload(payload: Box<dyn Any + Send>) {
     let mut payload = payload;
     for _ in 0..4 {
         match catch_unwind(AssertUnwindSafe(move || drop(payload))) {

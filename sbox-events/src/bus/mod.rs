@@ -15,6 +15,7 @@
 
 mod builder;
 mod dispatch;
+mod emit_async;
 mod error_occurred;
 mod hooks;
 mod report;
@@ -34,7 +35,7 @@ pub use subscribe::{SubscribeOptions, Subscription};
 
 use crate::any::EventType;
 use crate::any::{AnyEvent, EventSelector};
-use crate::context::EventContext;
+use crate::context::{EventContext, Metadata};
 use crate::event::Event;
 use crate::handler::HandlerInfo;
 use crate::handler::IntoHandlerResult;
@@ -43,6 +44,7 @@ use arc_swap::ArcSwap;
 use builder::Config;
 use routes::{Control, Entry, RouteConfig, RouteTable};
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// A typed, synchronous event bus. Cheap to clone (a shared handle).
@@ -226,6 +228,70 @@ impl EventBus {
         self.dispatch(&event, source, &options.metadata, None)
     }
 
+    /// Dispatches `event` to every handler, sync and async, in the
+    /// [one order](EventBus#order), awaiting each async handler before the
+    /// next handler starts; resolves to the same [`EmitReport`] as
+    /// [`emit`](EventBus::emit).
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use sbox_events::{Event, EventBus, EventContext};
+    /// # #[derive(Event, Serialize, Deserialize)]
+    /// # #[event(name = "config.reloaded")]
+    /// # struct ConfigReloaded { servers: u32 }
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+    /// # }
+    ///
+    /// let bus = EventBus::new();
+    /// let _upload = bus.subscribe_async(|event: &ConfigReloaded, _: &EventContext| {
+    ///     let servers = event.servers; // the future owns what it needs
+    ///     async move { println!("uploading a config of {servers} servers") }
+    /// });
+    /// let report = block_on(bus.emit_async(ConfigReloaded { servers: 12 }));
+    /// assert_eq!(report.delivered(), 1);
+    /// assert!(report.is_ok());
+    /// ```
+    ///
+    /// The future is `Send` and works on any executor: the emit's trace,
+    /// nesting depth and error state are taken from the calling thread when
+    /// `emit_async` is called, and put in place around every poll (and
+    /// around the future's drop), so a task that moves to another thread at
+    /// an `.await` keeps them, and nothing is left on a thread between
+    /// polls. Handlers, failures, nesting and the depth limit behave as for
+    /// `emit`; a panic in an async handler's `poll` is caught and reported
+    /// like a sync handler's. A failure emits `error.occurred` with a
+    /// synchronous [`emit`](EventBus::emit), so async handlers *of*
+    /// `error.occurred` are skipped there (and reported as such).
+    ///
+    /// **Cancellation.** Dropping the future before it completes stops the
+    /// emit where it is: the handlers before the current one have run, the
+    /// current async handler's future is dropped at its `.await` (with the
+    /// emit's trace in place, so its `Drop` logs carry the trace id), and
+    /// the handlers after it never run. The report is lost with the future;
+    /// nothing is logged and no `error.occurred` is emitted for the
+    /// cancellation.
+    ///
+    /// Cost, beyond `emit`: the future's state (a few hundred bytes plus
+    /// the event; box it if you store many), one allocation per async
+    /// handler call (its boxed future), and per poll a few thread-local
+    /// writes.
+    pub fn emit_async<E: Event>(&self, event: E) -> impl Future<Output = EmitReport> + Send + '_ {
+        self.dispatch_async(event, None, Metadata::new())
+    }
+
+    /// [`emit_async`](EventBus::emit_async) with an explicit source and
+    /// metadata, like [`emit_with`](EventBus::emit_with).
+    pub fn emit_async_with<E: Event>(
+        &self,
+        event: E,
+        options: EmitOptions,
+    ) -> impl Future<Output = EmitReport> + Send + '_ {
+        self.dispatch_async(event, options.source, options.metadata)
+    }
+
     /// Calls `handler` for every `E` emitted on this bus until the returned
     /// [`Subscription`] is dropped. Default options: priority 0, named after
     /// the closure's type.
@@ -269,6 +335,71 @@ impl EventBus {
         R: IntoHandlerResult,
     {
         self.add_typed(options, None, handler)
+    }
+
+    /// Calls the async `handler` for every `E` emitted with
+    /// [`emit_async`](EventBus::emit_async) until the returned
+    /// [`Subscription`] is dropped.
+    ///
+    /// The closure runs synchronously, in dispatch order, and returns the
+    /// future to await: a `Send + 'static` future that owns what it needs
+    /// (copy fields out of the event first, as for `tokio::spawn`). Its
+    /// output is `()` or `Result<(), E: Display>`. Inside it,
+    /// [`trace::current`](crate::trace::current) is the event's trace, and
+    /// an emit on a bus it owns (`ctx.bus().clone()`, taken before the
+    /// `async` block) nests under the event. A plain [`emit`](EventBus::emit)
+    /// cannot await it: it reports it in [`EmitReport::skipped`] and logs a
+    /// warning once.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use sbox_events::{Event, EventBus, EventContext, trace};
+    /// # #[derive(Event, Serialize, Deserialize)]
+    /// # #[event(name = "config.reloaded")]
+    /// # struct ConfigReloaded { servers: u32 }
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+    /// # }
+    ///
+    /// let bus = EventBus::new();
+    /// let _sub = bus.subscribe_async(|event: &ConfigReloaded, ctx: &EventContext| {
+    ///     let (servers, trace_id) = (event.servers, ctx.trace_id());
+    ///     async move {
+    ///         assert_eq!(trace::current(), Some(trace_id)); // also after `.await`s
+    ///         if servers == 0 { Err("empty config") } else { Ok(()) }
+    ///     }
+    /// });
+    /// let report = block_on(bus.emit_async(ConfigReloaded { servers: 0 }));
+    /// assert_eq!(report.failures()[0].message(), "empty config");
+    ///
+    /// let report = bus.emit(ConfigReloaded { servers: 1 }); // not awaited
+    /// assert_eq!(report.delivered(), 0);
+    /// assert_eq!(report.skipped().len(), 1);
+    /// ```
+    pub fn subscribe_async<E, F, Fut>(&self, handler: F) -> Subscription
+    where
+        E: Event,
+        F: Fn(&E, &EventContext<'_>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output: IntoHandlerResult> + Send + 'static,
+    {
+        self.add_async(SubscribeOptions::new(), handler)
+    }
+
+    /// [`subscribe_async`](EventBus::subscribe_async) with a name and
+    /// priority.
+    pub fn subscribe_async_with<E, F, Fut>(
+        &self,
+        options: SubscribeOptions,
+        handler: F,
+    ) -> Subscription
+    where
+        E: Event,
+        F: Fn(&E, &EventContext<'_>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output: IntoHandlerResult> + Send + 'static,
+    {
+        self.add_async(options, handler)
     }
 
     /// [`subscribe_with`](EventBus::subscribe_with), calling `handler` only

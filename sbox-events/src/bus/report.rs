@@ -4,6 +4,7 @@
 use crate::escape::LogSafe;
 use crate::handler::HandlerFailure;
 use crate::trace::TraceId;
+use std::borrow::Cow;
 use std::fmt;
 
 /// What happened to one emit.
@@ -22,6 +23,7 @@ pub struct EmitReport {
 pub(super) struct Issues {
     pub(super) failures: Vec<HandlerFailure>,
     pub(super) refused: Option<Refusal>,
+    pub(super) skipped: Vec<Cow<'static, str>>,
 }
 
 impl EmitReport {
@@ -48,7 +50,8 @@ impl EmitReport {
         self.trace_id
     }
 
-    /// How many handlers were called (including the ones that failed).
+    /// How many handlers were called (including the ones that failed; not
+    /// the [`skipped`](EmitReport::skipped) ones).
     pub fn delivered(&self) -> usize {
         self.delivered
     }
@@ -68,7 +71,17 @@ impl EmitReport {
         self.issues.as_ref()?.refused.as_ref()
     }
 
-    /// No failure and not refused.
+    /// The async handlers (`#[handler] async fn`,
+    /// [`subscribe_async`](crate::EventBus::subscribe_async)) that a
+    /// synchronous [`emit`](crate::EventBus::emit) did not run, by name, in
+    /// dispatch order. Always empty after
+    /// [`emit_async`](crate::EventBus::emit_async), which runs them.
+    pub fn skipped(&self) -> impl ExactSizeIterator<Item = &str> {
+        let skipped = self.issues.as_ref().map_or(&[][..], |i| &i.skipped);
+        skipped.iter().map(|name| &**name)
+    }
+
+    /// No failure, not refused, and no async handler skipped.
     pub fn is_ok(&self) -> bool {
         self.issues.is_none()
     }
@@ -88,6 +101,16 @@ impl fmt::Display for EmitReport {
         )?;
         for failure in self.failures() {
             write!(f, "; {failure}")?;
+        }
+        if self.skipped().len() > 0 {
+            write!(
+                f,
+                "; {} async handler(s) skipped (emit_async runs them):",
+                self.skipped().len()
+            )?;
+            for name in self.skipped() {
+                write!(f, " `{}`", LogSafe(name))?;
+            }
         }
         Ok(())
     }

@@ -7,10 +7,11 @@
 //! mutex, copy the table, rebuild the affected event types' routes and store
 //! the new table: copy-on-write, so a running emit keeps the table it loaded.
 
+use super::dispatch::{Skip, WarnOnce};
 use crate::any::{AnyEvent, EventSelector};
 use crate::context::EventContext;
 use crate::event::Event;
-use crate::handler::HandlerError;
+use crate::handler::{HandlerError, HandlerFuture};
 use crate::handler::{HandlerInfo, HandlerOrigin};
 use crate::registry::HandlerRecord;
 use crate::stats::StatsCell;
@@ -19,7 +20,7 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Writer-side state of a bus; `emit` never takes its lock.
 #[derive(Default)]
@@ -128,7 +129,10 @@ impl<E: Event> Entry<E> {
     pub(crate) fn info(&self) -> HandlerInfo {
         match self {
             Entry::Static(record) => record.info(E::NAME),
-            Entry::Typed(sub) => subscription_info(&sub.name, E::NAME, sub.priority, sub.id),
+            Entry::Typed(sub) => HandlerInfo {
+                is_async: matches!(sub.call, SubscriberCall::Async(_)),
+                ..subscription_info(&sub.name, E::NAME, sub.priority, sub.id)
+            },
             Entry::Erased(entry) => {
                 subscription_info(&entry.name, E::NAME, entry.priority, entry.id)
             }
@@ -160,6 +164,19 @@ impl<E: Event> Entry<E> {
         }
     }
 
+    /// What a synchronous emit reports when it skips this (async) entry.
+    pub(super) fn skip(&self) -> Skip<'_> {
+        match self {
+            Entry::Static(record) => Skip::from_record(record),
+            Entry::Typed(sub) => Skip {
+                name: sub.name.clone(),
+                once: WarnOnce::Flag(&sub.skip_warned),
+            },
+            // Type-erased subscriptions are synchronous.
+            Entry::Erased(_) => unreachable!("only async handlers are skipped"),
+        }
+    }
+
     pub(crate) fn name(&self) -> &str {
         match self {
             Entry::Static(record) => record.name,
@@ -175,11 +192,22 @@ fn subscription_info(name: &str, event: &'static str, priority: i32, id: u64) ->
         event,
         priority,
         origin: HandlerOrigin::Subscription { id },
+        is_async: false,
     }
 }
 
 pub(crate) type TypedHandler<E> =
     Box<dyn Fn(&E, &EventContext<'_>) -> Result<(), HandlerError> + Send + Sync>;
+
+/// A `subscribe_async` closure: called synchronously, it returns the future
+/// to await (which owns what it needs: `'static`).
+pub(crate) type AsyncTypedHandler<E> =
+    Box<dyn Fn(&E, &EventContext<'_>) -> HandlerFuture<'static> + Send + Sync>;
+
+pub(crate) enum SubscriberCall<E: 'static> {
+    Sync(TypedHandler<E>),
+    Async(AsyncTypedHandler<E>),
+}
 
 pub(crate) type ErasedHandler =
     Arc<dyn Fn(&AnyEvent<'_>, &EventContext<'_>) -> Result<(), HandlerError> + Send + Sync>;
@@ -194,7 +222,10 @@ pub(crate) struct Subscriber<E: 'static> {
     pub(crate) priority: i32,
     /// Events it rejects are not passed to `call` (and not counted).
     pub(crate) filter: Option<TypedFilter<E>>,
-    pub(crate) call: TypedHandler<E>,
+    pub(crate) call: SubscriberCall<E>,
+    /// Set once a synchronous `emit` has warned that it skipped this (async)
+    /// subscription.
+    pub(crate) skip_warned: AtomicBool,
 }
 
 /// A `subscribe_any` subscription, resolved once per matching event type.

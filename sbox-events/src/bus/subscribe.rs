@@ -8,8 +8,8 @@
 
 use super::hooks::{TypeHooks, types_with_hooks};
 use super::routes::{
-    self, ErasedEntry, ErasedFilter, ErasedHandler, ErasedSubscription, StatsKey, Subscriber,
-    TypedFilter,
+    self, AsyncTypedHandler, ErasedEntry, ErasedFilter, ErasedHandler, ErasedSubscription,
+    StatsKey, Subscriber, SubscriberCall, TypedFilter,
 };
 use super::{BusInner, EventBus};
 use crate::any::{AnyEvent, EventSelector, EventType};
@@ -18,7 +18,8 @@ use crate::event::Event;
 use crate::handler::IntoHandlerResult;
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
@@ -41,10 +42,38 @@ impl EventBus {
             name: options.name_or(std::any::type_name::<F>()),
             priority: options.priority,
             filter,
-            call: Box::new(move |event: &E, ctx: &EventContext<'_>| {
+            call: SubscriberCall::Sync(Box::new(move |event: &E, ctx: &EventContext<'_>| {
                 handler(event, ctx).into_handler_result()
-            }),
+            })),
+            skip_warned: AtomicBool::new(false),
         });
+        self.add_subscriber(subscriber)
+    }
+
+    pub(super) fn add_async<E, F, Fut>(&self, options: SubscribeOptions, handler: F) -> Subscription
+    where
+        E: Event,
+        F: Fn(&E, &EventContext<'_>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output: IntoHandlerResult> + Send + 'static,
+    {
+        let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
+        let call: AsyncTypedHandler<E> = Box::new(move |event: &E, ctx: &EventContext<'_>| {
+            let future = handler(event, ctx);
+            Box::pin(async move { future.await.into_handler_result() })
+        });
+        let subscriber = Arc::new(Subscriber {
+            id,
+            name: options.name_or(std::any::type_name::<F>()),
+            priority: options.priority,
+            filter: None,
+            call: SubscriberCall::Async(call),
+            skip_warned: AtomicBool::new(false),
+        });
+        self.add_subscriber(subscriber)
+    }
+
+    fn add_subscriber<E: Event>(&self, subscriber: Arc<Subscriber<E>>) -> Subscription {
+        let id = subscriber.id;
         self.inner.change(|config, control, table| {
             let mut subscribers = routes::subscribers_of::<E>(table);
             subscribers.push(subscriber);

@@ -76,11 +76,11 @@ pub use format::TraceIdFormat;
 pub use future::{TraceFutureExt, Traced};
 pub use id::{ShortTraceId, TraceId};
 pub use parent::{ParseTraceError, TraceParent};
-pub(crate) use scope::emit_trace;
 pub use scope::{
     CapturedTrace, TraceScope, capture, current, enter, implicit, spawn, with_new_trace,
     with_trace_id,
 };
+pub(crate) use scope::{Installed, emit_trace, install};
 
 #[cfg(test)]
 mod tests {

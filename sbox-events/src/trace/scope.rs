@@ -126,6 +126,31 @@ pub(crate) fn emit_trace() -> (TraceId, Option<RootGuard>) {
     (id, Some(RootGuard(())))
 }
 
+/// Makes `id` current for one poll of an async emit (see `bus::emit_async`):
+/// nothing to do if it is current already; the implicit root (no span, as
+/// for a synchronous emit) if no trace is current; else a scope.
+#[inline]
+pub(crate) fn install(id: TraceId) -> Installed {
+    match current() {
+        Some(current) if current == id => Installed::Already,
+        None => {
+            ROOT.with(|r| r.set(id.as_u128()));
+            CURRENT.with(|c| c.set(id.as_u128()));
+            Installed::Root {
+                _root: RootGuard(()),
+            }
+        }
+        Some(_) => Installed::Scope { _scope: enter(id) },
+    }
+}
+
+/// What [`install`] did; dropping it undoes it.
+pub(crate) enum Installed {
+    Already,
+    Root { _root: RootGuard },
+    Scope { _scope: TraceScope },
+}
+
 /// The current trace when it is the implicit trace of an emit started
 /// outside any scope (no scope's span shows it in logs), else `None`. For
 /// log formatters: see the [module docs](crate::trace#logs).

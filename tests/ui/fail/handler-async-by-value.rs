@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 struct OrderPlaced;
 
 #[handler]
-async fn on_placed(_: &OrderPlaced) {}
+async fn on_placed(event: OrderPlaced) {
+    drop(event);
+}
 
 fn main() {}

@@ -1,0 +1,281 @@
+//! The async path: `emit_async` runs sync and async handlers in the one
+//! dispatch order, awaiting each async handler before the next handler
+//! starts.
+//!
+//! What makes it work on any executor: the emit's thread-local state (trace,
+//! nesting depth, "handling error.occurred", "replaying") is captured when
+//! the future is created and put back in place around every poll, and
+//! around its drop, by [`InEmit`]; between polls nothing is left on the
+//! thread, so a task that moves to another thread at an `.await` takes its
+//! state with it. Each poll of a handler's future runs inside
+//! `catch_unwind`, like a sync handler call.
+
+use super::dispatch::{
+    Called, DEPTH, Failure, IN_ERROR_EVENT, REPLAYING, call_entry, isolate, next_sequence, record,
+};
+use super::routes::{Entry, SubscriberCall};
+use super::{EmitReport, ErrorOccurred, EventBus, Refusal};
+use crate::context::{EventContext, Metadata};
+use crate::event::Event;
+use crate::handler::{HandlerError, HandlerFuture};
+use crate::registry::HandlerCall;
+use crate::stats::{Outcome, StatsCell};
+use crate::trace::{self, TraceId};
+use pin_project_lite::pin_project;
+use std::any::TypeId;
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// The thread-local state of one async emit, taken from the thread that
+/// creates the future.
+#[derive(Clone, Copy)]
+pub(super) struct EmitState {
+    trace_id: TraceId,
+    /// The depth the event runs at (handlers see `depth`, their own emits
+    /// run at `depth + 1`).
+    depth: u32,
+    sequence: u64,
+    in_error_event: bool,
+    replaying: bool,
+}
+
+impl EmitState {
+    pub(super) fn capture<E: Event>() -> EmitState {
+        EmitState {
+            trace_id: trace::current().unwrap_or_else(TraceId::random),
+            depth: DEPTH.with(Cell::get),
+            sequence: next_sequence(),
+            in_error_event: IN_ERROR_EVENT.with(Cell::get)
+                || TypeId::of::<E>() == TypeId::of::<ErrorOccurred>(),
+            replaying: REPLAYING.with(Cell::get),
+        }
+    }
+
+    /// Puts the state in place on this thread until the guard drops.
+    fn enter(&self) -> Entered {
+        Entered {
+            _trace: trace::install(self.trace_id),
+            depth: DEPTH.with(|d| d.replace(self.depth + 1)),
+            in_error_event: IN_ERROR_EVENT.with(|f| f.replace(self.in_error_event)),
+            replaying: REPLAYING.with(|r| r.replace(self.replaying)),
+        }
+    }
+}
+
+/// Restores what the thread had before [`EmitState::enter`] (also when a
+/// poll unwinds).
+struct Entered {
+    _trace: trace::Installed,
+    depth: u32,
+    in_error_event: bool,
+    replaying: bool,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let _ = DEPTH.try_with(|d| d.set(self.depth));
+        let _ = IN_ERROR_EVENT.try_with(|f| f.set(self.in_error_event));
+        let _ = REPLAYING.try_with(|r| r.set(self.replaying));
+    }
+}
+
+pin_project! {
+    /// Runs `inner` (the emit) with its [`EmitState`] in place during each
+    /// poll and while it is dropped.
+    pub(super) struct InEmit<F> {
+        state: EmitState,
+        // `ManuallyDrop` so that `PinnedDrop` can drop the inner future with
+        // the state in place (fields are dropped after it returns).
+        #[pin]
+        inner: ManuallyDrop<F>,
+    }
+
+    impl<F> PinnedDrop for InEmit<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let _entered = this.state.enter();
+            // SAFETY: this is the only place `inner` is dropped, and it runs
+            // once: `PinnedDrop::drop` is called exactly once, when the
+            // `InEmit` itself is dropped, and `inner` is not used after it.
+            // Dropping in place keeps the pinning promise.
+            unsafe { ManuallyDrop::drop(this.inner.get_unchecked_mut()) }
+        }
+    }
+}
+
+impl<F: Future> Future for InEmit<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.state.enter();
+        // SAFETY: `ManuallyDrop<F>` is a transparent wrapper of `F`, and the
+        // projection keeps `inner` pinned: the `F` inside is never moved (it
+        // is dropped in place by `PinnedDrop`).
+        let inner = unsafe { this.inner.map_unchecked_mut(|inner| &mut **inner) };
+        inner.poll(cx)
+    }
+}
+
+/// Polls a handler's future inside `catch_unwind`. After a panic the future
+/// is dropped at once (its `Drop` is user code too, so inside
+/// `catch_unwind` as well).
+struct CatchUnwind<'a>(Option<HandlerFuture<'a>>);
+
+impl Future for CatchUnwind<'_> {
+    type Output = Result<(), Failure>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(future) = self.0.as_mut() else {
+            // Polled after completion: `emit_async` never does.
+            return Poll::Ready(Ok(()));
+        };
+        let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)));
+        let result = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Ok(()))) => Ok(()),
+            Ok(Poll::Ready(Err(err))) => Err(Failure::Error(err)),
+            Err(payload) => Err(Failure::Panic(payload)),
+        };
+        let done = self.0.take();
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(done))) {
+            super::dispatch::drop_payload(payload);
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl EventBus {
+    /// The future of `emit_async`/`emit_async_with`.
+    pub(super) fn dispatch_async<E: Event>(
+        &self,
+        event: E,
+        source: Option<Cow<'static, str>>,
+        metadata: Metadata,
+    ) -> impl Future<Output = EmitReport> + Send + '_ {
+        let state = EmitState::capture::<E>();
+        InEmit {
+            state,
+            inner: ManuallyDrop::new(self.run_async(event, source, metadata, state)),
+        }
+    }
+
+    async fn run_async<E: Event>(
+        &self,
+        event: E,
+        source: Option<Cow<'static, str>>,
+        metadata: Metadata,
+        state: EmitState,
+    ) -> EmitReport {
+        let config = &self.inner.config;
+        let mut report = EmitReport::new(E::NAME, state.trace_id);
+        if state.depth >= config.max_depth {
+            let (depth, limit) = (state.depth, config.max_depth);
+            return self.refuse(report, Refusal::DepthLimit { depth, limit });
+        }
+        if config.validate_on_emit
+            && let Err(reason) = event.validate()
+        {
+            return self.refuse(report, Refusal::Invalid { reason });
+        }
+        let ctx = EventContext {
+            bus: self,
+            name: E::NAME,
+            source: source.as_deref().unwrap_or(E::SOURCE),
+            metadata: &metadata,
+            trace_id: state.trace_id,
+            sequence: state.sequence,
+            depth: state.depth,
+            timestamp: OnceLock::new(),
+            replay: state.replaying,
+        };
+        if let Some(recorder) = &self.inner.recorder
+            && (!state.replaying || config.record_replays)
+        {
+            record(&**recorder, &event, &ctx);
+        }
+        let slot = E::__slot();
+        // An `Arc` of the table, not an `arc-swap` guard: it is held across
+        // the handlers' `.await`s.
+        let table =
+            (slot.routed.load(Ordering::Relaxed) != 0).then(|| self.inner.routes.load_full());
+        match table
+            .as_deref()
+            .and_then(|table| table.route::<E>(slot.index()))
+        {
+            Some((route, stats)) => {
+                report.delivered = route.entries.len();
+                for (position, entry) in route.entries.iter().enumerate() {
+                    let stats: Option<&Arc<StatsCell>> = stats.get(position);
+                    let started = stats.and_then(|s| s.start().then(Instant::now));
+                    match call_entry_async(entry, &event, &ctx).await {
+                        Ok(Called::Yes) => {
+                            if let (Some(stats), Some(started)) = (stats, started) {
+                                stats.timed(started.elapsed());
+                            }
+                        }
+                        Ok(Called::Filtered | Called::Skipped) => {
+                            if let Some(stats) = stats {
+                                stats.filtered();
+                            }
+                            report.delivered -= 1;
+                        }
+                        Err(failure) => {
+                            if let Some(stats) = stats {
+                                stats.failed(match failure {
+                                    Failure::Error(_) => Outcome::Error,
+                                    Failure::Panic(_) => Outcome::Panic,
+                                });
+                            }
+                            self.handler_failed(entry.name(), failure, &ctx, &mut report);
+                        }
+                    }
+                }
+            }
+            None if config.static_handlers => {
+                let statics = slot.statics();
+                report.delivered = statics.len();
+                for record in statics {
+                    let result = match record.call {
+                        HandlerCall::Sync(call) => isolate(|| call(&event, &ctx)),
+                        HandlerCall::Async(call) => CatchUnwind(Some(call(&event, &ctx))).await,
+                    };
+                    if let Err(failure) = result {
+                        self.handler_failed(record.name, failure, &ctx, &mut report);
+                    }
+                }
+            }
+            None => {}
+        }
+        report
+    }
+}
+
+/// Calls one handler of the route, isolated; awaits it if it is async.
+async fn call_entry_async<E: Event>(
+    entry: &Entry<E>,
+    event: &E,
+    ctx: &EventContext<'_>,
+) -> Result<Called, Failure> {
+    let future: HandlerFuture<'_> = match entry {
+        Entry::Static(record) => match record.call {
+            HandlerCall::Async(call) => call(event, ctx),
+            HandlerCall::Sync(_) => return call_entry(entry, event, ctx),
+        },
+        Entry::Typed(sub) => match &sub.call {
+            // The closure itself runs now (user code: isolated too).
+            SubscriberCall::Async(call) => isolate(|| Ok::<_, HandlerError>(call(event, ctx)))?,
+            SubscriberCall::Sync(_) => return call_entry(entry, event, ctx),
+        },
+        Entry::Erased(_) => return call_entry(entry, event, ctx),
+    };
+    CatchUnwind(Some(future)).await.map(|()| Called::Yes)
+}
