@@ -88,8 +88,9 @@
 extern crate self as sbox_events;
 
 // The modules form layers (trace, escape → handler → context → registry →
-// event → stats → any → bus → jsonl → history → catalog → events → audit,
-// metrics): each uses only lower ones, as `tests/tests/layers.rs` checks.
+// event → stats → any → bus → jsonl, stream → history → catalog → events →
+// audit, metrics, testing): each uses only lower ones, as
+// `tests/tests/layers.rs` checks.
 mod any;
 #[cfg(feature = "audit")]
 pub mod audit;
@@ -108,6 +109,7 @@ mod jsonl;
 pub mod metrics;
 mod registry;
 mod stats;
+pub mod stream;
 pub mod trace;
 
 pub use any::{AnyEvent, EventSelector, EventType, SelectorError};

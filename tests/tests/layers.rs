@@ -16,11 +16,11 @@ const LAYERS: &[&[&str]] = &[
     &["stats"],
     &["any"],
     &["bus"],
-    &["jsonl"],
+    &["jsonl", "stream"],
     &["history"],
     &["catalog"],
     &["events"],
-    &["audit", "metrics"],
+    &["audit", "metrics", "testing"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -1,0 +1,352 @@
+//! Streams of events with explicit lag: [`EventBus::subscribe_stream`].
+//!
+//! A stream is a subscription that copies each event, with its envelope
+//! (trace id, sequence, source, metadata, timestamp), into a bounded queue
+//! that a task consumes at its own pace, through [`EventStream::recv`] or
+//! the [`Stream`](futures_core::Stream) trait (so any stream combinator
+//! library works). An emit never waits for the consumer: when the queue is
+//! full, the [`Overflow`] policy drops the oldest or the newest event, and
+//! the stream yields [`StreamItem::Lagged`] with the count at the place of
+//! the gap, so a consumer cannot miss that it missed something.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use sbox_events::{Event, EventBus};
+//! use sbox_events::stream::{Overflow, StreamItem};
+//! # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     let mut f = std::pin::pin!(f);
+//! #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+//! #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+//! # }
+//!
+//! #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+//! #[event(name = "server.probed")]
+//! struct ServerProbed { latency_ms: u32 }
+//!
+//! let bus = EventBus::new();
+//! let mut probes = bus.subscribe_stream::<ServerProbed>(2, Overflow::DropOldest);
+//! for latency_ms in [10, 20, 30] {
+//!     bus.emit(ServerProbed { latency_ms }); // never blocks
+//! }
+//! block_on(async {
+//!     assert!(matches!(probes.recv().await, Some(StreamItem::Lagged(1))));
+//!     let Some(StreamItem::Event(first)) = probes.recv().await else { panic!() };
+//!     assert_eq!(first.event(), &ServerProbed { latency_ms: 20 });
+//! });
+//! ```
+
+use crate::bus::{EventBus, SubscribeOptions, Subscription};
+use crate::context::{EventContext, Metadata};
+use crate::event::Event;
+use crate::trace::TraceId;
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::SystemTime;
+
+/// What a full stream drops to make room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Overflow {
+    /// Drop the oldest queued event, keep the new one (a consumer that falls
+    /// behind sees the latest events; the lag is reported before them).
+    DropOldest,
+    /// Drop the new event, keep the queue (a consumer sees an unbroken
+    /// prefix; the lag is reported after it).
+    DropNewest,
+}
+
+/// One item of an [`EventStream`].
+#[derive(Debug)]
+pub enum StreamItem<E> {
+    /// An event, with its envelope.
+    Event(Delivery<E>),
+    /// This many events were dropped here because the stream was full (see
+    /// [`Overflow`]).
+    Lagged(u64),
+}
+
+/// An event delivered through a stream, with its envelope: a copy of what
+/// its handlers saw in the [`EventContext`].
+#[derive(Clone, Debug)]
+pub struct Delivery<E> {
+    event: E,
+    trace_id: TraceId,
+    sequence: u64,
+    source: Cow<'static, str>,
+    metadata: Metadata,
+    timestamp: SystemTime,
+    depth: u32,
+    replay: bool,
+}
+
+impl<E> Delivery<E> {
+    /// The event.
+    pub fn event(&self) -> &E {
+        &self.event
+    }
+
+    /// The event, by value.
+    pub fn into_event(self) -> E {
+        self.event
+    }
+
+    /// See [`EventContext::trace_id`].
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// See [`EventContext::sequence`].
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// See [`EventContext::source`].
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// See [`EventContext::metadata`].
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// See [`EventContext::timestamp`] (read when the stream received the
+    /// event, unless a handler before it asked first).
+    pub fn timestamp(&self) -> SystemTime {
+        self.timestamp
+    }
+
+    /// See [`EventContext::depth`].
+    pub fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    /// See [`EventContext::is_replay`].
+    pub fn is_replay(&self) -> bool {
+        self.replay
+    }
+}
+
+/// The queue between the bus (which pushes) and the stream (which pops).
+struct Shared<E> {
+    capacity: usize,
+    overflow: Overflow,
+    state: Mutex<State<E>>,
+}
+
+struct State<E> {
+    /// Events with the number of events dropped just before each.
+    queue: VecDeque<(u64, Delivery<E>)>,
+    /// Events dropped after the last queued one.
+    tail_lag: u64,
+    waker: Option<Waker>,
+    /// The bus side is gone: no more events will come.
+    closed: bool,
+}
+
+impl<E> Shared<E> {
+    fn lock(&self) -> MutexGuard<'_, State<E>> {
+        // No user code runs under this lock (events are cloned before it is
+        // taken and dropped after it is released), so poisoning can only
+        // come from an allocation failure mid-push; the queue is still
+        // consistent then.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues one delivery (or drops one, by the policy), then wakes the
+    /// consumer. Never blocks on the consumer.
+    fn push(&self, delivery: Delivery<E>) {
+        let mut state = self.lock();
+        let mut dropped = None;
+        if state.queue.len() >= self.capacity {
+            match self.overflow {
+                Overflow::DropNewest => {
+                    state.tail_lag += 1;
+                    drop(state);
+                    drop(delivery);
+                    return;
+                }
+                Overflow::DropOldest => {
+                    if let Some((lag, oldest)) = state.queue.pop_front() {
+                        let carried = lag + 1;
+                        match state.queue.front_mut() {
+                            Some((next_lag, _)) => *next_lag += carried,
+                            None => state.tail_lag += carried,
+                        }
+                        dropped = Some(oldest);
+                    }
+                }
+            }
+        }
+        let lag = std::mem::take(&mut state.tail_lag);
+        state.queue.push_back((lag, delivery));
+        let waker = state.waker.take();
+        drop(state);
+        drop(dropped);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn poll_item(&self, cx: &mut Context<'_>) -> Poll<Option<StreamItem<E>>> {
+        let mut state = self.lock();
+        if let Some((lag, _)) = state.queue.front_mut()
+            && *lag > 0
+        {
+            return Poll::Ready(Some(StreamItem::Lagged(std::mem::take(lag))));
+        }
+        if let Some((_, delivery)) = state.queue.pop_front() {
+            return Poll::Ready(Some(StreamItem::Event(delivery)));
+        }
+        if state.tail_lag > 0 {
+            return Poll::Ready(Some(StreamItem::Lagged(std::mem::take(
+                &mut state.tail_lag,
+            ))));
+        }
+        if state.closed {
+            return Poll::Ready(None);
+        }
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+/// The bus's end of a stream, owned by its subscription: when the bus drops
+/// it (the bus is gone, or the stream unsubscribed), the stream ends.
+struct Sender<E>(Arc<Shared<E>>);
+
+impl<E> Drop for Sender<E> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.closed = true;
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// A bounded stream of one event type; see the [module docs](self).
+/// Dropping it unsubscribes.
+///
+/// It ends (yields `None`) when the bus is dropped, after the events
+/// already queued.
+#[must_use = "a stream that is not read only fills up; dropping it unsubscribes"]
+pub struct EventStream<E> {
+    shared: Arc<Shared<E>>,
+    subscription: Subscription,
+}
+
+impl<E> EventStream<E> {
+    /// The next item, or `None` once the bus is gone and the queue is
+    /// empty. Cancel-safe: dropping the future loses nothing.
+    pub async fn recv(&mut self) -> Option<StreamItem<E>> {
+        poll_fn(|cx| self.shared.poll_item(cx)).await
+    }
+
+    /// How many events are queued now.
+    pub fn len(&self) -> usize {
+        self.shared.lock().queue.len()
+    }
+
+    /// Whether no event is queued now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The id of the underlying subscription (see [`EventBus::handlers`]).
+    pub fn subscription_id(&self) -> u64 {
+        self.subscription.id()
+    }
+}
+
+impl<E> futures_core::Stream for EventStream<E> {
+    type Item = StreamItem<E>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamItem<E>>> {
+        self.shared.poll_item(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len(), None)
+    }
+}
+
+impl<E> fmt::Debug for EventStream<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStream")
+            .field("capacity", &self.shared.capacity)
+            .field("overflow", &self.shared.overflow)
+            .field("queued", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventBus {
+    /// A stream of every `E` emitted on this bus (by `emit` or `emit_async`)
+    /// from now on, in a queue of at most `capacity` events; see
+    /// [`crate::stream`].
+    ///
+    /// The stream is a subscription (priority 0, named
+    /// `sbox_events::stream::EventStream<E>`) whose handler clones the event
+    /// and its envelope into the queue: per emit, one `E::clone`, a clock
+    /// read (the envelope's timestamp), a copy of the source if it is not
+    /// the event's default and of the metadata if any, and a short lock
+    /// that the consumer also takes, never for long. It never blocks the
+    /// emit: on a full queue, `overflow` decides what is dropped.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0.
+    pub fn subscribe_stream<E: Event + Clone>(
+        &self,
+        capacity: usize,
+        overflow: Overflow,
+    ) -> EventStream<E> {
+        assert!(
+            capacity > 0,
+            "subscribe_stream: capacity must be at least 1"
+        );
+        let shared = Arc::new(Shared {
+            capacity,
+            overflow,
+            state: Mutex::new(State {
+                queue: VecDeque::with_capacity(capacity.min(1024)),
+                tail_lag: 0,
+                waker: None,
+                closed: false,
+            }),
+        });
+        let sender = Sender(Arc::clone(&shared));
+        let options = SubscribeOptions::new().name(std::any::type_name::<EventStream<E>>());
+        let subscription = self.subscribe_with(options, move |event: &E, ctx: &EventContext| {
+            let source = ctx.source();
+            sender.0.push(Delivery {
+                event: event.clone(),
+                trace_id: ctx.trace_id(),
+                sequence: ctx.sequence(),
+                source: if source == E::SOURCE {
+                    Cow::Borrowed(E::SOURCE)
+                } else {
+                    Cow::Owned(source.to_owned())
+                },
+                metadata: ctx.metadata().clone(),
+                timestamp: ctx.timestamp(),
+                depth: ctx.depth(),
+                replay: ctx.is_replay(),
+            });
+        });
+        EventStream {
+            shared,
+            subscription,
+        }
+    }
+}
