@@ -110,6 +110,7 @@ pub mod metrics;
 mod registry;
 mod stats;
 pub mod stream;
+pub mod testing;
 pub mod trace;
 
 pub use any::{AnyEvent, EventSelector, EventType, SelectorError};

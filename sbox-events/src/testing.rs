@@ -1,0 +1,341 @@
+//! Unit-testing code that emits events: a [`Recorder`] attached to a real
+//! bus, in place of a mocked one.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use sbox_events::{Event, EventBus};
+//! use sbox_events::testing::Recorder;
+//!
+//! #[derive(Event, Serialize, Deserialize, Debug, PartialEq)]
+//! #[event(name = "subscription.fetched")]
+//! struct SubscriptionFetched { servers: u32 }
+//!
+//! #[derive(Event, Serialize, Deserialize, Debug, PartialEq)]
+//! #[event(name = "config.generated")]
+//! struct ConfigGenerated { outbounds: u32 }
+//!
+//! // The code under test: emits what it did.
+//! fn refresh(bus: &EventBus) {
+//!     bus.emit(SubscriptionFetched { servers: 3 });
+//!     bus.emit(ConfigGenerated { outbounds: 3 });
+//! }
+//!
+//! let bus = EventBus::builder().static_handlers(false).build();
+//! let recorder = Recorder::all(&bus);
+//! sbox_events::trace::with_new_trace(|| refresh(&bus));
+//!
+//! assert_eq!(recorder.assert_emitted::<ConfigGenerated>(), ConfigGenerated { outbounds: 3 });
+//! recorder.assert_order(&["subscription.fetched", "config.generated"]);
+//! recorder.assert_one_trace();
+//! assert_eq!(recorder.events::<SubscriptionFetched>(), [SubscriptionFetched { servers: 3 }]);
+//! ```
+
+use crate::any::{AnyEvent, EventSelector};
+use crate::bus::{EventBus, SubscribeOptions, Subscription};
+use crate::context::{EventContext, Metadata};
+use crate::event::Event;
+use crate::trace::TraceId;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+/// Records the events of a bus, with their envelopes, for assertions.
+///
+/// It is a type-erased subscription with the highest priority, so it sees
+/// each event before that event's handlers run (and so before any event
+/// they emit in turn): records are in emit order. Each event is kept
+/// serialized (JSON) and deserialized again by [`events`](Recorder::events)
+/// and [`assert_emitted`](Recorder::assert_emitted): the same round trip as
+/// the history, so events need no `Clone`. Dropping the recorder
+/// unsubscribes it.
+#[must_use = "dropping a Recorder unsubscribes it"]
+pub struct Recorder {
+    records: Arc<Mutex<Vec<Recorded>>>,
+    subscription: Subscription,
+}
+
+/// One recorded event: its name, its serialized fields and its envelope.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recorded {
+    name: &'static str,
+    data: serde_json::Value,
+    trace_id: TraceId,
+    sequence: u64,
+    source: String,
+    metadata: Metadata,
+    timestamp: SystemTime,
+    depth: u32,
+    replay: bool,
+}
+
+impl Recorded {
+    /// The event's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The event's fields, serialized (or a string describing why the event
+    /// could not be serialized).
+    pub fn data(&self) -> &serde_json::Value {
+        &self.data
+    }
+
+    /// See [`EventContext::trace_id`].
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// See [`EventContext::sequence`].
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// See [`EventContext::source`].
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// See [`EventContext::metadata`].
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// See [`EventContext::timestamp`].
+    pub fn timestamp(&self) -> SystemTime {
+        self.timestamp
+    }
+
+    /// See [`EventContext::depth`].
+    pub fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    /// See [`EventContext::is_replay`].
+    pub fn is_replay(&self) -> bool {
+        self.replay
+    }
+
+    /// The event as `E`, if it is one.
+    fn decode<E: Event>(&self) -> Option<Result<E, serde_json::Error>> {
+        (self.name == E::NAME).then(|| E::deserialize(&self.data))
+    }
+}
+
+impl Recorder {
+    /// Records every event on `bus` that `selector` matches, from now on.
+    pub fn attach(bus: &EventBus, selector: EventSelector) -> Recorder {
+        let records: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let sink = Arc::clone(&records);
+        let options = SubscribeOptions::new()
+            .name("sbox_events::testing::Recorder")
+            .priority(i32::MAX);
+        let subscription = bus.subscribe_any_with(
+            options,
+            selector,
+            move |event: &AnyEvent<'_>, ctx: &EventContext<'_>| {
+                let data = event.to_json().unwrap_or_else(|err| {
+                    serde_json::Value::String(format!("<not serializable: {err}>"))
+                });
+                let record = Recorded {
+                    name: event.name(),
+                    data,
+                    trace_id: ctx.trace_id(),
+                    sequence: ctx.sequence(),
+                    source: ctx.source().to_owned(),
+                    metadata: ctx.metadata().clone(),
+                    timestamp: ctx.timestamp(),
+                    depth: ctx.depth(),
+                    replay: ctx.is_replay(),
+                };
+                lock(&sink).push(record);
+            },
+        );
+        Recorder {
+            records,
+            subscription,
+        }
+    }
+
+    /// Records every event on `bus`.
+    pub fn all(bus: &EventBus) -> Recorder {
+        Recorder::attach(bus, EventSelector::all())
+    }
+
+    /// Records the `E`s on `bus`.
+    pub fn of<E: Event>(bus: &EventBus) -> Recorder {
+        match EventSelector::names([E::NAME]) {
+            Ok(selector) => Recorder::attach(bus, selector),
+            // Event names are checked at compile time by the derive.
+            Err(err) => unreachable!("an event's own name is a valid selector: {err}"),
+        }
+    }
+
+    /// Everything recorded so far, in emit order.
+    pub fn records(&self) -> Vec<Recorded> {
+        lock(&self.records).clone()
+    }
+
+    /// The names of the recorded events, in emit order.
+    pub fn names(&self) -> Vec<&'static str> {
+        lock(&self.records).iter().map(|r| r.name).collect()
+    }
+
+    /// How many events were recorded.
+    pub fn len(&self) -> usize {
+        lock(&self.records).len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets what was recorded.
+    pub fn clear(&self) {
+        lock(&self.records).clear();
+    }
+
+    /// How many `E`s were recorded.
+    pub fn count<E: Event>(&self) -> usize {
+        lock(&self.records)
+            .iter()
+            .filter(|r| r.name == E::NAME)
+            .count()
+    }
+
+    /// The recorded `E`s, in emit order.
+    ///
+    /// # Panics
+    ///
+    /// If a recorded `E` does not deserialize (its `Serialize` and
+    /// `Deserialize` disagree), naming the record.
+    #[track_caller]
+    pub fn events<E: Event>(&self) -> Vec<E> {
+        let records = lock(&self.records);
+        records
+            .iter()
+            .filter_map(|record| record.decode::<E>())
+            .enumerate()
+            .map(|(n, decoded)| {
+                decoded.unwrap_or_else(|err| {
+                    panic!("recorded `{}` #{n} does not deserialize: {err}", E::NAME)
+                })
+            })
+            .collect()
+    }
+
+    /// The first recorded `E`.
+    ///
+    /// # Panics
+    ///
+    /// If no `E` was recorded (listing what was), or it does not
+    /// deserialize.
+    #[track_caller]
+    pub fn assert_emitted<E: Event>(&self) -> E {
+        let records = lock(&self.records);
+        match records.iter().find_map(|record| record.decode::<E>()) {
+            Some(Ok(event)) => event,
+            Some(Err(err)) => panic!("recorded `{}` does not deserialize: {err}", E::NAME),
+            None => panic!(
+                "expected `{}` to be emitted; recorded: {}",
+                E::NAME,
+                Names(&records)
+            ),
+        }
+    }
+
+    /// # Panics
+    ///
+    /// If an `E` was recorded.
+    #[track_caller]
+    pub fn assert_not_emitted<E: Event>(&self) {
+        let records = lock(&self.records);
+        if let Some(position) = records.iter().position(|r| r.name == E::NAME) {
+            panic!(
+                "expected no `{}`, but it was recorded at position {position}: {}",
+                E::NAME,
+                Names(&records)
+            );
+        }
+    }
+
+    /// Checks that events with these names were recorded in this order
+    /// (other events may come between them).
+    ///
+    /// # Panics
+    ///
+    /// At the first name not found after the previous one, listing what
+    /// was recorded.
+    #[track_caller]
+    pub fn assert_order(&self, names: &[&str]) {
+        let records = lock(&self.records);
+        let mut rest = records.iter();
+        for (n, name) in names.iter().enumerate() {
+            if !rest.any(|r| r.name == *name) {
+                panic!(
+                    "expected `{name}` (#{n} of {names:?}) after the ones before it; recorded: {}",
+                    Names(&records)
+                );
+            }
+        }
+    }
+
+    /// The one trace every recorded event belongs to.
+    ///
+    /// # Panics
+    ///
+    /// If nothing was recorded, or the events belong to more than one
+    /// trace (listing them).
+    #[track_caller]
+    pub fn assert_one_trace(&self) -> TraceId {
+        let records = lock(&self.records);
+        let Some(first) = records.first() else {
+            panic!("expected events in one trace, but nothing was recorded")
+        };
+        if records.iter().any(|r| r.trace_id != first.trace_id) {
+            let traces: Vec<String> = records
+                .iter()
+                .map(|r| format!("{} in {}", r.name, r.trace_id.short()))
+                .collect();
+            panic!("expected one trace, got more: {}", traces.join(", "));
+        }
+        first.trace_id
+    }
+
+    /// The id of the underlying subscription.
+    pub fn subscription_id(&self) -> u64 {
+        self.subscription.id()
+    }
+}
+
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder")
+            .field("recorded", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(records: &Mutex<Vec<Recorded>>) -> MutexGuard<'_, Vec<Recorded>> {
+    // A panic while the lock is held leaves whole records only.
+    records.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The recorded names, for failure messages.
+struct Names<'a>(&'a [Recorded]);
+
+impl fmt::Display for Names<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("nothing");
+        }
+        f.write_str("[")?;
+        for (n, record) in self.0.iter().enumerate() {
+            if n > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(record.name)?;
+        }
+        f.write_str("]")
+    }
+}
