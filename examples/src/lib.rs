@@ -1,5 +1,6 @@
 //! Example programs for `sbox-events`. Each example's logic is a module here
 //! so the test suite runs it; the files next to `Cargo.toml` are thin `main`s.
 
+pub mod async_service;
 pub mod orchestrator;
 pub mod tour;

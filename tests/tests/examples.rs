@@ -19,3 +19,17 @@ fn the_tour_runs_and_behaves_as_it_says() {
         "{text}"
     );
 }
+
+#[test]
+fn the_async_service_carries_each_trace_id_end_to_end() {
+    let transcript = sbox_events_examples::async_service::run().expect("the service runs");
+    assert!(transcript.ok(), "{transcript:#?}");
+    let text = transcript.lines.join("\n");
+    for name in ["nl-servers", "de-servers"] {
+        assert!(text.contains(&format!("{name}: stored as r-")), "{text}");
+    }
+    assert!(
+        text.contains("1 async handler(s) skipped (emit_async runs them)"),
+        "{text}"
+    );
+}
