@@ -9,14 +9,18 @@
 //! dispatch, not allocation.
 
 use criterion::{BenchmarkId, Criterion};
+use sbox_events::stream::{Overflow, StreamItem};
 use sbox_events::trace::{self, TraceId};
 use sbox_events::{AnyEvent, Event, EventBus, EventContext, EventSelector, handler};
 use serde::{Deserialize, Serialize};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::future::Future;
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::pin::{Pin, pin};
 use std::sync::{Barrier, RwLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 /// A typical event: a few fields including a string.
@@ -75,6 +79,60 @@ struct NestedOuter(Tick);
 #[handler]
 fn nested_outer(event: &NestedOuter, ctx: &EventContext) {
     ctx.bus().emit_ref(&Nested(event.0.clone()));
+}
+
+// Async handlers: the same work behind an `async fn` that completes at once,
+// so the numbers are the machinery (boxing, polling, the per-poll state).
+macro_rules! event_with_async_handlers {
+    ($ty:ident, $name:literal, [$($handler:ident),*]) => {
+        #[derive(Event, Serialize, Deserialize, Clone)]
+        #[event(name = $name)]
+        struct $ty(Tick);
+        $(
+            #[handler]
+            async fn $handler(event: &$ty) {
+                work(&event.0);
+            }
+        )*
+    };
+}
+
+event_with_async_handlers!(Async1, "bench.async1", [a1_a]);
+event_with_async_handlers!(
+    Async10,
+    "bench.async10",
+    [
+        a10_a, a10_b, a10_c, a10_d, a10_e, a10_f, a10_g, a10_h, a10_i, a10_j
+    ]
+);
+
+type BoxedHandlerFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), sbox_events::HandlerError>> + Send + 'a>>;
+
+/// The floor of an async emit: boxed futures of the same handlers, awaited
+/// one after another by a hand-written loop.
+async fn await_each(handlers: &[fn(&Tick) -> BoxedHandlerFuture<'_>], event: &Tick) {
+    for handler in handlers {
+        let _ = handler(event).await;
+    }
+}
+
+fn boxed_work(event: &Tick) -> BoxedHandlerFuture<'_> {
+    Box::pin(async move {
+        work(event);
+        Ok(())
+    })
+}
+
+/// Polls a future that completes without waiting (all of these do).
+fn run_now<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+    }
 }
 
 type AnyHandler = Box<dyn Fn(&dyn Any) + Send + Sync>;
@@ -193,6 +251,44 @@ fn bench_emit(c: &mut Criterion) {
     });
     group.finish();
 
+    let mut group = c.benchmark_group("async");
+    let floors: Vec<fn(&Tick) -> BoxedHandlerFuture<'_>> = vec![boxed_work; 10];
+    let (async1, async10) = (Async1(tick()), Async10(tick()));
+    group.bench_function(BenchmarkId::new("floor", 1), |b| {
+        b.iter(|| run_now(await_each(&floors[..1], black_box(&event))))
+    });
+    group.bench_function(BenchmarkId::new("floor", 10), |b| {
+        b.iter(|| run_now(await_each(&floors, black_box(&event))))
+    });
+    // `emit_async` takes the event by value: the clone is in both rows of a
+    // pair (`sync_clone` is the same clone with a plain emit).
+    group.bench_function(BenchmarkId::new("emit_async", 1), |b| {
+        b.iter(|| run_now(bus.emit_async(black_box(&async1).clone())))
+    });
+    group.bench_function(BenchmarkId::new("emit_async", 10), |b| {
+        b.iter(|| run_now(bus.emit_async(black_box(&async10).clone())))
+    });
+    group.bench_function(BenchmarkId::new("emit_async_sync_handler", 1), |b| {
+        b.iter(|| run_now(bus.emit_async(black_box(&static1).clone())))
+    });
+    group.bench_function(BenchmarkId::new("sync_clone", 1), |b| {
+        b.iter(|| bus.emit(black_box(&static1).clone()))
+    });
+    // A stream consumer on the same thread: one emit and one receive per
+    // event (the queue never fills).
+    let streamed = EventBus::builder().static_handlers(false).build();
+    let mut stream = streamed.subscribe_stream::<Tick>(1024, Overflow::DropOldest);
+    group.bench_function(BenchmarkId::new("stream", 1), |b| {
+        b.iter(|| {
+            streamed.emit_ref(black_box(&event));
+            match run_now(stream.recv()) {
+                Some(StreamItem::Event(delivery)) => black_box(delivery.event().latency_ms),
+                _ => 0,
+            }
+        })
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("threads");
     for threads in [1usize, 2] {
         // The machine's own scaling: the same handler called directly.
@@ -220,26 +316,35 @@ fn bench_emit(c: &mut Criterion) {
     group.finish();
 }
 
-/// Wall time for `iters` emits spread over `threads` threads, as if one
-/// thread had done them all: throughput, expressed as time per event.
+/// Time for `iters` emits spread over `threads` threads, as if one thread
+/// had done them all: throughput, expressed as time per event. Each thread
+/// times its own loop, started together by a barrier; the slowest thread's
+/// time is the time all `iters` events took (a wall clock read outside the
+/// threads would also count their start-up and joining).
 fn per_event_time(threads: usize, iters: u64, emit: impl Fn() + Sync) -> Duration {
     let per_thread = iters.div_ceil(threads as u64);
-    let start = Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                start.wait();
-                for _ in 0..per_thread {
-                    emit();
-                }
-            });
-        }
-        start.wait();
-        let began = Instant::now();
-        // The scope joins the threads before returning.
-        began
-    })
-    .elapsed()
+    let start = Barrier::new(threads);
+    let slowest = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    let began = Instant::now();
+                    for _ in 0..per_thread {
+                        emit();
+                    }
+                    began.elapsed()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().unwrap_or_default())
+            .max()
+            .unwrap_or_default()
+    });
+    // Scaled to exactly `iters` events (`per_thread` was rounded up).
+    slowest.mul_f64(iters as f64 / (per_thread * threads as u64) as f64)
 }
 
 /// Reads criterion's estimate (mean, ns) of one benchmark.
@@ -350,9 +455,45 @@ fn print_table() {
     }
     if let Some(two) = get("threads", "emit/2") {
         println!(
-            "| 1 static handler, 2 threads (per event, wall time) | {two:.1} | {:.2} |",
+            "| 1 static handler, 2 threads (per event, throughput) | {two:.1} | {:.2} |",
             two / floor1
         );
+    }
+
+    println!("\n| async scenario | ns/event | × its floor |");
+    println!("|---|---:|---:|");
+    let async_rows = [
+        (
+            "hand-written loop awaiting 1 boxed future (floor)",
+            "floor/1",
+            "floor/1",
+        ),
+        (
+            "hand-written loop awaiting 10 boxed futures (floor)",
+            "floor/10",
+            "floor/10",
+        ),
+        ("emit_async, 1 async handler", "emit_async/1", "floor/1"),
+        ("emit_async, 10 async handlers", "emit_async/10", "floor/10"),
+        (
+            "emit_async, 1 sync handler (vs emit of the same clone)",
+            "emit_async_sync_handler/1",
+            "sync_clone/1",
+        ),
+        (
+            "stream: emit + receive, 1 subscriber (vs 1 static handler)",
+            "stream/1",
+            "../emit/static/1",
+        ),
+    ];
+    for (label, id, floor) in async_rows {
+        let floor = match floor.strip_prefix("../emit/") {
+            Some(id) => get("emit", id),
+            None => get("async", floor),
+        };
+        if let (Some(ns), Some(floor)) = (get("async", id), floor) {
+            println!("| {label} | {ns:.1} | {:.2} |", ns / floor);
+        }
     }
 
     println!("\ntargets:");

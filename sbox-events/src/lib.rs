@@ -1,6 +1,7 @@
 //! # sbox-events
 //!
-//! A compile-time typed, in-process, synchronous event bus.
+//! A compile-time typed, in-process event bus, synchronous with async
+//! handlers on the side.
 //!
 //! * [`#[derive(Event)]`](derive@Event) turns a struct into an event with a
 //!   checked name (`"subscription.fetched"`).
@@ -14,6 +15,10 @@
 //!   timestamp, a source and [`Metadata`] ([`EventContext`]).
 //! * A failing or panicking handler never stops the others; the caller gets an
 //!   [`EmitReport`] and an [`events::ErrorOccurred`] is emitted.
+//! * `#[handler] async fn` and [`EventBus::subscribe_async`] are awaited by
+//!   [`EventBus::emit_async`], in the same order as the sync handlers, on any
+//!   executor; [`EventBus::subscribe_stream`] gives a bounded
+//!   [`stream`] of events with explicit lag.
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
@@ -40,7 +45,8 @@
 //! Modules: [`trace`] (trace context), [`events`] (the sboxmgr event set),
 //! [`audit`] and [`metrics`] (cross-cutting services), [`history`] (bounded
 //! history, replay, JSON Lines import/export), [`catalog`] (what is linked
-//! in), [`escape`] (text from data made safe for logs). [`EventSelector`] and
+//! in), [`escape`] (text from data made safe for logs), [`stream`] (event
+//! streams), [`testing`] (a recorder for unit tests). [`EventSelector`] and
 //! [`AnyEvent`] handle events by name or pattern.
 //!
 //! ## Linking handlers from other crates

@@ -1,5 +1,6 @@
-//! The event bus: synchronous, typed dispatch to `#[handler]`s and run-time
-//! subscriptions. The rules users rely on (order, re-entrancy, failures,
+//! The event bus: typed dispatch to `#[handler]`s and run-time
+//! subscriptions, synchronous (`emit`) or awaiting async handlers
+//! (`emit_async`). The rules users rely on (order, re-entrancy, failures,
 //! cost) are documented on [`EventBus`].
 //!
 //!
@@ -7,7 +8,8 @@
 //!
 //! This file holds [`EventBus`] and its public API; `dispatch.rs` the hot
 //! path (thread-local depth, sequence and error state, isolation, failure
-//! reporting); `subscribe.rs` run-time subscriptions and their removal;
+//! reporting); `emit_async.rs` the async path (the same state, re-installed
+//! around each poll); `subscribe.rs` run-time subscriptions and their removal;
 //! `routes.rs` the per-type route tables; `builder.rs` the options;
 //! `report.rs` what an emit returns; `error_occurred.rs` the failure event;
 //! `hooks.rs` what the bus hands to lower layers (per-type operations) and
@@ -47,7 +49,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-/// A typed, synchronous event bus. Cheap to clone (a shared handle).
+/// A typed event bus. Cheap to clone (a shared handle).
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
@@ -69,8 +71,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 ///
 /// # Order
 ///
-/// For each event, handlers run one after another on the emitting thread, in
-/// one merged order:
+/// For each event, handlers run one after another (on the emitting thread,
+/// or in the `emit_async` future, each async handler awaited before the next
+/// handler starts), in one merged order, sync and async alike:
 ///
 /// 1. higher `priority` first (default 0; `#[handler(priority = 10)]`,
 ///    [`SubscribeOptions::priority`]);
@@ -194,6 +197,13 @@ impl EventBus {
 
     /// Dispatches `event` to every handler, synchronously; see the
     /// [type docs](EventBus#order) for order, nesting and failures.
+    ///
+    /// Async handlers (`#[handler] async fn`,
+    /// [`subscribe_async`](EventBus::subscribe_async)) cannot be awaited
+    /// here: they are not called, the report lists them in
+    /// [`EmitReport::skipped`] (so it is not [`is_ok`](EmitReport::is_ok)),
+    /// and a warning is logged the first time each one is skipped. Use
+    /// [`emit_async`](EventBus::emit_async) for types that have them.
     #[inline]
     pub fn emit<E: Event>(&self, event: E) -> EmitReport {
         self.dispatch(&event, E::SOURCE, &EMPTY_METADATA, None)
