@@ -13,6 +13,10 @@ impl EventBus {
     /// handlers emit. Replays are not recorded in this bus's history unless
     /// it was built with [`record_replays`](crate::EventBusBuilder::record_replays).
     ///
+    /// Replay is synchronous: async handlers are skipped and listed in each
+    /// report's [`skipped`](EmitReport::skipped), as with
+    /// [`emit`](EventBus::emit).
+    ///
     /// ```
     /// use sbox_events::events::ConfigExported;
     /// use sbox_events::history::HistoryQuery;
