@@ -16,7 +16,9 @@ use std::time::Duration;
 /// For every handler (static or subscription) the bus counts calls, errors
 /// and panics, and records each call's duration: total, maximum and a
 /// log-linear histogram (four buckets per power of two, so a percentile is
-/// reported within 25 % of the true value, never below it).
+/// reported within 25 % of the true value, never below it). An async
+/// handler's duration runs from its call to its completion under
+/// [`emit_async`](crate::EventBus::emit_async), `.await`s included.
 ///
 /// Cost: off by default, and then nothing is measured: the dispatch loop does
 /// not even look. When on, every call costs one relaxed atomic add (the call
