@@ -488,3 +488,32 @@ fn nested_async_emits_stop_at_the_depth_limit() {
     assert!(report.is_ok(), "{report}");
     assert_eq!(*depths.lock().unwrap(), [0, 1, 2, 1002]);
 }
+
+#[test]
+fn handler_statistics_count_async_calls_and_their_failures() {
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .handler_stats(true)
+        .build();
+    let _sub = bus.subscribe_async_with(
+        SubscribeOptions::new().name("sometimes fails"),
+        |e: &Nested, _: &EventContext| {
+            let level = e.level;
+            async move {
+                yield_now().await;
+                if level == 1 { Err("odd") } else { Ok(()) }
+            }
+        },
+    );
+    for level in [0, 1, 2] {
+        block_on(bus.emit_async(Nested { level }));
+    }
+    let stats = bus.handler_stats();
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].handler, "sometimes fails");
+    assert_eq!(
+        (stats[0].calls, stats[0].errors, stats[0].panics),
+        (3, 1, 0)
+    );
+    assert_eq!(stats[0].timed, 1, "the first call of eight");
+}

@@ -216,18 +216,20 @@ impl EventBus {
                 for (position, entry) in route.entries.iter().enumerate() {
                     let stats: Option<&Arc<StatsCell>> = stats.get(position);
                     let started = stats.and_then(|s| s.start().then(Instant::now));
-                    match call_entry_async(entry, &event, &ctx).await {
-                        Ok(Called::Yes) => {
-                            if let (Some(stats), Some(started)) = (stats, started) {
-                                stats.timed(started.elapsed());
-                            }
+                    let result = call_entry_async(entry, &event, &ctx).await;
+                    if let Ok(Called::Filtered | Called::Skipped) = result {
+                        // (Nothing is skipped here: `emit_async` runs all.)
+                        if let Some(stats) = stats {
+                            stats.filtered();
                         }
-                        Ok(Called::Filtered | Called::Skipped) => {
-                            if let Some(stats) = stats {
-                                stats.filtered();
-                            }
-                            report.delivered -= 1;
-                        }
+                        report.delivered -= 1;
+                        continue;
+                    }
+                    if let (Some(stats), Some(started)) = (stats, started) {
+                        stats.timed(started.elapsed());
+                    }
+                    match result {
+                        Ok(_) => {}
                         Err(failure) => {
                             if let Some(stats) = stats {
                                 stats.failed(match failure {
