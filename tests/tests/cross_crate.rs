@@ -54,7 +54,25 @@ fn the_listed_order_is_the_dispatch_order_with_full_paths() {
 fn a_crate_named_only_by_link_contributes_its_handlers() {
     let report = EventBus::new().emit(OrderShipped { order: 7 });
     assert_eq!(report.delivered(), 1);
+    assert_eq!(report.skipped().collect::<Vec<_>>(), ["xc_handlers::pack"]);
     assert_eq!(take_calls(), ["xc_handlers::label#7"]);
+}
+
+#[test]
+fn async_handlers_from_another_crate_run_in_the_same_order() {
+    let bus = EventBus::new();
+    let handlers = bus.handlers::<OrderShipped>();
+    let listed: Vec<(&str, bool)> = handlers.iter().map(|h| (h.name(), h.is_async())).collect();
+    assert_eq!(
+        listed,
+        [("xc_handlers::pack", true), ("xc_handlers::label", false)]
+    );
+    let report = sbox_events_tests::exec::block_on(bus.emit_async(OrderShipped { order: 8 }));
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(
+        take_calls(),
+        ["xc_handlers::pack#8 (async)", "xc_handlers::label#8"]
+    );
 }
 
 #[test]

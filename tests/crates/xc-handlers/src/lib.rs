@@ -29,3 +29,9 @@ fn notify(_: &xc_events::OrderPlaced) {
 fn label(event: &OrderShipped) {
     record(&format!("xc_handlers::label#{}", event.order));
 }
+
+/// An async handler in another crate: same registry, same order rules.
+#[handler(priority = 10)]
+async fn pack(event: &OrderShipped) {
+    record(&format!("xc_handlers::pack#{} (async)", event.order));
+}
