@@ -8,6 +8,7 @@ use crate::jsonl::{self, Envelope};
 use crate::trace::TraceId;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Write};
 use std::time::SystemTime;
@@ -150,18 +151,7 @@ pub(crate) fn record(
     sequence: u64,
     metadata: &Metadata,
 ) -> Result<RecordedEvent, NotRecorded> {
-    let mut out = Limited {
-        buf: Vec::new(),
-        limit,
-    };
-    if let Err(err) = event.write_json(&mut out) {
-        return Err(if err.is_io() {
-            NotRecorded::Oversized
-        } else {
-            NotRecorded::Serialize
-        });
-    }
-    let data = String::from_utf8(out.buf).map_err(|_| NotRecorded::Serialize)?;
+    let data = serialize(event, limit)?;
     let event_type = event.event_type();
     Ok(RecordedEvent {
         event_type,
@@ -170,17 +160,57 @@ pub(crate) fn record(
         timestamp,
         sequence,
         metadata: metadata.clone(),
-        data: data.into_boxed_str(),
+        data,
     })
 }
 
+thread_local! {
+    /// Where events are serialized before their record takes an exact copy:
+    /// reused, so a record costs one allocation of its own size instead of
+    /// a growing buffer's several.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A scratch buffer larger than this is freed after use rather than kept.
+const SCRATCH_KEPT: usize = 64 * 1024;
+
+/// The event's JSON, at most `limit` bytes.
+fn serialize(event: &AnyEvent<'_>, limit: usize) -> Result<Box<str>, NotRecorded> {
+    let into = |buf: &mut Vec<u8>| {
+        buf.clear();
+        if let Err(err) = event.write_json(&mut Limited { buf, limit }) {
+            return Err(if err.is_io() {
+                NotRecorded::Oversized
+            } else {
+                NotRecorded::Serialize
+            });
+        }
+        let text = std::str::from_utf8(buf).map_err(|_| NotRecorded::Serialize)?;
+        Ok(Box::<str>::from(text))
+    };
+    SCRATCH
+        .try_with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buf) => {
+                let data = into(&mut buf);
+                if buf.capacity() > SCRATCH_KEPT {
+                    *buf = Vec::new();
+                }
+                data
+            }
+            // An event whose `Serialize` emits (and so records) in turn.
+            Err(_) => into(&mut Vec::new()),
+        })
+        // The thread is exiting and its scratch buffer is gone.
+        .unwrap_or_else(|_| into(&mut Vec::new()))
+}
+
 /// A buffer that refuses to grow past `limit` bytes.
-struct Limited {
-    buf: Vec<u8>,
+struct Limited<'a> {
+    buf: &'a mut Vec<u8>,
     limit: usize,
 }
 
-impl Write for Limited {
+impl Write for Limited<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let needed = self.buf.len() + data.len();
         if needed > self.limit {
