@@ -31,8 +31,11 @@
 //! as soon as it is over, so refusing a huge event costs at most the budget).
 //!
 //! Cost when on: the clock is read at emit (so handlers and the history see
-//! the same timestamp), the event is serialized to JSON, and one mutex shared
-//! by all emitting threads is taken to append. Replays are not recorded
+//! the same timestamp), the event is serialized to JSON (into a per-thread
+//! buffer that is reused, then copied once into the record: one allocation
+//! per record, plus its source and metadata when they are not the
+//! defaults), and one mutex shared by all emitting threads is taken to
+//! append. Replays are not recorded
 //! (unless [`EventBusBuilder::record_replays`](crate::EventBusBuilder::record_replays)).
 //!
 //! # JSON Lines
