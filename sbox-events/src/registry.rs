@@ -27,19 +27,17 @@ pub type HandlerFn<E> = fn(&E, &EventContext<'_>) -> Result<(), HandlerError>;
 /// handler: the future borrows the event and the context.
 pub type AsyncHandlerFn<E> = for<'a, 'b> fn(&'a E, &'a EventContext<'b>) -> HandlerFuture<'a>;
 
-/// How a `#[handler]` is called.
-#[derive(Clone, Copy)]
-pub(crate) enum HandlerCall<E: 'static> {
-    Sync(HandlerFn<E>),
-    Async(AsyncHandlerFn<E>),
-}
-
 /// One `#[handler]` function, as submitted at link time.
 pub struct HandlerRecord<E: 'static> {
     pub(crate) name: &'static str,
     pub(crate) path: &'static str,
     pub(crate) priority: i32,
-    pub(crate) call: HandlerCall<E>,
+    /// The sync wrapper; for an async handler, a stand-in that reports it
+    /// was called synchronously (the bus never calls it: routes and the
+    /// static-handler list mark async records, see `Statics::any_async`).
+    pub(crate) call: HandlerFn<E>,
+    /// The async wrapper, for an `async fn` handler.
+    pub(crate) future: Option<AsyncHandlerFn<E>>,
 }
 
 impl<E> HandlerRecord<E> {
@@ -54,7 +52,8 @@ impl<E> HandlerRecord<E> {
             name,
             path,
             priority,
-            call: HandlerCall::Sync(call),
+            call,
+            future: None,
         }
     }
 
@@ -69,8 +68,14 @@ impl<E> HandlerRecord<E> {
             name,
             path,
             priority,
-            call: HandlerCall::Async(call),
+            call: called_synchronously::<E>,
+            future: Some(call),
         }
+    }
+
+    /// Whether this is an `async fn` handler.
+    pub(crate) fn is_async(&self) -> bool {
+        self.future.is_some()
     }
 
     pub(crate) fn info(&'static self, event: &'static str) -> HandlerInfo {
@@ -79,9 +84,17 @@ impl<E> HandlerRecord<E> {
             event,
             priority: self.priority,
             origin: HandlerOrigin::Static { path: self.path },
-            is_async: matches!(self.call, HandlerCall::Async(_)),
+            is_async: self.is_async(),
         }
     }
+}
+
+/// The sync stand-in of an async handler's record.
+fn called_synchronously<E>(_: &E, _: &EventContext<'_>) -> Result<(), HandlerError> {
+    Err(HandlerError::new(
+        "an async handler was called by a synchronous emit",
+        "sbox_events::AsyncHandler",
+    ))
 }
 
 impl<E> std::fmt::Debug for HandlerRecord<E> {
@@ -90,7 +103,7 @@ impl<E> std::fmt::Debug for HandlerRecord<E> {
             .field("name", &self.name)
             .field("path", &self.path)
             .field("priority", &self.priority)
-            .field("is_async", &matches!(self.call, HandlerCall::Async(_)))
+            .field("is_async", &self.is_async())
             .finish_non_exhaustive()
     }
 }
@@ -113,8 +126,23 @@ pub struct EventSlot<E: 'static> {
     /// How many buses have a route (a table entry) for this type now. While
     /// it is 0, `emit` runs the `#[handler]`s without loading any table.
     pub(crate) routed: AtomicUsize,
-    statics: OnceLock<&'static [&'static HandlerRecord<E>]>,
+    statics: OnceLock<Statics<E>>,
 }
+
+/// An event type's `#[handler]`s in dispatch order, and whether any of them
+/// is async (if none is, a synchronous emit calls them all without looking).
+pub(crate) struct Statics<E: 'static> {
+    pub(crate) records: &'static [&'static HandlerRecord<E>],
+    pub(crate) any_async: bool,
+}
+
+impl<E> Clone for Statics<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for Statics<E> {}
 
 impl<E> std::fmt::Debug for EventSlot<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,8 +193,8 @@ impl<E> EventSlot<E> {
     /// The `#[handler]`s of this event in dispatch order, collected once
     /// from `R`, the event's registry type.
     #[inline]
-    pub(crate) fn statics_in<R: HandlerRegistry<E>>(&self) -> &'static [&'static HandlerRecord<E>] {
-        self.statics.get_or_init(|| {
+    pub(crate) fn statics_in<R: HandlerRegistry<E>>(&self) -> Statics<E> {
+        *self.statics.get_or_init(|| {
             let mut records: Vec<&'static HandlerRecord<E>> = inventory::iter::<R>
                 .into_iter()
                 .map(HandlerRegistry::record)
@@ -174,7 +202,10 @@ impl<E> EventSlot<E> {
             records.sort_by(|a, b| {
                 (Reverse(a.priority), a.name, a.path).cmp(&(Reverse(b.priority), b.name, b.path))
             });
-            Vec::leak(records)
+            Statics {
+                any_async: records.iter().any(|record| record.is_async()),
+                records: Vec::leak(records),
+            }
         })
     }
 }

@@ -10,14 +10,14 @@
 // Replay and recording are used by the `history` feature only.
 #![cfg_attr(not(feature = "history"), allow(dead_code))]
 
-use super::routes::{Entry, SubscriberCall};
+use super::routes::Entry;
 use super::{EmitReport, ErrorOccurred, EventBus, FailurePolicy, Recorder, Refusal};
 use crate::any::AnyEvent;
 use crate::context::{EventContext, Metadata};
 use crate::escape::LogSafe;
 use crate::event::Event;
 use crate::handler::{HandlerError, HandlerFailure};
-use crate::registry::{HandlerCall, HandlerRecord};
+use crate::registry::HandlerRecord;
 use crate::stats::Outcome;
 use crate::trace;
 use std::any::{Any, TypeId};
@@ -191,17 +191,14 @@ impl EventBus {
                 }
             }
             None if config.static_handlers => {
-                let statics = slot.statics();
-                report.delivered = statics.len();
-                for record in statics {
-                    match record.call {
-                        HandlerCall::Sync(call) => {
-                            if let Err(failure) = isolate(|| call(event, &ctx)) {
-                                self.handler_failed(record.name, failure, &ctx, &mut report);
-                            }
-                        }
-                        HandlerCall::Async(_) => {
-                            skipped(Skip::from_record(record), &ctx, &mut report);
+                let statics = slot.static_handlers();
+                report.delivered = statics.records.len();
+                if statics.any_async {
+                    self.statics_with_async(statics.records, event, &ctx, &mut report);
+                } else {
+                    for record in statics.records {
+                        if let Err(failure) = isolate(|| (record.call)(event, &ctx)) {
+                            self.handler_failed(record.name, failure, &ctx, &mut report);
                         }
                     }
                 }
@@ -209,6 +206,25 @@ impl EventBus {
             None => {}
         }
         report
+    }
+
+    /// The `#[handler]`s of a type that has async ones, in a synchronous
+    /// emit: the sync ones run, the async ones are skipped.
+    #[inline(never)]
+    fn statics_with_async<E: Event>(
+        &self,
+        records: &'static [&'static HandlerRecord<E>],
+        event: &E,
+        ctx: &EventContext<'_>,
+        report: &mut EmitReport,
+    ) {
+        for record in records {
+            if record.is_async() {
+                skipped(Skip::from_record(record), ctx, report);
+            } else if let Err(failure) = isolate(|| (record.call)(event, ctx)) {
+                self.handler_failed(record.name, failure, ctx, report);
+            }
+        }
     }
 
     #[cold]
@@ -279,17 +295,12 @@ pub(super) fn call_entry<E: Event>(
     ctx: &EventContext<'_>,
 ) -> Result<Called, Failure> {
     match entry {
-        Entry::Static(record) => match record.call {
-            HandlerCall::Sync(call) => isolate(|| call(event, ctx)).map(|()| Called::Yes),
-            HandlerCall::Async(_) => Ok(Called::Skipped),
-        },
-        Entry::Typed(sub) => match &sub.call {
-            SubscriberCall::Sync(call) => isolate(|| match &sub.filter {
-                Some(filter) if !filter(event, ctx) => Ok(Called::Filtered),
-                _ => call(event, ctx).map(|()| Called::Yes),
-            }),
-            SubscriberCall::Async(_) => Ok(Called::Skipped),
-        },
+        Entry::Static(record) => isolate(|| (record.call)(event, ctx)).map(|()| Called::Yes),
+        Entry::Typed(sub) => isolate(|| match &sub.filter {
+            Some(filter) if !filter(event, ctx) => Ok(Called::Filtered),
+            _ => (sub.call)(event, ctx).map(|()| Called::Yes),
+        }),
+        Entry::StaticAsync(_) | Entry::TypedAsync(_) => Ok(Called::Skipped),
         Entry::Erased(sub) => {
             let event = AnyEvent::new(event);
             isolate(|| match &sub.filter {

@@ -13,12 +13,11 @@
 use super::dispatch::{
     Called, DEPTH, Failure, IN_ERROR_EVENT, REPLAYING, call_entry, isolate, next_sequence, record,
 };
-use super::routes::{Entry, SubscriberCall};
+use super::routes::Entry;
 use super::{EmitReport, ErrorOccurred, EventBus, Refusal};
 use crate::context::{EventContext, Metadata};
 use crate::event::Event;
 use crate::handler::{HandlerError, HandlerFuture};
-use crate::registry::HandlerCall;
 use crate::stats::{Outcome, StatsCell};
 use crate::trace::{self, TraceId};
 use pin_project_lite::pin_project;
@@ -246,9 +245,9 @@ impl EventBus {
                 let statics = slot.statics();
                 report.delivered = statics.len();
                 for record in statics {
-                    let result = match record.call {
-                        HandlerCall::Sync(call) => isolate(|| call(&event, &ctx)),
-                        HandlerCall::Async(call) => CatchUnwind(Some(call(&event, &ctx))).await,
+                    let result = match record.future {
+                        Some(future) => CatchUnwind(Some(future(&event, &ctx))).await,
+                        None => isolate(|| (record.call)(&event, &ctx)),
                     };
                     if let Err(failure) = result {
                         self.handler_failed(record.name, failure, &ctx, &mut report);
@@ -268,16 +267,18 @@ async fn call_entry_async<E: Event>(
     ctx: &EventContext<'_>,
 ) -> Result<Called, Failure> {
     let future: HandlerFuture<'_> = match entry {
-        Entry::Static(record) => match record.call {
-            HandlerCall::Async(call) => call(event, ctx),
-            HandlerCall::Sync(_) => return call_entry(entry, event, ctx),
+        Entry::StaticAsync(record) => match record.future {
+            Some(future) => future(event, ctx),
+            None => return call_entry(entry, event, ctx),
         },
-        Entry::Typed(sub) => match &sub.call {
+        Entry::TypedAsync(sub) => match &sub.future {
             // The closure itself runs now (user code: isolated too).
-            SubscriberCall::Async(call) => isolate(|| Ok::<_, HandlerError>(call(event, ctx)))?,
-            SubscriberCall::Sync(_) => return call_entry(entry, event, ctx),
+            Some(future) => isolate(|| Ok::<_, HandlerError>(future(event, ctx)))?,
+            None => return call_entry(entry, event, ctx),
         },
-        Entry::Erased(_) => return call_entry(entry, event, ctx),
+        Entry::Static(_) | Entry::Typed(_) | Entry::Erased(_) => {
+            return call_entry(entry, event, ctx);
+        }
     };
     CatchUnwind(Some(future)).await.map(|()| Called::Yes)
 }

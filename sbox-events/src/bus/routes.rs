@@ -119,18 +119,38 @@ pub(crate) struct Route<E: 'static> {
     subscribers: Vec<Arc<Subscriber<E>>>,
 }
 
+/// One handler of a route. Async handlers have their own variants, so the
+/// synchronous dispatch loop tells them apart in the match it does anyway.
 pub(crate) enum Entry<E: 'static> {
     Static(&'static HandlerRecord<E>),
+    StaticAsync(&'static HandlerRecord<E>),
     Typed(Arc<Subscriber<E>>),
+    TypedAsync(Arc<Subscriber<E>>),
     Erased(Arc<ErasedEntry>),
 }
 
 impl<E: Event> Entry<E> {
+    fn of_record(record: &'static HandlerRecord<E>) -> Entry<E> {
+        if record.is_async() {
+            Entry::StaticAsync(record)
+        } else {
+            Entry::Static(record)
+        }
+    }
+
+    fn of_subscriber(sub: &Arc<Subscriber<E>>) -> Entry<E> {
+        if sub.future.is_some() {
+            Entry::TypedAsync(Arc::clone(sub))
+        } else {
+            Entry::Typed(Arc::clone(sub))
+        }
+    }
+
     pub(crate) fn info(&self) -> HandlerInfo {
         match self {
-            Entry::Static(record) => record.info(E::NAME),
-            Entry::Typed(sub) => HandlerInfo {
-                is_async: matches!(sub.call, SubscriberCall::Async(_)),
+            Entry::Static(record) | Entry::StaticAsync(record) => record.info(E::NAME),
+            Entry::Typed(sub) | Entry::TypedAsync(sub) => HandlerInfo {
+                is_async: sub.future.is_some(),
                 ..subscription_info(&sub.name, E::NAME, sub.priority, sub.id)
             },
             Entry::Erased(entry) => {
@@ -141,8 +161,8 @@ impl<E: Event> Entry<E> {
 
     fn priority(&self) -> i32 {
         match self {
-            Entry::Static(record) => record.priority,
-            Entry::Typed(sub) => sub.priority,
+            Entry::Static(record) | Entry::StaticAsync(record) => record.priority,
+            Entry::Typed(sub) | Entry::TypedAsync(sub) => sub.priority,
             Entry::Erased(entry) => entry.priority,
         }
     }
@@ -150,16 +170,16 @@ impl<E: Event> Entry<E> {
     /// Statics before subscriptions at equal priority; subscriptions by id.
     fn tie_break(&self) -> (bool, u64) {
         match self {
-            Entry::Static(_) => (false, 0),
-            Entry::Typed(sub) => (true, sub.id),
+            Entry::Static(_) | Entry::StaticAsync(_) => (false, 0),
+            Entry::Typed(sub) | Entry::TypedAsync(sub) => (true, sub.id),
             Entry::Erased(entry) => (true, entry.id),
         }
     }
 
     fn stats_key(&self) -> StatsKey {
         match self {
-            Entry::Static(record) => StatsKey::Static(record.path),
-            Entry::Typed(sub) => StatsKey::Subscription(sub.id),
+            Entry::Static(record) | Entry::StaticAsync(record) => StatsKey::Static(record.path),
+            Entry::Typed(sub) | Entry::TypedAsync(sub) => StatsKey::Subscription(sub.id),
             Entry::Erased(entry) => StatsKey::Subscription(entry.id),
         }
     }
@@ -167,20 +187,23 @@ impl<E: Event> Entry<E> {
     /// What a synchronous emit reports when it skips this (async) entry.
     pub(super) fn skip(&self) -> Skip<'_> {
         match self {
-            Entry::Static(record) => Skip::from_record(record),
-            Entry::Typed(sub) => Skip {
+            Entry::Static(record) | Entry::StaticAsync(record) => Skip::from_record(record),
+            Entry::Typed(sub) | Entry::TypedAsync(sub) => Skip {
                 name: sub.name.clone(),
                 once: WarnOnce::Flag(&sub.skip_warned),
             },
-            // Type-erased subscriptions are synchronous.
-            Entry::Erased(_) => unreachable!("only async handlers are skipped"),
+            // Type-erased subscriptions are synchronous: never skipped.
+            Entry::Erased(entry) => Skip {
+                name: entry.name.clone(),
+                once: WarnOnce::Record(Arc::as_ptr(entry).addr()),
+            },
         }
     }
 
     pub(crate) fn name(&self) -> &str {
         match self {
-            Entry::Static(record) => record.name,
-            Entry::Typed(sub) => &sub.name,
+            Entry::Static(record) | Entry::StaticAsync(record) => record.name,
+            Entry::Typed(sub) | Entry::TypedAsync(sub) => &sub.name,
             Entry::Erased(entry) => &entry.name,
         }
     }
@@ -204,11 +227,6 @@ pub(crate) type TypedHandler<E> =
 pub(crate) type AsyncTypedHandler<E> =
     Box<dyn Fn(&E, &EventContext<'_>) -> HandlerFuture<'static> + Send + Sync>;
 
-pub(crate) enum SubscriberCall<E: 'static> {
-    Sync(TypedHandler<E>),
-    Async(AsyncTypedHandler<E>),
-}
-
 pub(crate) type ErasedHandler =
     Arc<dyn Fn(&AnyEvent<'_>, &EventContext<'_>) -> Result<(), HandlerError> + Send + Sync>;
 
@@ -222,7 +240,11 @@ pub(crate) struct Subscriber<E: 'static> {
     pub(crate) priority: i32,
     /// Events it rejects are not passed to `call` (and not counted).
     pub(crate) filter: Option<TypedFilter<E>>,
-    pub(crate) call: SubscriberCall<E>,
+    /// The handler; for an async subscription, a stand-in the bus never
+    /// calls (its entry is `Entry::TypedAsync`).
+    pub(crate) call: TypedHandler<E>,
+    /// The async handler of a `subscribe_async` subscription.
+    pub(crate) future: Option<AsyncTypedHandler<E>>,
     /// Set once a synchronous `emit` has warned that it skipped this (async)
     /// subscription.
     pub(crate) skip_warned: AtomicBool,
@@ -284,8 +306,8 @@ pub(crate) fn rebuild_route<E: Event>(
     }
     let mut entries: Vec<Entry<E>> = statics
         .into_iter()
-        .map(|record| Entry::Static(record))
-        .chain(subscribers.iter().map(|sub| Entry::Typed(Arc::clone(sub))))
+        .map(|record| Entry::of_record(record))
+        .chain(subscribers.iter().map(Entry::of_subscriber))
         .chain(
             erased
                 .into_iter()

@@ -9,13 +9,13 @@
 use super::hooks::{TypeHooks, types_with_hooks};
 use super::routes::{
     self, AsyncTypedHandler, ErasedEntry, ErasedFilter, ErasedHandler, ErasedSubscription,
-    StatsKey, Subscriber, SubscriberCall, TypedFilter,
+    StatsKey, Subscriber, TypedFilter,
 };
 use super::{BusInner, EventBus};
 use crate::any::{AnyEvent, EventSelector, EventType};
 use crate::context::EventContext;
 use crate::event::Event;
-use crate::handler::IntoHandlerResult;
+use crate::handler::{HandlerError, IntoHandlerResult};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -42,9 +42,10 @@ impl EventBus {
             name: options.name_or(std::any::type_name::<F>()),
             priority: options.priority,
             filter,
-            call: SubscriberCall::Sync(Box::new(move |event: &E, ctx: &EventContext<'_>| {
+            call: Box::new(move |event: &E, ctx: &EventContext<'_>| {
                 handler(event, ctx).into_handler_result()
-            })),
+            }),
+            future: None,
             skip_warned: AtomicBool::new(false),
         });
         self.add_subscriber(subscriber)
@@ -66,7 +67,14 @@ impl EventBus {
             name: options.name_or(std::any::type_name::<F>()),
             priority: options.priority,
             filter: None,
-            call: SubscriberCall::Async(call),
+            // A zero-sized closure: boxing it allocates nothing.
+            call: Box::new(|_: &E, _: &EventContext<'_>| {
+                Err(HandlerError::new(
+                    "an async subscription was called by a synchronous emit",
+                    "sbox_events::AsyncHandler",
+                ))
+            }),
+            future: Some(call),
             skip_warned: AtomicBool::new(false),
         });
         self.add_subscriber(subscriber)
