@@ -7,7 +7,7 @@
 //! type, dispatching a type from JSON) are not reachable from here: the bus
 //! hands them down as opaque hooks stored in each [`EventMeta`].
 
-use crate::registry::{EventSlot, HandlerRecord, HandlerRegistry, Statics};
+use crate::registry::{EventSlot, HandlerRecord, HandlerRegistry};
 use std::any::Any;
 use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, size_of};
@@ -139,13 +139,6 @@ impl<E: Event> EventSlot<E> {
     /// The `#[handler]`s of this event in dispatch order.
     #[inline]
     pub(crate) fn statics(&self) -> &'static [&'static HandlerRecord<E>] {
-        self.statics_in::<E::__Registry>().records
-    }
-
-    /// The `#[handler]`s of this event in dispatch order, and whether any
-    /// of them is async.
-    #[inline]
-    pub(crate) fn static_handlers(&self) -> Statics<E> {
         self.statics_in::<E::__Registry>()
     }
 }

@@ -28,6 +28,9 @@ pub struct HandlerError(Box<ErrorInner>);
 struct ErrorInner {
     message: String,
     error_type: &'static str,
+    /// Made by the sync stand-in of an async `#[handler]`: the bus reports
+    /// the handler as skipped, not failed (users cannot make one).
+    async_skipped: bool,
 }
 
 impl HandlerError {
@@ -37,7 +40,23 @@ impl HandlerError {
         HandlerError(Box::new(ErrorInner {
             message: message.into(),
             error_type,
+            async_skipped: false,
         }))
+    }
+
+    /// What the sync stand-in of an async `#[handler]` returns when a
+    /// synchronous emit calls it.
+    pub(crate) fn async_skipped() -> HandlerError {
+        HandlerError(Box::new(ErrorInner {
+            message: "an async handler cannot run in a synchronous emit".to_owned(),
+            error_type: "sbox_events::AsyncHandler",
+            async_skipped: true,
+        }))
+    }
+
+    /// Whether this is [`HandlerError::async_skipped`].
+    pub(crate) fn is_async_skip(&self) -> bool {
+        self.0.async_skipped
     }
 
     /// The error's `Display` text.

@@ -32,9 +32,10 @@ pub struct HandlerRecord<E: 'static> {
     pub(crate) name: &'static str,
     pub(crate) path: &'static str,
     pub(crate) priority: i32,
-    /// The sync wrapper; for an async handler, a stand-in that reports it
-    /// was called synchronously (the bus never calls it: routes and the
-    /// static-handler list mark async records, see `Statics::any_async`).
+    /// The sync wrapper; for an async handler, a stand-in that returns
+    /// `HandlerError::async_skipped`, which a synchronous emit reports as a
+    /// skip (on its cold failure path: the dispatch loop checks nothing per
+    /// handler).
     pub(crate) call: HandlerFn<E>,
     /// The async wrapper, for an `async fn` handler.
     pub(crate) future: Option<AsyncHandlerFn<E>>,
@@ -90,11 +91,9 @@ impl<E> HandlerRecord<E> {
 }
 
 /// The sync stand-in of an async handler's record.
+#[cold]
 fn called_synchronously<E>(_: &E, _: &EventContext<'_>) -> Result<(), HandlerError> {
-    Err(HandlerError::new(
-        "an async handler was called by a synchronous emit",
-        "sbox_events::AsyncHandler",
-    ))
+    Err(HandlerError::async_skipped())
 }
 
 impl<E> std::fmt::Debug for HandlerRecord<E> {
@@ -126,23 +125,8 @@ pub struct EventSlot<E: 'static> {
     /// How many buses have a route (a table entry) for this type now. While
     /// it is 0, `emit` runs the `#[handler]`s without loading any table.
     pub(crate) routed: AtomicUsize,
-    statics: OnceLock<Statics<E>>,
+    statics: OnceLock<&'static [&'static HandlerRecord<E>]>,
 }
-
-/// An event type's `#[handler]`s in dispatch order, and whether any of them
-/// is async (if none is, a synchronous emit calls them all without looking).
-pub(crate) struct Statics<E: 'static> {
-    pub(crate) records: &'static [&'static HandlerRecord<E>],
-    pub(crate) any_async: bool,
-}
-
-impl<E> Clone for Statics<E> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<E> Copy for Statics<E> {}
 
 impl<E> std::fmt::Debug for EventSlot<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -193,8 +177,8 @@ impl<E> EventSlot<E> {
     /// The `#[handler]`s of this event in dispatch order, collected once
     /// from `R`, the event's registry type.
     #[inline]
-    pub(crate) fn statics_in<R: HandlerRegistry<E>>(&self) -> Statics<E> {
-        *self.statics.get_or_init(|| {
+    pub(crate) fn statics_in<R: HandlerRegistry<E>>(&self) -> &'static [&'static HandlerRecord<E>] {
+        self.statics.get_or_init(|| {
             let mut records: Vec<&'static HandlerRecord<E>> = inventory::iter::<R>
                 .into_iter()
                 .map(HandlerRegistry::record)
@@ -202,10 +186,7 @@ impl<E> EventSlot<E> {
             records.sort_by(|a, b| {
                 (Reverse(a.priority), a.name, a.path).cmp(&(Reverse(b.priority), b.name, b.path))
             });
-            Statics {
-                any_async: records.iter().any(|record| record.is_async()),
-                records: Vec::leak(records),
-            }
+            Vec::leak(records)
         })
     }
 }

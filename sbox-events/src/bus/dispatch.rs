@@ -17,7 +17,6 @@ use crate::context::{EventContext, Metadata};
 use crate::escape::LogSafe;
 use crate::event::Event;
 use crate::handler::{HandlerError, HandlerFailure};
-use crate::registry::HandlerRecord;
 use crate::stats::Outcome;
 use crate::trace;
 use std::any::{Any, TypeId};
@@ -191,40 +190,20 @@ impl EventBus {
                 }
             }
             None if config.static_handlers => {
-                let statics = slot.static_handlers();
-                report.delivered = statics.records.len();
-                if statics.any_async {
-                    self.statics_with_async(statics.records, event, &ctx, &mut report);
-                } else {
-                    for record in statics.records {
-                        if let Err(failure) = isolate(|| (record.call)(event, &ctx)) {
-                            self.handler_failed(record.name, failure, &ctx, &mut report);
-                        }
+                // An async `#[handler]`'s record holds a sync stand-in that
+                // fails with `HandlerError::async_skipped`: `handler_failed`
+                // reports it as skipped, so this loop checks nothing.
+                let statics = slot.statics();
+                report.delivered = statics.len();
+                for record in statics {
+                    if let Err(failure) = isolate(|| (record.call)(event, &ctx)) {
+                        self.handler_failed(record.name, failure, &ctx, &mut report);
                     }
                 }
             }
             None => {}
         }
         report
-    }
-
-    /// The `#[handler]`s of a type that has async ones, in a synchronous
-    /// emit: the sync ones run, the async ones are skipped.
-    #[inline(never)]
-    fn statics_with_async<E: Event>(
-        &self,
-        records: &'static [&'static HandlerRecord<E>],
-        event: &E,
-        ctx: &EventContext<'_>,
-        report: &mut EmitReport,
-    ) {
-        for record in records {
-            if record.is_async() {
-                skipped(Skip::from_record(record), ctx, report);
-            } else if let Err(failure) = isolate(|| (record.call)(event, ctx)) {
-                self.handler_failed(record.name, failure, ctx, report);
-            }
-        }
     }
 
     #[cold]
@@ -236,6 +215,15 @@ impl EventBus {
         ctx: &EventContext<'_>,
         report: &mut EmitReport,
     ) {
+        if let Failure::Error(err) = &failure
+            && err.is_async_skip()
+        {
+            let skip = Skip {
+                name: Cow::Owned(name.to_owned()),
+                once: WarnOnce::Named(ctx.name),
+            };
+            return skipped(skip, ctx, report);
+        }
         let handler = Cow::Owned(name.to_owned());
         let (failure, payload) = match failure {
             Failure::Error(err) => (HandlerFailure::from_error(handler, ctx.name, err), None),
@@ -330,30 +318,21 @@ pub(super) struct Skip<'a> {
 pub(super) enum WarnOnce<'a> {
     /// A subscription's own flag.
     Flag(&'a AtomicBool),
-    /// A `#[handler]`, by the address of its record (records live in
-    /// statics that inventory builds from constants, which cannot hold an
-    /// atomic).
-    Record(usize),
+    /// A `#[handler]` (records live in statics that inventory builds from
+    /// constants, which cannot hold an atomic): by the name of its event
+    /// and its own name.
+    Named(&'static str),
 }
 
 impl WarnOnce<'_> {
-    fn first_time(&self) -> bool {
-        static WARNED: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
+    fn first_time(&self, handler: &str) -> bool {
+        static WARNED: Mutex<BTreeSet<(&'static str, String)>> = Mutex::new(BTreeSet::new());
         match self {
             WarnOnce::Flag(flag) => !flag.swap(true, Ordering::Relaxed),
-            WarnOnce::Record(address) => WARNED
+            WarnOnce::Named(event) => WARNED
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(*address),
-        }
-    }
-}
-
-impl<'a> Skip<'a> {
-    pub(super) fn from_record<E>(record: &'static HandlerRecord<E>) -> Skip<'a> {
-        Skip {
-            name: Cow::Borrowed(record.name),
-            once: WarnOnce::Record(std::ptr::from_ref(record).addr()),
+                .insert((event, handler.to_owned())),
         }
     }
 }
@@ -364,7 +343,7 @@ impl<'a> Skip<'a> {
 #[inline(never)]
 fn skipped(skip: Skip<'_>, ctx: &EventContext<'_>, report: &mut EmitReport) {
     report.delivered -= 1;
-    if skip.once.first_time() {
+    if skip.once.first_time(&skip.name) {
         tracing::warn!(
             target: "sbox_events",
             trace_id = %ctx.trace_id,

@@ -187,7 +187,10 @@ impl<E: Event> Entry<E> {
     /// What a synchronous emit reports when it skips this (async) entry.
     pub(super) fn skip(&self) -> Skip<'_> {
         match self {
-            Entry::Static(record) | Entry::StaticAsync(record) => Skip::from_record(record),
+            Entry::Static(record) | Entry::StaticAsync(record) => Skip {
+                name: Cow::Borrowed(record.name),
+                once: WarnOnce::Named(E::NAME),
+            },
             Entry::Typed(sub) | Entry::TypedAsync(sub) => Skip {
                 name: sub.name.clone(),
                 once: WarnOnce::Flag(&sub.skip_warned),
@@ -195,7 +198,7 @@ impl<E: Event> Entry<E> {
             // Type-erased subscriptions are synchronous: never skipped.
             Entry::Erased(entry) => Skip {
                 name: entry.name.clone(),
-                once: WarnOnce::Record(Arc::as_ptr(entry).addr()),
+                once: WarnOnce::Named(E::NAME),
             },
         }
     }
