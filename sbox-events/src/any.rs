@@ -13,7 +13,7 @@
 //! audit sets and JSON Lines import find no event types; typed
 //! subscriptions still work.
 
-use crate::event::{ErasedEvent, Event, EventVTable, all_events};
+use crate::event::{ErasedEvent, Event, EventVTable, JsonBuffer, all_events};
 use crate::handler::HandlerInfo;
 use std::any::Any;
 use std::collections::BTreeSet;
@@ -149,7 +149,7 @@ impl<'a> AnyEvent<'a> {
 
     /// Writes the event's fields as JSON (without an intermediate value).
     #[cfg_attr(not(feature = "history"), allow(dead_code))]
-    pub(crate) fn write_json(&self, out: &mut dyn std::io::Write) -> serde_json::Result<()> {
+    pub(crate) fn write_json(&self, out: &mut JsonBuffer<'_>) -> serde_json::Result<()> {
         self.event_type.0.write_json(self.value, out)
     }
 }

@@ -157,7 +157,7 @@ pub(crate) trait ErasedEvent: Sync {
     #[cfg_attr(not(feature = "history"), allow(dead_code))]
     fn check_json(&self, json: &str) -> Result<(), JsonProblem>;
     /// Writes `value` (an event of this type) as JSON.
-    fn write_json(&self, value: &dyn Any, out: &mut dyn std::io::Write) -> serde_json::Result<()>;
+    fn write_json(&self, value: &dyn Any, out: &mut JsonBuffer<'_>) -> serde_json::Result<()>;
 }
 
 /// Why JSON is not a valid event of a type.
@@ -212,7 +212,7 @@ impl<E: Event> ErasedEvent for EventVTable<E> {
         event.validate().map_err(JsonProblem::Invalid)
     }
 
-    fn write_json(&self, value: &dyn Any, out: &mut dyn std::io::Write) -> serde_json::Result<()> {
+    fn write_json(&self, value: &dyn Any, out: &mut JsonBuffer<'_>) -> serde_json::Result<()> {
         match value.downcast_ref::<E>() {
             Some(event) => serde_json::to_writer(out, event),
             None => Err(serde::ser::Error::custom(format_args!(
@@ -230,5 +230,52 @@ impl<E: Event> ErasedEvent for EventVTable<E> {
                 std::any::type_name::<E>()
             ))),
         }
+    }
+}
+
+/// A buffer that JSON is serialized into, refusing to grow past `limit`
+/// bytes (an I/O error that stops serialization there).
+///
+/// A concrete type, not `dyn Write`: serde_json writes many small pieces,
+/// and each is then an inlined bounds check and copy instead of a virtual
+/// call through `write_all`'s loop.
+pub(crate) struct JsonBuffer<'a> {
+    pub(crate) buf: &'a mut Vec<u8>,
+    pub(crate) limit: usize,
+}
+
+impl JsonBuffer<'_> {
+    #[cold]
+    fn grow(&mut self, needed: usize) -> std::io::Result<()> {
+        if needed > self.limit {
+            return Err(std::io::Error::other("over the budget"));
+        }
+        // Doubling from 64 bytes, never past the limit.
+        let target = (self.buf.capacity() * 2).max(64).clamp(needed, self.limit);
+        self.buf.reserve_exact(target - self.buf.len());
+        Ok(())
+    }
+}
+
+impl std::io::Write for JsonBuffer<'_> {
+    #[inline]
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.write_all(data)?;
+        Ok(data.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        let needed = self.buf.len() + data.len();
+        if needed > self.buf.capacity() {
+            self.grow(needed)?;
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

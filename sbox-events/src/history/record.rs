@@ -3,14 +3,14 @@
 
 use crate::any::{AnyEvent, EventType};
 use crate::context::Metadata;
-use crate::event::Event;
+use crate::event::{Event, JsonBuffer};
 use crate::jsonl::{self, Envelope};
 use crate::trace::TraceId;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
-use std::io::{self, Write};
+
 use std::time::SystemTime;
 
 /// One recorded (or imported) event: its envelope and its fields as JSON.
@@ -178,7 +178,7 @@ const SCRATCH_KEPT: usize = 64 * 1024;
 fn serialize(event: &AnyEvent<'_>, limit: usize) -> Result<Box<str>, NotRecorded> {
     let into = |buf: &mut Vec<u8>| {
         buf.clear();
-        if let Err(err) = event.write_json(&mut Limited { buf, limit }) {
+        if let Err(err) = event.write_json(&mut JsonBuffer { buf, limit }) {
             return Err(if err.is_io() {
                 NotRecorded::Oversized
             } else {
@@ -202,30 +202,4 @@ fn serialize(event: &AnyEvent<'_>, limit: usize) -> Result<Box<str>, NotRecorded
         })
         // The thread is exiting and its scratch buffer is gone.
         .unwrap_or_else(|_| into(&mut Vec::new()))
-}
-
-/// A buffer that refuses to grow past `limit` bytes.
-struct Limited<'a> {
-    buf: &'a mut Vec<u8>,
-    limit: usize,
-}
-
-impl Write for Limited<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let needed = self.buf.len() + data.len();
-        if needed > self.limit {
-            return Err(io::Error::other("over the history's budget"));
-        }
-        if needed > self.buf.capacity() {
-            // From 64 bytes, doubling: a few allocations per record at most.
-            let target = (self.buf.capacity() * 2).max(64).clamp(needed, self.limit);
-            self.buf.reserve_exact(target - self.buf.len());
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
