@@ -135,12 +135,14 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 /// bus's route table; otherwise it loads it through `arc-swap`. An emit
 /// outside any trace scope draws a fresh trace id from a per-thread
 /// generator. No clock is read unless someone asks for the timestamp (or the
-/// bus keeps a history). Nothing is allocated unless a handler fails, with
+/// bus keeps a history). Nothing is allocated unless a handler fails (or an
+/// async handler is skipped: see [`emit`](EventBus::emit)), with
 /// or without a `tracing` subscriber (an emit outside a trace scope opens no
 /// span; see [`crate::trace`] for how logs still show its id); a test
 /// counts it. A bus with a history also serializes the event and
 /// takes the history's mutex ([`crate::history`]); one with handler
-/// statistics reads the clock twice per handler ([`HandlerStats`]).
+/// statistics counts every handler call and times one in eight (two clock
+/// reads; [`HandlerStats`]).
 /// Subscribing and unsubscribing copy the route table (copy-on-write, under a
 /// mutex only writers take). Measured costs are in the README
 /// (`cargo bench -p sbox-events --bench emit`).
