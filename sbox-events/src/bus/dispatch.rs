@@ -17,7 +17,7 @@ use crate::context::{EventContext, Metadata};
 use crate::escape::LogSafe;
 use crate::event::Event;
 use crate::handler::{HandlerError, HandlerFailure};
-use crate::stats::Outcome;
+use crate::stats::{Outcome, StatsCell};
 use crate::trace;
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
@@ -165,28 +165,7 @@ impl EventBus {
                     // Counted always, timed one call in `SAMPLE_EVERY`.
                     let started = stats.start().then(Instant::now);
                     let result = call_entry(entry, event, &ctx);
-                    match result {
-                        Ok(Called::Filtered) => {
-                            stats.filtered();
-                            report.delivered -= 1;
-                            continue;
-                        }
-                        Ok(Called::Skipped) => {
-                            skipped(entry.skip(), &ctx, &mut report);
-                            continue;
-                        }
-                        _ => {}
-                    }
-                    if let Some(started) = started {
-                        stats.timed(started.elapsed());
-                    }
-                    if let Err(failure) = result {
-                        stats.failed(match failure {
-                            Failure::Error(_) => Outcome::Error,
-                            Failure::Panic(_) => Outcome::Panic,
-                        });
-                        self.handler_failed(entry.name(), failure, &ctx, &mut report);
-                    }
+                    self.settle(entry, result, Some((stats, started)), &ctx, &mut report);
                 }
             }
             None if config.static_handlers => {
@@ -204,6 +183,43 @@ impl EventBus {
             None => {}
         }
         report
+    }
+
+    /// Accounts for one route entry's call, in the dispatch loops that keep
+    /// handler statistics (`timing`: the entry's cell and when the call
+    /// started, if it is timed) and in `emit_async`'s.
+    #[inline(always)]
+    pub(super) fn settle<E: Event>(
+        &self,
+        entry: &Entry<E>,
+        result: Result<Called, Failure>,
+        timing: Option<(&StatsCell, Option<Instant>)>,
+        ctx: &EventContext<'_>,
+        report: &mut EmitReport,
+    ) {
+        match result {
+            Ok(Called::Filtered) => {
+                if let Some((stats, _)) = timing {
+                    stats.filtered();
+                }
+                report.delivered -= 1;
+                return;
+            }
+            Ok(Called::Skipped) => return skipped(entry.skip(), ctx, report),
+            Ok(Called::Yes) | Err(_) => {}
+        }
+        if let Some((stats, Some(started))) = timing {
+            stats.timed(started.elapsed());
+        }
+        if let Err(failure) = result {
+            if let Some((stats, _)) = timing {
+                stats.failed(match failure {
+                    Failure::Error(_) => Outcome::Error,
+                    Failure::Panic(_) => Outcome::Panic,
+                });
+            }
+            self.handler_failed(entry.name(), failure, ctx, report);
+        }
     }
 
     #[cold]

@@ -18,7 +18,7 @@ use super::{EmitReport, ErrorOccurred, EventBus, Refusal};
 use crate::context::{EventContext, Metadata};
 use crate::event::Event;
 use crate::handler::{HandlerError, HandlerFuture};
-use crate::stats::{Outcome, StatsCell};
+
 use crate::trace::{self, TraceId};
 use pin_project_lite::pin_project;
 use std::any::TypeId;
@@ -28,8 +28,8 @@ use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -213,32 +213,11 @@ impl EventBus {
             Some((route, stats)) => {
                 report.delivered = route.entries.len();
                 for (position, entry) in route.entries.iter().enumerate() {
-                    let stats: Option<&Arc<StatsCell>> = stats.get(position);
+                    let stats = stats.get(position).map(|cell| &**cell);
                     let started = stats.and_then(|s| s.start().then(Instant::now));
                     let result = call_entry_async(entry, &event, &ctx).await;
-                    if let Ok(Called::Filtered | Called::Skipped) = result {
-                        // (Nothing is skipped here: `emit_async` runs all.)
-                        if let Some(stats) = stats {
-                            stats.filtered();
-                        }
-                        report.delivered -= 1;
-                        continue;
-                    }
-                    if let (Some(stats), Some(started)) = (stats, started) {
-                        stats.timed(started.elapsed());
-                    }
-                    match result {
-                        Ok(_) => {}
-                        Err(failure) => {
-                            if let Some(stats) = stats {
-                                stats.failed(match failure {
-                                    Failure::Error(_) => Outcome::Error,
-                                    Failure::Panic(_) => Outcome::Panic,
-                                });
-                            }
-                            self.handler_failed(entry.name(), failure, &ctx, &mut report);
-                        }
-                    }
+                    let timing = stats.map(|stats| (stats, started));
+                    self.settle(entry, result, timing, &ctx, &mut report);
                 }
             }
             None if config.static_handlers => {

@@ -121,9 +121,16 @@ pub(crate) fn emit_trace() -> (TraceId, Option<RootGuard>) {
         return (id, None);
     }
     let id = TraceId::random();
+    (id, Some(install_root(id)))
+}
+
+/// Makes `id` the implicit root trace (no span) until the guard drops; only
+/// while no trace is current.
+#[inline]
+fn install_root(id: TraceId) -> RootGuard {
     ROOT.with(|r| r.set(id.as_u128()));
     CURRENT.with(|c| c.set(id.as_u128()));
-    (id, Some(RootGuard(())))
+    RootGuard(())
 }
 
 /// Makes `id` current for one poll of an async emit (see `bus::emit_async`):
@@ -133,13 +140,9 @@ pub(crate) fn emit_trace() -> (TraceId, Option<RootGuard>) {
 pub(crate) fn install(id: TraceId) -> Installed {
     match current() {
         Some(current) if current == id => Installed::Already,
-        None => {
-            ROOT.with(|r| r.set(id.as_u128()));
-            CURRENT.with(|c| c.set(id.as_u128()));
-            Installed::Root {
-                _root: RootGuard(()),
-            }
-        }
+        None => Installed::Root {
+            _root: install_root(id),
+        },
         Some(_) => Installed::Scope { _scope: enter(id) },
     }
 }
