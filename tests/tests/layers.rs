@@ -139,3 +139,107 @@ fn modules_only_use_lower_layers() {
         violations.join("\n")
     );
 }
+
+/// `bus/`'s files → the sibling files they name as `super::<file>`.
+fn bus_imports() -> BTreeMap<String, BTreeSet<String>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sbox-events/src/bus");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    let siblings: BTreeSet<String> = files
+        .iter()
+        .filter_map(|f| f.file_stem()?.to_str().map(str::to_owned))
+        .filter(|name| name != "mod")
+        .collect();
+    let mut graph = BTreeMap::new();
+    for file in &files {
+        let name = file.file_stem().and_then(|s| s.to_str()).expect("a name");
+        if name == "mod" {
+            continue; // the folder's root wires its files together
+        }
+        let code = code_of(&std::fs::read_to_string(file).expect("source"));
+        let mut uses = BTreeSet::new();
+        for (at, _) in code.match_indices("super::") {
+            let rest = &code[at + "super::".len()..];
+            let items: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group[..group.find('}').unwrap_or(group.len())]
+                    .split(',')
+                    .collect(),
+                None => vec![rest],
+            };
+            for item in items {
+                let ident: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if siblings.contains(&ident) && ident != name {
+                    uses.insert(ident);
+                }
+            }
+        }
+        graph.insert(name.to_owned(), uses);
+    }
+    graph
+}
+
+#[test]
+fn the_bus_folder_has_no_cycle() {
+    let graph = bus_imports();
+    // Depth-first search for a back edge; report the cycle it closes.
+    fn visit<'a>(
+        node: &'a str,
+        graph: &'a BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<String> {
+        if let Some(at) = path.iter().position(|n| *n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node);
+            return Some(cycle.join(" -> "));
+        }
+        if !done.insert(node) {
+            return None;
+        }
+        path.push(node);
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    for node in graph.keys() {
+        if let Some(cycle) = visit(node, &graph, &mut Vec::new(), &mut BTreeSet::new()) {
+            panic!("bus/ files import each other in a circle: {cycle}\ngraph: {graph:#?}");
+        }
+    }
+}
+
+/// Source files stay readable: none over 600 lines.
+#[test]
+fn no_source_file_is_over_600_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for dir in [
+        "sbox-events",
+        "sbox-events-derive",
+        "examples",
+        "tests",
+        "sbox-events-nats",
+    ] {
+        let dir = root.join(dir);
+        if dir.is_dir() {
+            rust_files(&dir, &mut files);
+        }
+    }
+    let long: Vec<String> = files
+        .iter()
+        .filter(|f| !f.components().any(|c| c.as_os_str() == "target"))
+        .filter_map(|f| {
+            let lines = std::fs::read_to_string(f).ok()?.lines().count();
+            (lines > 600).then(|| format!("{} ({lines} lines)", f.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split these files: {long:?}");
+}

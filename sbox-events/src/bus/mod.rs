@@ -6,10 +6,11 @@
 //!
 //! # Where things are
 //!
-//! This file holds [`EventBus`] and its public API; `dispatch.rs` the hot
+//! This file holds [`EventBus`] and its emit API; `dispatch.rs` the hot
 //! path (thread-local depth, sequence and error state, isolation, failure
 //! reporting); `emit_async.rs` the async path (the same state, re-installed
-//! around each poll); `subscribe.rs` run-time subscriptions and their removal;
+//! around each poll); `subscribe.rs` run-time subscriptions (the `subscribe*`
+//! methods) and their removal; `skip.rs` async handlers a plain emit skips;
 //! `routes.rs` the per-type route tables; `builder.rs` the options;
 //! `report.rs` what an emit returns; `error_occurred.rs` the failure event;
 //! `hooks.rs` what the bus hands to lower layers (per-type operations) and
@@ -22,6 +23,7 @@ mod error_occurred;
 mod hooks;
 mod report;
 mod routes;
+mod skip;
 mod subscribe;
 
 pub use builder::{DEFAULT_MAX_DEPTH, EmitOptions, EventBusBuilder, FailurePolicy};
@@ -36,11 +38,9 @@ pub use report::{EmitReport, Refusal, UnknownHandlerError};
 pub use subscribe::{SubscribeOptions, Subscription};
 
 use crate::any::EventType;
-use crate::any::{AnyEvent, EventSelector};
 use crate::context::{EventContext, Metadata};
 use crate::event::Event;
 use crate::handler::HandlerInfo;
-use crate::handler::IntoHandlerResult;
 use crate::stats::HandlerStats;
 use arc_swap::ArcSwap;
 use builder::Config;
@@ -302,204 +302,6 @@ impl EventBus {
         options: EmitOptions,
     ) -> impl Future<Output = EmitReport> + Send + '_ {
         self.dispatch_async(event, options.source, options.metadata)
-    }
-
-    /// Calls `handler` for every `E` emitted on this bus until the returned
-    /// [`Subscription`] is dropped. Default options: priority 0, named after
-    /// the closure's type.
-    ///
-    /// The closure takes the event and its context and returns `()` or
-    /// `Result<(), E: Display>`. It must not own a clone of this bus (that
-    /// would be a reference cycle, keeping the bus alive forever): use
-    /// [`EventContext::bus`] to emit from inside it.
-    pub fn subscribe<E, F, R>(&self, handler: F) -> Subscription
-    where
-        E: Event,
-        F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.subscribe_with(SubscribeOptions::new(), handler)
-    }
-
-    /// [`subscribe`](EventBus::subscribe) with a name and priority.
-    ///
-    /// ```
-    /// # use serde::{Deserialize, Serialize};
-    /// use sbox_events::{Event, EventBus, EventContext, SubscribeOptions};
-    /// # #[derive(Event, Serialize, Deserialize)]
-    /// # #[event(name = "config.reloaded")]
-    /// # struct ConfigReloaded { servers: u32 }
-    ///
-    /// let bus = EventBus::new();
-    /// let audit = bus.subscribe_with(
-    ///     SubscribeOptions::new().name("audit").priority(100),
-    ///     |_: &ConfigReloaded, _: &EventContext| Ok::<(), String>(()),
-    /// );
-    /// let names: Vec<String> =
-    ///     bus.handlers::<ConfigReloaded>().iter().map(|h| h.name().to_owned()).collect();
-    /// assert_eq!(names, ["audit"]);
-    /// audit.detach(); // stays subscribed for the bus's lifetime
-    /// ```
-    pub fn subscribe_with<E, F, R>(&self, options: SubscribeOptions, handler: F) -> Subscription
-    where
-        E: Event,
-        F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.add_typed(options, None, handler)
-    }
-
-    /// Calls the async `handler` for every `E` emitted with
-    /// [`emit_async`](EventBus::emit_async) until the returned
-    /// [`Subscription`] is dropped.
-    ///
-    /// The closure runs synchronously, in dispatch order, and returns the
-    /// future to await: a `Send + 'static` future that owns what it needs
-    /// (copy fields out of the event first, as for `tokio::spawn`). Its
-    /// output is `()` or `Result<(), E: Display>`. Inside it,
-    /// [`trace::current`](crate::trace::current) is the event's trace, and
-    /// an emit on a bus it owns (`ctx.bus().clone()`, taken before the
-    /// `async` block) nests under the event. A plain [`emit`](EventBus::emit)
-    /// cannot await it: it reports it in [`EmitReport::skipped`] and logs a
-    /// warning once.
-    ///
-    /// ```
-    /// # use serde::{Deserialize, Serialize};
-    /// use sbox_events::{Event, EventBus, EventContext, trace};
-    /// # #[derive(Event, Serialize, Deserialize)]
-    /// # #[event(name = "config.reloaded")]
-    /// # struct ConfigReloaded { servers: u32 }
-    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    /// #     let mut f = std::pin::pin!(f);
-    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
-    /// # }
-    ///
-    /// let bus = EventBus::new();
-    /// let _sub = bus.subscribe_async(|event: &ConfigReloaded, ctx: &EventContext| {
-    ///     let (servers, trace_id) = (event.servers, ctx.trace_id());
-    ///     async move {
-    ///         assert_eq!(trace::current(), Some(trace_id)); // also after `.await`s
-    ///         if servers == 0 { Err("empty config") } else { Ok(()) }
-    ///     }
-    /// });
-    /// let report = block_on(bus.emit_async(ConfigReloaded { servers: 0 }));
-    /// assert_eq!(report.failures()[0].message(), "empty config");
-    ///
-    /// let report = bus.emit(ConfigReloaded { servers: 1 }); // not awaited
-    /// assert_eq!(report.delivered(), 0);
-    /// assert_eq!(report.skipped().len(), 1);
-    /// ```
-    pub fn subscribe_async<E, F, Fut>(&self, handler: F) -> Subscription
-    where
-        E: Event,
-        F: Fn(&E, &EventContext<'_>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output: IntoHandlerResult> + Send + 'static,
-    {
-        self.add_async(SubscribeOptions::new(), handler)
-    }
-
-    /// [`subscribe_async`](EventBus::subscribe_async) with a name and
-    /// priority.
-    pub fn subscribe_async_with<E, F, Fut>(
-        &self,
-        options: SubscribeOptions,
-        handler: F,
-    ) -> Subscription
-    where
-        E: Event,
-        F: Fn(&E, &EventContext<'_>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output: IntoHandlerResult> + Send + 'static,
-    {
-        self.add_async(options, handler)
-    }
-
-    /// [`subscribe_with`](EventBus::subscribe_with), calling `handler` only
-    /// for the events `filter` accepts. The filter sees the event and its
-    /// context, so it can look at fields, [`source`](EventContext::source)
-    /// or [`metadata`](EventContext::metadata).
-    ///
-    /// Cost: one more boxed-closure call per event of that type, inside the
-    /// same panic isolation (a panicking filter is reported as the
-    /// subscription's failure). Events it rejects are not counted in
-    /// [`EmitReport::delivered`].
-    ///
-    /// ```
-    /// # use serde::{Deserialize, Serialize};
-    /// use sbox_events::{EmitOptions, Event, EventBus, EventContext, SubscribeOptions};
-    /// # #[derive(Event, Serialize, Deserialize)]
-    /// # #[event(name = "config.reloaded")]
-    /// # struct ConfigReloaded { servers: u32 }
-    ///
-    /// let bus = EventBus::new();
-    /// let _big = bus.subscribe_filtered(
-    ///     SubscribeOptions::new().name("big reloads from the API"),
-    ///     |e: &ConfigReloaded, ctx: &EventContext| e.servers > 100 && ctx.source() == "admin_api",
-    ///     |e: &ConfigReloaded, _: &EventContext| println!("{} servers", e.servers),
-    /// );
-    /// assert_eq!(bus.emit(ConfigReloaded { servers: 500 }).delivered(), 0);
-    /// let from_api = EmitOptions::new().source("admin_api");
-    /// assert_eq!(bus.emit_with(ConfigReloaded { servers: 500 }, from_api).delivered(), 1);
-    /// ```
-    pub fn subscribe_filtered<E, P, F, R>(
-        &self,
-        options: SubscribeOptions,
-        filter: P,
-        handler: F,
-    ) -> Subscription
-    where
-        E: Event,
-        P: Fn(&E, &EventContext<'_>) -> bool + Send + Sync + 'static,
-        F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.add_typed(options, Some(Box::new(filter)), handler)
-    }
-
-    /// Calls `handler` for every event whose type `selector` picks, seen as
-    /// an [`AnyEvent`] (name, typed access by downcast, fields as JSON).
-    ///
-    /// The selector is resolved once, now, against every event type linked
-    /// into the binary; emits never compare names. The subscription takes
-    /// part in each selected type's order like any other subscription.
-    pub fn subscribe_any<F, R>(&self, selector: EventSelector, handler: F) -> Subscription
-    where
-        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.subscribe_any_with(SubscribeOptions::new(), selector, handler)
-    }
-
-    /// [`subscribe_any`](EventBus::subscribe_any) with a name and priority.
-    pub fn subscribe_any_with<F, R>(
-        &self,
-        options: SubscribeOptions,
-        selector: EventSelector,
-        handler: F,
-    ) -> Subscription
-    where
-        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.add_erased(options, selector, None, handler)
-    }
-
-    /// [`subscribe_any_with`](EventBus::subscribe_any_with), calling
-    /// `handler` only for the events `filter` accepts; see
-    /// [`subscribe_filtered`](EventBus::subscribe_filtered) for the cost.
-    pub fn subscribe_any_filtered<P, F, R>(
-        &self,
-        options: SubscribeOptions,
-        selector: EventSelector,
-        filter: P,
-        handler: F,
-    ) -> Subscription
-    where
-        P: Fn(&AnyEvent<'_>, &EventContext<'_>) -> bool + Send + Sync + 'static,
-        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.add_erased(options, selector, Some(Arc::new(filter)), handler)
     }
 
     /// Stops the `#[handler]` (or handlers) with this name from running on

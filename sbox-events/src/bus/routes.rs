@@ -7,7 +7,7 @@
 //! mutex, copy the table, rebuild the affected event types' routes and store
 //! the new table: copy-on-write, so a running emit keeps the table it loaded.
 
-use super::dispatch::{Skip, WarnOnce};
+use super::skip::{Skip, WarnOnce};
 use crate::any::{AnyEvent, EventSelector};
 use crate::context::EventContext;
 use crate::event::Event;
