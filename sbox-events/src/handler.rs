@@ -143,6 +143,17 @@ fn handler_error(err: &dyn fmt::Display, error_type: &'static str) -> HandlerErr
     HandlerError::new(err.to_string(), error_type)
 }
 
+/// The message of a panic payload (`panic!` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
 /// One handler that failed during an emit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandlerFailure {
@@ -183,13 +194,7 @@ impl HandlerFailure {
         event: &'static str,
         payload: &(dyn Any + Send),
     ) -> Self {
-        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
-            (*s).to_owned()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "panic with a non-string payload".to_owned()
-        };
+        let message = panic_message(payload);
         HandlerFailure {
             handler,
             event,

@@ -121,8 +121,8 @@ pub mod trace;
 
 pub use any::{AnyEvent, EventSelector, EventType, SelectorError};
 pub use bus::{
-    DEFAULT_MAX_DEPTH, EmitOptions, EmitReport, EventBus, EventBusBuilder, FailurePolicy, Refusal,
-    SubscribeOptions, Subscription, UnknownHandlerError,
+    DEFAULT_MAX_DEPTH, EmitAsync, EmitOptions, EmitReport, EventBus, EventBusBuilder,
+    FailurePolicy, Refusal, SubscribeOptions, Subscription, UnknownHandlerError,
 };
 pub use context::{EventContext, Metadata};
 pub use event::Event;

@@ -41,7 +41,7 @@
 //! Threads emitting the same event type at once contend on its counters.
 
 use crate::any::{EventSelector, EventType};
-use crate::bus::{EventBus, SubscribeOptions, Subscription};
+use crate::bus::{EachOptions, EventBus, SubscribeOptions, Subscription};
 use crate::context::EventContext;
 use crate::events::{
     ConfigBuilt, ConfigExported, ErrorOccurred, SubscriptionFailed, SubscriptionFetched,
@@ -137,9 +137,13 @@ impl MetricsCollector {
         );
         // One counter per event type, made once here: counting looks nothing up.
         let s = Arc::clone(&state);
+        let each = EachOptions {
+            name: "metrics".into(),
+            priority: PRIORITY,
+            recorder: false,
+        };
         subscriptions.push(bus.subscribe_each(
-            "metrics".into(),
-            PRIORITY,
+            each,
             EventSelector::all(),
             None,
             move |event_type: EventType| {

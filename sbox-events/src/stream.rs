@@ -193,28 +193,55 @@ impl<E> Shared<E> {
     }
 
     fn poll_item(&self, cx: &mut Context<'_>) -> Poll<Option<StreamItem<E>>> {
-        let mut state = self.lock();
+        // A waker's `clone` and `drop` are user code (an executor's, or
+        // anyone's): they run with the lock released. The clone is made
+        // outside it, and the queue checked again once it is retaken (an
+        // event pushed meanwhile woke the old waker, not this one).
+        let mut fresh: Option<Waker> = None;
+        loop {
+            let mut state = self.lock();
+            if let Some(ready) = Self::ready_item(&mut state) {
+                drop(state);
+                drop(fresh);
+                return Poll::Ready(ready);
+            }
+            // `will_wake` compares, it runs no user code.
+            if state
+                .waker
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(cx.waker()))
+            {
+                drop(state);
+                drop(fresh);
+                return Poll::Pending;
+            }
+            if let Some(waker) = fresh.take() {
+                let old = state.waker.replace(waker);
+                drop(state);
+                drop(old);
+                return Poll::Pending;
+            }
+            drop(state);
+            fresh = Some(cx.waker().clone());
+        }
+    }
+
+    /// The next item, if one is ready (or the end).
+    fn ready_item(state: &mut State<E>) -> Option<Option<StreamItem<E>>> {
         if let Some((lag, _)) = state.queue.front_mut()
             && *lag > 0
         {
-            return Poll::Ready(Some(StreamItem::Lagged(std::mem::take(lag))));
+            return Some(Some(StreamItem::Lagged(std::mem::take(lag))));
         }
         if let Some((_, delivery)) = state.queue.pop_front() {
-            return Poll::Ready(Some(StreamItem::Event(delivery)));
+            return Some(Some(StreamItem::Event(delivery)));
         }
         if state.tail_lag > 0 {
-            return Poll::Ready(Some(StreamItem::Lagged(std::mem::take(
+            return Some(Some(StreamItem::Lagged(std::mem::take(
                 &mut state.tail_lag,
             ))));
         }
-        if state.closed {
-            return Poll::Ready(None);
-        }
-        match &mut state.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+        state.closed.then_some(None)
     }
 }
 

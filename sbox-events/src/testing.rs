@@ -31,9 +31,10 @@
 //! ```
 
 use crate::any::{AnyEvent, EventSelector};
-use crate::bus::{EventBus, SubscribeOptions, Subscription};
+use crate::bus::{EachOptions, ErasedHandler, EventBus, Subscription};
 use crate::context::{EventContext, Metadata};
 use crate::event::Event;
+use crate::handler::HandlerError;
 use crate::trace::TraceId;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -41,9 +42,13 @@ use std::time::SystemTime;
 
 /// Records the events of a bus, with their envelopes, for assertions.
 ///
-/// It is a type-erased subscription with the highest priority, so it sees
-/// each event before that event's handlers run (and so before any event
-/// they emit in turn): records are in emit order. Each event is kept
+/// It records where the bus's history does, before any handler of the
+/// event runs (and so before any event they emit in turn): records are in
+/// emit order, whatever the handlers' priorities. It is not a handler: the
+/// report does not count it, and [`EventBus::handlers`] does not list it.
+/// An event whose `Serialize` fails or panics is not recorded, and the
+/// emit's report says so ([`EmitReport::not_recorded`](crate::EmitReport::not_recorded)).
+/// Each event is kept
 /// serialized (JSON) and deserialized again by [`events`](Recorder::events)
 /// and [`assert_emitted`](Recorder::assert_emitted): the same round trip as
 /// the history, so events need no `Clone`. Dropping the recorder
@@ -114,11 +119,6 @@ impl Recorded {
     pub fn is_replay(&self) -> bool {
         self.replay
     }
-
-    /// The event as `E`, if it is one.
-    fn decode<E: Event>(&self) -> Option<Result<E, serde_json::Error>> {
-        (self.name == E::NAME).then(|| E::deserialize(&self.data))
-    }
 }
 
 impl Recorder {
@@ -126,16 +126,12 @@ impl Recorder {
     pub fn attach(bus: &EventBus, selector: EventSelector) -> Recorder {
         let records: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let sink = Arc::clone(&records);
-        let options = SubscribeOptions::new()
-            .name("sbox_events::testing::Recorder")
-            .priority(i32::MAX);
-        let subscription = bus.subscribe_any_with(
-            options,
-            selector,
-            move |event: &AnyEvent<'_>, ctx: &EventContext<'_>| {
-                let data = event.to_json().unwrap_or_else(|err| {
-                    serde_json::Value::String(format!("<not serializable: {err}>"))
-                });
+        let record: ErasedHandler =
+            Arc::new(move |event: &AnyEvent<'_>, ctx: &EventContext<'_>| {
+                // The event's `Serialize` runs here, outside the lock.
+                let data = event.to_json().map_err(|err| {
+                    HandlerError::new(err.to_string(), std::any::type_name::<serde_json::Error>())
+                })?;
                 let record = Recorded {
                     name: event.name(),
                     data,
@@ -148,8 +144,15 @@ impl Recorder {
                     replay: ctx.is_replay(),
                 };
                 lock(&sink).push(record);
-            },
-        );
+                Ok(())
+            });
+        let options = EachOptions {
+            name: "sbox_events::testing::Recorder".into(),
+            priority: 0,
+            recorder: true,
+        };
+        let subscription =
+            bus.subscribe_each(options, selector, None, |_| Some(Arc::clone(&record)));
         Recorder {
             records,
             subscription,
@@ -211,13 +214,17 @@ impl Recorder {
     /// `Deserialize` disagree), naming the record.
     #[track_caller]
     pub fn events<E: Event>(&self) -> Vec<E> {
-        let records = lock(&self.records);
-        records
+        // Decoded after the lock is released: `Deserialize` is user code,
+        // and may emit on the recorded bus.
+        let data: Vec<serde_json::Value> = lock(&self.records)
             .iter()
-            .filter_map(|record| record.decode::<E>())
+            .filter(|record| record.name == E::NAME)
+            .map(|record| record.data.clone())
+            .collect();
+        data.into_iter()
             .enumerate()
-            .map(|(n, decoded)| {
-                decoded.unwrap_or_else(|err| {
+            .map(|(n, data)| {
+                E::deserialize(data).unwrap_or_else(|err| {
                     panic!("recorded `{}` #{n} does not deserialize: {err}", E::NAME)
                 })
             })
@@ -232,16 +239,19 @@ impl Recorder {
     /// deserialize.
     #[track_caller]
     pub fn assert_emitted<E: Event>(&self) -> E {
-        let records = lock(&self.records);
-        match records.iter().find_map(|record| record.decode::<E>()) {
-            Some(Ok(event)) => event,
-            Some(Err(err)) => panic!("recorded `{}` does not deserialize: {err}", E::NAME),
-            None => panic!(
-                "expected `{}` to be emitted; recorded: {}",
-                E::NAME,
-                Names(&records)
-            ),
-        }
+        let first = {
+            let records = lock(&self.records);
+            match records.iter().find(|record| record.name == E::NAME) {
+                Some(record) => record.data.clone(),
+                None => panic!(
+                    "expected `{}` to be emitted; recorded: {}",
+                    E::NAME,
+                    Names(&records)
+                ),
+            }
+        };
+        E::deserialize(first)
+            .unwrap_or_else(|err| panic!("recorded `{}` does not deserialize: {err}", E::NAME))
     }
 
     /// # Panics

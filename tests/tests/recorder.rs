@@ -144,3 +144,28 @@ fn failed_assertions_say_what_was_expected_and_what_was_recorded() {
         "{message}"
     );
 }
+
+#[test]
+fn a_parent_is_recorded_before_its_children_whatever_the_handlers_priority() {
+    let bus = EventBus::builder().static_handlers(false).build();
+    // Subscribed first, at the highest priority: it runs before anything
+    // else that is a handler, and emits a child.
+    let _eager = bus.subscribe_with(
+        sbox_events::SubscribeOptions::new().priority(i32::MAX),
+        |e: &Fetched, ctx: &EventContext| {
+            ctx.bus().emit(Generated {
+                outbounds: e.servers,
+            });
+        },
+    );
+    let recorder = Recorder::all(&bus);
+    let report = bus.emit(Fetched { servers: 2 });
+    assert_eq!(report.delivered(), 1, "the recorder is not a handler");
+    assert_eq!(recorder.names(), ["rec.fetched", "rec.generated"]);
+    let names: Vec<String> = bus
+        .handlers::<Fetched>()
+        .iter()
+        .map(|h| h.name().to_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}

@@ -119,7 +119,7 @@ impl EventBusBuilder {
         };
         if self.config.handler_stats {
             // Every event type needs a route to carry its statistics cells.
-            bus.inner.change(|config, control, table| {
+            bus.change(|config, control, table| {
                 for (_, hooks) in types_with_hooks() {
                     (hooks.rebuild)(config, control, table);
                 }

@@ -10,78 +10,23 @@
 // Replay and recording are used by the `history` feature only.
 #![cfg_attr(not(feature = "history"), allow(dead_code))]
 
-use super::routes::Entry;
-use super::skip::{Skip, WarnOnce, skipped};
-use super::{EmitReport, ErrorOccurred, EventBus, FailurePolicy, Recorder, Refusal};
+use super::failures::{Failure, isolate, release_failed, validate};
+use super::routes::{Entry, ErasedEntry};
+use super::skip::skipped;
+use super::state::{DEPTH, DepthGuard, ErrorScope, REPLAYING, next_sequence};
+use super::{EmitReport, ErrorOccurred, EventBus, Recorder, Refusal};
 use crate::any::AnyEvent;
 use crate::context::{EventContext, Metadata};
-use crate::escape::LogSafe;
 use crate::event::Event;
-use crate::handler::{HandlerError, HandlerFailure};
 use crate::stats::{Outcome, StatsCell};
 use crate::trace;
-use std::any::{Any, TypeId};
-use std::borrow::Cow;
+use std::any::TypeId;
 use std::cell::Cell;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
-thread_local! {
-    /// How many emits are running on this thread (nesting depth).
-    pub(super) static DEPTH: Cell<u32> = const { Cell::new(0) };
-    /// True while an `error.occurred` is dispatched on this thread.
-    pub(super) static IN_ERROR_EVENT: Cell<bool> = const { Cell::new(false) };
-    /// True while `EventBus::replay` runs on this thread.
-    pub(super) static REPLAYING: Cell<bool> = const { Cell::new(false) };
-    /// This thread's block of sequence numbers: (next, end).
-    static SEQUENCE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-}
-
-const SEQUENCE_BLOCK: u64 = 1024;
-static NEXT_SEQUENCE_BLOCK: AtomicU64 = AtomicU64::new(1);
-
-#[inline]
-pub(super) fn next_sequence() -> u64 {
-    SEQUENCE.with(|cell| {
-        let (next, end) = cell.get();
-        let (n, end) = if next < end {
-            (next, end)
-        } else {
-            let start = NEXT_SEQUENCE_BLOCK.fetch_add(SEQUENCE_BLOCK, Ordering::Relaxed);
-            (start, start + SEQUENCE_BLOCK)
-        };
-        cell.set((n + 1, end));
-        n
-    })
-}
-
-/// Restores the thread's nesting depth when an emit ends (or unwinds).
-struct DepthGuard(u32);
-
-impl DepthGuard {
-    #[inline]
-    fn enter(depth: u32) -> DepthGuard {
-        DEPTH.with(|d| d.set(depth + 1));
-        DepthGuard(depth)
-    }
-}
-
-impl Drop for DepthGuard {
-    #[inline]
-    fn drop(&mut self) {
-        let _ = DEPTH.try_with(|d| d.set(self.0));
-    }
-}
-
 pub(super) static EMPTY_METADATA: Metadata = Metadata::new();
-
-/// A handler call that did not return `Ok(())`.
-pub(super) enum Failure {
-    Error(HandlerError),
-    Panic(Box<dyn Any + Send>),
-}
 
 /// The original envelope of an event being replayed.
 pub(crate) struct Replayed {
@@ -106,7 +51,7 @@ impl EventBus {
             return self.refuse(report, Refusal::DepthLimit { depth, limit });
         }
         if config.validate_on_emit
-            && let Err(reason) = event.validate()
+            && let Err(reason) = validate(event)
         {
             return self.refuse(report, Refusal::Invalid { reason });
         }
@@ -133,18 +78,20 @@ impl EventBus {
         if let Some(recorder) = &self.inner.recorder
             && (!replay || config.record_replays)
         {
-            record(&**recorder, event, &ctx);
+            self.record(&**recorder, event, &ctx, &mut report);
         }
         let slot = E::__slot();
         // While no bus has a route for `E`, skip loading the table: the
         // answer would be "no route" (see `EventSlot::routed`).
-        let table;
-        let route = if slot.routed.load(Ordering::Relaxed) == 0 {
-            None
-        } else {
-            table = self.inner.routes.load();
-            table.route::<E>(slot.index())
-        };
+        let table = (slot.routed.load(Ordering::Relaxed) != 0).then(|| self.inner.routes.load());
+        let route = table
+            .as_ref()
+            .and_then(|table| table.route::<E>(slot.index()));
+        if let Some((route, _)) = route
+            && !route.recorders.is_empty()
+        {
+            self.run_recorders(&route.recorders, event, &ctx, &mut report);
+        }
         match route {
             Some((route, [])) => {
                 report.delivered = route.entries.len();
@@ -181,6 +128,14 @@ impl EventBus {
                 }
             }
             None => {}
+        }
+        if let Some(table) = table {
+            // The table may be the last holder of a removed closure: its
+            // release is isolated, and a panic in it reported here.
+            drop(table);
+            if release_failed() {
+                self.announce_release_failures(Some(&mut report));
+            }
         }
         report
     }
@@ -221,74 +176,6 @@ impl EventBus {
             self.handler_failed(entry.name(), failure, ctx, report);
         }
     }
-
-    #[cold]
-    #[inline(never)]
-    pub(super) fn handler_failed(
-        &self,
-        name: &str,
-        failure: Failure,
-        ctx: &EventContext<'_>,
-        report: &mut EmitReport,
-    ) {
-        if let Failure::Error(err) = &failure
-            && err.is_async_skip()
-        {
-            let skip = Skip {
-                name: Cow::Owned(name.to_owned()),
-                once: WarnOnce::Named(ctx.name),
-            };
-            return skipped(skip, ctx, report);
-        }
-        let handler = Cow::Owned(name.to_owned());
-        let (failure, payload) = match failure {
-            Failure::Error(err) => (HandlerFailure::from_error(handler, ctx.name, err), None),
-            Failure::Panic(payload) => (
-                HandlerFailure::from_panic(handler, ctx.name, &*payload),
-                Some(payload),
-            ),
-        };
-        tracing::error!(
-            target: "sbox_events",
-            trace_id = %ctx.trace_id,
-            event = ctx.name,
-            handler = %LogSafe(failure.handler()),
-            kind = ?failure.kind(),
-            error = %LogSafe(failure.message()),
-            "event handler failed"
-        );
-        if self.inner.config.failure_policy == FailurePolicy::Propagate {
-            match payload {
-                Some(payload) => resume_unwind(payload),
-                None => panic!("{failure}"),
-            }
-        }
-        if let Some(payload) = payload {
-            drop_payload(payload);
-        }
-        if self.inner.config.error_events && !IN_ERROR_EVENT.with(Cell::get) {
-            self.emit(ErrorOccurred {
-                error: failure.message().to_owned(),
-                error_type: failure.error_type().to_owned(),
-                event: failure.event().to_owned(),
-                handler: failure.handler().to_owned(),
-            });
-        }
-        report.issues().failures.push(failure);
-    }
-
-    #[cold]
-    #[inline(never)]
-    pub(super) fn refuse(&self, mut report: EmitReport, refusal: Refusal) -> EmitReport {
-        tracing::warn!(
-            target: "sbox_events",
-            trace_id = %report.trace_id,
-            event = report.event,
-            "emit refused: {refusal}"
-        );
-        report.issues().refused = Some(refusal);
-        report
-    }
 }
 
 /// Calls one handler of the route, isolated.
@@ -323,69 +210,39 @@ pub(super) enum Called {
     Skipped,
 }
 
-#[inline(always)]
-pub(super) fn isolate<T>(call: impl FnOnce() -> Result<T, HandlerError>) -> Result<T, Failure> {
-    match catch_unwind(AssertUnwindSafe(call)) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(Failure::Error(err)),
-        Err(payload) => Err(Failure::Panic(payload)),
-    }
-}
-
-struct RestoreReplaying(bool);
-
-impl Drop for RestoreReplaying {
-    fn drop(&mut self) {
-        let _ = REPLAYING.try_with(|r| r.set(self.0));
-    }
-}
-
-/// Marks the thread as replaying until dropped (nested emits are replays too).
-pub(crate) struct ReplayScope {
-    _restore: RestoreReplaying,
-}
-
-impl ReplayScope {
-    pub(crate) fn enter() -> ReplayScope {
-        ReplayScope {
-            _restore: RestoreReplaying(REPLAYING.with(|r| r.replace(true))),
+impl EventBus {
+    /// Hands the event being dispatched to a recorder (the history), with
+    /// the timestamp handlers will see (read now). The recorder runs the
+    /// event's `Serialize`: isolated, and a failure is reported as the event
+    /// not being recorded.
+    #[inline(never)]
+    pub(super) fn record<E: Event>(
+        &self,
+        recorder: &dyn Recorder,
+        event: &E,
+        ctx: &EventContext<'_>,
+        report: &mut EmitReport,
+    ) {
+        ctx.timestamp();
+        if let Err(failure) = isolate(|| recorder.record(&AnyEvent::new(event), ctx)) {
+            self.not_recorded(recorder.name(), failure, ctx, report);
         }
     }
-}
 
-/// Hands the event being dispatched to the recorder, with the timestamp
-/// handlers will see (read now).
-#[inline(never)]
-pub(super) fn record<E: Event>(recorder: &dyn Recorder, event: &E, ctx: &EventContext<'_>) {
-    ctx.timestamp();
-    recorder.record(&AnyEvent::new(event), ctx);
-}
-
-/// Marks the thread as handling an `error.occurred` until dropped.
-struct ErrorScope(bool);
-
-impl ErrorScope {
-    fn enter() -> ErrorScope {
-        ErrorScope(IN_ERROR_EVENT.with(|f| f.replace(true)))
-    }
-}
-
-impl Drop for ErrorScope {
-    fn drop(&mut self) {
-        let _ = IN_ERROR_EVENT.try_with(|f| f.set(self.0));
-    }
-}
-
-/// Drops a caught panic payload. Its `Drop` is user code and may panic in
-/// turn (`panic_any(Bomb)`): that panic is caught too, and so on a few
-/// times; a payload that keeps panicking is leaked rather than let out.
-pub(super) fn drop_payload(payload: Box<dyn Any + Send>) {
-    let mut payload = payload;
-    for _ in 0..4 {
-        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-            Ok(()) => return,
-            Err(next) => payload = next,
+    /// Runs the route's test recorders, before any handler.
+    #[inline(never)]
+    pub(super) fn run_recorders<E: Event>(
+        &self,
+        recorders: &[Arc<ErasedEntry>],
+        event: &E,
+        ctx: &EventContext<'_>,
+        report: &mut EmitReport,
+    ) {
+        let any = AnyEvent::new(event);
+        for recorder in recorders {
+            if let Err(failure) = isolate(|| (recorder.call)(&any, ctx)) {
+                self.not_recorded(&recorder.name, failure, ctx, report);
+            }
         }
     }
-    std::mem::forget(payload);
 }

@@ -5,15 +5,15 @@
 //! What makes it work on any executor: the emit's thread-local state (trace,
 //! nesting depth, "handling error.occurred", "replaying") is captured when
 //! the future is created and put back in place around every poll, and
-//! around its drop, by [`InEmit`]; between polls nothing is left on the
+//! around its drop, by [`EmitAsync`]; between polls nothing is left on the
 //! thread, so a task that moves to another thread at an `.await` takes its
 //! state with it. Each poll of a handler's future runs inside
 //! `catch_unwind`, like a sync handler call.
 
-use super::dispatch::{
-    Called, DEPTH, Failure, IN_ERROR_EVENT, REPLAYING, call_entry, isolate, next_sequence, record,
-};
+use super::dispatch::{Called, call_entry};
+use super::failures::{Failure, drop_payload, isolate, release_failed, validate};
 use super::routes::Entry;
+use super::state::{DEPTH, IN_ERROR_EVENT, REPLAYING, next_sequence};
 use super::{EmitReport, ErrorOccurred, EventBus, Refusal};
 use crate::context::{EventContext, Metadata};
 use crate::event::Event;
@@ -24,6 +24,7 @@ use pin_project_lite::pin_project;
 use std::any::TypeId;
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::fmt;
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -87,9 +88,17 @@ impl Drop for Entered {
 }
 
 pin_project! {
-    /// Runs `inner` (the emit) with its [`EmitState`] in place during each
-    /// poll and while it is dropped.
-    pub(super) struct InEmit<F> {
+    /// The future of [`EventBus::emit_async`]: the emit, run with its
+    /// trace, nesting depth and error state in place during each poll and
+    /// while it is dropped (see `emit_async`).
+    ///
+    /// [`with_trace_id`](EmitAsync::with_trace_id) sets the trace it runs
+    /// in; a future wrapper such as
+    /// [`TraceFutureExt::with_trace_id`](crate::trace::TraceFutureExt::with_trace_id)
+    /// cannot, since the emit puts its own trace in place inside it.
+    #[must_use = "futures do nothing unless polled: `.await` it"]
+    pub struct EmitAsync<'a, F> {
+        bus: &'a EventBus,
         state: EmitState,
         // `ManuallyDrop` so that `PinnedDrop` can drop the inner future with
         // the state in place (fields are dropped after it returns).
@@ -97,20 +106,55 @@ pin_project! {
         inner: ManuallyDrop<F>,
     }
 
-    impl<F> PinnedDrop for InEmit<F> {
+    impl<F> PinnedDrop for EmitAsync<'_, F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             let _entered = this.state.enter();
             // SAFETY: this is the only place `inner` is dropped, and it runs
             // once: `PinnedDrop::drop` is called exactly once, when the
-            // `InEmit` itself is dropped, and `inner` is not used after it.
-            // Dropping in place keeps the pinning promise.
+            // `EmitAsync` itself is dropped, and `inner` is not used after
+            // it. Dropping in place keeps the pinning promise.
             unsafe { ManuallyDrop::drop(this.inner.get_unchecked_mut()) }
+            // A cancelled emit may have released a removed closure last.
+            this.bus.report_release_failures();
         }
     }
 }
 
-impl<F: Future> Future for InEmit<F> {
+impl<F> EmitAsync<'_, F> {
+    /// Runs the emit in the trace `id`, instead of the trace that was
+    /// current when [`emit_async`](EventBus::emit_async) was called (or the
+    /// fresh one it started): the report, the handlers and every event they
+    /// emit carry `id`.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use sbox_events::{Event, EventBus, EventContext, trace::TraceId};
+    /// # #[derive(Event, Serialize, Deserialize)]
+    /// # #[event(name = "config.reloaded")]
+    /// # struct ConfigReloaded { servers: u32 }
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+    /// # }
+    /// let bus = EventBus::new();
+    /// let id = TraceId::random();
+    /// let report = block_on(bus.emit_async(ConfigReloaded { servers: 3 }).with_trace_id(id));
+    /// assert_eq!(report.trace_id(), id);
+    /// ```
+    pub fn with_trace_id(mut self, id: TraceId) -> Self {
+        self.state.trace_id = id;
+        self
+    }
+
+    /// The trace the emit will run in.
+    pub fn trace_id(&self) -> TraceId {
+        self.state.trace_id
+    }
+}
+
+impl<F: Future> Future for EmitAsync<'_, F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -124,16 +168,49 @@ impl<F: Future> Future for InEmit<F> {
     }
 }
 
+impl<F> fmt::Debug for EmitAsync<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmitAsync")
+            .field("trace_id", &self.state.trace_id)
+            .field("depth", &self.state.depth)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Polls a handler's future inside `catch_unwind`. After a panic the future
 /// is dropped at once (its `Drop` is user code too, so inside
-/// `catch_unwind` as well).
-struct CatchUnwind<'a>(Option<HandlerFuture<'a>>);
+/// `catch_unwind` as well). Dropped before it completes (the emit was
+/// cancelled), it drops the handler's future inside `catch_unwind` too, and
+/// a panic there is logged and emitted as `error.occurred` (the report is
+/// gone with the cancelled emit).
+struct CatchUnwind<'a, 'c> {
+    future: Option<HandlerFuture<'a>>,
+    bus: &'a EventBus,
+    handler: &'a str,
+    ctx: &'a EventContext<'c>,
+}
 
-impl Future for CatchUnwind<'_> {
+impl<'a, 'c> CatchUnwind<'a, 'c> {
+    fn new(
+        future: HandlerFuture<'a>,
+        bus: &'a EventBus,
+        handler: &'a str,
+        ctx: &'a EventContext<'c>,
+    ) -> Self {
+        CatchUnwind {
+            future: Some(future),
+            bus,
+            handler,
+            ctx,
+        }
+    }
+}
+
+impl Future for CatchUnwind<'_, '_> {
     type Output = Result<(), Failure>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(future) = self.0.as_mut() else {
+        let Some(future) = self.future.as_mut() else {
             // Polled after completion: `emit_async` never does.
             return Poll::Ready(Ok(()));
         };
@@ -144,11 +221,24 @@ impl Future for CatchUnwind<'_> {
             Ok(Poll::Ready(Err(err))) => Err(Failure::Error(err)),
             Err(payload) => Err(Failure::Panic(payload)),
         };
-        let done = self.0.take();
+        let done = self.future.take();
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(done))) {
-            super::dispatch::drop_payload(payload);
+            drop_payload(payload);
         }
         Poll::Ready(result)
+    }
+}
+
+impl Drop for CatchUnwind<'_, '_> {
+    fn drop(&mut self) {
+        let pending = self.future.take();
+        if pending.is_none() {
+            return;
+        }
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(pending))) {
+            self.bus
+                .failed_outside_emit(self.handler, Failure::Panic(payload), self.ctx);
+        }
     }
 }
 
@@ -159,9 +249,10 @@ impl EventBus {
         event: E,
         source: Option<Cow<'static, str>>,
         metadata: Metadata,
-    ) -> impl Future<Output = EmitReport> + Send + '_ {
+    ) -> EmitAsync<'_, impl Future<Output = EmitReport> + Send + '_> {
         let state = EmitState::capture::<E>();
-        InEmit {
+        EmitAsync {
+            bus: self,
             state,
             inner: ManuallyDrop::new(self.run_async(event, source, metadata, state)),
         }
@@ -175,13 +266,16 @@ impl EventBus {
         state: EmitState,
     ) -> EmitReport {
         let config = &self.inner.config;
-        let mut report = EmitReport::new(E::NAME, state.trace_id);
+        // The trace `EmitAsync` put in place: the one captured when the
+        // future was made, unless `with_trace_id` replaced it since.
+        let trace_id = trace::current().unwrap_or(state.trace_id);
+        let mut report = EmitReport::new(E::NAME, trace_id);
         if state.depth >= config.max_depth {
             let (depth, limit) = (state.depth, config.max_depth);
             return self.refuse(report, Refusal::DepthLimit { depth, limit });
         }
         if config.validate_on_emit
-            && let Err(reason) = event.validate()
+            && let Err(reason) = validate(&event)
         {
             return self.refuse(report, Refusal::Invalid { reason });
         }
@@ -190,7 +284,7 @@ impl EventBus {
             name: E::NAME,
             source: source.as_deref().unwrap_or(E::SOURCE),
             metadata: &metadata,
-            trace_id: state.trace_id,
+            trace_id,
             sequence: state.sequence,
             depth: state.depth,
             timestamp: OnceLock::new(),
@@ -199,23 +293,28 @@ impl EventBus {
         if let Some(recorder) = &self.inner.recorder
             && (!state.replaying || config.record_replays)
         {
-            record(&**recorder, &event, &ctx);
+            self.record(&**recorder, &event, &ctx, &mut report);
         }
         let slot = E::__slot();
         // An `Arc` of the table, not an `arc-swap` guard: it is held across
         // the handlers' `.await`s.
         let table =
             (slot.routed.load(Ordering::Relaxed) != 0).then(|| self.inner.routes.load_full());
-        match table
+        let route = table
             .as_deref()
-            .and_then(|table| table.route::<E>(slot.index()))
+            .and_then(|table| table.route::<E>(slot.index()));
+        if let Some((route, _)) = route
+            && !route.recorders.is_empty()
         {
+            self.run_recorders(&route.recorders, &event, &ctx, &mut report);
+        }
+        match route {
             Some((route, stats)) => {
                 report.delivered = route.entries.len();
                 for (position, entry) in route.entries.iter().enumerate() {
                     let stats = stats.get(position).map(|cell| &**cell);
                     let started = stats.and_then(|s| s.start().then(Instant::now));
-                    let result = call_entry_async(entry, &event, &ctx).await;
+                    let result = call_entry_async(self, entry, &event, &ctx).await;
                     let timing = stats.map(|stats| (stats, started));
                     self.settle(entry, result, timing, &ctx, &mut report);
                 }
@@ -225,7 +324,9 @@ impl EventBus {
                 report.delivered = statics.len();
                 for record in statics {
                     let result = match record.future {
-                        Some(future) => CatchUnwind(Some(future(&event, &ctx))).await,
+                        Some(future) => {
+                            CatchUnwind::new(future(&event, &ctx), self, record.name, &ctx).await
+                        }
                         None => isolate(|| (record.call)(&event, &ctx)),
                     };
                     if let Err(failure) = result {
@@ -235,12 +336,20 @@ impl EventBus {
             }
             None => {}
         }
+        if let Some(table) = table {
+            // Possibly the last holder of a removed closure (see `dispatch`).
+            drop(table);
+            if release_failed() {
+                self.announce_release_failures(Some(&mut report));
+            }
+        }
         report
     }
 }
 
 /// Calls one handler of the route, isolated; awaits it if it is async.
 async fn call_entry_async<E: Event>(
+    bus: &EventBus,
     entry: &Entry<E>,
     event: &E,
     ctx: &EventContext<'_>,
@@ -259,5 +368,7 @@ async fn call_entry_async<E: Event>(
             return call_entry(entry, event, ctx);
         }
     };
-    CatchUnwind(Some(future)).await.map(|()| Called::Yes)
+    CatchUnwind::new(future, bus, entry.name(), ctx)
+        .await
+        .map(|()| Called::Yes)
 }

@@ -17,6 +17,7 @@ use super::{EmitReport, EventBus};
 use crate::any::{AnyEvent, EventType};
 use crate::context::{EventContext, Metadata};
 use crate::event::{Event, all_metas};
+use crate::handler::HandlerError;
 use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::OnceLock;
@@ -90,6 +91,11 @@ pub(crate) fn hooks_of(event_type: EventType) -> Option<&'static TypeHooks> {
 /// Sees every event a bus dispatches, before its handlers, with the
 /// timestamp they will see.
 pub(crate) trait Recorder: Any + Send + Sync {
-    /// Records one event (not replays, unless the bus records them).
-    fn record(&self, event: &AnyEvent<'_>, ctx: &EventContext<'_>);
+    /// Its name in reports and logs (`sbox_events::history`).
+    fn name(&self) -> &'static str;
+
+    /// Records one event (not replays, unless the bus records them). Runs
+    /// the event's `Serialize`: the bus isolates the call, and an `Err` or
+    /// a panic is reported as the event not being recorded.
+    fn record(&self, event: &AnyEvent<'_>, ctx: &EventContext<'_>) -> Result<(), HandlerError>;
 }

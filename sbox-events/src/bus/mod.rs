@@ -6,48 +6,59 @@
 //!
 //! # Where things are
 //!
-//! This file holds [`EventBus`] and its emit API; `dispatch.rs` the hot
-//! path (thread-local depth, sequence and error state, isolation, failure
-//! reporting); `emit_async.rs` the async path (the same state, re-installed
-//! around each poll); `subscribe.rs` run-time subscriptions (the `subscribe*`
-//! methods) and their removal; `skip.rs` async handlers a plain emit skips;
-//! `routes.rs` the per-type route tables; `builder.rs` the options;
-//! `report.rs` what an emit returns; `error_occurred.rs` the failure event;
-//! `hooks.rs` what the bus hands to lower layers (per-type operations) and
-//! takes from higher ones (recorders such as the history).
+//! * this file: [`EventBus`] and its emit and subscribe API;
+//! * `dispatch.rs`: the hot path (one emit, isolated handler calls,
+//!   recorders); `emit_async.rs`: the async path;
+//! * `state.rs`: each thread's emit state (depth, sequence numbers, error
+//!   and replay flags); `failures.rs`: what happens when user code fails
+//!   (reports, logs, `error.occurred`, releasing closures);
+//! * `subscribe.rs`: run-time subscriptions and their removal; `routes.rs`:
+//!   the per-type route tables; `control.rs`: enabling handlers,
+//!   statistics, and the copy-on-write change of the routes;
+//! * `skip.rs`: async handlers a plain emit skips; `report.rs`: what an
+//!   emit returns; `builder.rs`: the options; `error_occurred.rs`: the
+//!   failure event;
+//! * `hooks.rs`: what the bus hands to lower layers (per-type operations)
+//!   and takes from higher ones (recorders such as the history).
 
 mod builder;
+mod control;
 mod dispatch;
 mod emit_async;
 mod error_occurred;
+mod failures;
 mod hooks;
 mod report;
 mod routes;
 mod skip;
+mod state;
 mod subscribe;
 
 pub use builder::{DEFAULT_MAX_DEPTH, EmitOptions, EventBusBuilder, FailurePolicy};
 use dispatch::EMPTY_METADATA;
 #[cfg_attr(not(feature = "history"), allow(unused_imports))]
-pub(crate) use dispatch::{ReplayScope, Replayed};
+pub(crate) use dispatch::Replayed;
+pub use emit_async::EmitAsync;
 pub use error_occurred::ErrorOccurred;
-use hooks::types_with_hooks;
 #[cfg_attr(not(feature = "history"), allow(unused_imports))]
 pub(crate) use hooks::{JsonEvent, Recorder, hooks, hooks_of};
 pub use report::{EmitReport, Refusal, UnknownHandlerError};
+pub(crate) use routes::ErasedHandler;
+#[cfg_attr(not(feature = "history"), allow(unused_imports))]
+pub(crate) use state::ReplayScope;
+pub(crate) use subscribe::EachOptions;
 pub use subscribe::{SubscribeOptions, Subscription};
 
-use crate::any::EventType;
+use crate::any::{AnyEvent, EventSelector};
 use crate::context::{EventContext, Metadata};
 use crate::event::Event;
-use crate::handler::HandlerInfo;
-use crate::stats::HandlerStats;
+use crate::handler::{HandlerInfo, IntoHandlerResult};
 use arc_swap::ArcSwap;
 use builder::Config;
-use routes::{Control, Entry, RouteConfig, RouteTable};
+use routes::{Control, Entry, RouteTable};
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A typed event bus. Cheap to clone (a shared handle).
 ///
@@ -114,10 +125,31 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 /// ([`crate::escape::LogSafe`]). [`FailurePolicy::Propagate`]
 /// re-raises instead (for tests).
 ///
-/// No user code (a closure, its captures' `Drop`) ever runs while the bus
-/// holds a lock: removed subscriptions and replaced route tables are dropped
-/// after the lock is released, so a closure may own subscriptions of the
-/// same bus, or subscribe from its `Drop`.
+/// # User code
+///
+/// The bus runs user code beyond handlers: closures and filters, the `Drop`
+/// of their captures and of async handlers' futures, an event's `Serialize`
+/// (for a history or a test recorder), `Deserialize` (replay, the recorder's
+/// `events`) and `validate`, the `Display` of handler errors, and the
+/// wakers of stream consumers. Two rules hold for all of it:
+///
+/// * **A panic is caught where it happens** and never unwinds out of
+///   `emit`, `emit_async`, a `drop` (of a [`Subscription`], an
+///   [`EmitAsync`] future, the bus) or any bus method. It is logged and
+///   emitted as `error.occurred`, and when an emit is running it is in its
+///   report: a handler's in [`EmitReport::failures`], a recorder's in
+///   [`EmitReport::not_recorded`] (the handlers still run), the release of
+///   a removed closure in [`EmitReport::drop_failures`]; a panicking
+///   validator is a [`Refusal::Invalid`]. A cancelled `emit_async` has no
+///   report: a panic while its handler's future is dropped is logged and
+///   emitted as `error.occurred`.
+/// * **No user code runs while a lock of the library is held**: removed
+///   subscriptions and replaced route tables are dropped after the control
+///   lock is released (so a closure may own subscriptions of the same bus,
+///   or subscribe from its `Drop`), events are serialized and deserialized
+///   outside the history's and the recorder's locks, and a stream's waker is
+///   cloned, woken and dropped outside its queue's lock. Any of them may
+///   emit on the same bus.
 ///
 /// Panics are caught with `catch_unwind`, which cannot work in a binary built
 /// with `panic = "abort"`: there a panicking handler aborts the process. The
@@ -142,7 +174,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 /// counts it. A bus with a history also serializes the event and
 /// takes the history's mutex ([`crate::history`]); one with handler
 /// statistics counts every handler call and times one in eight (two clock
-/// reads; [`HandlerStats`]).
+/// reads; [`HandlerStats`](crate::HandlerStats)).
 /// Subscribing and unsubscribing copy the route table (copy-on-write, under a
 /// mutex only writers take). Measured costs are in the README
 /// (`cargo bench -p sbox-events --bench emit`).
@@ -290,7 +322,10 @@ impl EventBus {
     /// the event; box it if you store many), one allocation per async
     /// handler call (its boxed future), and per poll a few thread-local
     /// writes.
-    pub fn emit_async<E: Event>(&self, event: E) -> impl Future<Output = EmitReport> + Send + '_ {
+    pub fn emit_async<E: Event>(
+        &self,
+        event: E,
+    ) -> EmitAsync<'_, impl Future<Output = EmitReport> + Send + '_> {
         self.dispatch_async(event, None, Metadata::new())
     }
 
@@ -300,84 +335,223 @@ impl EventBus {
         &self,
         event: E,
         options: EmitOptions,
-    ) -> impl Future<Output = EmitReport> + Send + '_ {
+    ) -> EmitAsync<'_, impl Future<Output = EmitReport> + Send + '_> {
         self.dispatch_async(event, options.source, options.metadata)
     }
 
-    /// Stops the `#[handler]` (or handlers) with this name from running on
-    /// this bus, for every event type, until [`enable_handler`](EventBus::enable_handler).
-    /// The name is the handler's path (`my_crate::audit::on_fetched`) unless
-    /// it was given with `#[handler(name = "...")]`.
+    /// Calls `handler` for every `E` emitted on this bus until the returned
+    /// [`Subscription`] is dropped. Default options: priority 0, named after
+    /// the closure's type.
     ///
-    /// Fails if no `#[handler]` linked into the binary has that name.
-    pub fn disable_handler(&self, name: &str) -> Result<(), UnknownHandlerError> {
-        self.set_handler_enabled(name, false)
+    /// The closure takes the event and its context and returns `()` or
+    /// `Result<(), E: Display>`. It must not own a clone of this bus (that
+    /// would be a reference cycle, keeping the bus alive forever): use
+    /// [`EventContext::bus`] to emit from inside it.
+    pub fn subscribe<E, F, R>(&self, handler: F) -> Subscription
+    where
+        E: Event,
+        F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.subscribe_with(SubscribeOptions::new(), handler)
     }
 
-    /// Lets a handler disabled by [`disable_handler`](EventBus::disable_handler) run again.
-    pub fn enable_handler(&self, name: &str) -> Result<(), UnknownHandlerError> {
-        self.set_handler_enabled(name, true)
+    /// [`subscribe`](EventBus::subscribe) with a name and priority.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use sbox_events::{Event, EventBus, EventContext, SubscribeOptions};
+    /// # #[derive(Event, Serialize, Deserialize)]
+    /// # #[event(name = "config.reloaded")]
+    /// # struct ConfigReloaded { servers: u32 }
+    ///
+    /// let bus = EventBus::new();
+    /// let audit = bus.subscribe_with(
+    ///     SubscribeOptions::new().name("audit").priority(100),
+    ///     |_: &ConfigReloaded, _: &EventContext| Ok::<(), String>(()),
+    /// );
+    /// let names: Vec<String> =
+    ///     bus.handlers::<ConfigReloaded>().iter().map(|h| h.name().to_owned()).collect();
+    /// assert_eq!(names, ["audit"]);
+    /// audit.detach(); // stays subscribed for the bus's lifetime
+    /// ```
+    pub fn subscribe_with<E, F, R>(&self, options: SubscribeOptions, handler: F) -> Subscription
+    where
+        E: Event,
+        F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.add_typed(options, None, handler)
     }
 
-    /// Whether the `#[handler]` with this name runs on this bus (`false` also
-    /// when the bus runs no `#[handler]`s at all).
-    pub fn is_handler_enabled(&self, name: &str) -> bool {
-        self.inner.config.static_handlers && !self.inner.lock().disabled.contains(name)
+    /// Calls the async `handler` for every `E` emitted with
+    /// [`emit_async`](EventBus::emit_async) until the returned
+    /// [`Subscription`] is dropped.
+    ///
+    /// The closure runs synchronously, in dispatch order, and returns the
+    /// future to await: a `Send + 'static` future that owns what it needs
+    /// (copy fields out of the event first, as for `tokio::spawn`). Its
+    /// output is `()` or `Result<(), E: Display>`. Inside it,
+    /// [`trace::current`](crate::trace::current) is the event's trace, and
+    /// an emit on a bus it owns (`ctx.bus().clone()`, taken before the
+    /// `async` block) nests under the event. A plain [`emit`](EventBus::emit)
+    /// cannot await it: it reports it in [`EmitReport::skipped`] and logs a
+    /// warning once.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use sbox_events::{Event, EventBus, EventContext, trace};
+    /// # #[derive(Event, Serialize, Deserialize)]
+    /// # #[event(name = "config.reloaded")]
+    /// # struct ConfigReloaded { servers: u32 }
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+    /// # }
+    ///
+    /// let bus = EventBus::new();
+    /// let _sub = bus.subscribe_async(|event: &ConfigReloaded, ctx: &EventContext| {
+    ///     let (servers, trace_id) = (event.servers, ctx.trace_id());
+    ///     async move {
+    ///         assert_eq!(trace::current(), Some(trace_id)); // also after `.await`s
+    ///         if servers == 0 { Err("empty config") } else { Ok(()) }
+    ///     }
+    /// });
+    /// let report = block_on(bus.emit_async(ConfigReloaded { servers: 0 }));
+    /// assert_eq!(report.failures()[0].message(), "empty config");
+    ///
+    /// let report = bus.emit(ConfigReloaded { servers: 1 }); // not awaited
+    /// assert_eq!(report.delivered(), 0);
+    /// assert_eq!(report.skipped().len(), 1);
+    /// ```
+    pub fn subscribe_async<E, F, Fut>(&self, handler: F) -> Subscription
+    where
+        E: Event,
+        F: Fn(&E, &EventContext<'_>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output: IntoHandlerResult> + Send + 'static,
+    {
+        self.add_async(SubscribeOptions::new(), handler)
     }
 
-    fn set_handler_enabled(&self, name: &str, enabled: bool) -> Result<(), UnknownHandlerError> {
-        let events: Vec<_> = types_with_hooks()
-            .filter(|(event, _)| event.0.has_static_handler(name))
-            .map(|(_, hooks)| hooks)
-            .collect();
-        if events.is_empty() {
-            return Err(UnknownHandlerError {
-                name: name.to_owned(),
-            });
-        }
-        self.inner.change(|config, control, table| {
-            let changed = if enabled {
-                control.disabled.remove(name)
-            } else {
-                control.disabled.insert(name.to_owned())
-            };
-            if changed {
-                for hooks in &events {
-                    (hooks.rebuild)(config, control, table);
-                }
-            }
-        });
-        Ok(())
+    /// [`subscribe_async`](EventBus::subscribe_async) with a name and
+    /// priority.
+    pub fn subscribe_async_with<E, F, Fut>(
+        &self,
+        options: SubscribeOptions,
+        handler: F,
+    ) -> Subscription
+    where
+        E: Event,
+        F: Fn(&E, &EventContext<'_>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output: IntoHandlerResult> + Send + 'static,
+    {
+        self.add_async(options, handler)
+    }
+
+    /// [`subscribe_with`](EventBus::subscribe_with), calling `handler` only
+    /// for the events `filter` accepts. The filter sees the event and its
+    /// context, so it can look at fields, [`source`](EventContext::source)
+    /// or [`metadata`](EventContext::metadata).
+    ///
+    /// Cost: one more boxed-closure call per event of that type, inside the
+    /// same panic isolation (a panicking filter is reported as the
+    /// subscription's failure). Events it rejects are not counted in
+    /// [`EmitReport::delivered`].
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use sbox_events::{EmitOptions, Event, EventBus, EventContext, SubscribeOptions};
+    /// # #[derive(Event, Serialize, Deserialize)]
+    /// # #[event(name = "config.reloaded")]
+    /// # struct ConfigReloaded { servers: u32 }
+    ///
+    /// let bus = EventBus::new();
+    /// let _big = bus.subscribe_filtered(
+    ///     SubscribeOptions::new().name("big reloads from the API"),
+    ///     |e: &ConfigReloaded, ctx: &EventContext| e.servers > 100 && ctx.source() == "admin_api",
+    ///     |e: &ConfigReloaded, _: &EventContext| println!("{} servers", e.servers),
+    /// );
+    /// assert_eq!(bus.emit(ConfigReloaded { servers: 500 }).delivered(), 0);
+    /// let from_api = EmitOptions::new().source("admin_api");
+    /// assert_eq!(bus.emit_with(ConfigReloaded { servers: 500 }, from_api).delivered(), 1);
+    /// ```
+    pub fn subscribe_filtered<E, P, F, R>(
+        &self,
+        options: SubscribeOptions,
+        filter: P,
+        handler: F,
+    ) -> Subscription
+    where
+        E: Event,
+        P: Fn(&E, &EventContext<'_>) -> bool + Send + Sync + 'static,
+        F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.add_typed(options, Some(Box::new(filter)), handler)
+    }
+
+    /// Calls `handler` for every event whose type `selector` picks, seen as
+    /// an [`AnyEvent`] (name, typed access by downcast, fields as JSON).
+    ///
+    /// The selector is resolved once, now, against every event type linked
+    /// into the binary; emits never compare names. The subscription takes
+    /// part in each selected type's order like any other subscription.
+    pub fn subscribe_any<F, R>(&self, selector: EventSelector, handler: F) -> Subscription
+    where
+        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.subscribe_any_with(SubscribeOptions::new(), selector, handler)
+    }
+
+    /// [`subscribe_any`](EventBus::subscribe_any) with a name and priority.
+    pub fn subscribe_any_with<F, R>(
+        &self,
+        options: SubscribeOptions,
+        selector: EventSelector,
+        handler: F,
+    ) -> Subscription
+    where
+        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.add_erased(options, selector, None, handler)
+    }
+
+    /// [`subscribe_any_with`](EventBus::subscribe_any_with), calling
+    /// `handler` only for the events `filter` accepts; see
+    /// [`subscribe_filtered`](EventBus::subscribe_filtered) for the cost.
+    pub fn subscribe_any_filtered<P, F, R>(
+        &self,
+        options: SubscribeOptions,
+        selector: EventSelector,
+        filter: P,
+        handler: F,
+    ) -> Subscription
+    where
+        P: Fn(&AnyEvent<'_>, &EventContext<'_>) -> bool + Send + Sync + 'static,
+        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        self.add_erased(options, selector, Some(Arc::new(filter)), handler)
     }
 
     /// The handlers an `E` emitted now would reach, in dispatch order.
     pub fn handlers<E: Event>(&self) -> Vec<HandlerInfo> {
         let slot = E::__slot();
         let table = self.inner.routes.load();
-        match table.route::<E>(slot.index()) {
+        let handlers = match table.route::<E>(slot.index()) {
             Some((route, _)) => route.entries.iter().map(Entry::info).collect(),
             None if self.inner.config.static_handlers => {
                 slot.statics().iter().map(|r| r.info(E::NAME)).collect()
             }
             None => Vec::new(),
-        }
-    }
-
-    /// Per-handler statistics, for buses built with
-    /// [`handler_stats(true)`](EventBusBuilder::handler_stats) (empty
-    /// otherwise): every handler of every event type, sorted by event name
-    /// then dispatch order. Handlers that were never called show zero calls;
-    /// a dropped subscription's statistics go with it.
-    pub fn handler_stats(&self) -> Vec<HandlerStats> {
-        let table = self.inner.routes.load();
-        let mut all: Vec<(&'static str, usize, HandlerStats)> = Vec::new();
-        for event_type in EventType::all() {
-            for (position, cell) in table.stats_of(event_type.index()).iter().enumerate() {
-                all.push((event_type.name(), position, cell.snapshot()));
-            }
-        }
-        all.sort_by_key(|(event, position, _)| (*event, *position));
-        all.into_iter().map(|(_, _, stats)| stats).collect()
+        };
+        // The table read may be the last holder of a removed closure.
+        drop(table);
+        self.report_release_failures();
+        handlers
     }
 
     /// The recorder this bus was built with, if any.
@@ -414,37 +588,3 @@ impl fmt::Debug for EventBus {
 }
 
 static GLOBAL: OnceLock<EventBus> = OnceLock::new();
-
-impl Drop for BusInner {
-    fn drop(&mut self) {
-        self.routes.load().release_counts();
-    }
-}
-
-impl BusInner {
-    fn lock(&self) -> MutexGuard<'_, Control> {
-        // Only our own code runs under this lock; a poisoned lock means it
-        // panicked mid-update, and the data is still consistent (the table
-        // is swapped in one store).
-        self.control.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// A copy-on-write change of the route table, under the control lock.
-    ///
-    /// No user code runs under the lock: whatever `change` takes out (the
-    /// removed subscriptions, returned as `R`) and the replaced table, which
-    /// may hold the last reference to a closure whose captures' `Drop` can
-    /// subscribe or unsubscribe on this very bus, are dropped after it is
-    /// released.
-    fn change<R>(&self, change: impl FnOnce(RouteConfig, &mut Control, &mut RouteTable) -> R) -> R {
-        let mut control = self.lock();
-        let current = self.routes.load_full();
-        let mut table = RouteTable::clone(&current);
-        let removed = change(self.config.routes(), &mut control, &mut table);
-        let table = Arc::new(table);
-        current.swap_counts(&table, || self.routes.store(Arc::clone(&table)));
-        drop(control);
-        drop(current);
-        removed
-    }
-}

@@ -24,6 +24,8 @@ pub(super) struct Issues {
     pub(super) failures: Vec<HandlerFailure>,
     pub(super) refused: Option<Refusal>,
     pub(super) skipped: Vec<Cow<'static, str>>,
+    pub(super) not_recorded: Vec<HandlerFailure>,
+    pub(super) drop_failures: Vec<HandlerFailure>,
 }
 
 impl EmitReport {
@@ -58,7 +60,7 @@ impl EmitReport {
 
     /// How many handlers were called and succeeded.
     pub fn succeeded(&self) -> usize {
-        self.delivered - self.failures().len()
+        self.delivered.saturating_sub(self.failures().len())
     }
 
     /// The handlers that returned `Err` or panicked, in call order.
@@ -81,7 +83,26 @@ impl EmitReport {
         skipped.iter().map(|name| &**name)
     }
 
-    /// No failure, not refused, and no async handler skipped.
+    /// The recorders (the bus's [history](crate::history), a
+    /// [`testing::Recorder`](crate::testing::Recorder)) that could not
+    /// record this event because its `Serialize` failed or panicked: each
+    /// failure's [`handler`](HandlerFailure::handler) is the recorder
+    /// (`sbox_events::history`, `sbox_events::testing::Recorder`). The
+    /// handlers ran all the same.
+    pub fn not_recorded(&self) -> &[HandlerFailure] {
+        self.issues.as_ref().map_or(&[], |i| &i.not_recorded)
+    }
+
+    /// Subscriptions removed while this emit ran whose closure it released
+    /// last, and whose captures' `Drop` panicked then: each failure names the
+    /// subscription. Such a panic is caught wherever the release happens;
+    /// here it was this emit's.
+    pub fn drop_failures(&self) -> &[HandlerFailure] {
+        self.issues.as_ref().map_or(&[], |i| &i.drop_failures)
+    }
+
+    /// No failure, not refused, no async handler skipped, recorded by every
+    /// recorder, and no panicking release.
     pub fn is_ok(&self) -> bool {
         self.issues.is_none()
     }
@@ -101,6 +122,17 @@ impl fmt::Display for EmitReport {
         )?;
         for failure in self.failures() {
             write!(f, "; {failure}")?;
+        }
+        for failure in self.not_recorded() {
+            write!(
+                f,
+                "; not recorded by `{}`: {}",
+                LogSafe(failure.handler()),
+                LogSafe(failure.message())
+            )?;
+        }
+        for failure in self.drop_failures() {
+            write!(f, "; {failure} (while its closure was dropped)")?;
         }
         if self.skipped().len() > 0 {
             write!(

@@ -7,6 +7,7 @@
 //! mutex, copy the table, rebuild the affected event types' routes and store
 //! the new table: copy-on-write, so a running emit keeps the table it loaded.
 
+use super::failures::release;
 use super::skip::{Skip, WarnOnce};
 use crate::any::{AnyEvent, EventSelector};
 use crate::context::EventContext;
@@ -19,6 +20,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -115,6 +117,9 @@ impl RouteTable {
 /// This bus's handlers for one event type, in dispatch order.
 pub(crate) struct Route<E: 'static> {
     pub(crate) entries: Box<[Entry<E>]>,
+    /// Test recorders: they see the event before any handler, in
+    /// subscription order, and are not handlers (not counted, not listed).
+    pub(crate) recorders: Box<[Arc<ErasedEntry>]>,
     /// The typed subscriptions, in subscription order (the source of truth).
     subscribers: Vec<Arc<Subscriber<E>>>,
 }
@@ -240,12 +245,14 @@ pub(crate) type ErasedFilter = Arc<dyn Fn(&AnyEvent<'_>, &EventContext<'_>) -> b
 pub(crate) struct Subscriber<E: 'static> {
     pub(crate) id: u64,
     pub(crate) name: Cow<'static, str>,
+    /// The event's name (for reports of its release).
+    pub(crate) event: &'static str,
     pub(crate) priority: i32,
     /// Events it rejects are not passed to `call` (and not counted).
     pub(crate) filter: Option<TypedFilter<E>>,
     /// The handler; for an async subscription, a stand-in the bus never
-    /// calls (its entry is `Entry::TypedAsync`).
-    pub(crate) call: TypedHandler<E>,
+    /// calls (its entry is `Entry::TypedAsync`). Dropped only by `Drop`.
+    pub(crate) call: ManuallyDrop<TypedHandler<E>>,
     /// The async handler of a `subscribe_async` subscription.
     pub(crate) future: Option<AsyncTypedHandler<E>>,
     /// Set once a synchronous `emit` has warned that it skipped this (async)
@@ -264,9 +271,36 @@ pub(crate) struct ErasedSubscription {
 pub(crate) struct ErasedEntry {
     pub(crate) id: u64,
     pub(crate) name: Cow<'static, str>,
+    /// The event type this entry is for.
+    pub(crate) event: &'static str,
     pub(crate) priority: i32,
+    /// Records the event before its handlers run (a test recorder), instead
+    /// of taking part in the handlers' order.
+    pub(crate) recorder: bool,
     pub(crate) filter: Option<ErasedFilter>,
-    pub(crate) call: ErasedHandler,
+    /// Shared by the entries of every selected type. Dropped only by `Drop`.
+    pub(crate) call: ManuallyDrop<ErasedHandler>,
+}
+
+// A subscription's closures are user code down to their captures' `Drop`:
+// released inside isolation, by whoever holds the last reference.
+
+impl<E> Drop for Subscriber<E> {
+    fn drop(&mut self) {
+        // SAFETY: `call` is taken here only, once, and never used again:
+        // `drop` runs once and the subscriber is gone after it.
+        let call = unsafe { ManuallyDrop::take(&mut self.call) };
+        let closures = (call, self.filter.take(), self.future.take());
+        release(&self.name, self.event, closures);
+    }
+}
+
+impl Drop for ErasedEntry {
+    fn drop(&mut self) {
+        // SAFETY: as for `Subscriber`: taken once, in `drop`.
+        let call = unsafe { ManuallyDrop::take(&mut self.call) };
+        release(&self.name, self.event, (call, self.filter.take()));
+    }
 }
 
 /// Rebuilds `E`'s route in `table` from its typed subscribers (`None`: keep
@@ -293,13 +327,14 @@ pub(crate) fn rebuild_route<E: Event>(
         .iter()
         .filter(|record| !control.disabled.contains(record.name))
         .collect();
-    let erased: Vec<_> = control
+    let (recorders, erased): (Vec<_>, Vec<_>) = control
         .erased
         .iter()
         .filter_map(|sub| sub.entries.get(&index))
-        .collect();
+        .partition(|entry| entry.recorder);
     if subscribers.is_empty()
         && erased.is_empty()
+        && recorders.is_empty()
         && statics.len() == all_statics.len()
         && !config.handler_stats
     {
@@ -335,6 +370,7 @@ pub(crate) fn rebuild_route<E: Event>(
     };
     let route = Route {
         entries: entries.into_boxed_slice(),
+        recorders: recorders.into_iter().map(Arc::clone).collect(),
         subscribers,
     };
     table.set(

@@ -19,210 +19,13 @@ use crate::handler::{HandlerError, IntoHandlerResult};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
 
 impl EventBus {
-    /// Calls `handler` for every `E` emitted on this bus until the returned
-    /// [`Subscription`] is dropped. Default options: priority 0, named after
-    /// the closure's type.
-    ///
-    /// The closure takes the event and its context and returns `()` or
-    /// `Result<(), E: Display>`. It must not own a clone of this bus (that
-    /// would be a reference cycle, keeping the bus alive forever): use
-    /// [`EventContext::bus`] to emit from inside it.
-    pub fn subscribe<E, F, R>(&self, handler: F) -> Subscription
-    where
-        E: Event,
-        F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.subscribe_with(SubscribeOptions::new(), handler)
-    }
-
-    /// [`subscribe`](EventBus::subscribe) with a name and priority.
-    ///
-    /// ```
-    /// # use serde::{Deserialize, Serialize};
-    /// use sbox_events::{Event, EventBus, EventContext, SubscribeOptions};
-    /// # #[derive(Event, Serialize, Deserialize)]
-    /// # #[event(name = "config.reloaded")]
-    /// # struct ConfigReloaded { servers: u32 }
-    ///
-    /// let bus = EventBus::new();
-    /// let audit = bus.subscribe_with(
-    ///     SubscribeOptions::new().name("audit").priority(100),
-    ///     |_: &ConfigReloaded, _: &EventContext| Ok::<(), String>(()),
-    /// );
-    /// let names: Vec<String> =
-    ///     bus.handlers::<ConfigReloaded>().iter().map(|h| h.name().to_owned()).collect();
-    /// assert_eq!(names, ["audit"]);
-    /// audit.detach(); // stays subscribed for the bus's lifetime
-    /// ```
-    pub fn subscribe_with<E, F, R>(&self, options: SubscribeOptions, handler: F) -> Subscription
-    where
-        E: Event,
-        F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.add_typed(options, None, handler)
-    }
-
-    /// Calls the async `handler` for every `E` emitted with
-    /// [`emit_async`](EventBus::emit_async) until the returned
-    /// [`Subscription`] is dropped.
-    ///
-    /// The closure runs synchronously, in dispatch order, and returns the
-    /// future to await: a `Send + 'static` future that owns what it needs
-    /// (copy fields out of the event first, as for `tokio::spawn`). Its
-    /// output is `()` or `Result<(), E: Display>`. Inside it,
-    /// [`trace::current`](crate::trace::current) is the event's trace, and
-    /// an emit on a bus it owns (`ctx.bus().clone()`, taken before the
-    /// `async` block) nests under the event. A plain [`emit`](EventBus::emit)
-    /// cannot await it: it reports it in [`EmitReport::skipped`] and logs a
-    /// warning once.
-    ///
-    /// ```
-    /// # use serde::{Deserialize, Serialize};
-    /// use sbox_events::{Event, EventBus, EventContext, trace};
-    /// # #[derive(Event, Serialize, Deserialize)]
-    /// # #[event(name = "config.reloaded")]
-    /// # struct ConfigReloaded { servers: u32 }
-    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    /// #     let mut f = std::pin::pin!(f);
-    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
-    /// # }
-    ///
-    /// let bus = EventBus::new();
-    /// let _sub = bus.subscribe_async(|event: &ConfigReloaded, ctx: &EventContext| {
-    ///     let (servers, trace_id) = (event.servers, ctx.trace_id());
-    ///     async move {
-    ///         assert_eq!(trace::current(), Some(trace_id)); // also after `.await`s
-    ///         if servers == 0 { Err("empty config") } else { Ok(()) }
-    ///     }
-    /// });
-    /// let report = block_on(bus.emit_async(ConfigReloaded { servers: 0 }));
-    /// assert_eq!(report.failures()[0].message(), "empty config");
-    ///
-    /// let report = bus.emit(ConfigReloaded { servers: 1 }); // not awaited
-    /// assert_eq!(report.delivered(), 0);
-    /// assert_eq!(report.skipped().len(), 1);
-    /// ```
-    pub fn subscribe_async<E, F, Fut>(&self, handler: F) -> Subscription
-    where
-        E: Event,
-        F: Fn(&E, &EventContext<'_>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output: IntoHandlerResult> + Send + 'static,
-    {
-        self.add_async(SubscribeOptions::new(), handler)
-    }
-
-    /// [`subscribe_async`](EventBus::subscribe_async) with a name and
-    /// priority.
-    pub fn subscribe_async_with<E, F, Fut>(
-        &self,
-        options: SubscribeOptions,
-        handler: F,
-    ) -> Subscription
-    where
-        E: Event,
-        F: Fn(&E, &EventContext<'_>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output: IntoHandlerResult> + Send + 'static,
-    {
-        self.add_async(options, handler)
-    }
-
-    /// [`subscribe_with`](EventBus::subscribe_with), calling `handler` only
-    /// for the events `filter` accepts. The filter sees the event and its
-    /// context, so it can look at fields, [`source`](EventContext::source)
-    /// or [`metadata`](EventContext::metadata).
-    ///
-    /// Cost: one more boxed-closure call per event of that type, inside the
-    /// same panic isolation (a panicking filter is reported as the
-    /// subscription's failure). Events it rejects are not counted in
-    /// [`EmitReport::delivered`].
-    ///
-    /// ```
-    /// # use serde::{Deserialize, Serialize};
-    /// use sbox_events::{EmitOptions, Event, EventBus, EventContext, SubscribeOptions};
-    /// # #[derive(Event, Serialize, Deserialize)]
-    /// # #[event(name = "config.reloaded")]
-    /// # struct ConfigReloaded { servers: u32 }
-    ///
-    /// let bus = EventBus::new();
-    /// let _big = bus.subscribe_filtered(
-    ///     SubscribeOptions::new().name("big reloads from the API"),
-    ///     |e: &ConfigReloaded, ctx: &EventContext| e.servers > 100 && ctx.source() == "admin_api",
-    ///     |e: &ConfigReloaded, _: &EventContext| println!("{} servers", e.servers),
-    /// );
-    /// assert_eq!(bus.emit(ConfigReloaded { servers: 500 }).delivered(), 0);
-    /// let from_api = EmitOptions::new().source("admin_api");
-    /// assert_eq!(bus.emit_with(ConfigReloaded { servers: 500 }, from_api).delivered(), 1);
-    /// ```
-    pub fn subscribe_filtered<E, P, F, R>(
-        &self,
-        options: SubscribeOptions,
-        filter: P,
-        handler: F,
-    ) -> Subscription
-    where
-        E: Event,
-        P: Fn(&E, &EventContext<'_>) -> bool + Send + Sync + 'static,
-        F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.add_typed(options, Some(Box::new(filter)), handler)
-    }
-
-    /// Calls `handler` for every event whose type `selector` picks, seen as
-    /// an [`AnyEvent`] (name, typed access by downcast, fields as JSON).
-    ///
-    /// The selector is resolved once, now, against every event type linked
-    /// into the binary; emits never compare names. The subscription takes
-    /// part in each selected type's order like any other subscription.
-    pub fn subscribe_any<F, R>(&self, selector: EventSelector, handler: F) -> Subscription
-    where
-        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.subscribe_any_with(SubscribeOptions::new(), selector, handler)
-    }
-
-    /// [`subscribe_any`](EventBus::subscribe_any) with a name and priority.
-    pub fn subscribe_any_with<F, R>(
-        &self,
-        options: SubscribeOptions,
-        selector: EventSelector,
-        handler: F,
-    ) -> Subscription
-    where
-        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.add_erased(options, selector, None, handler)
-    }
-
-    /// [`subscribe_any_with`](EventBus::subscribe_any_with), calling
-    /// `handler` only for the events `filter` accepts; see
-    /// [`subscribe_filtered`](EventBus::subscribe_filtered) for the cost.
-    pub fn subscribe_any_filtered<P, F, R>(
-        &self,
-        options: SubscribeOptions,
-        selector: EventSelector,
-        filter: P,
-        handler: F,
-    ) -> Subscription
-    where
-        P: Fn(&AnyEvent<'_>, &EventContext<'_>) -> bool + Send + Sync + 'static,
-        F: Fn(&AnyEvent<'_>, &EventContext<'_>) -> R + Send + Sync + 'static,
-        R: IntoHandlerResult,
-    {
-        self.add_erased(options, selector, Some(Arc::new(filter)), handler)
-    }
-
     pub(super) fn add_typed<E, F, R>(
         &self,
         options: SubscribeOptions,
@@ -238,11 +41,12 @@ impl EventBus {
         let subscriber = Arc::new(Subscriber {
             id,
             name: options.name_or(std::any::type_name::<F>()),
+            event: E::NAME,
             priority: options.priority,
             filter,
-            call: Box::new(move |event: &E, ctx: &EventContext<'_>| {
+            call: ManuallyDrop::new(Box::new(move |event: &E, ctx: &EventContext<'_>| {
                 handler(event, ctx).into_handler_result()
-            }),
+            })),
             future: None,
             skip_warned: AtomicBool::new(false),
         });
@@ -263,15 +67,16 @@ impl EventBus {
         let subscriber = Arc::new(Subscriber {
             id,
             name: options.name_or(std::any::type_name::<F>()),
+            event: E::NAME,
             priority: options.priority,
             filter: None,
             // A zero-sized closure: boxing it allocates nothing.
-            call: Box::new(|_: &E, _: &EventContext<'_>| {
+            call: ManuallyDrop::new(Box::new(|_: &E, _: &EventContext<'_>| {
                 Err(HandlerError::new(
                     "an async subscription was called by a synchronous emit",
                     "sbox_events::AsyncHandler",
                 ))
-            }),
+            })),
             future: Some(call),
             skip_warned: AtomicBool::new(false),
         });
@@ -280,7 +85,7 @@ impl EventBus {
 
     fn add_subscriber<E: Event>(&self, subscriber: Arc<Subscriber<E>>) -> Subscription {
         let id = subscriber.id;
-        self.inner.change(|config, control, table| {
+        self.change(|config, control, table| {
             let mut subscribers = routes::subscribers_of::<E>(table);
             subscribers.push(subscriber);
             routes::rebuild_route::<E>(config, control, table, Some(subscribers));
@@ -303,9 +108,12 @@ impl EventBus {
         let call: ErasedHandler = Arc::new(move |event: &AnyEvent<'_>, ctx: &EventContext<'_>| {
             handler(event, ctx).into_handler_result()
         });
-        self.subscribe_each(name, options.priority, selector, filter, |_| {
-            Some(Arc::clone(&call))
-        })
+        let options = EachOptions {
+            name,
+            priority: options.priority,
+            recorder: false,
+        };
+        self.subscribe_each(options, selector, filter, |_| Some(Arc::clone(&call)))
     }
 
     /// A type-erased subscription whose handler is made once per selected
@@ -313,8 +121,7 @@ impl EventBus {
     /// can keep per-type state without looking anything up on emit.
     pub(crate) fn subscribe_each(
         &self,
-        name: Cow<'static, str>,
-        priority: i32,
+        options: EachOptions,
         selector: EventSelector,
         filter: Option<ErasedFilter>,
         mut make: impl FnMut(EventType) -> Option<ErasedHandler>,
@@ -330,10 +137,12 @@ impl EventBus {
                 let call = make(event_type)?;
                 let entry = ErasedEntry {
                     id,
-                    name: name.clone(),
-                    priority,
+                    name: options.name.clone(),
+                    event: event_type.name(),
+                    priority: options.priority,
+                    recorder: options.recorder,
                     filter: filter.clone(),
-                    call,
+                    call: ManuallyDrop::new(call),
                 };
                 Some((event_type.index(), Arc::new(entry)))
             })
@@ -343,7 +152,7 @@ impl EventBus {
             selector,
             entries,
         });
-        self.inner.change(|config, control, table| {
+        self.change(|config, control, table| {
             control.erased.push(subscription);
             for (_, hooks) in &selected {
                 (hooks.rebuild)(config, control, table);
@@ -352,7 +161,7 @@ impl EventBus {
         self.subscription(id, remove_erased)
     }
 
-    fn subscription(&self, id: u64, remove: fn(&BusInner, u64)) -> Subscription {
+    fn subscription(&self, id: u64, remove: fn(&EventBus, u64)) -> Subscription {
         Subscription {
             bus: Arc::downgrade(&self.inner),
             id,
@@ -361,8 +170,8 @@ impl EventBus {
     }
 }
 
-fn remove_typed<E: Event>(bus: &BusInner, id: u64) {
-    let removed = bus.change(|config, control, table| {
+fn remove_typed<E: Event>(bus: &EventBus, id: u64) {
+    bus.change(|config, control, table| {
         let (kept, removed): (Vec<_>, Vec<_>) = routes::subscribers_of::<E>(table)
             .into_iter()
             .partition(|sub| sub.id != id);
@@ -372,11 +181,10 @@ fn remove_typed<E: Event>(bus: &BusInner, id: u64) {
         routes::rebuild_route::<E>(config, control, table, Some(kept));
         removed
     });
-    drop(removed);
 }
 
-fn remove_erased(bus: &BusInner, id: u64) {
-    let removed = bus.change(|config, control, table| {
+fn remove_erased(bus: &EventBus, id: u64) {
+    bus.change(|config, control, table| {
         let position = control.erased.iter().position(|sub| sub.id == id)?;
         let removed = control.erased.remove(position);
         control
@@ -389,7 +197,15 @@ fn remove_erased(bus: &BusInner, id: u64) {
         }
         Some(removed)
     });
-    drop(removed);
+}
+
+/// How [`EventBus::subscribe_each`] subscribes: name, priority, and whether
+/// the subscription is a recorder (it sees each event before its handlers,
+/// and is not one of them).
+pub(crate) struct EachOptions {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) priority: i32,
+    pub(crate) recorder: bool,
 }
 
 /// Name and priority of a subscription; see [`EventBus::subscribe_with`].
@@ -432,7 +248,7 @@ impl SubscribeOptions {
 pub struct Subscription {
     bus: Weak<BusInner>,
     id: u64,
-    remove: fn(&BusInner, u64),
+    remove: fn(&EventBus, u64),
 }
 
 impl Subscription {
@@ -454,8 +270,8 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some(bus) = self.bus.upgrade() {
-            (self.remove)(&bus, self.id);
+        if let Some(inner) = self.bus.upgrade() {
+            (self.remove)(&EventBus { inner }, self.id);
         }
     }
 }

@@ -135,8 +135,8 @@ pub(crate) fn source_of(source: &str, default: &'static str) -> Cow<'static, str
 pub(crate) enum NotRecorded {
     /// Its JSON exceeds the limit (serialization stopped there).
     Oversized,
-    /// It could not be serialized.
-    Serialize,
+    /// It could not be serialized: what serde said.
+    Serialize(String),
 }
 
 /// Makes a record of an event being emitted now, unless its JSON is longer
@@ -182,10 +182,11 @@ fn serialize(event: &AnyEvent<'_>, limit: usize) -> Result<Box<str>, NotRecorded
             return Err(if err.is_io() {
                 NotRecorded::Oversized
             } else {
-                NotRecorded::Serialize
+                NotRecorded::Serialize(err.to_string())
             });
         }
-        let text = std::str::from_utf8(buf).map_err(|_| NotRecorded::Serialize)?;
+        let text = std::str::from_utf8(buf)
+            .map_err(|_| NotRecorded::Serialize("the JSON is not UTF-8".to_owned()))?;
         Ok(Box::<str>::from(text))
     };
     SCRATCH

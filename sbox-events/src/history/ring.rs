@@ -6,6 +6,7 @@ use super::{HistoryQuery, MAX_HISTORY_BYTES, RecordedEvent, export_jsonl};
 use crate::any::AnyEvent;
 use crate::bus::{EventBus, EventBusBuilder, Recorder};
 use crate::context::EventContext;
+use crate::handler::HandlerError;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::fmt;
@@ -26,6 +27,7 @@ struct Ring {
     recorded: u64,
     evicted: u64,
     oversized: u64,
+    unserializable: u64,
 }
 
 const SLOT: usize = size_of::<RecordedEvent>();
@@ -63,6 +65,10 @@ pub struct HistoryStats {
     pub evicted: u64,
     /// Records not kept because they alone exceed the budget.
     pub oversized: u64,
+    /// Events not kept because their `Serialize` failed or panicked (each
+    /// also reported in its emit's
+    /// [`EmitReport::not_recorded`](crate::EmitReport::not_recorded)).
+    pub unserializable: u64,
 }
 
 impl History {
@@ -144,6 +150,7 @@ impl History {
             recorded: ring.recorded,
             evicted: ring.evicted,
             oversized: ring.oversized,
+            unserializable: ring.unserializable,
         }
     }
 
@@ -169,7 +176,15 @@ impl fmt::Debug for History {
 }
 
 impl Recorder for History {
-    fn record(&self, event: &AnyEvent<'_>, ctx: &EventContext<'_>) {
+    fn name(&self) -> &'static str {
+        "sbox_events::history"
+    }
+
+    fn record(&self, event: &AnyEvent<'_>, ctx: &EventContext<'_>) -> Result<(), HandlerError> {
+        // Counted as unserializable unless recording gets through the
+        // event's `Serialize` (which may panic: the bus catches it, this
+        // guard's drop still counts it).
+        let unserializable = CountUnserializable(self);
         let record = record::record(
             event,
             self.data_limit(),
@@ -180,10 +195,32 @@ impl Recorder for History {
             ctx.metadata(),
         );
         match record {
-            Ok(record) => self.push(record),
-            Err(NotRecorded::Oversized) => self.push_oversized(),
-            Err(NotRecorded::Serialize) => {}
+            Ok(record) => {
+                std::mem::forget(unserializable);
+                self.push(record);
+                Ok(())
+            }
+            Err(NotRecorded::Oversized) => {
+                std::mem::forget(unserializable);
+                self.push_oversized();
+                Ok(())
+            }
+            Err(NotRecorded::Serialize(message)) => {
+                drop(unserializable);
+                Err(HandlerError::new(message, "serde_json::Error"))
+            }
         }
+    }
+}
+
+/// Counts one event that could not be serialized, when dropped.
+struct CountUnserializable<'a>(&'a History);
+
+impl Drop for CountUnserializable<'_> {
+    fn drop(&mut self) {
+        let mut ring = self.0.ring();
+        ring.recorded += 1;
+        ring.unserializable += 1;
     }
 }
 

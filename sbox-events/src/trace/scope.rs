@@ -55,20 +55,35 @@ fn refresh_current() {
 /// ```
 #[must_use = "the trace is current only while the guard lives"]
 pub fn enter(id: TraceId) -> TraceScope {
-    let scope_id = NEXT_SCOPE.with(|n| {
-        let v = n.get();
-        n.set(v + 1);
-        v
-    });
-    SCOPES.with(|scopes| scopes.borrow_mut().push((scope_id, id.as_u128())));
+    // `try_with`: a future dropped by another thread-local's destructor may
+    // get here after this thread's scope list is gone. The scope is then
+    // inert (nothing is installed, nothing to undo), never a panic.
+    let Ok(scope_id) = SCOPES.try_with(|scopes| {
+        let scope_id = NEXT_SCOPE.with(|n| n.replace(n.get() + 1));
+        scopes.borrow_mut().push((scope_id, id.as_u128()));
+        scope_id
+    }) else {
+        return TraceScope {
+            scope_id: INERT,
+            _span: None,
+            _not_send: PhantomData,
+        };
+    };
     OPEN_SCOPES.with(|n| n.set(n.get() + 1));
     CURRENT.with(|c| c.set(id.as_u128()));
-    TraceScope {
+    // The guard exists before the `tracing` subscriber is called: if it
+    // panics, the guard's drop closes the scope again.
+    let mut scope = TraceScope {
         scope_id,
-        _span: span_for(id),
+        _span: None,
         _not_send: PhantomData,
-    }
+    };
+    scope._span = span_for(id);
+    scope
 }
+
+/// The id of a scope that installed nothing (see [`enter`]).
+const INERT: u64 = 0;
 
 /// Guard returned by [`enter`]; dropping it closes the scope. Not `Send`:
 /// a scope belongs to the thread that opened it.
@@ -80,6 +95,9 @@ pub struct TraceScope {
 
 impl Drop for TraceScope {
     fn drop(&mut self) {
+        if self.scope_id == INERT {
+            return;
+        }
         let _ = SCOPES.try_with(|scopes| {
             let mut scopes = scopes.borrow_mut();
             if let Some(pos) = scopes.iter().rposition(|&(id, _)| id == self.scope_id) {

@@ -1,0 +1,138 @@
+//! Changing a bus's routing, and reading it: enabling and disabling
+//! `#[handler]`s by name, per-handler statistics, and the copy-on-write
+//! change every writer goes through ([`BusInner::change`]), with the rule
+//! that no user code runs under the control lock.
+
+use super::failures::log_release_failures;
+use super::hooks::types_with_hooks;
+use super::routes::{Control, RouteConfig, RouteTable};
+use super::{BusInner, EventBus, UnknownHandlerError};
+use crate::any::EventType;
+use crate::stats::HandlerStats;
+use std::sync::{Arc, MutexGuard, PoisonError};
+
+impl EventBus {
+    /// A copy-on-write change of the route table (see `BusInner::change`);
+    /// what it takes out is dropped after the lock is released, and a
+    /// closure whose release panicked is reported.
+    pub(super) fn change<R>(
+        &self,
+        change: impl FnOnce(RouteConfig, &mut Control, &mut RouteTable) -> R,
+    ) {
+        let removed = self.inner.change(change);
+        drop(removed);
+        self.report_release_failures();
+    }
+
+    /// Stops the `#[handler]` (or handlers) with this name from running on
+    /// this bus, for every event type, until [`enable_handler`](EventBus::enable_handler).
+    /// The name is the handler's path (`my_crate::audit::on_fetched`) unless
+    /// it was given with `#[handler(name = "...")]`.
+    ///
+    /// Fails if no `#[handler]` linked into the binary has that name.
+    pub fn disable_handler(&self, name: &str) -> Result<(), UnknownHandlerError> {
+        self.set_handler_enabled(name, false)
+    }
+
+    /// Lets a handler disabled by [`disable_handler`](EventBus::disable_handler) run again.
+    pub fn enable_handler(&self, name: &str) -> Result<(), UnknownHandlerError> {
+        self.set_handler_enabled(name, true)
+    }
+
+    /// Whether the `#[handler]` with this name runs on this bus (`false` also
+    /// when the bus runs no `#[handler]`s at all).
+    pub fn is_handler_enabled(&self, name: &str) -> bool {
+        self.inner.config.static_handlers && !self.inner.lock().disabled.contains(name)
+    }
+
+    fn set_handler_enabled(&self, name: &str, enabled: bool) -> Result<(), UnknownHandlerError> {
+        let events: Vec<_> = types_with_hooks()
+            .filter(|(event, _)| event.0.has_static_handler(name))
+            .map(|(_, hooks)| hooks)
+            .collect();
+        if events.is_empty() {
+            return Err(UnknownHandlerError {
+                name: name.to_owned(),
+            });
+        }
+        self.change(|config, control, table| {
+            let changed = if enabled {
+                control.disabled.remove(name)
+            } else {
+                control.disabled.insert(name.to_owned())
+            };
+            if changed {
+                for hooks in &events {
+                    (hooks.rebuild)(config, control, table);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Per-handler statistics, for buses built with
+    /// [`handler_stats(true)`](super::EventBusBuilder::handler_stats) (empty
+    /// otherwise): every handler of every event type, sorted by event name
+    /// then dispatch order. Handlers that were never called show zero calls;
+    /// a dropped subscription's statistics go with it.
+    pub fn handler_stats(&self) -> Vec<HandlerStats> {
+        let table = self.inner.routes.load();
+        let mut all: Vec<(&'static str, usize, HandlerStats)> = Vec::new();
+        for event_type in EventType::all() {
+            for (position, cell) in table.stats_of(event_type.index()).iter().enumerate() {
+                all.push((event_type.name(), position, cell.snapshot()));
+            }
+        }
+        drop(table);
+        self.report_release_failures();
+        all.sort_by_key(|(event, position, _)| (*event, *position));
+        all.into_iter().map(|(_, _, stats)| stats).collect()
+    }
+}
+
+impl Drop for BusInner {
+    fn drop(&mut self) {
+        // Every closure still subscribed is released here: isolated, and
+        // logged (there is no bus left to emit `error.occurred` on).
+        let table = self.routes.swap(Arc::default());
+        table.release_counts();
+        drop(table);
+        let control = match self.control.get_mut() {
+            Ok(control) => std::mem::take(control),
+            Err(poisoned) => std::mem::take(poisoned.into_inner()),
+        };
+        drop(control);
+        log_release_failures();
+    }
+}
+
+impl BusInner {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Control> {
+        // Only our own code runs under this lock; a poisoned lock means it
+        // panicked mid-update, and the data is still consistent (the table
+        // is swapped in one store).
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A copy-on-write change of the route table, under the control lock.
+    ///
+    /// No user code runs under the lock: whatever `change` takes out (the
+    /// removed subscriptions, returned as `R`) and the replaced table, which
+    /// may hold the last reference to a closure whose captures' `Drop` can
+    /// subscribe or unsubscribe on this very bus, are dropped after it is
+    /// released.
+    pub(super) fn change<R>(
+        &self,
+        change: impl FnOnce(RouteConfig, &mut Control, &mut RouteTable) -> R,
+    ) -> R {
+        let mut control = self.lock();
+        let current = self.routes.load_full();
+        let mut table = RouteTable::clone(&current);
+        let removed = change(self.config.routes(), &mut control, &mut table);
+        let table = Arc::new(table);
+        current.swap_counts(&table, || self.routes.store(Arc::clone(&table)));
+        drop(control);
+        drop(current);
+        removed
+    }
+}

@@ -1,0 +1,270 @@
+//! What happens when user code fails: a handler's `Err` or panic, a
+//! panic in code the bus runs for users outside a handler call (a cancelled
+//! handler future's `Drop`), and the refusal of an emit. Each is logged
+//! with the trace id, emitted as `error.occurred` (unless one is being
+//! handled already, so error handlers cannot loop) and, when there is an
+//! emit to report to, listed in its [`EmitReport`].
+
+use super::skip::{Skip, WarnOnce, skipped};
+use super::state::IN_ERROR_EVENT;
+use super::{EmitReport, ErrorOccurred, EventBus, FailurePolicy, Refusal};
+use crate::context::EventContext;
+use crate::escape::LogSafe;
+use crate::event::Event;
+use crate::handler::{HandlerError, HandlerFailure, panic_message};
+use crate::trace::{self, TraceId};
+use std::any::Any;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+
+/// A handler call that did not return `Ok(())`.
+pub(super) enum Failure {
+    Error(HandlerError),
+    Panic(Box<dyn Any + Send>),
+}
+
+#[inline(always)]
+pub(super) fn isolate<T>(call: impl FnOnce() -> Result<T, HandlerError>) -> Result<T, Failure> {
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(Failure::Error(err)),
+        Err(payload) => Err(Failure::Panic(payload)),
+    }
+}
+
+impl EventBus {
+    #[cold]
+    #[inline(never)]
+    pub(super) fn handler_failed(
+        &self,
+        name: &str,
+        failure: Failure,
+        ctx: &EventContext<'_>,
+        report: &mut EmitReport,
+    ) {
+        if let Failure::Error(err) = &failure
+            && err.is_async_skip()
+        {
+            let skip = Skip {
+                name: Cow::Owned(name.to_owned()),
+                once: WarnOnce::Named(ctx.name),
+            };
+            return skipped(skip, ctx, report);
+        }
+        let (failure, payload) = describe(name, ctx.name, failure);
+        if self.inner.config.failure_policy == FailurePolicy::Propagate {
+            log_failure(&failure, ctx.trace_id, "event handler failed");
+            match payload {
+                Some(payload) => resume_unwind(payload),
+                None => panic!("{failure}"),
+            }
+        }
+        self.announce(&failure, payload, ctx.trace_id, "event handler failed");
+        report.issues().failures.push(failure);
+    }
+
+    /// Reports a failure of user code that the bus ran for `ctx`'s event
+    /// outside a handler call, where no report can carry it (the `Drop` of
+    /// a cancelled handler future): logged and emitted as `error.occurred`,
+    /// never re-raised (it happens inside a `drop`).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn failed_outside_emit(&self, name: &str, failure: Failure, ctx: &EventContext<'_>) {
+        let (failure, payload) = describe(name, ctx.name, failure);
+        self.announce(&failure, payload, ctx.trace_id, "event handler failed");
+    }
+
+    /// A recorder (the history, a test recorder) could not record the
+    /// event: its `Serialize` failed or panicked. Reported in the emit's
+    /// report, logged and emitted as `error.occurred`; never re-raised
+    /// (recording is not a handler).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn not_recorded(
+        &self,
+        recorder: &str,
+        failure: Failure,
+        ctx: &EventContext<'_>,
+        report: &mut EmitReport,
+    ) {
+        let (failure, payload) = describe(recorder, ctx.name, failure);
+        self.announce(&failure, payload, ctx.trace_id, "event not recorded");
+        report.issues().not_recorded.push(failure);
+    }
+
+    /// Logs `failure`, drops its panic payload (isolated), and emits it as
+    /// `error.occurred` unless one is being handled on this thread.
+    pub(super) fn announce(
+        &self,
+        failure: &HandlerFailure,
+        payload: Option<Box<dyn Any + Send>>,
+        trace_id: TraceId,
+        what: &str,
+    ) {
+        log_failure(failure, trace_id, what);
+        if let Some(payload) = payload {
+            drop_payload(payload);
+        }
+        if self.inner.config.error_events && !IN_ERROR_EVENT.with(Cell::get) {
+            let event = ErrorOccurred {
+                error: failure.message().to_owned(),
+                error_type: failure.error_type().to_owned(),
+                event: failure.event().to_owned(),
+                handler: failure.handler().to_owned(),
+            };
+            match trace::current() {
+                Some(_) => drop(self.emit(event)),
+                None => drop(trace::with_trace_id(trace_id, || self.emit(event))),
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn refuse(&self, mut report: EmitReport, refusal: Refusal) -> EmitReport {
+        tracing::warn!(
+            target: "sbox_events",
+            trace_id = %report.trace_id,
+            event = report.event,
+            "emit refused: {refusal}"
+        );
+        report.issues().refused = Some(refusal);
+        report
+    }
+}
+
+/// The failure of the handler (or other user code) named `name` on
+/// `event`, and its panic payload if it panicked.
+pub(super) fn describe(
+    name: &str,
+    event: &'static str,
+    failure: Failure,
+) -> (HandlerFailure, Option<Box<dyn Any + Send>>) {
+    let handler = Cow::Owned(name.to_owned());
+    match failure {
+        Failure::Error(err) => (HandlerFailure::from_error(handler, event, err), None),
+        Failure::Panic(payload) => (
+            HandlerFailure::from_panic(handler, event, &*payload),
+            Some(payload),
+        ),
+    }
+}
+
+fn log_failure(failure: &HandlerFailure, trace_id: TraceId, what: &str) {
+    tracing::error!(
+        target: "sbox_events",
+        trace_id = %trace_id,
+        event = failure.event(),
+        handler = %LogSafe(failure.handler()),
+        kind = ?failure.kind(),
+        error = %LogSafe(failure.message()),
+        "{what}"
+    );
+}
+
+/// The event's [`Event::validate`], isolated: a panicking validator is a
+/// failed validation.
+pub(super) fn validate<E: Event>(event: &E) -> Result<(), String> {
+    match catch_unwind(AssertUnwindSafe(|| event.validate())) {
+        Ok(result) => result,
+        Err(payload) => {
+            let reason = format!("validation panicked: {}", panic_message(&*payload));
+            drop_payload(payload);
+            Err(reason)
+        }
+    }
+}
+
+thread_local! {
+    /// Panics from releasing closures on this thread, not yet reported.
+    static RELEASE_FAILURES: RefCell<Vec<HandlerFailure>> = const { RefCell::new(Vec::new()) };
+    /// Whether `RELEASE_FAILURES` has any (read on the hot path: no
+    /// destructor, one load).
+    static RELEASE_PENDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Drops a subscription's closures: user code (the `Drop` of everything they
+/// captured), run by whoever releases the last reference (an unsubscribe,
+/// an emit that still held the route, the bus's own drop). A panic there is
+/// caught and kept as a failure of the subscription `name` on `event` until
+/// the bus reports it ([`take_release_failures`]).
+pub(super) fn release<T>(name: &str, event: &'static str, closures: T) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(closures))) {
+        let failure = HandlerFailure::from_panic(Cow::Owned(name.to_owned()), event, &*payload);
+        drop_payload(payload);
+        let _ = RELEASE_FAILURES.try_with(|failures| failures.borrow_mut().push(failure));
+        let _ = RELEASE_PENDING.try_with(|pending| pending.set(true));
+    }
+}
+
+/// Whether a release on this thread failed since the last
+/// [`take_release_failures`].
+#[inline]
+pub(super) fn release_failed() -> bool {
+    RELEASE_PENDING.try_with(Cell::get).unwrap_or(false)
+}
+
+/// The release failures on this thread not reported yet.
+#[cold]
+pub(super) fn take_release_failures() -> Vec<HandlerFailure> {
+    let _ = RELEASE_PENDING.try_with(|pending| pending.set(false));
+    RELEASE_FAILURES
+        .try_with(|failures| std::mem::take(&mut *failures.borrow_mut()))
+        .unwrap_or_default()
+}
+
+impl EventBus {
+    /// Reports the closures whose release panicked on this thread since the
+    /// last report: logged and emitted as `error.occurred`.
+    #[inline]
+    pub(super) fn report_release_failures(&self) {
+        if release_failed() {
+            self.announce_release_failures(None);
+        }
+    }
+
+    /// Like [`report_release_failures`](Self::report_release_failures), and
+    /// lists them in the report of the emit that released them.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn announce_release_failures(&self, mut report: Option<&mut EmitReport>) {
+        for failure in take_release_failures() {
+            let trace_id = trace::current().unwrap_or_else(TraceId::random);
+            self.announce(&failure, None, trace_id, RELEASE_FAILED);
+            if let Some(report) = report.as_deref_mut() {
+                report.issues().drop_failures.push(failure);
+            }
+        }
+    }
+}
+
+const RELEASE_FAILED: &str = "a removed subscription's closure panicked while it was dropped";
+
+/// Logs the release failures on this thread (when the bus itself is gone).
+#[cold]
+pub(super) fn log_release_failures() {
+    if release_failed() {
+        for failure in take_release_failures() {
+            log_failure(
+                &failure,
+                trace::current().unwrap_or_else(TraceId::random),
+                RELEASE_FAILED,
+            );
+        }
+    }
+}
+
+/// Drops a caught panic payload. Its `Drop` is user code and may panic in
+/// turn (`panic_any(Bomb)`): that panic is caught too, and so on a few
+/// times; a payload that keeps panicking is leaked rather than let out.
+pub(super) fn drop_payload(payload: Box<dyn Any + Send>) {
+    let mut payload = payload;
+    for _ in 0..4 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
+    }
+    std::mem::forget(payload);
+}

@@ -1,0 +1,97 @@
+//! Each thread's emit state: the nesting depth, whether an
+//! `error.occurred` or a replay is being dispatched, and the block of
+//! sequence numbers it hands out. `dispatch` reads and sets it around each
+//! emit; `emit_async` captures it when the future is made and puts it back
+//! around every poll.
+//!
+//! Every thread-local here is a const-initialized `Cell` without a
+//! destructor: reading it works even while the thread is torn down.
+
+// Replay is used by the `history` feature only.
+#![cfg_attr(not(feature = "history"), allow(dead_code))]
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+thread_local! {
+    /// How many emits are running on this thread (nesting depth).
+    pub(super) static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// True while an `error.occurred` is dispatched on this thread.
+    pub(super) static IN_ERROR_EVENT: Cell<bool> = const { Cell::new(false) };
+    /// True while `EventBus::replay` runs on this thread.
+    pub(super) static REPLAYING: Cell<bool> = const { Cell::new(false) };
+    /// This thread's block of sequence numbers: (next, end).
+    static SEQUENCE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+const SEQUENCE_BLOCK: u64 = 1024;
+static NEXT_SEQUENCE_BLOCK: AtomicU64 = AtomicU64::new(1);
+
+#[inline]
+pub(super) fn next_sequence() -> u64 {
+    SEQUENCE.with(|cell| {
+        let (next, end) = cell.get();
+        let (n, end) = if next < end {
+            (next, end)
+        } else {
+            let start = NEXT_SEQUENCE_BLOCK.fetch_add(SEQUENCE_BLOCK, Ordering::Relaxed);
+            (start, start + SEQUENCE_BLOCK)
+        };
+        cell.set((n + 1, end));
+        n
+    })
+}
+
+/// Restores the thread's nesting depth when an emit ends (or unwinds).
+pub(super) struct DepthGuard(u32);
+
+impl DepthGuard {
+    #[inline]
+    pub(super) fn enter(depth: u32) -> DepthGuard {
+        DEPTH.with(|d| d.set(depth + 1));
+        DepthGuard(depth)
+    }
+}
+
+impl Drop for DepthGuard {
+    #[inline]
+    fn drop(&mut self) {
+        let _ = DEPTH.try_with(|d| d.set(self.0));
+    }
+}
+
+/// Marks the thread as handling an `error.occurred` until dropped.
+pub(super) struct ErrorScope(bool);
+
+impl ErrorScope {
+    pub(super) fn enter() -> ErrorScope {
+        ErrorScope(IN_ERROR_EVENT.with(|f| f.replace(true)))
+    }
+}
+
+impl Drop for ErrorScope {
+    fn drop(&mut self) {
+        let _ = IN_ERROR_EVENT.try_with(|f| f.set(self.0));
+    }
+}
+
+struct RestoreReplaying(bool);
+
+impl Drop for RestoreReplaying {
+    fn drop(&mut self) {
+        let _ = REPLAYING.try_with(|r| r.set(self.0));
+    }
+}
+
+/// Marks the thread as replaying until dropped (nested emits are replays too).
+pub(crate) struct ReplayScope {
+    _restore: RestoreReplaying,
+}
+
+impl ReplayScope {
+    pub(crate) fn enter() -> ReplayScope {
+        ReplayScope {
+            _restore: RestoreReplaying(REPLAYING.with(|r| r.replace(true))),
+        }
+    }
+}
