@@ -71,7 +71,7 @@
 use crate::any::{AnyEvent, EventSelector};
 use crate::bus::{EventBus, SubscribeOptions, Subscription};
 use crate::context::EventContext;
-use crate::escape::EscapedDisplay;
+use crate::escape::{EscapedDisplay, LogSafe};
 use crate::jsonl::{self, Envelope};
 use std::borrow::Cow;
 use std::fmt;
@@ -303,11 +303,15 @@ impl State {
             self.records.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let timestamp = match jsonl::timestamp(ctx.timestamp()) {
+            Ok(timestamp) => timestamp,
+            Err(err) => return self.failed(event.name(), ctx, &err),
+        };
         let record = Envelope {
             name: Cow::Borrowed(event.name()),
             source: Cow::Borrowed(ctx.source()),
             trace_id: ctx.trace_id(),
-            timestamp: jsonl::timestamp(ctx.timestamp()),
+            timestamp,
             sequence: ctx.sequence(),
             depth: Some(ctx.depth()),
             metadata: Cow::Borrowed(ctx.metadata()),
@@ -338,7 +342,7 @@ impl State {
             event,
             trace_id = %ctx.trace_id(),
             path = ?self.path,
-            error = %err,
+            error = %LogSafe(&err.to_string()),
             "audit record could not be written"
         );
     }

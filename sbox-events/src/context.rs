@@ -60,11 +60,13 @@ impl<'a> EventContext<'a> {
         *self.timestamp.get_or_init(SystemTime::now)
     }
 
-    /// A process-wide sequence number: unique, and increasing on each thread,
-    /// so a nested event always has a higher number than the event whose
-    /// handler emitted it. Across threads numbers are unique but only roughly
-    /// ordered (threads take them in blocks, to avoid a shared counter on
-    /// every emit).
+    /// A process-wide sequence number: unique, increasing on each thread,
+    /// and higher for a nested event than for the event whose handler
+    /// emitted it, also when that handler is an async one that moved to
+    /// another thread, and when the parent is a replayed record (whose
+    /// original number is kept). Across unrelated threads numbers are unique
+    /// but only roughly ordered (threads take them in blocks, to avoid a
+    /// shared counter on every emit).
     pub fn sequence(&self) -> u64 {
         self.sequence
     }

@@ -7,6 +7,7 @@
 use crate::escape::LogSafe;
 use std::any::Any;
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +27,7 @@ pub struct HandlerError(Box<ErrorInner>);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ErrorInner {
-    message: String,
+    message: Cow<'static, str>,
     error_type: &'static str,
     /// Made by the sync stand-in of an async `#[handler]`: the bus reports
     /// the handler as skipped, not failed (users cannot make one).
@@ -38,20 +39,35 @@ impl HandlerError {
     /// [`IntoHandlerResult`] conversion uses the Rust type name of `E`).
     pub fn new(message: impl Into<String>, error_type: &'static str) -> HandlerError {
         HandlerError(Box::new(ErrorInner {
-            message: message.into(),
+            message: Cow::Owned(message.into()),
             error_type,
             async_skipped: false,
         }))
     }
 
     /// What the sync stand-in of an async `#[handler]` returns when a
-    /// synchronous emit calls it.
+    /// synchronous emit calls it: one marker per thread, handed back by
+    /// [`recycle`](HandlerError::recycle) once the skip is reported, so a
+    /// skip allocates nothing after the first on each thread.
     pub(crate) fn async_skipped() -> HandlerError {
-        HandlerError(Box::new(ErrorInner {
-            message: "an async handler cannot run in a synchronous emit".to_owned(),
-            error_type: "sbox_events::AsyncHandler",
-            async_skipped: true,
-        }))
+        SKIP_MARKER
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| {
+                HandlerError(Box::new(ErrorInner {
+                    message: Cow::Borrowed("an async handler cannot run in a synchronous emit"),
+                    error_type: "sbox_events::AsyncHandler",
+                    async_skipped: true,
+                }))
+            })
+    }
+
+    /// Gives an [`async_skipped`](HandlerError::async_skipped) marker back.
+    pub(crate) fn recycle(self) {
+        if self.0.async_skipped {
+            let _ = SKIP_MARKER.try_with(|marker| marker.set(Some(self)));
+        }
     }
 
     /// Whether this is [`HandlerError::async_skipped`].
@@ -68,6 +84,10 @@ impl HandlerError {
     pub fn error_type(&self) -> &'static str {
         self.0.error_type
     }
+}
+
+thread_local! {
+    static SKIP_MARKER: Cell<Option<HandlerError>> = const { Cell::new(None) };
 }
 
 impl fmt::Display for HandlerError {
@@ -184,7 +204,7 @@ impl HandlerFailure {
             handler,
             event,
             kind: FailureKind::Error,
-            message: err.0.message,
+            message: err.0.message.into_owned(),
             error_type: err.0.error_type,
         }
     }

@@ -12,7 +12,8 @@ use crate::context::Metadata;
 use crate::trace::TraceId;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::time::SystemTime;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One record. `D` is the event's fields: borrowed raw JSON when reading or
 /// re-writing records, any serializable value when writing a fresh one.
@@ -34,7 +35,47 @@ pub(crate) struct Envelope<'a, D> {
     pub(crate) data: D,
 }
 
-/// A timestamp as records write it.
-pub(crate) fn timestamp(time: SystemTime) -> String {
-    humantime::format_rfc3339_nanos(time).to_string()
+/// A timestamp as records write it, if RFC 3339 can: from 1970 (the
+/// formatter's start) to the end of year 9999. A clock that is off (a device
+/// without a real-time clock) or a timestamp given with an emit may be
+/// outside that range.
+pub(crate) fn timestamp(time: SystemTime) -> Result<String, OutOfRange> {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) if since.as_secs() < END_OF_9999 => {
+            Ok(humantime::format_rfc3339_nanos(time).to_string())
+        }
+        Ok(since) => Err(OutOfRange(format!(
+            "{} s after 1970-01-01",
+            since.as_secs()
+        ))),
+        Err(before) => Err(OutOfRange(format!(
+            "{} s before 1970-01-01",
+            before.duration().as_secs_f64()
+        ))),
+    }
+}
+
+/// Seconds from 1970 to 10000-01-01T00:00:00Z.
+const END_OF_9999: u64 = 253_402_300_800;
+
+/// A timestamp RFC 3339 cannot write.
+#[derive(Debug)]
+pub(crate) struct OutOfRange(String);
+
+impl fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "timestamp {} cannot be written as RFC 3339 (years 1970 to 9999)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for OutOfRange {}
+
+impl From<OutOfRange> for std::io::Error {
+    fn from(err: OutOfRange) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, err)
+    }
 }

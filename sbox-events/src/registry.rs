@@ -18,7 +18,7 @@ use crate::handler::{HandlerError, HandlerFuture, HandlerInfo, HandlerOrigin};
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 /// The signature of the wrapper `#[handler]` generates around a handler.
 pub type HandlerFn<E> = fn(&E, &EventContext<'_>) -> Result<(), HandlerError>;
@@ -126,6 +126,9 @@ pub struct EventSlot<E: 'static> {
     /// it is 0, `emit` runs the `#[handler]`s without loading any table.
     pub(crate) routed: AtomicUsize,
     statics: OnceLock<&'static [&'static HandlerRecord<E>]>,
+    /// Per static handler, in `statics` order: whether a synchronous emit
+    /// has warned that it skipped it (made on the first skip).
+    skip_warned: OnceLock<Box<[AtomicBool]>>,
 }
 
 impl<E> std::fmt::Debug for EventSlot<E> {
@@ -147,6 +150,7 @@ impl<E> EventSlot<E> {
             index: AtomicU32::new(0),
             routed: AtomicUsize::new(0),
             statics: OnceLock::new(),
+            skip_warned: OnceLock::new(),
         }
     }
 }
@@ -172,6 +176,15 @@ impl<E> EventSlot<E> {
             Err(existing) => existing,
         };
         n as usize - 1
+    }
+
+    /// The "warned about being skipped" flag of the static handler at
+    /// `position` (of `len`).
+    pub(crate) fn skip_warned(&self, position: usize, len: usize) -> &AtomicBool {
+        let flags = self
+            .skip_warned
+            .get_or_init(|| (0..len.max(1)).map(|_| AtomicBool::new(false)).collect());
+        &flags[position.min(flags.len() - 1)]
     }
 
     /// The `#[handler]`s of this event in dispatch order, collected once

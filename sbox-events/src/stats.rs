@@ -107,9 +107,10 @@ impl StatsCell {
             .is_multiple_of(SAMPLE_EVERY)
     }
 
-    /// A call its subscription's filter turned away: not a call after all.
+    /// Not a call after all: its subscription's filter turned the event
+    /// away, or a synchronous emit skipped the (async) handler.
     #[cold]
-    pub(crate) fn filtered(&self) {
+    pub(crate) fn not_called(&self) {
         self.calls.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -288,7 +289,7 @@ mod tests {
         assert_eq!((s.calls, s.timed), (20, 3));
         assert_eq!(s.total, Duration::from_micros(200), "mean 10 µs × 20 calls");
         cell.start();
-        cell.filtered();
+        cell.not_called();
         assert_eq!(cell.snapshot().calls, 20, "a filtered call is no call");
     }
 }

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// Default limit of nested emits; see [`EventBusBuilder::max_depth`].
 pub const DEFAULT_MAX_DEPTH: u32 = 32;
@@ -149,6 +150,7 @@ pub enum FailurePolicy {
 pub struct EmitOptions {
     pub(super) source: Option<Cow<'static, str>>,
     pub(super) metadata: Metadata,
+    pub(super) timestamp: Option<SystemTime>,
 }
 
 impl EmitOptions {
@@ -170,6 +172,16 @@ impl EmitOptions {
         value: impl Into<Cow<'static, str>>,
     ) -> Self {
         self.metadata.insert(key, value);
+        self
+    }
+
+    /// When the event happened, if not now: an event read from a device's
+    /// log, received from another process, or re-emitted later. Handlers
+    /// see it as [`EventContext::timestamp`](crate::EventContext::timestamp),
+    /// and the history and audit log record it. Without it the timestamp is
+    /// read from the clock when first asked for.
+    pub fn timestamp(mut self, time: SystemTime) -> Self {
+        self.timestamp = Some(time);
         self
     }
 

@@ -28,20 +28,31 @@ use std::time::{Instant, SystemTime};
 
 pub(super) static EMPTY_METADATA: Metadata = Metadata::new();
 
-/// The original envelope of an event being replayed.
-pub(crate) struct Replayed {
-    pub(crate) timestamp: SystemTime,
-    pub(crate) sequence: u64,
+/// What an emit is given besides the event: who emits it, with what
+/// metadata, when it happened (if not now), and for a replay its original
+/// sequence number.
+pub(crate) struct Given<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) metadata: &'a Metadata,
+    pub(crate) timestamp: Option<SystemTime>,
+    pub(crate) replayed: Option<u64>,
+}
+
+impl<'a> Given<'a> {
+    /// A plain emit of an `E`.
+    #[inline]
+    pub(super) fn new<E: Event>() -> Given<'a> {
+        Given {
+            source: E::SOURCE,
+            metadata: &EMPTY_METADATA,
+            timestamp: None,
+            replayed: None,
+        }
+    }
 }
 
 impl EventBus {
-    pub(super) fn dispatch<E: Event>(
-        &self,
-        event: &E,
-        source: &str,
-        metadata: &Metadata,
-        replayed: Option<&Replayed>,
-    ) -> EmitReport {
+    pub(super) fn dispatch<E: Event>(&self, event: &E, given: &Given<'_>) -> EmitReport {
         let config = &self.inner.config;
         let depth = DEPTH.with(Cell::get);
         let (trace_id, _root) = trace::emit_trace();
@@ -55,25 +66,26 @@ impl EventBus {
         {
             return self.refuse(report, Refusal::Invalid { reason });
         }
-        let _depth = DepthGuard::enter(depth);
+        let sequence = given.replayed.unwrap_or_else(next_sequence);
+        let _depth = DepthGuard::enter(depth, sequence);
         // Failures while an `error.occurred` is handled (whoever emitted it)
         // never emit another one. Decided at compile time per event type.
         let _error_scope =
             (TypeId::of::<E>() == TypeId::of::<ErrorOccurred>()).then(ErrorScope::enter);
-        let replay = replayed.is_some() || REPLAYING.with(Cell::get);
+        let replay = given.replayed.is_some() || REPLAYING.with(Cell::get);
         let ctx = EventContext {
             bus: self,
             name: E::NAME,
-            source,
-            metadata,
+            source: given.source,
+            metadata: given.metadata,
             trace_id,
-            sequence: replayed.map_or_else(next_sequence, |r| r.sequence),
+            sequence,
             depth,
             timestamp: OnceLock::new(),
             replay,
         };
-        if let Some(replayed) = replayed {
-            let _ = ctx.timestamp.set(replayed.timestamp);
+        if let Some(timestamp) = given.timestamp {
+            let _ = ctx.timestamp.set(timestamp);
         }
         if let Some(recorder) = &self.inner.recorder
             && (!replay || config.record_replays)
@@ -117,13 +129,13 @@ impl EventBus {
             }
             None if config.static_handlers => {
                 // An async `#[handler]`'s record holds a sync stand-in that
-                // fails with `HandlerError::async_skipped`: `handler_failed`
+                // fails with `HandlerError::async_skipped`: `static_failed`
                 // reports it as skipped, so this loop checks nothing.
                 let statics = slot.statics();
                 report.delivered = statics.len();
                 for record in statics {
                     if let Err(failure) = isolate(|| (record.call)(event, &ctx)) {
-                        self.handler_failed(record.name, failure, &ctx, &mut report);
+                        self.static_failed(record, failure, &ctx, &mut report);
                     }
                 }
             }
@@ -155,12 +167,18 @@ impl EventBus {
         match result {
             Ok(Called::Filtered) => {
                 if let Some((stats, _)) = timing {
-                    stats.filtered();
+                    stats.not_called();
                 }
                 report.delivered -= 1;
                 return;
             }
-            Ok(Called::Skipped) => return skipped(entry.skip(), ctx, report),
+            Ok(Called::Skipped) => {
+                // Not a call: the count `start` took back.
+                if let Some((stats, _)) = timing {
+                    stats.not_called();
+                }
+                return skipped(entry.skip(), ctx, report);
+            }
             Ok(Called::Yes) | Err(_) => {}
         }
         if let Some((stats, Some(started))) = timing {

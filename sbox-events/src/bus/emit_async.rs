@@ -13,16 +13,15 @@
 use super::dispatch::{Called, call_entry};
 use super::failures::{Failure, drop_payload, isolate, release_failed, validate};
 use super::routes::Entry;
-use super::state::{DEPTH, IN_ERROR_EVENT, REPLAYING, next_sequence};
-use super::{EmitReport, ErrorOccurred, EventBus, Refusal};
-use crate::context::{EventContext, Metadata};
+use super::state::{DEPTH, DepthGuard, IN_ERROR_EVENT, REPLAYING, next_sequence};
+use super::{EmitOptions, EmitReport, ErrorOccurred, EventBus, Refusal};
+use crate::context::EventContext;
 use crate::event::Event;
 use crate::handler::{HandlerError, HandlerFuture};
 
 use crate::trace::{self, TraceId};
 use pin_project_lite::pin_project;
 use std::any::TypeId;
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
@@ -63,7 +62,7 @@ impl EmitState {
     fn enter(&self) -> Entered {
         Entered {
             _trace: trace::install(self.trace_id),
-            depth: DEPTH.with(|d| d.replace(self.depth + 1)),
+            _depth: DepthGuard::enter(self.depth, self.sequence),
             in_error_event: IN_ERROR_EVENT.with(|f| f.replace(self.in_error_event)),
             replaying: REPLAYING.with(|r| r.replace(self.replaying)),
         }
@@ -74,14 +73,13 @@ impl EmitState {
 /// poll unwinds).
 struct Entered {
     _trace: trace::Installed,
-    depth: u32,
+    _depth: DepthGuard,
     in_error_event: bool,
     replaying: bool,
 }
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        let _ = DEPTH.try_with(|d| d.set(self.depth));
         let _ = IN_ERROR_EVENT.try_with(|f| f.set(self.in_error_event));
         let _ = REPLAYING.try_with(|r| r.set(self.replaying));
     }
@@ -247,22 +245,20 @@ impl EventBus {
     pub(super) fn dispatch_async<E: Event>(
         &self,
         event: E,
-        source: Option<Cow<'static, str>>,
-        metadata: Metadata,
+        options: EmitOptions,
     ) -> EmitAsync<'_, impl Future<Output = EmitReport> + Send + '_> {
         let state = EmitState::capture::<E>();
         EmitAsync {
             bus: self,
             state,
-            inner: ManuallyDrop::new(self.run_async(event, source, metadata, state)),
+            inner: ManuallyDrop::new(self.run_async(event, options, state)),
         }
     }
 
     async fn run_async<E: Event>(
         &self,
         event: E,
-        source: Option<Cow<'static, str>>,
-        metadata: Metadata,
+        options: EmitOptions,
         state: EmitState,
     ) -> EmitReport {
         let config = &self.inner.config;
@@ -282,14 +278,17 @@ impl EventBus {
         let ctx = EventContext {
             bus: self,
             name: E::NAME,
-            source: source.as_deref().unwrap_or(E::SOURCE),
-            metadata: &metadata,
+            source: options.source.as_deref().unwrap_or(E::SOURCE),
+            metadata: &options.metadata,
             trace_id,
             sequence: state.sequence,
             depth: state.depth,
             timestamp: OnceLock::new(),
             replay: state.replaying,
         };
+        if let Some(timestamp) = options.timestamp {
+            let _ = ctx.timestamp.set(timestamp);
+        }
         if let Some(recorder) = &self.inner.recorder
             && (!state.replaying || config.record_replays)
         {
@@ -330,7 +329,7 @@ impl EventBus {
                         None => isolate(|| (record.call)(&event, &ctx)),
                     };
                     if let Err(failure) = result {
-                        self.handler_failed(record.name, failure, &ctx, &mut report);
+                        self.static_failed(record, failure, &ctx, &mut report);
                     }
                 }
             }

@@ -5,13 +5,14 @@
 //! handled already, so error handlers cannot loop) and, when there is an
 //! emit to report to, listed in its [`EmitReport`].
 
-use super::skip::{Skip, WarnOnce, skipped};
+use super::skip::{Skip, skipped};
 use super::state::IN_ERROR_EVENT;
 use super::{EmitReport, ErrorOccurred, EventBus, FailurePolicy, Refusal};
 use crate::context::EventContext;
 use crate::escape::LogSafe;
 use crate::event::Event;
-use crate::handler::{HandlerError, HandlerFailure, panic_message};
+use crate::handler::{FailureKind, HandlerError, HandlerFailure, panic_message};
+use crate::registry::HandlerRecord;
 use crate::trace::{self, TraceId};
 use std::any::Any;
 use std::borrow::Cow;
@@ -43,15 +44,6 @@ impl EventBus {
         ctx: &EventContext<'_>,
         report: &mut EmitReport,
     ) {
-        if let Failure::Error(err) = &failure
-            && err.is_async_skip()
-        {
-            let skip = Skip {
-                name: Cow::Owned(name.to_owned()),
-                once: WarnOnce::Named(ctx.name),
-            };
-            return skipped(skip, ctx, report);
-        }
         let (failure, payload) = describe(name, ctx.name, failure);
         if self.inner.config.failure_policy == FailurePolicy::Propagate {
             log_failure(&failure, ctx.trace_id, "event handler failed");
@@ -62,6 +54,27 @@ impl EventBus {
         }
         self.announce(&failure, payload, ctx.trace_id, "event handler failed");
         report.issues().failures.push(failure);
+    }
+
+    /// A `#[handler]`'s call failed, in the loop over an event's static
+    /// handlers: an async handler's stand-in is a skip, anything else a
+    /// failure.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn static_failed<E: Event>(
+        &self,
+        record: &'static HandlerRecord<E>,
+        failure: Failure,
+        ctx: &EventContext<'_>,
+        report: &mut EmitReport,
+    ) {
+        match failure {
+            Failure::Error(err) if err.is_async_skip() => {
+                err.recycle();
+                skipped(Skip::of_static(record), ctx, report);
+            }
+            failure => self.handler_failed(record.name, failure, ctx, report),
+        }
     }
 
     /// Reports a failure of user code that the bus ran for `ctx`'s event
@@ -108,7 +121,7 @@ impl EventBus {
         }
         if self.inner.config.error_events && !IN_ERROR_EVENT.with(Cell::get) {
             let event = ErrorOccurred {
-                error: failure.message().to_owned(),
+                error: error_text(failure),
                 error_type: failure.error_type().to_owned(),
                 event: failure.event().to_owned(),
                 handler: failure.handler().to_owned(),
@@ -131,6 +144,22 @@ impl EventBus {
         );
         report.issues().refused = Some(refusal);
         report
+    }
+}
+
+/// What `error.occurred` says for `failure`: its message, or, since the
+/// event's own validation refuses an empty `error`, what kind of empty
+/// failure it was (`Err(String::new())`, `panic!("")`).
+fn error_text(failure: &HandlerFailure) -> String {
+    if !failure.message().trim().is_empty() {
+        return failure.message().to_owned();
+    }
+    match failure.kind() {
+        FailureKind::Panic => "panicked with an empty message".to_owned(),
+        _ => format!(
+            "returned an error with an empty message ({})",
+            failure.error_type()
+        ),
     }
 }
 

@@ -11,11 +11,11 @@
 // Replay and recording are used by the `history` feature only.
 #![cfg_attr(not(feature = "history"), allow(dead_code))]
 
-use super::dispatch::Replayed;
+use super::dispatch::Given;
 use super::routes::{self, Control, RouteConfig, RouteTable};
 use super::{EmitReport, EventBus};
 use crate::any::{AnyEvent, EventType};
-use crate::context::{EventContext, Metadata};
+use crate::context::EventContext;
 use crate::event::{Event, all_metas};
 use crate::handler::HandlerError;
 use std::any::Any;
@@ -33,9 +33,7 @@ pub(crate) struct TypeHooks {
 /// An event of a type known by name, as JSON with its original envelope.
 pub(crate) struct JsonEvent<'a> {
     pub(crate) json: &'a str,
-    pub(crate) source: &'a str,
-    pub(crate) metadata: &'a Metadata,
-    pub(crate) replayed: Replayed,
+    pub(crate) given: Given<'a>,
 }
 
 struct HooksOf<E>(PhantomData<fn() -> E>);
@@ -53,7 +51,7 @@ fn rebuild<E: Event>(config: RouteConfig, control: &mut Control, table: &mut Rou
 
 fn dispatch_json<E: Event>(bus: &EventBus, event: &JsonEvent<'_>) -> Result<EmitReport, String> {
     let value: E = serde_json::from_str(event.json).map_err(|e| e.to_string())?;
-    Ok(bus.dispatch(&value, event.source, event.metadata, Some(&event.replayed)))
+    Ok(bus.dispatch(&value, &event.given))
 }
 
 /// `E`'s hooks, for its `EventMeta` (see `__private::event_meta`).

@@ -35,9 +35,8 @@ mod state;
 mod subscribe;
 
 pub use builder::{DEFAULT_MAX_DEPTH, EmitOptions, EventBusBuilder, FailurePolicy};
-use dispatch::EMPTY_METADATA;
 #[cfg_attr(not(feature = "history"), allow(unused_imports))]
-pub(crate) use dispatch::Replayed;
+pub(crate) use dispatch::Given;
 pub use emit_async::EmitAsync;
 pub use error_occurred::ErrorOccurred;
 #[cfg_attr(not(feature = "history"), allow(unused_imports))]
@@ -50,7 +49,7 @@ pub(crate) use subscribe::EachOptions;
 pub use subscribe::{SubscribeOptions, Subscription};
 
 use crate::any::{AnyEvent, EventSelector};
-use crate::context::{EventContext, Metadata};
+use crate::context::EventContext;
 use crate::event::Event;
 use crate::handler::{HandlerInfo, IntoHandlerResult};
 use arc_swap::ArcSwap;
@@ -240,14 +239,14 @@ impl EventBus {
     /// [`emit_async`](EventBus::emit_async) for types that have them.
     #[inline]
     pub fn emit<E: Event>(&self, event: E) -> EmitReport {
-        self.dispatch(&event, E::SOURCE, &EMPTY_METADATA, None)
+        self.dispatch(&event, &Given::new::<E>())
     }
 
     /// Like [`emit`](EventBus::emit), for an event the caller keeps (to
     /// emit it again, store it...): nothing is cloned.
     #[inline]
     pub fn emit_ref<E: Event>(&self, event: &E) -> EmitReport {
-        self.dispatch(event, E::SOURCE, &EMPTY_METADATA, None)
+        self.dispatch(event, &Given::new::<E>())
     }
 
     /// Like [`emit`](EventBus::emit), with an explicit source and metadata.
@@ -268,8 +267,13 @@ impl EventBus {
     /// assert!(bus.emit_with(ConfigReloaded { servers: 3 }, options).is_ok());
     /// ```
     pub fn emit_with<E: Event>(&self, event: E, options: EmitOptions) -> EmitReport {
-        let source = options.source.as_deref().unwrap_or(E::SOURCE);
-        self.dispatch(&event, source, &options.metadata, None)
+        let given = Given {
+            source: options.source.as_deref().unwrap_or(E::SOURCE),
+            metadata: &options.metadata,
+            timestamp: options.timestamp,
+            replayed: None,
+        };
+        self.dispatch(&event, &given)
     }
 
     /// Dispatches `event` to every handler, sync and async, in the
@@ -326,7 +330,7 @@ impl EventBus {
         &self,
         event: E,
     ) -> EmitAsync<'_, impl Future<Output = EmitReport> + Send + '_> {
-        self.dispatch_async(event, None, Metadata::new())
+        self.dispatch_async(event, EmitOptions::new())
     }
 
     /// [`emit_async`](EventBus::emit_async) with an explicit source and
@@ -336,7 +340,7 @@ impl EventBus {
         event: E,
         options: EmitOptions,
     ) -> EmitAsync<'_, impl Future<Output = EmitReport> + Send + '_> {
-        self.dispatch_async(event, options.source, options.metadata)
+        self.dispatch_async(event, options)
     }
 
     /// Calls `handler` for every `E` emitted on this bus until the returned

@@ -8,7 +8,7 @@
 //! the new table: copy-on-write, so a running emit keeps the table it loaded.
 
 use super::failures::release;
-use super::skip::{Skip, WarnOnce};
+use super::skip::Skip;
 use crate::any::{AnyEvent, EventSelector};
 use crate::context::EventContext;
 use crate::event::Event;
@@ -192,18 +192,15 @@ impl<E: Event> Entry<E> {
     /// What a synchronous emit reports when it skips this (async) entry.
     pub(super) fn skip(&self) -> Skip<'_> {
         match self {
-            Entry::Static(record) | Entry::StaticAsync(record) => Skip {
-                name: Cow::Borrowed(record.name),
-                once: WarnOnce::Named(E::NAME),
-            },
+            Entry::Static(record) | Entry::StaticAsync(record) => Skip::of_static(record),
             Entry::Typed(sub) | Entry::TypedAsync(sub) => Skip {
                 name: sub.name.clone(),
-                once: WarnOnce::Flag(&sub.skip_warned),
+                warned: &sub.skip_warned,
             },
             // Type-erased subscriptions are synchronous: never skipped.
             Entry::Erased(entry) => Skip {
                 name: entry.name.clone(),
-                once: WarnOnce::Named(E::NAME),
+                warned: &entry.skip_warned,
             },
         }
     }
@@ -278,6 +275,8 @@ pub(crate) struct ErasedEntry {
     /// of taking part in the handlers' order.
     pub(crate) recorder: bool,
     pub(crate) filter: Option<ErasedFilter>,
+    /// Never set: type-erased subscriptions are synchronous (see `Skip`).
+    pub(crate) skip_warned: AtomicBool,
     /// Shared by the entries of every selected type. Dropped only by `Drop`.
     pub(crate) call: ManuallyDrop<ErasedHandler>,
 }

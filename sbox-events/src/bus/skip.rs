@@ -5,39 +5,38 @@
 use super::EmitReport;
 use crate::context::EventContext;
 use crate::escape::LogSafe;
+use crate::event::Event;
+use crate::registry::HandlerRecord;
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
 
-/// An async handler that a synchronous emit skipped: its name, and what
-/// makes the warning about it appear once.
+/// An async handler that a synchronous emit skipped: its name, and the
+/// flag that makes the warning about it appear once.
 pub(super) struct Skip<'a> {
     pub(super) name: Cow<'static, str>,
-    pub(super) once: WarnOnce<'a>,
+    /// A subscription's own flag, or a `#[handler]`'s in its event's slot.
+    pub(super) warned: &'a AtomicBool,
 }
 
-/// Whether a skipped handler was warned about already.
-pub(super) enum WarnOnce<'a> {
-    /// A subscription's own flag.
-    Flag(&'a AtomicBool),
-    /// A `#[handler]` (records live in statics that inventory builds from
-    /// constants, which cannot hold an atomic): by the name of its event
-    /// and its own name.
-    Named(&'static str),
-}
-
-impl WarnOnce<'_> {
-    fn first_time(&self, handler: &str) -> bool {
-        static WARNED: Mutex<BTreeSet<(&'static str, String)>> = Mutex::new(BTreeSet::new());
-        match self {
-            WarnOnce::Flag(flag) => !flag.swap(true, Ordering::Relaxed),
-            WarnOnce::Named(event) => WARNED
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert((event, handler.to_owned())),
+impl Skip<'static> {
+    /// The skip of `record`, a `#[handler] async fn` of `E`.
+    pub(super) fn of_static<E: Event>(record: &'static HandlerRecord<E>) -> Skip<'static> {
+        let slot = E::__slot();
+        let statics = slot.statics();
+        let position = statics
+            .iter()
+            .position(|r| std::ptr::eq(*r, record))
+            .unwrap_or(0);
+        Skip {
+            name: Cow::Borrowed(record.name),
+            warned: slot.skip_warned(position, statics.len()),
         }
     }
+}
+
+/// Whether this is the first time: after that, one relaxed load.
+fn first_time(warned: &AtomicBool) -> bool {
+    !warned.load(Ordering::Relaxed) && !warned.swap(true, Ordering::Relaxed)
 }
 
 /// Reports an async handler that a synchronous emit cannot run, and warns
@@ -46,7 +45,7 @@ impl WarnOnce<'_> {
 #[inline(never)]
 pub(super) fn skipped(skip: Skip<'_>, ctx: &EventContext<'_>, report: &mut EmitReport) {
     report.delivered -= 1;
-    if skip.once.first_time(&skip.name) {
+    if first_time(skip.warned) {
         tracing::warn!(
             target: "sbox_events",
             trace_id = %ctx.trace_id,

@@ -20,6 +20,9 @@ thread_local! {
     pub(super) static IN_ERROR_EVENT: Cell<bool> = const { Cell::new(false) };
     /// True while `EventBus::replay` runs on this thread.
     pub(super) static REPLAYING: Cell<bool> = const { Cell::new(false) };
+    /// The sequence number of the event whose handlers run on this thread
+    /// now (0 outside any): numbers handed out here must be above it.
+    pub(super) static PARENT_SEQUENCE: Cell<u64> = const { Cell::new(0) };
     /// This thread's block of sequence numbers: (next, end).
     static SEQUENCE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
@@ -27,36 +30,66 @@ thread_local! {
 const SEQUENCE_BLOCK: u64 = 1024;
 static NEXT_SEQUENCE_BLOCK: AtomicU64 = AtomicU64::new(1);
 
+/// The next sequence number for an event emitted on this thread: unique in
+/// the process, and above the sequence of the event whose handler emits it
+/// (its parent), wherever that number came from: this thread's block,
+/// another thread's (an `emit_async` task that moved), or a replayed record.
 #[inline]
 pub(super) fn next_sequence() -> u64 {
+    let parent = PARENT_SEQUENCE.with(Cell::get);
     SEQUENCE.with(|cell| {
         let (next, end) = cell.get();
-        let (n, end) = if next < end {
-            (next, end)
-        } else {
-            let start = NEXT_SEQUENCE_BLOCK.fetch_add(SEQUENCE_BLOCK, Ordering::Relaxed);
-            (start, start + SEQUENCE_BLOCK)
-        };
-        cell.set((n + 1, end));
-        n
+        if next < end && next > parent {
+            cell.set((next + 1, end));
+            return next;
+        }
+        refill(cell, parent)
     })
 }
 
-/// Restores the thread's nesting depth when an emit ends (or unwinds).
-pub(super) struct DepthGuard(u32);
+/// Takes a new block of numbers, all above `parent`.
+#[cold]
+#[inline(never)]
+fn refill(cell: &Cell<(u64, u64)>, parent: u64) -> u64 {
+    let mut start = NEXT_SEQUENCE_BLOCK.fetch_add(SEQUENCE_BLOCK, Ordering::Relaxed);
+    if start <= parent {
+        // The parent's number is above every block handed out so far (a
+        // replayed record from a longer-lived process): move the counter
+        // past it. Numbers stay unique; the ones skipped are never used.
+        NEXT_SEQUENCE_BLOCK.fetch_max(parent.saturating_add(1), Ordering::Relaxed);
+        start = NEXT_SEQUENCE_BLOCK.fetch_add(SEQUENCE_BLOCK, Ordering::Relaxed);
+    }
+    cell.set((
+        start.saturating_add(1),
+        start.saturating_add(SEQUENCE_BLOCK),
+    ));
+    start
+}
+
+/// Restores the thread's nesting depth and parent sequence when an emit
+/// ends (or unwinds).
+pub(super) struct DepthGuard {
+    depth: u32,
+    parent: u64,
+}
 
 impl DepthGuard {
+    /// Handlers of the event at `depth` with number `sequence` run now.
     #[inline]
-    pub(super) fn enter(depth: u32) -> DepthGuard {
+    pub(super) fn enter(depth: u32, sequence: u64) -> DepthGuard {
         DEPTH.with(|d| d.set(depth + 1));
-        DepthGuard(depth)
+        DepthGuard {
+            depth,
+            parent: PARENT_SEQUENCE.with(|p| p.replace(sequence)),
+        }
     }
 }
 
 impl Drop for DepthGuard {
     #[inline]
     fn drop(&mut self) {
-        let _ = DEPTH.try_with(|d| d.set(self.0));
+        let _ = DEPTH.try_with(|d| d.set(self.depth));
+        let _ = PARENT_SEQUENCE.try_with(|p| p.set(self.parent));
     }
 }
 

@@ -142,6 +142,7 @@ impl EventBus {
                     priority: options.priority,
                     recorder: options.recorder,
                     filter: filter.clone(),
+                    skip_warned: AtomicBool::new(false),
                     call: ManuallyDrop::new(call),
                 };
                 Some((event_type.index(), Arc::new(entry)))

@@ -82,13 +82,13 @@ impl RecordedEvent {
         source + self.metadata.heap_bytes() + self.data.len()
     }
 
-    pub(crate) fn envelope(&self) -> serde_json::Result<Envelope<'_, &RawValue>> {
+    pub(crate) fn envelope(&self) -> std::io::Result<Envelope<'_, &RawValue>> {
         let data = serde_json::from_str(&self.data)?;
         Ok(Envelope {
             name: Cow::Borrowed(self.name()),
             source: Cow::Borrowed(&self.source),
             trace_id: self.trace_id,
-            timestamp: jsonl::timestamp(self.timestamp),
+            timestamp: jsonl::timestamp(self.timestamp)?,
             sequence: self.sequence,
             depth: None,
             metadata: Cow::Borrowed(&self.metadata),

@@ -1,7 +1,7 @@
 //! Replaying recorded events on a bus: [`EventBus::replay`].
 
 use super::RecordedEvent;
-use crate::bus::{EmitReport, EventBus, JsonEvent, ReplayScope, Replayed, hooks_of};
+use crate::bus::{EmitReport, EventBus, Given, JsonEvent, ReplayScope, hooks_of};
 use crate::trace;
 use std::fmt;
 
@@ -43,11 +43,11 @@ impl EventBus {
                 Some(hooks) => trace::with_trace_id(record.trace_id(), || {
                     let event = JsonEvent {
                         json: record.data(),
-                        source: record.source(),
-                        metadata: record.metadata(),
-                        replayed: Replayed {
-                            timestamp: record.timestamp(),
-                            sequence: record.sequence(),
+                        given: Given {
+                            source: record.source(),
+                            metadata: record.metadata(),
+                            timestamp: Some(record.timestamp()),
+                            replayed: Some(record.sequence()),
                         },
                     };
                     (hooks.dispatch_json)(self, &event)
