@@ -1,6 +1,6 @@
 //! An async service: `cargo run --example async_service`.
 //!
-//! A config builder emits `config.built`; an async handler uploads the
+//! A config builder emits `config.ready`; an async handler uploads the
 //! config to a storage server over TCP (the example starts that server
 //! itself, on 127.0.0.1) and emits `config.stored` with the server's
 //! receipt; a task consumes a stream of `config.stored`. The trace id of
@@ -22,8 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A sing-box config is ready to be stored.
 #[derive(Event, Serialize, Deserialize, Clone, Debug)]
-#[event(name = "config.built", source = "builder")]
-pub struct ConfigBuilt {
+#[event(name = "config.ready", source = "builder")]
+pub struct ConfigReady {
     /// The config's name (one word).
     pub name: String,
     /// The config itself.
@@ -48,7 +48,7 @@ static STORAGE: OnceLock<SocketAddr> = OnceLock::new();
 
 /// A sync handler first (priority 10): an empty config is not uploaded.
 #[handler(priority = 10)]
-fn reject_empty(config: &ConfigBuilt) -> Result<(), String> {
+fn reject_empty(config: &ConfigReady) -> Result<(), String> {
     if config.json.trim().is_empty() {
         return Err(format!("config {} is empty", config.name));
     }
@@ -59,7 +59,7 @@ fn reject_empty(config: &ConfigBuilt) -> Result<(), String> {
 /// the context stay borrowed across the `.await`s; the trace id is current
 /// in every poll, so the log lines below carry it.
 #[handler]
-async fn upload(config: &ConfigBuilt, ctx: &EventContext<'_>) -> io::Result<()> {
+async fn upload(config: &ConfigReady, ctx: &EventContext<'_>) -> io::Result<()> {
     let addr = STORAGE
         .get()
         .ok_or_else(|| io::Error::other("no storage server configured"))?;
@@ -232,7 +232,7 @@ async fn service() -> io::Result<Transcript> {
         .iter()
         .map(|&(name, json)| {
             let bus = bus.clone();
-            let config = ConfigBuilt {
+            let config = ConfigReady {
                 name: name.to_owned(),
                 json: json.to_owned(),
             };
@@ -252,7 +252,7 @@ async fn service() -> io::Result<Transcript> {
     }
 
     // A plain `emit` cannot await the uploader: it says so.
-    let skipped = bus.emit(ConfigBuilt {
+    let skipped = bus.emit(ConfigReady {
         name: "sync".into(),
         json: "{}".into(),
     });

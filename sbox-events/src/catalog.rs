@@ -147,14 +147,19 @@ pub struct DuplicateEvents(pub Vec<DuplicateName>);
 
 impl fmt::Display for DuplicateEvents {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("event names used by more than one type: ")?;
         for (i, dup) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "\"{}\" ({})", dup.name, dup.rust_types.join(", "))?;
+            write!(
+                f,
+                "event name \"{}\" is claimed by {} types: {}",
+                dup.name,
+                dup.rust_types.len(),
+                dup.rust_types.join(", ")
+            )?;
         }
-        Ok(())
+        f.write_str("; give all but one another #[event(name = \"...\")]")
     }
 }
 

@@ -94,7 +94,7 @@
 extern crate self as sbox_events;
 
 // The modules form layers (trace, escape → handler → context → registry →
-// event → stats → any → bus → jsonl, stream → history → catalog → events →
+// event → stats → any → events → bus → jsonl, stream → history → catalog →
 // audit, metrics, testing): each uses only lower ones, as
 // `tests/tests/layers.rs` checks.
 mod any;
@@ -245,6 +245,43 @@ macro_rules! link {
         )+
     };
 }
+
+/// Adds a unit test to this crate that fails when two event types linked
+/// into its test binary share a name, naming both.
+///
+/// Two types with one name compile and link (the linker cannot know), but
+/// make every name-based feature ambiguous: JSON Lines import, selectors,
+/// audit sets. The test binary of a crate links the crate and everything it
+/// depends on, so one line in each crate that defines or depends on events
+/// catches a clash before it ships:
+///
+/// ```ignore
+/// // In src/lib.rs (or main.rs):
+/// sbox_events::event_names_test!();
+/// ```
+///
+/// It expands to a `#[cfg(test)] #[test]` function that calls
+/// [`catalog::check`] and panics with its message:
+///
+/// ```text
+/// event name "config.built" is claimed by 2 types: sbox_events::events::ConfigBuilt,
+/// my_app::ConfigBuilt; give all but one another #[event(name = "...")]
+/// ```
+#[macro_export]
+macro_rules! event_names_test {
+    () => {
+        #[cfg(test)]
+        #[test]
+        fn sbox_events_event_names_are_unique() {
+            if let ::core::result::Result::Err(err) = $crate::catalog::check() {
+                ::core::panic!("{err}");
+            }
+        }
+    };
+}
+
+// Two of this crate's own event types never share a name.
+event_names_test!();
 
 // The README's examples are compiled and run as doc tests (they use every
 // optional part). `README.md` is a link to the repository's README, which

@@ -109,3 +109,35 @@ fn the_catalog_renders_as_text_and_json() {
             .any(|e| e["name"] == "test.pair")
     );
 }
+
+#[test]
+fn every_path_the_catalog_prints_for_the_library_is_one_users_can_write() {
+    use sbox_events::events::*;
+    // Naming each type here is the proof that its path is public.
+    let nameable = [
+        std::any::type_name::<SubscriptionFetched>(),
+        std::any::type_name::<SubscriptionParsed>(),
+        std::any::type_name::<SubscriptionValidated>(),
+        std::any::type_name::<SubscriptionProcessed>(),
+        std::any::type_name::<SubscriptionFailed>(),
+        std::any::type_name::<ConfigBuilt>(),
+        std::any::type_name::<ConfigExported>(),
+        std::any::type_name::<ConfigValidated>(),
+        std::any::type_name::<ApplicationStarted>(),
+        std::any::type_name::<ApplicationStopped>(),
+        std::any::type_name::<ErrorOccurred>(),
+    ];
+    let printed: Vec<&str> = catalog::catalog()
+        .events
+        .iter()
+        .map(|event| event.rust_type)
+        .filter(|path| path.starts_with("sbox_events::"))
+        .collect();
+    assert_eq!(printed.len(), nameable.len(), "{printed:?}");
+    for path in printed {
+        assert!(
+            path.starts_with("sbox_events::events::") && nameable.contains(&path),
+            "the catalog prints `{path}`, which users cannot write"
+        );
+    }
+}

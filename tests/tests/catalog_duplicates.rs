@@ -32,8 +32,9 @@ fn the_duplicate_check_fires_and_imports_are_ambiguous() {
     let err = catalog::check().expect_err("duplicate names");
     assert_eq!(
         err.to_string(),
-        "event names used by more than one type: \"invoice.sent\" \
-         (catalog_duplicates::billing::InvoiceSent, catalog_duplicates::mailing::InvoiceSent)"
+        "event name \"invoice.sent\" is claimed by 2 types: \
+         catalog_duplicates::billing::InvoiceSent, catalog_duplicates::mailing::InvoiceSent; \
+         give all but one another #[event(name = \"...\")]"
     );
     assert_eq!(catalog::catalog().duplicates.len(), 1);
     assert!(

@@ -15,11 +15,11 @@ const LAYERS: &[&[&str]] = &[
     &["event"],
     &["stats"],
     &["any"],
+    &["events"],
     &["bus"],
     &["jsonl", "stream"],
     &["history"],
     &["catalog"],
-    &["events"],
     &["audit", "metrics", "testing"],
 ];
 

@@ -14,9 +14,10 @@ use super::dispatch::{Called, call_entry};
 use super::failures::{Failure, drop_payload, isolate, release_failed, validate};
 use super::routes::Entry;
 use super::state::{DEPTH, DepthGuard, IN_ERROR_EVENT, REPLAYING, next_sequence};
-use super::{EmitOptions, EmitReport, ErrorOccurred, EventBus, Refusal};
+use super::{EmitOptions, EmitReport, EventBus, Refusal};
 use crate::context::EventContext;
 use crate::event::Event;
+use crate::events::ErrorOccurred;
 use crate::handler::{HandlerError, HandlerFuture};
 
 use crate::trace::{self, TraceId};

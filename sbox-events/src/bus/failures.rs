@@ -7,10 +7,11 @@
 
 use super::skip::{Skip, skipped};
 use super::state::IN_ERROR_EVENT;
-use super::{EmitReport, ErrorOccurred, EventBus, FailurePolicy, Refusal};
+use super::{EmitReport, EventBus, FailurePolicy, Refusal};
 use crate::context::EventContext;
 use crate::escape::LogSafe;
 use crate::event::Event;
+use crate::events::ErrorOccurred;
 use crate::handler::{FailureKind, HandlerError, HandlerFailure, panic_message};
 use crate::registry::HandlerRecord;
 use crate::trace::{self, TraceId};

@@ -16,8 +16,7 @@
 //!   the per-type route tables; `control.rs`: enabling handlers,
 //!   statistics, and the copy-on-write change of the routes;
 //! * `skip.rs`: async handlers a plain emit skips; `report.rs`: what an
-//!   emit returns; `builder.rs`: the options; `error_occurred.rs`: the
-//!   failure event;
+//!   emit returns; `builder.rs`: the options;
 //! * `hooks.rs`: what the bus hands to lower layers (per-type operations)
 //!   and takes from higher ones (recorders such as the history).
 
@@ -25,7 +24,6 @@ mod builder;
 mod control;
 mod dispatch;
 mod emit_async;
-mod error_occurred;
 mod failures;
 mod hooks;
 mod report;
@@ -38,7 +36,6 @@ pub use builder::{DEFAULT_MAX_DEPTH, EmitOptions, EventBusBuilder, FailurePolicy
 #[cfg_attr(not(feature = "history"), allow(unused_imports))]
 pub(crate) use dispatch::Given;
 pub use emit_async::EmitAsync;
-pub use error_occurred::ErrorOccurred;
 #[cfg_attr(not(feature = "history"), allow(unused_imports))]
 pub(crate) use hooks::{JsonEvent, Recorder, hooks, hooks_of};
 pub use report::{EmitReport, Refusal, UnknownHandlerError};

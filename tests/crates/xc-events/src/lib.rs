@@ -3,6 +3,9 @@
 //! Handlers anywhere record their calls here, per thread, so tests running in
 //! parallel do not see each other's calls.
 
+// Fails the crate's tests when two linked event types share a name.
+sbox_events::event_names_test!();
+
 use sbox_events::{Event, EventContext, handler};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;

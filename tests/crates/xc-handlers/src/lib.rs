@@ -2,6 +2,9 @@
 //! Nothing here is meant to be called; the test binary links it with
 //! `sbox_events::link!`.
 
+// Fails the crate's tests when two linked event types share a name.
+sbox_events::event_names_test!();
+
 use sbox_events::handler;
 // Renamed on purpose: #[handler] must work with the event type as written.
 use xc_events::{OrderPlaced as Placed, OrderShipped, record};
