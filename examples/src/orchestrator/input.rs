@@ -1,5 +1,6 @@
 //! Reading a subscription in one pass with bounded memory: a size cap, a
-//! UTF-8 byte order mark skipped, plain or base64 bodies (base64 decoded as
+//! UTF-8 byte order mark skipped (before the body or inside its base64),
+//! plain or base64 bodies (base64 decoded as
 //! it streams: either alphabet, padding optional, line breaks anywhere), and
 //! lines of bounded length handed out one at a time.
 
@@ -25,6 +26,9 @@ impl Format {
         }
     }
 }
+
+/// A UTF-8 byte order mark.
+const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// The longest line kept; longer lines are reported, not held.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -121,8 +125,8 @@ fn sniff(input: &mut impl Read, max_bytes: u64) -> Result<(Format, Vec<u8>), Inp
             io::ErrorKind::FileTooLarge => too_large(max_bytes),
             _ => InputError::new("io", format!("cannot read: {e}")),
         })?;
-    if head.starts_with(b"\xef\xbb\xbf") {
-        head.drain(..3);
+    if head.starts_with(BOM) {
+        head.drain(..BOM.len());
     }
     let content = head
         .split(|&b| b == b'\n')
@@ -149,6 +153,11 @@ fn each_line(
             return Ok(());
         };
         number += 1;
+        // A byte order mark inside a base64 body (the text was encoded with
+        // its BOM); the one before the body is dropped by `sniff`.
+        if number == 1 && buf.starts_with(BOM) {
+            buf.drain(..BOM.len());
+        }
         if length > MAX_LINE_BYTES {
             line(
                 number,
@@ -374,5 +383,44 @@ mod tests {
         assert_eq!(decode("YQ==Yg==").expect("two pieces"), b"ab");
         assert!(decode("YWJj!").is_err());
         assert!(decode("YWJjZ").is_err(), "one dangling character");
+    }
+
+    /// The lines `read_lines` hands out for a file holding `bytes`.
+    fn lines_of(bytes: &[u8]) -> (Format, Vec<String>) {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        std::io::Write::write_all(&mut file, bytes).expect("write");
+        let mut lines = Vec::new();
+        let fetched = read_lines(file.path(), 1 << 20, |_, line| {
+            lines.push(line.expect("a usable line").to_owned());
+        })
+        .expect("readable");
+        (fetched.format, lines)
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_dropped_before_or_inside_the_base64() {
+        let list = "trojan://pw@example.com:443#A\nss://YWVzLTEyOC1nY206cHc@example.com:8388#B\n";
+        let expected = [
+            "trojan://pw@example.com:443#A",
+            "ss://YWVzLTEyOC1nY206cHc@example.com:8388#B",
+        ];
+        let with_bom = format!("\u{feff}{list}");
+        for (bytes, format) in [
+            (with_bom.clone().into_bytes(), Format::Plain),
+            (
+                format!("\u{feff}{}", STANDARD.encode(list)).into_bytes(),
+                Format::Base64,
+            ),
+            (STANDARD.encode(&with_bom).into_bytes(), Format::Base64),
+            (
+                format!("\u{feff}{}", STANDARD.encode(&with_bom)).into_bytes(),
+                Format::Base64,
+            ),
+        ] {
+            assert_eq!(
+                lines_of(&bytes),
+                (format, expected.map(String::from).to_vec())
+            );
+        }
     }
 }

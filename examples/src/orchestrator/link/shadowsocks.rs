@@ -3,7 +3,10 @@
 //! (`ss://base64(method:password@host:port)#name`).
 
 use super::stream::ss2022_password;
-use super::{Plugin, Protocol, Server, decode_component, param, shorten, split};
+use super::{
+    Params, Plugin, Protocol, Server, decode_component, decode_name, param, parse_query, shorten,
+    split, split_host_port,
+};
 use crate::orchestrator::singbox::rules::{SS_METHODS, ss_key_length};
 use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
@@ -14,28 +17,13 @@ pub(super) fn parse(rest: &str) -> Result<Server, String> {
         None => (rest, None),
     };
     let (before_query, query) = match body.split_once('?') {
-        Some((before, query)) => (before, Some(query)),
-        None => (body, None),
+        Some((before, query)) => (before, query),
+        None => (body, ""),
     };
-    let sip002 = if before_query.contains('@') {
-        rest.to_owned()
-    } else {
-        // Legacy: everything up to the query is base64 of the whole thing.
-        let decoded = base64_lenient(before_query.trim_end_matches('/'))
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| "shadowsocks link is neither SIP002 nor base64".to_owned())?;
-        let mut link = decoded;
-        if let Some(query) = query {
-            link.push('?');
-            link.push_str(query);
-        }
-        if let Some(fragment) = fragment {
-            link.push('#');
-            link.push_str(fragment);
-        }
-        link
-    };
-    let parts = split(&sip002)?;
+    if !before_query.contains('@') {
+        return legacy(before_query, query, fragment);
+    }
+    let parts = split(rest)?;
     let user = decode_component(&parts.user, "the user info")?;
     let credentials = if user.contains(':') {
         user
@@ -44,6 +32,41 @@ pub(super) fn parse(rest: &str) -> Result<Server, String> {
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| "shadowsocks user info is not `method:password` in base64".to_owned())?
     };
+    server(
+        &credentials,
+        parts.host,
+        parts.port,
+        &parts.params,
+        parts.name,
+    )
+}
+
+/// The legacy form: everything before the query is base64 of
+/// `method:password@host:port`, with the password raw, so it may hold any
+/// character (`@`, `:`, `?`, `#`, `%`): the method ends at the first `:`
+/// and the address starts after the last `@`. Never re-parsed as a URI.
+fn legacy(encoded: &str, query: &str, fragment: Option<&str>) -> Result<Server, String> {
+    let decoded = base64_lenient(encoded.trim_end_matches('/'))
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| "shadowsocks link is neither SIP002 nor base64".to_owned())?;
+    let (credentials, address) = decoded.rsplit_once('@').ok_or_else(|| {
+        "legacy shadowsocks link has no `@host:port` after its password".to_owned()
+    })?;
+    let (host, port) = split_host_port(address.trim_end_matches('/'))?;
+    let params = parse_query(query)?;
+    let name = fragment.map(decode_name).unwrap_or_default();
+    server(credentials, host, port, &params, name)
+}
+
+/// The server of `method:password` at `host:port`, with the link's
+/// parameters (a plugin) and name.
+fn server(
+    credentials: &str,
+    host: String,
+    port: u16,
+    params: &Params,
+    name: String,
+) -> Result<Server, String> {
     let (method, password) = credentials
         .split_once(':')
         .ok_or_else(|| "shadowsocks user info is not `method:password`".to_owned())?;
@@ -62,16 +85,16 @@ pub(super) fn parse(rest: &str) -> Result<Server, String> {
         }
         None => password.to_owned(),
     };
-    let plugin = plugin(param(&parts.params, "plugin"))?;
+    let plugin = plugin(param(params, "plugin"))?;
     Ok(Server {
         protocol: Protocol::Shadowsocks {
             method,
             password,
             plugin,
         },
-        name: parts.name,
-        host: parts.host,
-        port: parts.port,
+        name,
+        host,
+        port,
         tls: None,
         transport: None,
     })

@@ -437,6 +437,39 @@ fn shadowsocks_legacy_and_sip002_forms() {
 }
 
 #[test]
+fn legacy_shadowsocks_passwords_may_hold_any_character() {
+    // Whole-base64 links carry the password raw: `?`, `#`, `@`, `:`, `%`
+    // and `/` are all part of it.
+    for password in ["pa?ss", "pa#ss", "p@ss", "p@ss:w#rd?x=1", "100%/2", "@@"] {
+        let legacy = format!(
+            "ss://{}#Legacy%20{}",
+            STANDARD.encode(format!(
+                "chacha20-ietf-poly1305:{password}@198.51.100.7:8388"
+            )),
+            password.len()
+        );
+        let out = converted(&legacy);
+        assert_eq!(out["password"], json!(password), "{legacy}");
+        assert_eq!(
+            (&out["server"], &out["server_port"]),
+            (&json!("198.51.100.7"), &json!(8388)),
+            "{legacy}"
+        );
+        let server = parse_uri(&legacy).expect("legacy");
+        assert_eq!(server.name, format!("Legacy {}", password.len()));
+    }
+    // A plugin after the base64 still applies.
+    let with_plugin = format!(
+        "ss://{}?plugin=obfs-local%3Bobfs%3Dhttp#P",
+        URL_SAFE_NO_PAD.encode("aes-128-gcm:a?b#c@[2001:db8::1]:443")
+    );
+    let out = converted(&with_plugin);
+    assert_eq!(out["password"], json!("a?b#c"));
+    assert_eq!(out["server"], json!("2001:db8::1"));
+    assert_eq!(out["plugin"], json!("obfs-local"));
+}
+
+#[test]
 fn names_keep_their_text_or_become_lossy_never_dropped() {
     let server = parse_uri(&format!(
         "vless://{UUID}@192.0.2.1:443#Tokyo%20%E6%9D%B1%E4%BA%AC"
