@@ -7,6 +7,7 @@
 //! type, dispatching a type from JSON) are not reachable from here: the bus
 //! hands them down as opaque hooks stored in each [`EventMeta`].
 
+use crate::handler::catch_panic;
 use crate::registry::{EventSlot, HandlerRecord, HandlerRegistry};
 use std::any::Any;
 use std::marker::PhantomData;
@@ -207,9 +208,12 @@ impl<E: Event> ErasedEvent for EventVTable<E> {
     }
 
     fn check_json(&self, json: &str) -> Result<(), JsonProblem> {
-        let event: E =
-            serde_json::from_str(json).map_err(|e| JsonProblem::Schema(e.to_string()))?;
-        event.validate().map_err(JsonProblem::Invalid)
+        // `Deserialize` and `validate` are user code: isolated.
+        let event: E = catch_panic("the event's `Deserialize`", || {
+            serde_json::from_str(json).map_err(|e| e.to_string())
+        })
+        .map_err(JsonProblem::Schema)?;
+        catch_panic("validation", || event.validate()).map_err(JsonProblem::Invalid)
     }
 
     fn write_json(&self, value: &dyn Any, out: &mut JsonBuffer<'_>) -> serde_json::Result<()> {

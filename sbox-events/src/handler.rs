@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 
 /// The future of an async handler call, boxed: what `#[handler] async fn`
@@ -171,6 +172,36 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "panic with a non-string payload".to_owned()
+    }
+}
+
+/// Drops a caught panic payload. Its `Drop` is user code and may panic in
+/// turn (`panic_any(Bomb)`): that panic is caught too, and so on a few
+/// times; a payload that keeps panicking is leaked rather than let out.
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    let mut payload = payload;
+    for _ in 0..4 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
+    }
+    std::mem::forget(payload);
+}
+
+/// Runs user code that may panic (a `Deserialize`, a validator): a panic
+/// becomes an error saying `what` panicked, with its message.
+pub(crate) fn catch_panic<T>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = format!("{what} panicked: {}", panic_message(&*payload));
+            drop_payload(payload);
+            Err(message)
+        }
     }
 }
 

@@ -432,3 +432,62 @@ fn a_panicking_tracing_subscriber_leaves_no_stale_trace() {
         assert_eq!(trace::current(), None, "the scope was left behind");
     });
 }
+
+#[derive(Event, Serialize, Debug)]
+#[event(name = "test.cursed")]
+struct Cursed {
+    n: u32,
+}
+
+/// A `Deserialize` that panics on 13.
+impl<'de> Deserialize<'de> for Cursed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            n: u32,
+        }
+        let raw = Raw::deserialize(d)?;
+        assert_ne!(raw.n, 13, "unlucky number");
+        Ok(Cursed { n: raw.n })
+    }
+}
+
+#[test]
+fn a_panicking_deserialize_fails_one_import_line_or_one_replayed_record() {
+    use sbox_events::history::{ImportOptions, LineErrorKind, import_jsonl};
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .history(1 << 20)
+        .build();
+    bus.emit(Cursed { n: 13 });
+    bus.emit(Cursed { n: 14 });
+    let history = bus.history().expect("history");
+    let records = history.query(&HistoryQuery::new());
+
+    let replayed = catch_unwind(AssertUnwindSafe(|| bus.replay(&records)))
+        .expect("the Deserialize's panic escaped replay");
+    assert_eq!(replayed.reports().len(), 1, "the good record was replayed");
+    let [error] = replayed.errors() else {
+        panic!("one record failed: {:?}", replayed.errors())
+    };
+    assert!(error.message().contains("unlucky number"), "{error}");
+
+    let mut jsonl = Vec::new();
+    history
+        .export_jsonl(&HistoryQuery::new(), &mut jsonl)
+        .expect("export");
+    let imported = catch_unwind(AssertUnwindSafe(|| {
+        import_jsonl(&jsonl[..], &ImportOptions::new().lenient(true))
+    }))
+    .expect("the Deserialize's panic escaped import")
+    .expect("lenient");
+    assert_eq!(imported.events.len(), 1, "the good line was imported");
+    let [bad] = &imported.skipped[..] else {
+        panic!("one bad line: {:?}", imported.skipped)
+    };
+    assert_eq!(bad.line(), 1);
+    assert!(
+        matches!(bad.kind(), LineErrorKind::Schema { message, .. } if message.contains("unlucky number")),
+        "{bad}"
+    );
+}

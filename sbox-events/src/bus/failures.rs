@@ -12,7 +12,8 @@ use crate::context::EventContext;
 use crate::escape::LogSafe;
 use crate::event::Event;
 use crate::events::ErrorOccurred;
-use crate::handler::{FailureKind, HandlerError, HandlerFailure, panic_message};
+pub(super) use crate::handler::drop_payload;
+use crate::handler::{FailureKind, HandlerError, HandlerFailure, catch_panic};
 use crate::registry::HandlerRecord;
 use crate::trace::{self, TraceId};
 use std::any::Any;
@@ -196,14 +197,7 @@ fn log_failure(failure: &HandlerFailure, trace_id: TraceId, what: &str) {
 /// The event's [`Event::validate`], isolated: a panicking validator is a
 /// failed validation.
 pub(super) fn validate<E: Event>(event: &E) -> Result<(), String> {
-    match catch_unwind(AssertUnwindSafe(|| event.validate())) {
-        Ok(result) => result,
-        Err(payload) => {
-            let reason = format!("validation panicked: {}", panic_message(&*payload));
-            drop_payload(payload);
-            Err(reason)
-        }
-    }
+    catch_panic("validation", || event.validate())
 }
 
 thread_local! {
@@ -283,18 +277,4 @@ pub(super) fn log_release_failures() {
             );
         }
     }
-}
-
-/// Drops a caught panic payload. Its `Drop` is user code and may panic in
-/// turn (`panic_any(Bomb)`): that panic is caught too, and so on a few
-/// times; a payload that keeps panicking is leaked rather than let out.
-pub(super) fn drop_payload(payload: Box<dyn Any + Send>) {
-    let mut payload = payload;
-    for _ in 0..4 {
-        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-            Ok(()) => return,
-            Err(next) => payload = next,
-        }
-    }
-    std::mem::forget(payload);
 }

@@ -17,7 +17,7 @@ use super::{EmitReport, EventBus};
 use crate::any::{AnyEvent, EventType};
 use crate::context::EventContext;
 use crate::event::{Event, all_metas};
-use crate::handler::HandlerError;
+use crate::handler::{HandlerError, catch_panic};
 use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::OnceLock;
@@ -50,7 +50,10 @@ fn rebuild<E: Event>(config: RouteConfig, control: &mut Control, table: &mut Rou
 }
 
 fn dispatch_json<E: Event>(bus: &EventBus, event: &JsonEvent<'_>) -> Result<EmitReport, String> {
-    let value: E = serde_json::from_str(event.json).map_err(|e| e.to_string())?;
+    // `Deserialize` is user code: isolated.
+    let value: E = catch_panic("its `Deserialize`", || {
+        serde_json::from_str(event.json).map_err(|e| e.to_string())
+    })?;
     Ok(bus.dispatch(&value, &event.given))
 }
 
