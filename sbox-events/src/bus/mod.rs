@@ -111,7 +111,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// other handlers still run and `emit` returns normally; the report lists the
 /// failure ([`HandlerFailure`](crate::HandlerFailure)); the failure is logged through `tracing` at
 /// ERROR level (target `sbox_events`, with `trace_id`, `event`, `handler`);
-/// and an [`ErrorOccurred`] event is emitted in
+/// and an [`ErrorOccurred`](crate::events::ErrorOccurred) event is emitted in
 /// the same trace. A failure while an `error.occurred` is being handled
 /// (whoever emitted it, the bus or the application, and including events
 /// its handlers emit in turn) is logged and reported but emits no further
