@@ -209,7 +209,7 @@ async fn service() -> io::Result<Transcript> {
         while let Some(item) = stored.recv().await {
             match item {
                 StreamItem::Event(delivery) => {
-                    let trace_id = delivery.trace_id();
+                    let trace_id = delivery.envelope().trace_id();
                     received.push((delivery.into_event(), trace_id));
                 }
                 StreamItem::Lagged(n) => tracing::warn!(n, "the stream lagged"),

@@ -13,6 +13,8 @@ pub struct EventInput<'a> {
     pub source: Option<LitStr>,
     /// `validate = path::to::function`
     pub validate: Option<syn::Path>,
+    /// `version = N`
+    pub version: Option<syn::LitInt>,
     pub fields: Vec<Field<'a>>,
 }
 
@@ -21,6 +23,14 @@ pub struct Field<'a> {
     /// The field's name; tuple fields are `0`, `1`...
     pub name: String,
     pub ty: &'a Type,
+}
+
+impl Field<'_> {
+    /// The type as written, without spaces (`Option<Vec<String>>`).
+    pub fn type_text(&self) -> String {
+        let ty = self.ty;
+        quote::quote!(#ty).to_string().replace(' ', "")
+    }
 }
 
 const MISSING_NAME: &str = "missing event name: add `#[event(name = \"area.happened\")]` \
@@ -55,6 +65,7 @@ impl<'a> EventInput<'a> {
             name,
             source: args.source,
             validate: args.validate,
+            version: args.version,
             fields,
         })
     }

@@ -15,6 +15,9 @@ pub struct EventArgs {
     pub source: Option<LitStr>,
     /// `validate = path::to::function`
     pub validate: Option<syn::Path>,
+    /// `version = N`: the schema's version, which replaces the fingerprint
+    /// computed from the fields.
+    pub version: Option<LitInt>,
     /// Where to point "missing name" errors when there is an attribute.
     pub first_attr: Option<TokenStream>,
 }
@@ -26,7 +29,7 @@ pub struct HandlerArgs {
     pub priority: Option<i32>,
 }
 
-const EVENT_KEYS: &str = "expected `name = \"area.happened\"`, `source = \"component\"` or `validate = path::to::function`";
+const EVENT_KEYS: &str = "expected `name = \"area.happened\"`, `source = \"component\"`, `validate = path::to::function` or `version = <integer>`";
 const HANDLER_KEYS: &str = "expected `priority = <i32>` or `name = \"...\"`";
 
 pub fn parse_event_args(attrs: &[Attribute]) -> syn::Result<EventArgs> {
@@ -34,6 +37,7 @@ pub fn parse_event_args(attrs: &[Attribute]) -> syn::Result<EventArgs> {
         name: None,
         source: None,
         validate: None,
+        version: None,
         first_attr: None,
     };
     let mut errors: Option<syn::Error> = None;
@@ -63,6 +67,21 @@ pub fn parse_event_args(attrs: &[Attribute]) -> syn::Result<EventArgs> {
                     )
                 })?;
                 if args.validate.replace(path).is_some() {
+                    return Err(duplicate(&meta.path, "event"));
+                }
+                return Ok(());
+            }
+            if meta.path.is_ident("version") {
+                let input = meta.value().map_err(|_| {
+                    meta.error("expected `version = <integer>`, e.g. `version = 2`")
+                })?;
+                let version: LitInt = input.parse().map_err(|err| {
+                    syn::Error::new(
+                        err.span(),
+                        "expected an integer schema version, e.g. `version = 2`",
+                    )
+                })?;
+                if args.version.replace(version).is_some() {
                     return Err(duplicate(&meta.path, "event"));
                 }
                 return Ok(());

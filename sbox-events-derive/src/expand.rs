@@ -43,10 +43,10 @@ fn impl_event(input: &EventInput<'_>) -> TokenStream {
     };
     let fields = input.fields.iter().map(|field| {
         let name = &field.name;
-        let ty = field.ty;
-        let ty = quote!(#ty).to_string().replace(' ', "");
+        let ty = field.type_text();
         quote!((#name, #ty))
     });
+    let fingerprint = input.fingerprint();
     // Spanned at the path: a wrong signature is reported there.
     let validate = input.validate.as_ref().map(|path| {
         quote_spanned! {path.span()=>
@@ -63,6 +63,7 @@ fn impl_event(input: &EventInput<'_>) -> TokenStream {
         impl ::sbox_events::Event for #ident {
             const NAME: &'static str = #name;
             const SOURCE: &'static str = #source;
+            const FINGERPRINT: &'static str = #fingerprint;
             const __FIELDS: &'static [(&'static str, &'static str)] = &[#(#fields),*];
             type __Registry = __SboxEventsRegistry;
             #validate

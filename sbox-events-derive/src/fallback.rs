@@ -35,6 +35,7 @@ pub fn expand(
             impl ::sbox_events::Event for #ident {
                 const NAME: &'static str = "invalid.event";
                 const SOURCE: &'static str = "invalid";
+                const FINGERPRINT: &'static str = "invalid";
                 const __FIELDS: &'static [(&'static str, &'static str)] = &[];
                 type __Registry = __SboxEventsRegistry;
                 fn __slot() -> &'static ::sbox_events::__private::EventSlot<Self> {

@@ -21,10 +21,63 @@ impl EventInput<'_> {
         {
             push(&mut errors, err);
         }
+        if let Some(version) = &self.version
+            && let Err(err) = schema_version(version)
+        {
+            push(&mut errors, err);
+        }
         for field in &self.fields {
             field_type(field.ty, &mut errors);
         }
         errors.map_or(Ok(()), Err)
+    }
+}
+
+/// `version = N`: a positive `u32`, without a suffix.
+fn schema_version(lit: &syn::LitInt) -> syn::Result<u32> {
+    let fail = || {
+        syn::Error::new(
+            lit.span(),
+            format_args!(
+                "the schema version must be a whole number from 1 to {}, e.g. `version = 2`",
+                u32::MAX
+            ),
+        )
+    };
+    if !lit.suffix().is_empty() {
+        return Err(fail());
+    }
+    match lit.base10_parse::<u32>() {
+        Ok(0) | Err(_) => Err(fail()),
+        Ok(version) => Ok(version),
+    }
+}
+
+impl EventInput<'_> {
+    /// The schema fingerprint: `v<N>` when a version is given, else 16 hex
+    /// digits of a 64-bit FNV-1a hash of the name and of each field's name
+    /// and type as written (so renaming, retyping, adding or reordering a
+    /// field changes it; comments and attributes do not).
+    pub fn fingerprint(&self) -> String {
+        if let Some(version) = self.version.as_ref().and_then(|v| schema_version(v).ok()) {
+            return format!("v{version}");
+        }
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for &byte in bytes {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            // A separator no name or type contains.
+            hash ^= 0xff;
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        feed(self.name.value().as_bytes());
+        for field in &self.fields {
+            feed(field.name.as_bytes());
+            feed(field.type_text().as_bytes());
+        }
+        format!("{hash:016x}")
     }
 }
 

@@ -51,6 +51,11 @@ impl EventType {
         self.0.source()
     }
 
+    /// `Event::FINGERPRINT`: the schema's fingerprint.
+    pub fn fingerprint(self) -> &'static str {
+        self.0.fingerprint()
+    }
+
     /// The Rust type, e.g. `sbox_events::events::ConfigBuilt`.
     pub fn rust_type(self) -> &'static str {
         self.0.rust_type()

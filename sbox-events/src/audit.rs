@@ -72,8 +72,7 @@ use crate::any::{AnyEvent, EventSelector};
 use crate::bus::{EventBus, SubscribeOptions, Subscription};
 use crate::context::EventContext;
 use crate::escape::{EscapedDisplay, LogSafe};
-use crate::jsonl::{self, Envelope};
-use std::borrow::Cow;
+use crate::jsonl::Line;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -303,19 +302,10 @@ impl State {
             self.records.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let timestamp = match jsonl::timestamp(ctx.timestamp()) {
-            Ok(timestamp) => timestamp,
+        let envelope = ctx.envelope();
+        let record = match Line::of(&envelope, event.event_type().fingerprint(), true, data) {
+            Ok(record) => record,
             Err(err) => return self.failed(event.name(), ctx, &err),
-        };
-        let record = Envelope {
-            name: Cow::Borrowed(event.name()),
-            source: Cow::Borrowed(ctx.source()),
-            trace_id: ctx.trace_id(),
-            timestamp,
-            sequence: ctx.sequence(),
-            depth: Some(ctx.depth()),
-            metadata: Cow::Borrowed(ctx.metadata()),
-            data,
         };
         let mut line = match serde_json::to_vec(&record) {
             Ok(line) => line,

@@ -43,6 +43,8 @@ pub struct EventEntry {
     pub source: &'static str,
     /// The Rust type's path.
     pub rust_type: &'static str,
+    /// `Event::FINGERPRINT`: the schema's fingerprint (or `v<N>`).
+    pub fingerprint: &'static str,
     /// The struct's fields, in declaration order (tuple fields are `0`, `1`...).
     pub fields: Vec<FieldEntry>,
     /// Its `#[handler]`s, in dispatch order.
@@ -103,6 +105,7 @@ pub fn catalog() -> Catalog {
             name: t.name(),
             source: t.source(),
             rust_type: t.rust_type(),
+            fingerprint: t.fingerprint(),
             fields: t
                 .0
                 .fields()
@@ -178,8 +181,8 @@ impl Catalog {
         for event in &self.events {
             let _ = writeln!(
                 out,
-                "\n{}  (source {}, type {})",
-                event.name, event.source, event.rust_type
+                "\n{}  (source {}, type {}, schema {})",
+                event.name, event.source, event.rust_type, event.fingerprint
             );
             for field in &event.fields {
                 let _ = writeln!(out, "    {}: {}", field.name, field.rust_type);

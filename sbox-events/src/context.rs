@@ -5,6 +5,7 @@
 //! Cost: a context is built on the emitting thread's stack for each emit;
 //! nothing in it allocates, and the clock is read only when asked.
 
+use crate::envelope::{Envelope, EventId, Metadata};
 use crate::trace::TraceId;
 use std::any::Any;
 use std::borrow::Cow;
@@ -24,12 +25,21 @@ pub struct EventContext<'a> {
     pub(crate) bus: &'a (dyn Any + Send + Sync),
     pub(crate) name: &'static str,
     pub(crate) source: &'a str,
+    /// `Event::SOURCE`: an envelope borrows it instead of copying `source`
+    /// when they are equal.
+    pub(crate) default_source: &'static str,
     pub(crate) metadata: &'a Metadata,
     pub(crate) trace_id: TraceId,
     pub(crate) sequence: u64,
     pub(crate) depth: u32,
     pub(crate) timestamp: OnceLock<SystemTime>,
+    /// Made on first request (or given: a replayed or remote event keeps
+    /// its id).
+    pub(crate) event_id: OnceLock<EventId>,
     pub(crate) replay: bool,
+    /// The sending process's instance, for an event received from another
+    /// process (a bridge's mark).
+    pub(crate) remote: Option<&'a str>,
 }
 
 impl<'a> EventContext<'a> {
@@ -82,6 +92,52 @@ impl<'a> EventContext<'a> {
         self.depth
     }
 
+    /// The event's id, a UUIDv7 ([`EventId`]): made on the first request
+    /// (from the event's [`timestamp`](EventContext::timestamp), so asking
+    /// for it reads the clock if nobody has yet), then the same for every
+    /// handler of the event; an event that already had one (replayed,
+    /// received from another process, recorded by a history) keeps it. An
+    /// event whose id nobody asks for costs nothing.
+    pub fn event_id(&self) -> EventId {
+        *self.event_id.get_or_init(|| EventId::new(self.timestamp()))
+    }
+
+    /// The instance id of the process this event came from, when a bridge
+    /// received it from another process (and `None` for events emitted
+    /// here). The event keeps its original id, trace id and timestamp.
+    pub fn remote(&self) -> Option<&'a str> {
+        self.remote
+    }
+
+    /// Whether this event came from another process (see
+    /// [`remote`](EventContext::remote)).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// The envelope of this event, owned (to keep it beyond the handler:
+    /// a queue, a record). Reads the timestamp and makes the event id if
+    /// nobody has yet; copies the metadata, and the source unless it is the
+    /// event's default.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            name: self.name,
+            event_id: self.event_id(),
+            trace_id: self.trace_id,
+            sequence: self.sequence,
+            source: if self.source == self.default_source {
+                Cow::Borrowed(self.default_source)
+            } else {
+                Cow::Owned(self.source.to_owned())
+            },
+            metadata: self.metadata.clone(),
+            timestamp: self.timestamp(),
+            depth: self.depth,
+            replay: self.replay,
+            remote: self.remote.map(Box::from),
+        }
+    }
+
     /// Whether this event is being replayed from history (see
     /// [`EventBus::replay`](crate::EventBus::replay)), or was emitted by a
     /// handler during a replay. A replayed event keeps its original trace
@@ -100,6 +156,7 @@ impl fmt::Debug for EventContext<'_> {
             .field("sequence", &self.sequence)
             .field("depth", &self.depth)
             .field("replay", &self.replay)
+            .field("remote", &self.remote)
             .field("metadata", &self.metadata)
             .finish_non_exhaustive()
     }
@@ -108,177 +165,3 @@ impl fmt::Debug for EventContext<'_> {
 // Async handlers hold `&EventContext` across `.await`s, in futures that must
 // be `Send`: the context must be `Sync` (hence `OnceLock`, not `OnceCell`).
 static_assertions::assert_impl_all!(EventContext<'static>: Send, Sync);
-
-/// String key/value pairs attached to one emit (request ids, user names...).
-///
-/// Keys are unique (inserting an existing key replaces its value) and keep
-/// insertion order. An empty `Metadata` does not allocate.
-///
-/// ```
-/// use sbox_events::Metadata;
-///
-/// let mut meta = Metadata::new();
-/// meta.insert("user", "alice");
-/// meta.insert("request", String::from("r-17"));
-/// meta.insert("user", "bob");
-/// assert_eq!(meta.get("user"), Some("bob"));
-/// assert_eq!(meta.len(), 2);
-/// ```
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Metadata {
-    entries: Vec<(Cow<'static, str>, Cow<'static, str>)>,
-}
-
-impl Metadata {
-    /// No entries.
-    pub const fn new() -> Metadata {
-        Metadata {
-            entries: Vec::new(),
-        }
-    }
-
-    /// Sets `key` to `value`, replacing an earlier value of the same key.
-    pub fn insert(
-        &mut self,
-        key: impl Into<Cow<'static, str>>,
-        value: impl Into<Cow<'static, str>>,
-    ) -> &mut Self {
-        let (key, value) = (key.into(), value.into());
-        match self.entries.iter_mut().find(|(k, _)| *k == key) {
-            Some(entry) => entry.1 = value,
-            None => self.entries.push((key, value)),
-        }
-        self
-    }
-
-    /// Builds metadata from pairs in one pass: keys keep the order of their
-    /// first occurrence and take the value of their last, as repeated
-    /// [`insert`](Metadata::insert)s would give, in time linear in the
-    /// number of pairs (`insert` alone is linear per call, which is right
-    /// for the handful of entries an emit carries but not for imported
-    /// records with thousands of keys).
-    fn from_pairs(pairs: Vec<(Cow<'static, str>, Cow<'static, str>)>) -> Metadata {
-        if pairs.len() <= 8 {
-            let mut meta = Metadata::new();
-            for (k, v) in pairs {
-                meta.insert(k, v);
-            }
-            return meta;
-        }
-        // (first occurrence, last occurrence) of each key, in first order.
-        let plan: Vec<(usize, usize)> = {
-            let mut last = std::collections::HashMap::with_capacity(pairs.len());
-            for (i, (k, _)) in pairs.iter().enumerate() {
-                last.insert(k.as_ref(), i);
-            }
-            let mut plan = Vec::with_capacity(last.len());
-            for (i, (k, _)) in pairs.iter().enumerate() {
-                if let Some(j) = last.remove(k.as_ref()) {
-                    plan.push((i, j));
-                }
-            }
-            plan
-        };
-        let mut slots: Vec<Option<(Cow<'static, str>, Cow<'static, str>)>> =
-            pairs.into_iter().map(Some).collect();
-        let entries = plan
-            .into_iter()
-            .filter_map(|(first, last)| {
-                let (key, value) = slots[first].take()?;
-                let value = match slots.get_mut(last).and_then(Option::take) {
-                    Some((_, later)) => later,
-                    None => value,
-                };
-                Some((key, value))
-            })
-            .collect();
-        Metadata { entries }
-    }
-
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_ref())
-    }
-
-    /// The entries in insertion order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
-    }
-
-    /// The number of entries.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Bytes this value owns on the heap (for the history's accounting).
-    #[cfg_attr(not(feature = "history"), allow(dead_code))]
-    pub(crate) fn heap_bytes(&self) -> usize {
-        let owned = |s: &Cow<'static, str>| match s {
-            Cow::Owned(s) => s.capacity(),
-            Cow::Borrowed(_) => 0,
-        };
-        self.entries.capacity() * std::mem::size_of::<(Cow<'static, str>, Cow<'static, str>)>()
-            + self
-                .entries
-                .iter()
-                .map(|(k, v)| owned(k) + owned(v))
-                .sum::<usize>()
-    }
-}
-
-impl fmt::Debug for Metadata {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
-    }
-}
-
-impl<K, V> FromIterator<(K, V)> for Metadata
-where
-    K: Into<Cow<'static, str>>,
-    V: Into<Cow<'static, str>>,
-{
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Metadata {
-        Metadata::from_pairs(
-            iter.into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
-    }
-}
-
-impl serde::Serialize for Metadata {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.iter())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Metadata {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Metadata, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Metadata;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of string keys to string values")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Metadata, A::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1024));
-                while let Some((k, v)) = map.next_entry::<String, String>()? {
-                    pairs.push((Cow::Owned(k), Cow::Owned(v)));
-                }
-                Ok(Metadata::from_pairs(pairs))
-            }
-        }
-        deserializer.deserialize_map(Visitor)
-    }
-}

@@ -49,6 +49,15 @@ pub trait Event: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 
     /// [`EmitOptions::source`](crate::EmitOptions::source)).
     const SOURCE: &'static str;
 
+    /// The event's schema fingerprint: 16 hex digits of a hash of its name
+    /// and of each field's name and type as written, or `v<N>` when the
+    /// struct declares `#[event(version = N)]`. Changing a field (its
+    /// name, type or place) changes it; JSON Lines files and bridges carry
+    /// it, so a record written by another version of the type is detected
+    /// instead of misread. Declare a version to keep the fingerprint across
+    /// changes that stay compatible (an added `#[serde(default)]` field).
+    const FINGERPRINT: &'static str;
+
     /// Checks the event's values at run time: the function given with
     /// `#[event(validate = path::to::function)]`, or always `Ok` without one.
     ///
@@ -148,6 +157,7 @@ impl<E: Event> EventSlot<E> {
 pub(crate) trait ErasedEvent: Sync {
     fn name(&self) -> &'static str;
     fn source(&self) -> &'static str;
+    fn fingerprint(&self) -> &'static str;
     fn rust_type(&self) -> &'static str;
     fn index(&self) -> usize;
     fn static_handlers(&self) -> Vec<crate::handler::HandlerInfo>;
@@ -181,6 +191,10 @@ impl<E: Event> ErasedEvent for EventVTable<E> {
 
     fn source(&self) -> &'static str {
         E::SOURCE
+    }
+
+    fn fingerprint(&self) -> &'static str {
+        E::FINGERPRINT
     }
 
     fn rust_type(&self) -> &'static str {

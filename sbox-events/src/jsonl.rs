@@ -2,13 +2,14 @@
 //! event records (history export and import, the audit log):
 //!
 //! ```text
-//! {"name":"config.exported","source":"config_builder","trace_id":"…","timestamp":"2026-11-27T06:32:20.123456789Z","sequence":7,"metadata":{},"data":{…}}
+//! {"name":"config.exported","fingerprint":"8c2f…","event_id":"019a…","source":"config_builder","trace_id":"…","timestamp":"2026-11-27T06:32:20.123456789Z","sequence":7,"metadata":{},"data":{…}}
 //! ```
 //!
 //! Timestamps are RFC 3339 in UTC with nanoseconds (a reader accepts any
-//! precision). The audit log adds `depth`; the history omits it.
+//! precision). The audit log adds `depth`; a replayed event has
+//! `"replay":true`, an event from another process `"remote":"<instance>"`.
 
-use crate::context::Metadata;
+use crate::envelope::{Envelope, EventId, Metadata};
 use crate::trace::TraceId;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -17,11 +18,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One record. `D` is the event's fields: borrowed raw JSON when reading or
 /// re-writing records, any serializable value when writing a fresh one.
+/// Fields added since the first version of the format (`fingerprint`,
+/// `event_id`, `remote`, `replay`) are optional when read.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Envelope<'a, D> {
+pub(crate) struct Line<'a, D> {
     #[serde(borrow)]
     pub(crate) name: Cow<'a, str>,
+    /// The event type's schema fingerprint when it was written.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub(crate) fingerprint: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) event_id: Option<EventId>,
     #[serde(borrow)]
     pub(crate) source: Cow<'a, str>,
     pub(crate) trace_id: TraceId,
@@ -30,9 +38,44 @@ pub(crate) struct Envelope<'a, D> {
     /// The nesting depth (written by the audit log).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) depth: Option<u32>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) replay: bool,
+    /// The instance of the process the event came from, if remote.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub(crate) remote: Option<Cow<'a, str>>,
     #[serde(default)]
     pub(crate) metadata: Cow<'a, Metadata>,
     pub(crate) data: D,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+impl<'a, D> Line<'a, D> {
+    /// The line of an event with this envelope (of a type with this
+    /// fingerprint); `with_depth` for the audit log.
+    pub(crate) fn of(
+        envelope: &'a Envelope,
+        fingerprint: &'a str,
+        with_depth: bool,
+        data: D,
+    ) -> Result<Line<'a, D>, OutOfRange> {
+        Ok(Line {
+            name: Cow::Borrowed(envelope.name),
+            fingerprint: Some(Cow::Borrowed(fingerprint)),
+            event_id: Some(envelope.event_id),
+            source: Cow::Borrowed(&envelope.source),
+            trace_id: envelope.trace_id,
+            timestamp: timestamp(envelope.timestamp)?,
+            sequence: envelope.sequence,
+            depth: with_depth.then_some(envelope.depth),
+            replay: envelope.replay,
+            remote: envelope.remote.as_deref().map(Cow::Borrowed),
+            metadata: Cow::Borrowed(&envelope.metadata),
+            data,
+        })
+    }
 }
 
 /// A timestamp as records write it, if RFC 3339 can: from 1970 (the

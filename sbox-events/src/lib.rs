@@ -93,8 +93,8 @@
 // Lets the derive's `::sbox_events::...` paths work inside this crate too.
 extern crate self as sbox_events;
 
-// The modules form layers (trace, escape → handler → context → registry →
-// event → stats → any → events → bus → jsonl, stream → history → catalog →
+// The modules form layers (trace, escape → handler → envelope → context →
+// registry → event → stats → any → events → bus → jsonl, stream → history → catalog →
 // audit, metrics, testing): each uses only lower ones, as
 // `tests/tests/layers.rs` checks.
 mod any;
@@ -103,6 +103,7 @@ pub mod audit;
 mod bus;
 pub mod catalog;
 mod context;
+pub mod envelope;
 pub mod escape;
 mod event;
 pub mod events;
@@ -124,7 +125,8 @@ pub use bus::{
     DEFAULT_MAX_DEPTH, EmitAsync, EmitOptions, EmitReport, EventBus, EventBusBuilder,
     FailurePolicy, Refusal, SubscribeOptions, Subscription, UnknownHandlerError,
 };
-pub use context::{EventContext, Metadata};
+pub use context::EventContext;
+pub use envelope::{Envelope, EventId, Metadata, ParseEventIdError};
 pub use event::Event;
 pub use handler::{
     FailureKind, HandlerError, HandlerFailure, HandlerInfo, HandlerOrigin, IntoHandlerResult,
@@ -152,6 +154,10 @@ pub use stats::HandlerStats;
 ///   compile time.
 /// * `source` (optional): the default [`EventContext::source`]. Defaults to
 ///   the name of the package that defines the event (`CARGO_PKG_NAME`).
+/// * `validate = path::to::function` (optional): run-time checks, see
+///   [`Event::validate`](trait@Event).
+/// * `version = N` (optional): the schema version, used as the
+///   [`Event::FINGERPRINT`] (`"vN"`) instead of the hash of the fields.
 ///
 /// The struct (named, tuple or unit) must be `Send + Sync + 'static` and
 /// implement serde's `Serialize` and `Deserialize`; it cannot be generic or

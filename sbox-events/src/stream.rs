@@ -36,17 +36,15 @@
 //! ```
 
 use crate::bus::{EventBus, SubscribeOptions, Subscription};
-use crate::context::{EventContext, Metadata};
+use crate::context::EventContext;
+use crate::envelope::Envelope;
 use crate::event::Event;
-use crate::trace::TraceId;
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::SystemTime;
 
 /// What a full stream drops to make room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,18 +67,12 @@ pub enum StreamItem<E> {
     Lagged(u64),
 }
 
-/// An event delivered through a stream, with its envelope: a copy of what
-/// its handlers saw in the [`EventContext`].
+/// An event delivered through a stream, with its [`Envelope`]: a copy of
+/// what its handlers saw in the [`EventContext`].
 #[derive(Clone, Debug)]
 pub struct Delivery<E> {
     event: E,
-    trace_id: TraceId,
-    sequence: u64,
-    source: Cow<'static, str>,
-    metadata: Metadata,
-    timestamp: SystemTime,
-    depth: u32,
-    replay: bool,
+    envelope: Envelope,
 }
 
 impl<E> Delivery<E> {
@@ -94,40 +86,16 @@ impl<E> Delivery<E> {
         self.event
     }
 
-    /// See [`EventContext::trace_id`].
-    pub fn trace_id(&self) -> TraceId {
-        self.trace_id
+    /// Its envelope: ids, trace, sequence, source, metadata, timestamp
+    /// (read when the stream received the event, unless a handler before it
+    /// asked first), depth, replay and remote marks.
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
     }
 
-    /// See [`EventContext::sequence`].
-    pub fn sequence(&self) -> u64 {
-        self.sequence
-    }
-
-    /// See [`EventContext::source`].
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
-    /// See [`EventContext::metadata`].
-    pub fn metadata(&self) -> &Metadata {
-        &self.metadata
-    }
-
-    /// See [`EventContext::timestamp`] (read when the stream received the
-    /// event, unless a handler before it asked first).
-    pub fn timestamp(&self) -> SystemTime {
-        self.timestamp
-    }
-
-    /// See [`EventContext::depth`].
-    pub fn depth(&self) -> u32 {
-        self.depth
-    }
-
-    /// See [`EventContext::is_replay`].
-    pub fn is_replay(&self) -> bool {
-        self.replay
+    /// The event and its envelope.
+    pub fn into_parts(self) -> (E, Envelope) {
+        (self.event, self.envelope)
     }
 }
 
@@ -324,10 +292,10 @@ impl EventBus {
     ///
     /// The stream is a subscription (priority 0, named
     /// `sbox_events::stream::EventStream<E>`) whose handler clones the event
-    /// and its envelope into the queue: per emit, one `E::clone`, a clock
-    /// read (the envelope's timestamp), a copy of the source if it is not
-    /// the event's default and of the metadata if any, and a short lock
-    /// that the consumer also takes, never for long. It never blocks the
+    /// and its [`Envelope`] into the queue: per emit, one `E::clone`, a clock
+    /// read (the envelope's timestamp) and an event id, a copy of the source
+    /// if it is not the event's default and of the metadata if any, and a
+    /// short lock that the consumer also takes, never for long. It never blocks the
     /// emit: on a full queue, `overflow` decides what is dropped.
     ///
     /// # Panics
@@ -355,20 +323,9 @@ impl EventBus {
         let sender = Sender(Arc::clone(&shared));
         let options = SubscribeOptions::new().name(std::any::type_name::<EventStream<E>>());
         let subscription = self.subscribe_with(options, move |event: &E, ctx: &EventContext| {
-            let source = ctx.source();
             sender.0.push(Delivery {
                 event: event.clone(),
-                trace_id: ctx.trace_id(),
-                sequence: ctx.sequence(),
-                source: if source == E::SOURCE {
-                    Cow::Borrowed(E::SOURCE)
-                } else {
-                    Cow::Owned(source.to_owned())
-                },
-                metadata: ctx.metadata().clone(),
-                timestamp: ctx.timestamp(),
-                depth: ctx.depth(),
-                replay: ctx.is_replay(),
+                envelope: ctx.envelope(),
             });
         });
         EventStream {

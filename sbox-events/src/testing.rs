@@ -32,13 +32,13 @@
 
 use crate::any::{AnyEvent, EventSelector};
 use crate::bus::{EachOptions, ErasedHandler, EventBus, Subscription};
-use crate::context::{EventContext, Metadata};
+use crate::context::EventContext;
+use crate::envelope::Envelope;
 use crate::event::Event;
 use crate::handler::HandlerError;
 use crate::trace::TraceId;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
 
 /// Records the events of a bus, with their envelopes, for assertions.
 ///
@@ -59,65 +59,28 @@ pub struct Recorder {
     subscription: Subscription,
 }
 
-/// One recorded event: its name, its serialized fields and its envelope.
+/// One recorded event: its serialized fields and its [`Envelope`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recorded {
-    name: &'static str,
     data: serde_json::Value,
-    trace_id: TraceId,
-    sequence: u64,
-    source: String,
-    metadata: Metadata,
-    timestamp: SystemTime,
-    depth: u32,
-    replay: bool,
+    envelope: Envelope,
 }
 
 impl Recorded {
     /// The event's name.
     pub fn name(&self) -> &'static str {
-        self.name
+        self.envelope.name()
     }
 
-    /// The event's fields, serialized (or a string describing why the event
-    /// could not be serialized).
+    /// The event's fields, serialized.
     pub fn data(&self) -> &serde_json::Value {
         &self.data
     }
 
-    /// See [`EventContext::trace_id`].
-    pub fn trace_id(&self) -> TraceId {
-        self.trace_id
-    }
-
-    /// See [`EventContext::sequence`].
-    pub fn sequence(&self) -> u64 {
-        self.sequence
-    }
-
-    /// See [`EventContext::source`].
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
-    /// See [`EventContext::metadata`].
-    pub fn metadata(&self) -> &Metadata {
-        &self.metadata
-    }
-
-    /// See [`EventContext::timestamp`].
-    pub fn timestamp(&self) -> SystemTime {
-        self.timestamp
-    }
-
-    /// See [`EventContext::depth`].
-    pub fn depth(&self) -> u32 {
-        self.depth
-    }
-
-    /// See [`EventContext::is_replay`].
-    pub fn is_replay(&self) -> bool {
-        self.replay
+    /// Its envelope: ids, trace, sequence, source, metadata, timestamp,
+    /// depth, replay and remote marks.
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
     }
 }
 
@@ -133,15 +96,8 @@ impl Recorder {
                     HandlerError::new(err.to_string(), std::any::type_name::<serde_json::Error>())
                 })?;
                 let record = Recorded {
-                    name: event.name(),
                     data,
-                    trace_id: ctx.trace_id(),
-                    sequence: ctx.sequence(),
-                    source: ctx.source().to_owned(),
-                    metadata: ctx.metadata().clone(),
-                    timestamp: ctx.timestamp(),
-                    depth: ctx.depth(),
-                    replay: ctx.is_replay(),
+                    envelope: ctx.envelope(),
                 };
                 lock(&sink).push(record);
                 Ok(())
@@ -180,7 +136,7 @@ impl Recorder {
 
     /// The names of the recorded events, in emit order.
     pub fn names(&self) -> Vec<&'static str> {
-        lock(&self.records).iter().map(|r| r.name).collect()
+        lock(&self.records).iter().map(Recorded::name).collect()
     }
 
     /// How many events were recorded.
@@ -202,7 +158,7 @@ impl Recorder {
     pub fn count<E: Event>(&self) -> usize {
         lock(&self.records)
             .iter()
-            .filter(|r| r.name == E::NAME)
+            .filter(|r| r.name() == E::NAME)
             .count()
     }
 
@@ -218,7 +174,7 @@ impl Recorder {
         // and may emit on the recorded bus.
         let data: Vec<serde_json::Value> = lock(&self.records)
             .iter()
-            .filter(|record| record.name == E::NAME)
+            .filter(|record| record.name() == E::NAME)
             .map(|record| record.data.clone())
             .collect();
         data.into_iter()
@@ -241,7 +197,7 @@ impl Recorder {
     pub fn assert_emitted<E: Event>(&self) -> E {
         let first = {
             let records = lock(&self.records);
-            match records.iter().find(|record| record.name == E::NAME) {
+            match records.iter().find(|record| record.name() == E::NAME) {
                 Some(record) => record.data.clone(),
                 None => panic!(
                     "expected `{}` to be emitted; recorded: {}",
@@ -260,7 +216,7 @@ impl Recorder {
     #[track_caller]
     pub fn assert_not_emitted<E: Event>(&self) {
         let records = lock(&self.records);
-        if let Some(position) = records.iter().position(|r| r.name == E::NAME) {
+        if let Some(position) = records.iter().position(|r| r.name() == E::NAME) {
             panic!(
                 "expected no `{}`, but it was recorded at position {position}: {}",
                 E::NAME,
@@ -281,7 +237,7 @@ impl Recorder {
         let records = lock(&self.records);
         let mut rest = records.iter();
         for (n, name) in names.iter().enumerate() {
-            if !rest.any(|r| r.name == *name) {
+            if !rest.any(|r| r.name() == *name) {
                 panic!(
                     "expected `{name}` (#{n} of {names:?}) after the ones before it; recorded: {}",
                     Names(&records)
@@ -302,14 +258,17 @@ impl Recorder {
         let Some(first) = records.first() else {
             panic!("expected events in one trace, but nothing was recorded")
         };
-        if records.iter().any(|r| r.trace_id != first.trace_id) {
+        if records
+            .iter()
+            .any(|r| r.envelope.trace_id() != first.envelope.trace_id())
+        {
             let traces: Vec<String> = records
                 .iter()
-                .map(|r| format!("{} in {}", r.name, r.trace_id.short()))
+                .map(|r| format!("{} in {}", r.name(), r.envelope.trace_id().short()))
                 .collect();
             panic!("expected one trace, got more: {}", traces.join(", "));
         }
-        first.trace_id
+        first.envelope.trace_id()
     }
 
     /// The id of the underlying subscription.
@@ -344,7 +303,7 @@ impl fmt::Display for Names<'_> {
             if n > 0 {
                 f.write_str(", ")?;
             }
-            f.write_str(record.name)?;
+            f.write_str(record.name())?;
         }
         f.write_str("]")
     }

@@ -90,12 +90,11 @@ fn events_list_their_fields_and_handlers() {
 fn the_catalog_renders_as_text_and_json() {
     let catalog = catalog::catalog();
     let text = catalog.render_text();
-    assert!(
-        text.contains(
-            "test.parcel_weighed  (source scale, type catalog::ParcelWeighed)\n    parcel: String\n"
-        ),
-        "{text}"
+    let header = format!(
+        "test.parcel_weighed  (source scale, type catalog::ParcelWeighed, schema {})\n    parcel: String\n",
+        ParcelWeighed::FINGERPRINT
     );
+    assert!(text.contains(&header), "{text}");
     assert!(
         text.contains("  -> postage (priority 0, in catalog::shipping)\n"),
         "{text}"
@@ -140,4 +139,60 @@ fn every_path_the_catalog_prints_for_the_library_is_one_users_can_write() {
             "the catalog prints `{path}`, which users cannot write"
         );
     }
+}
+
+mod v1 {
+    use super::*;
+
+    #[derive(Event, Serialize, Deserialize)]
+    #[event(name = "test.fingerprinted")]
+    pub struct Fingerprinted {
+        pub id: u32,
+        pub note: String,
+    }
+}
+
+mod renamed_field {
+    use super::*;
+
+    #[derive(Event, Serialize, Deserialize)]
+    #[event(name = "test.fingerprinted_b")]
+    pub struct Fingerprinted {
+        pub id: u32,
+        pub text: String,
+    }
+}
+
+mod versioned {
+    use super::*;
+
+    /// A comment, an attribute and a field order do not count: the
+    /// version does.
+    #[derive(Event, Serialize, Deserialize)]
+    #[event(name = "test.versioned", version = 3)]
+    pub struct Versioned {
+        #[serde(default)]
+        pub id: u64,
+    }
+}
+
+#[test]
+fn fingerprints_follow_the_schema_or_its_declared_version() {
+    let fp = v1::Fingerprinted::FINGERPRINT;
+    assert_eq!(fp.len(), 16, "{fp}");
+    assert!(fp.bytes().all(|b| b.is_ascii_hexdigit()), "{fp}");
+    // The same fields under another name, or another field name: different.
+    assert_ne!(fp, renamed_field::Fingerprinted::FINGERPRINT);
+    assert_eq!(versioned::Versioned::FINGERPRINT, "v3");
+    let entry = catalog::catalog()
+        .events
+        .into_iter()
+        .find(|e| e.name == "test.versioned")
+        .expect("linked");
+    assert_eq!(entry.fingerprint, "v3");
+    // Stable across builds: a hash of the text, not of addresses.
+    assert_eq!(
+        sbox_events::events::ErrorOccurred::FINGERPRINT,
+        sbox_events::EventType::of::<sbox_events::events::ErrorOccurred>().fingerprint()
+    );
 }

@@ -129,7 +129,7 @@ fn queries_by_pattern_trace_and_time() {
         2
     );
     let first = &history.query(&HistoryQuery::new())[0];
-    assert!(first.timestamp() >= before && first.timestamp() <= middle);
+    assert!(first.envelope().timestamp() >= before && first.envelope().timestamp() <= middle);
 }
 
 #[test]
@@ -173,8 +173,8 @@ fn replay_by_trace_preserves_the_envelope_and_is_not_recorded() {
     {
         assert_eq!(*trace_id, id);
         assert!(replay);
-        assert_eq!(*timestamp, original.timestamp());
-        assert_eq!(*sequence, original.sequence());
+        assert_eq!(*timestamp, original.envelope().timestamp());
+        assert_eq!(*sequence, original.envelope().sequence());
         assert_eq!(
             Some(Ok(event.clone())),
             original
@@ -267,7 +267,7 @@ fn export_import_replay_round_trip() {
         *seen.lock().expect("seen"),
         [(
             reading("quote\"and\nnewline", -12.25),
-            original[0].trace_id()
+            original[0].envelope().trace_id()
         )]
     );
 }
@@ -312,7 +312,7 @@ fn every_import_error_names_its_line_and_reason() {
             GOOD.len() + 300,
             GOOD.len() + 100
         ),
-        "line 9: not an event record: unknown field `extra`, expected one of `name`, `source`, `trace_id`, `timestamp`, `sequence`, `depth`, `metadata`, `data` (column 145)",
+        "line 9: not an event record: unknown field `extra`, expected one of `name`, `fingerprint`, `event_id`, `source`, `trace_id`, `timestamp`, `sequence`, `depth`, `replay`, `remote`, `metadata`, `data` (column 145)",
         "line 10: not an event record: timestamp \"yesterday\" is not RFC 3339 UTC: timestamp format is invalid",
         "line 12: not UTF-8",
     ];
@@ -361,7 +361,11 @@ fn audit_logs_import_too() {
         import_jsonl(audit_line.as_bytes(), &ImportOptions::new()).expect("audit record");
     let record: &RecordedEvent = &imported.events[0];
     assert_eq!(
-        (record.name(), record.sequence(), record.source()),
+        (
+            record.name(),
+            record.envelope().sequence(),
+            record.envelope().source()
+        ),
         ("subscription.failed", 3, "subscription_manager")
     );
 }
@@ -506,7 +510,7 @@ fn metadata_with_many_keys_imports_in_linear_time() {
         },
     )
     .expect("imported");
-    let metadata = imported.events[0].metadata();
+    let metadata = imported.events[0].envelope().metadata();
     assert_eq!(metadata.len(), KEYS, "duplicate keys are merged");
     assert_eq!(metadata.get("k7"), Some("last wins"));
     assert_eq!(metadata.get("k199999"), Some("v199999"));

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["trace", "escape"],
     &["handler"],
+    &["envelope"],
     &["context"],
     &["registry"],
     &["event"],

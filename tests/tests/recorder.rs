@@ -60,12 +60,18 @@ fn records_events_with_their_envelopes_in_emit_order() {
     });
     assert_eq!(recorder.names(), ["rec.fetched", "rec.generated"]);
     let records = recorder.records();
-    assert_eq!(records[0].source(), "scheduler");
-    assert_eq!(records[0].metadata().get("url"), Some("https://a.example"));
+    assert_eq!(records[0].envelope().source(), "scheduler");
+    assert_eq!(
+        records[0].envelope().metadata().get("url"),
+        Some("https://a.example")
+    );
     assert_eq!(records[0].data(), &serde_json::json!({ "servers": 3 }));
-    assert_eq!((records[0].depth(), records[1].depth()), (0, 1));
-    assert!(records[0].sequence() < records[1].sequence());
-    assert!(!records[1].is_replay());
+    assert_eq!(
+        (records[0].envelope().depth(), records[1].envelope().depth()),
+        (0, 1)
+    );
+    assert!(records[0].envelope().sequence() < records[1].envelope().sequence());
+    assert!(!records[1].envelope().is_replay());
     assert_eq!(recorder.assert_one_trace(), id);
     assert_eq!(
         recorder.assert_emitted::<Generated>(),

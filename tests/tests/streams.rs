@@ -55,25 +55,33 @@ fn a_delivery_carries_the_envelope_its_handlers_saw() {
     };
     let handler_saw = seen.lock().unwrap().take();
     assert_eq!(
-        Some((first.trace_id(), first.sequence(), first.timestamp())),
+        Some((
+            first.envelope().trace_id(),
+            first.envelope().sequence(),
+            first.envelope().timestamp()
+        )),
         handler_saw,
         "the same envelope as the handler's context"
     );
     assert_eq!(first.event(), &Tick(1));
-    assert_eq!(first.trace_id(), id);
-    assert_eq!(first.source(), "admin_api");
-    assert_eq!(first.metadata().get("user"), Some("alice"));
-    assert_eq!(first.depth(), 0);
-    assert!(!first.is_replay());
+    assert_eq!(first.envelope().trace_id(), id);
+    assert_eq!(first.envelope().source(), "admin_api");
+    assert_eq!(first.envelope().metadata().get("user"), Some("alice"));
+    assert_eq!(first.envelope().depth(), 0);
+    assert!(!first.envelope().is_replay());
 
     bus.emit(Tick(2));
     let Some(StreamItem::Event(second)) = block_on(ticks.recv()) else {
         panic!("expected an event")
     };
-    assert_eq!(second.source(), "clock", "the event's default source");
-    assert!(second.metadata().is_empty());
-    assert_ne!(second.trace_id(), id);
-    assert!(second.sequence() > first.sequence());
+    assert_eq!(
+        second.envelope().source(),
+        "clock",
+        "the event's default source"
+    );
+    assert!(second.envelope().metadata().is_empty());
+    assert_ne!(second.envelope().trace_id(), id);
+    assert!(second.envelope().sequence() > first.envelope().sequence());
     assert_eq!(second.into_event(), Tick(2));
 }
 

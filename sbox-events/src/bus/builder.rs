@@ -3,7 +3,8 @@
 use super::hooks::types_with_hooks;
 use super::routes::{Control, RouteConfig, RouteTable};
 use super::{BusInner, EventBus, Recorder};
-use crate::context::Metadata;
+use crate::envelope::{EventId, Metadata};
+use crate::trace::TraceId;
 use arc_swap::ArcSwap;
 use std::borrow::Cow;
 use std::fmt;
@@ -151,6 +152,9 @@ pub struct EmitOptions {
     pub(super) source: Option<Cow<'static, str>>,
     pub(super) metadata: Metadata,
     pub(super) timestamp: Option<SystemTime>,
+    pub(super) trace_id: Option<TraceId>,
+    pub(super) event_id: Option<EventId>,
+    pub(super) remote: Option<Cow<'static, str>>,
 }
 
 impl EmitOptions {
@@ -182,6 +186,30 @@ impl EmitOptions {
     /// read from the clock when first asked for.
     pub fn timestamp(mut self, time: SystemTime) -> Self {
         self.timestamp = Some(time);
+        self
+    }
+
+    /// The trace the event runs in (it and everything its handlers emit),
+    /// instead of the current one; see [`crate::trace`].
+    pub fn trace_id(mut self, id: TraceId) -> Self {
+        self.trace_id = Some(id);
+        self
+    }
+
+    /// The event's id, when it already has one: an event received from
+    /// another process, or re-emitted. Without it an id is made on first
+    /// request ([`EventContext::event_id`](crate::EventContext::event_id)).
+    pub fn event_id(mut self, id: EventId) -> Self {
+        self.event_id = Some(id);
+        self
+    }
+
+    /// Marks the event as received from another process, whose instance id
+    /// this is ([`EventContext::remote`](crate::EventContext::remote)): what a
+    /// bridge to a broker sets, with the event's original id, trace and
+    /// timestamp.
+    pub fn remote(mut self, instance: impl Into<Cow<'static, str>>) -> Self {
+        self.remote = Some(instance.into());
         self
     }
 

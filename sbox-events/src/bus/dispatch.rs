@@ -14,13 +14,14 @@ use super::failures::{Failure, isolate, release_failed, validate};
 use super::routes::{Entry, ErasedEntry};
 use super::skip::skipped;
 use super::state::{DEPTH, DepthGuard, ErrorScope, REPLAYING, next_sequence};
-use super::{EmitReport, EventBus, Recorder, Refusal};
+use super::{EmitOptions, EmitReport, EventBus, Recorder, Refusal};
 use crate::any::AnyEvent;
-use crate::context::{EventContext, Metadata};
+use crate::context::EventContext;
+use crate::envelope::{EventId, Metadata};
 use crate::event::Event;
 use crate::events::ErrorOccurred;
 use crate::stats::{Outcome, StatsCell};
-use crate::trace;
+use crate::trace::{self, TraceId};
 use std::any::TypeId;
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
@@ -37,6 +38,9 @@ pub(crate) struct Given<'a> {
     pub(crate) metadata: &'a Metadata,
     pub(crate) timestamp: Option<SystemTime>,
     pub(crate) replayed: Option<u64>,
+    pub(crate) trace_id: Option<TraceId>,
+    pub(crate) event_id: Option<EventId>,
+    pub(crate) remote: Option<&'a str>,
 }
 
 impl<'a> Given<'a> {
@@ -48,6 +52,22 @@ impl<'a> Given<'a> {
             metadata: &EMPTY_METADATA,
             timestamp: None,
             replayed: None,
+            trace_id: None,
+            event_id: None,
+            remote: None,
+        }
+    }
+
+    /// An emit of an `E` with `options`.
+    pub(super) fn with_options<E: Event>(options: &'a EmitOptions) -> Given<'a> {
+        Given {
+            source: options.source.as_deref().unwrap_or(E::SOURCE),
+            metadata: &options.metadata,
+            timestamp: options.timestamp,
+            replayed: None,
+            trace_id: options.trace_id,
+            event_id: options.event_id,
+            remote: options.remote.as_deref(),
         }
     }
 }
@@ -56,6 +76,7 @@ impl EventBus {
     pub(super) fn dispatch<E: Event>(&self, event: &E, given: &Given<'_>) -> EmitReport {
         let config = &self.inner.config;
         let depth = DEPTH.with(Cell::get);
+        let _given_trace = given.trace_id.map(trace::install);
         let (trace_id, _root) = trace::emit_trace();
         let mut report = EmitReport::new(E::NAME, trace_id);
         if depth >= config.max_depth {
@@ -78,15 +99,21 @@ impl EventBus {
             bus: self,
             name: E::NAME,
             source: given.source,
+            default_source: E::SOURCE,
             metadata: given.metadata,
             trace_id,
             sequence,
             depth,
             timestamp: OnceLock::new(),
+            event_id: OnceLock::new(),
             replay,
+            remote: given.remote,
         };
         if let Some(timestamp) = given.timestamp {
             let _ = ctx.timestamp.set(timestamp);
+        }
+        if let Some(event_id) = given.event_id {
+            let _ = ctx.event_id.set(event_id);
         }
         if let Some(recorder) = &self.inner.recorder
             && (!replay || config.record_replays)

@@ -248,7 +248,10 @@ impl EventBus {
         event: E,
         options: EmitOptions,
     ) -> EmitAsync<'_, impl Future<Output = EmitReport> + Send + '_> {
-        let state = EmitState::capture::<E>();
+        let mut state = EmitState::capture::<E>();
+        if let Some(id) = options.trace_id {
+            state.trace_id = id;
+        }
         EmitAsync {
             bus: self,
             state,
@@ -280,15 +283,21 @@ impl EventBus {
             bus: self,
             name: E::NAME,
             source: options.source.as_deref().unwrap_or(E::SOURCE),
+            default_source: E::SOURCE,
             metadata: &options.metadata,
             trace_id,
             sequence: state.sequence,
             depth: state.depth,
             timestamp: OnceLock::new(),
+            event_id: OnceLock::new(),
             replay: state.replaying,
+            remote: options.remote.as_deref(),
         };
         if let Some(timestamp) = options.timestamp {
             let _ = ctx.timestamp.set(timestamp);
+        }
+        if let Some(event_id) = options.event_id {
+            let _ = ctx.event_id.set(event_id);
         }
         if let Some(recorder) = &self.inner.recorder
             && (!state.replaying || config.record_replays)

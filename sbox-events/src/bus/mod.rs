@@ -264,13 +264,7 @@ impl EventBus {
     /// assert!(bus.emit_with(ConfigReloaded { servers: 3 }, options).is_ok());
     /// ```
     pub fn emit_with<E: Event>(&self, event: E, options: EmitOptions) -> EmitReport {
-        let given = Given {
-            source: options.source.as_deref().unwrap_or(E::SOURCE),
-            metadata: &options.metadata,
-            timestamp: options.timestamp,
-            replayed: None,
-        };
-        self.dispatch(&event, &given)
+        self.dispatch(&event, &Given::with_options::<E>(&options))
     }
 
     /// Dispatches `event` to every handler, sync and async, in the

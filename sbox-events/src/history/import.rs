@@ -4,9 +4,10 @@
 use super::RecordedEvent;
 use super::record::source_of;
 use crate::any::EventType;
+use crate::envelope::{Envelope, EventId};
 use crate::escape::EscapedDisplay;
 use crate::event::{JsonProblem, all_events};
-use crate::jsonl::Envelope;
+use crate::jsonl::Line;
 use serde_json::value::RawValue;
 use std::fmt;
 use std::io::{self, BufRead, Write};
@@ -18,7 +19,7 @@ pub fn export_jsonl<'a>(
 ) -> io::Result<usize> {
     let mut count = 0;
     for record in records {
-        serde_json::to_writer(&mut out, &record.envelope()?)?;
+        serde_json::to_writer(&mut out, &record.line()?)?;
         out.write_all(b"\n")?;
         count += 1;
     }
@@ -167,6 +168,18 @@ pub enum LineErrorKind {
         /// The name.
         name: String,
     },
+    /// The line was written by a version of the event type whose schema
+    /// differs from the one linked here (see
+    /// [`Event::FINGERPRINT`](crate::Event::FINGERPRINT)): its fields
+    /// would be misread.
+    Fingerprint {
+        /// The event name.
+        event: String,
+        /// The linked type's fingerprint.
+        expected: String,
+        /// The line's.
+        found: String,
+    },
     /// The fields do not fit the event type.
     Schema {
         /// The event name.
@@ -215,6 +228,15 @@ impl fmt::Display for LineErrorKind {
             LineErrorKind::AmbiguousEvent { name } => {
                 write!(f, "event name {name:?} belongs to several event types")
             }
+            LineErrorKind::Fingerprint {
+                event,
+                expected,
+                found,
+            } => write!(
+                f,
+                "`{event}` was written with schema {found:?}, but this binary's `{event}` has \
+                 schema {expected:?} (a different version of the event type)"
+            ),
             LineErrorKind::Schema { event, message } => {
                 write!(f, "fields do not fit `{event}`: {message}")
             }
@@ -355,7 +377,7 @@ fn read_line_limited(
 }
 
 fn parse_line(text: &str) -> Result<RecordedEvent, LineErrorKind> {
-    let envelope: Envelope<'_, &RawValue> = serde_json::from_str(text).map_err(|err| {
+    let line: Line<'_, &RawValue> = serde_json::from_str(text).map_err(|err| {
         if err.is_syntax() || err.is_eof() {
             LineErrorKind::MalformedJson {
                 column: err.column(),
@@ -371,31 +393,36 @@ fn parse_line(text: &str) -> Result<RecordedEvent, LineErrorKind> {
             }
         }
     })?;
-    let mut matching = all_events().filter(|e| e.name() == envelope.name);
+    let mut matching = all_events().filter(|e| e.name() == line.name);
     let event_type = match (matching.next(), matching.next()) {
         (Some(vtable), None) => EventType(vtable),
         (Some(_), Some(_)) => {
             return Err(LineErrorKind::AmbiguousEvent {
-                name: envelope.name.into_owned(),
+                name: line.name.into_owned(),
             });
         }
         (None, _) => {
             return Err(LineErrorKind::UnknownEvent {
-                name: envelope.name.into_owned(),
+                name: line.name.into_owned(),
             });
         }
     };
-    let timestamp = humantime::parse_rfc3339(&envelope.timestamp).map_err(|err| {
-        LineErrorKind::BadEnvelope {
-            message: format!(
-                "timestamp {:?} is not RFC 3339 UTC: {err}",
-                envelope.timestamp
-            ),
-        }
-    })?;
+    if let Some(found) = &line.fingerprint
+        && found != event_type.fingerprint()
+    {
+        return Err(LineErrorKind::Fingerprint {
+            event: event_type.name().to_owned(),
+            expected: event_type.fingerprint().to_owned(),
+            found: found.as_ref().chars().take(64).collect(),
+        });
+    }
+    let timestamp =
+        humantime::parse_rfc3339(&line.timestamp).map_err(|err| LineErrorKind::BadEnvelope {
+            message: format!("timestamp {:?} is not RFC 3339 UTC: {err}", line.timestamp),
+        })?;
     event_type
         .0
-        .check_json(envelope.data.get())
+        .check_json(line.data.get())
         .map_err(|problem| match problem {
             JsonProblem::Schema(message) => LineErrorKind::Schema {
                 event: event_type.name().to_owned(),
@@ -406,16 +433,37 @@ fn parse_line(text: &str) -> Result<RecordedEvent, LineErrorKind> {
                 reason,
             },
         })?;
-    let source = source_of(&envelope.source, event_type.source());
+    let envelope = Envelope {
+        name: event_type.name(),
+        // Lines written before events had ids get one derived from the
+        // line, the same on every import.
+        event_id: line
+            .event_id
+            .unwrap_or_else(|| EventId::derived(timestamp, line_seed(text))),
+        trace_id: line.trace_id,
+        sequence: line.sequence,
+        source: source_of(&line.source, event_type.source()),
+        metadata: line.metadata.into_owned(),
+        timestamp,
+        depth: line.depth.unwrap_or(0),
+        replay: line.replay,
+        remote: line.remote.map(|remote| Box::from(remote.as_ref())),
+    };
     Ok(RecordedEvent {
         event_type,
-        source,
-        trace_id: envelope.trace_id,
-        timestamp,
-        sequence: envelope.sequence,
-        metadata: envelope.metadata.into_owned(),
-        data: envelope.data.get().into(),
+        envelope,
+        data: line.data.get().into(),
     })
+}
+
+/// 128 bits that depend on every byte of `text` (two FNV-1a hashes).
+fn line_seed(text: &str) -> u128 {
+    let hash = |basis: u64| {
+        text.bytes().fold(basis, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    (u128::from(hash(0xcbf2_9ce4_8422_2325)) << 64) | u128::from(hash(0x6c62_272e_07bb_0142))
 }
 
 /// serde_json ends messages with " at line 1 column N"; we report the file's

@@ -62,8 +62,8 @@ impl HistoryQuery {
         self.events
             .as_ref()
             .is_none_or(|s| s.matches(record.name()))
-            && self.trace_id.is_none_or(|t| t == record.trace_id)
-            && self.since.is_none_or(|t| record.timestamp >= t)
-            && self.until.is_none_or(|t| record.timestamp < t)
+            && self.trace_id.is_none_or(|t| t == record.envelope.trace_id)
+            && self.since.is_none_or(|t| record.envelope.timestamp >= t)
+            && self.until.is_none_or(|t| record.envelope.timestamp < t)
     }
 }

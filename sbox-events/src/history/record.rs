@@ -2,26 +2,21 @@
 //! being emitted becomes one (serialization that stops at the budget).
 
 use crate::any::{AnyEvent, EventType};
-use crate::context::Metadata;
+use crate::context::EventContext;
+use crate::envelope::Envelope;
 use crate::event::{Event, JsonBuffer};
-use crate::jsonl::{self, Envelope};
-use crate::trace::TraceId;
+use crate::jsonl::Line;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 
-use std::time::SystemTime;
-
-/// One recorded (or imported) event: its envelope and its fields as JSON.
-#[derive(Clone)]
+/// One recorded (or imported) event: its [`Envelope`] and its fields as
+/// JSON.
+#[derive(Clone, PartialEq)]
 pub struct RecordedEvent {
     pub(crate) event_type: EventType,
-    pub(crate) source: Cow<'static, str>,
-    pub(crate) trace_id: TraceId,
-    pub(crate) timestamp: SystemTime,
-    pub(crate) sequence: u64,
-    pub(crate) metadata: Metadata,
+    pub(crate) envelope: Envelope,
     /// The event's fields as JSON (produced by serde_json, or checked by
     /// it on import).
     pub(crate) data: Box<str>,
@@ -38,29 +33,9 @@ impl RecordedEvent {
         self.event_type
     }
 
-    /// Who emitted it.
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
-    /// Its trace.
-    pub fn trace_id(&self) -> TraceId {
-        self.trace_id
-    }
-
-    /// When it was emitted.
-    pub fn timestamp(&self) -> SystemTime {
-        self.timestamp
-    }
-
-    /// Its sequence number.
-    pub fn sequence(&self) -> u64 {
-        self.sequence
-    }
-
-    /// Its metadata.
-    pub fn metadata(&self) -> &Metadata {
-        &self.metadata
+    /// Its envelope: ids, trace, sequence, source, metadata, timestamp.
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
     }
 
     /// Its fields, as JSON text.
@@ -75,50 +50,28 @@ impl RecordedEvent {
 
     /// Heap bytes this record owns.
     pub(crate) fn heap_bytes(&self) -> usize {
-        let source = match &self.source {
-            Cow::Owned(s) => s.capacity(),
-            Cow::Borrowed(_) => 0,
-        };
-        source + self.metadata.heap_bytes() + self.data.len()
+        self.envelope.heap_bytes() + self.data.len()
     }
 
-    pub(crate) fn envelope(&self) -> std::io::Result<Envelope<'_, &RawValue>> {
+    /// The record as a JSON Lines line (fails for a timestamp RFC 3339
+    /// cannot write).
+    pub(crate) fn line(&self) -> std::io::Result<Line<'_, &RawValue>> {
         let data = serde_json::from_str(&self.data)?;
-        Ok(Envelope {
-            name: Cow::Borrowed(self.name()),
-            source: Cow::Borrowed(&self.source),
-            trace_id: self.trace_id,
-            timestamp: jsonl::timestamp(self.timestamp)?,
-            sequence: self.sequence,
-            depth: None,
-            metadata: Cow::Borrowed(&self.metadata),
+        Ok(Line::of(
+            &self.envelope,
+            self.event_type.fingerprint(),
+            false,
             data,
-        })
+        )?)
     }
 }
 
 impl fmt::Debug for RecordedEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecordedEvent")
-            .field("name", &self.name())
-            .field("source", &self.source)
-            .field("trace_id", &self.trace_id)
-            .field("sequence", &self.sequence)
-            .field("metadata", &self.metadata)
+            .field("envelope", &self.envelope)
             .field("data", &&*self.data)
             .finish()
-    }
-}
-
-impl PartialEq for RecordedEvent {
-    fn eq(&self, other: &Self) -> bool {
-        self.event_type == other.event_type
-            && self.source == other.source
-            && self.trace_id == other.trace_id
-            && self.timestamp == other.timestamp
-            && self.sequence == other.sequence
-            && self.metadata == other.metadata
-            && self.data == other.data
     }
 }
 
@@ -145,21 +98,12 @@ pub(crate) enum NotRecorded {
 pub(crate) fn record(
     event: &AnyEvent<'_>,
     limit: usize,
-    source: &str,
-    trace_id: TraceId,
-    timestamp: SystemTime,
-    sequence: u64,
-    metadata: &Metadata,
+    ctx: &EventContext<'_>,
 ) -> Result<RecordedEvent, NotRecorded> {
     let data = serialize(event, limit)?;
-    let event_type = event.event_type();
     Ok(RecordedEvent {
-        event_type,
-        source: source_of(source, event_type.source()),
-        trace_id,
-        timestamp,
-        sequence,
-        metadata: metadata.clone(),
+        event_type: event.event_type(),
+        envelope: ctx.envelope(),
         data,
     })
 }

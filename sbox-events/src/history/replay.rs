@@ -39,15 +39,19 @@ impl EventBus {
         let _replaying = ReplayScope::enter();
         let mut report = ReplayReport::default();
         for record in records {
+            let envelope = record.envelope();
             let result = match hooks_of(record.event_type()) {
-                Some(hooks) => trace::with_trace_id(record.trace_id(), || {
+                Some(hooks) => trace::with_trace_id(envelope.trace_id(), || {
                     let event = JsonEvent {
                         json: record.data(),
                         given: Given {
-                            source: record.source(),
-                            metadata: record.metadata(),
-                            timestamp: Some(record.timestamp()),
-                            replayed: Some(record.sequence()),
+                            source: envelope.source(),
+                            metadata: envelope.metadata(),
+                            timestamp: Some(envelope.timestamp()),
+                            replayed: Some(envelope.sequence()),
+                            trace_id: None,
+                            event_id: Some(envelope.event_id()),
+                            remote: envelope.remote(),
                         },
                     };
                     (hooks.dispatch_json)(self, &event)
@@ -58,7 +62,7 @@ impl EventBus {
                 Ok(emitted) => report.reports.push(emitted),
                 Err(message) => report.errors.push(ReplayError {
                     event: record.name(),
-                    sequence: record.sequence(),
+                    sequence: envelope.sequence(),
                     message,
                 }),
             }

@@ -185,15 +185,7 @@ impl Recorder for History {
         // event's `Serialize` (which may panic: the bus catches it, this
         // guard's drop still counts it).
         let unserializable = CountUnserializable(self);
-        let record = record::record(
-            event,
-            self.data_limit(),
-            ctx.source(),
-            ctx.trace_id(),
-            ctx.timestamp(),
-            ctx.sequence(),
-            ctx.metadata(),
-        );
+        let record = record::record(event, self.data_limit(), ctx);
         match record {
             Ok(record) => {
                 std::mem::forget(unserializable);

@@ -19,6 +19,22 @@ fn os_seed() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(0x5b0c_e7e1_u64) | 1
 }
 
+/// 128 random bits from this thread's generator (wyrand, seeded once per
+/// thread from the OS): trace ids, and the random part of event ids.
+#[inline]
+pub(crate) fn random_u128() -> u128 {
+    RNG_STATE.with(|state| {
+        let seed = match state.get() {
+            0 => os_seed(),
+            seed => seed,
+        };
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let value = rng.u128(..);
+        state.set(rng.get_seed());
+        value
+    })
+}
+
 /// A 128-bit, non-zero trace identifier (W3C Trace Context `trace-id`).
 ///
 /// `Display` gives 32 lowercase hex digits; [`short`](TraceId::short) gives
@@ -47,21 +63,12 @@ impl TraceId {
     /// generator seeded from the operating system, so no system call per id.
     #[inline]
     pub fn random() -> TraceId {
-        RNG_STATE.with(|state| {
-            let seed = match state.get() {
-                0 => os_seed(),
-                seed => seed,
-            };
-            let mut rng = fastrand::Rng::with_seed(seed);
-            let value = loop {
-                // Zero has a 2^-128 chance; W3C forbids it, so draw again.
-                if let Some(value) = NonZeroU128::new(rng.u128(..)) {
-                    break value;
-                }
-            };
-            state.set(rng.get_seed());
-            TraceId(value)
-        })
+        loop {
+            // Zero has a 2^-128 chance; W3C forbids it, so draw again.
+            if let Some(value) = NonZeroU128::new(random_u128()) {
+                return TraceId(value);
+            }
+        }
     }
 
     /// The id with this value, or `None` for zero (W3C forbids an all-zero id).

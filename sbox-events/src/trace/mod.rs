@@ -74,6 +74,7 @@ mod scope;
 #[cfg(feature = "fmt")]
 pub use format::TraceIdFormat;
 pub use future::{TraceFutureExt, Traced};
+pub(crate) use id::random_u128;
 pub use id::{ShortTraceId, TraceId};
 pub use parent::{ParseTraceError, TraceParent};
 pub use scope::{
