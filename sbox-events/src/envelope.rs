@@ -56,6 +56,7 @@ impl EventId {
     /// A UUIDv7 for an event recorded before events had ids, derived from
     /// what identifies it (so importing the same record twice gives the same
     /// id): `timestamp`, and `seed` for the bits that are random otherwise.
+    #[cfg_attr(not(feature = "history"), allow(dead_code))]
     pub(crate) fn derived(timestamp: SystemTime, seed: u128) -> EventId {
         let millis = timestamp.duration_since(UNIX_EPOCH).map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
