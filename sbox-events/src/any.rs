@@ -152,8 +152,19 @@ impl<'a> AnyEvent<'a> {
         self.event_type.0.to_json(self.value)
     }
 
+    /// The event's fields as JSON text (serialized on each call, without an
+    /// intermediate value).
+    pub fn to_json_string(&self) -> Result<String, serde_json::Error> {
+        let mut buf = Vec::new();
+        self.write_json(&mut JsonBuffer {
+            buf: &mut buf,
+            limit: usize::MAX,
+        })?;
+        // serde_json writes UTF-8 only.
+        String::from_utf8(buf).map_err(serde::ser::Error::custom)
+    }
+
     /// Writes the event's fields as JSON (without an intermediate value).
-    #[cfg_attr(not(feature = "history"), allow(dead_code))]
     pub(crate) fn write_json(&self, out: &mut JsonBuffer<'_>) -> serde_json::Result<()> {
         self.event_type.0.write_json(self.value, out)
     }

@@ -122,7 +122,7 @@ pub mod trace;
 
 pub use any::{AnyEvent, EventSelector, EventType, SelectorError};
 pub use bus::{
-    DEFAULT_MAX_DEPTH, EmitAsync, EmitOptions, EmitReport, EventBus, EventBusBuilder,
+    ByNameError, DEFAULT_MAX_DEPTH, EmitAsync, EmitOptions, EmitReport, EventBus, EventBusBuilder,
     FailurePolicy, Refusal, SubscribeOptions, Subscription, UnknownHandlerError,
 };
 pub use context::EventContext;

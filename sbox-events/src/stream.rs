@@ -35,10 +35,12 @@
 //! });
 //! ```
 
-use crate::bus::{EventBus, SubscribeOptions, Subscription};
+use crate::any::{AnyEvent, EventSelector, EventType};
+use crate::bus::{EachOptions, ErasedHandler, EventBus, SubscribeOptions, Subscription};
 use crate::context::EventContext;
 use crate::envelope::Envelope;
 use crate::event::Event;
+use crate::handler::HandlerError;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
@@ -117,6 +119,23 @@ struct State<E> {
 }
 
 impl<E> Shared<E> {
+    fn new(capacity: usize, overflow: Overflow) -> Arc<Shared<E>> {
+        assert!(
+            capacity > 0,
+            "an event stream's capacity must be at least 1"
+        );
+        Arc::new(Shared {
+            capacity,
+            overflow,
+            state: Mutex::new(State {
+                queue: VecDeque::with_capacity(capacity.min(1024)),
+                tail_lag: 0,
+                waker: None,
+                closed: false,
+            }),
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<E>> {
         // No user code runs under this lock (events are cloned before it is
         // taken and dropped after it is released), so poisoning can only
@@ -285,7 +304,110 @@ impl<E> fmt::Debug for EventStream<E> {
     }
 }
 
+/// An event of any type, as its name and JSON: the item of a
+/// [`subscribe_json_stream`](EventBus::subscribe_json_stream).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JsonEvent {
+    event_type: EventType,
+    json: Box<str>,
+}
+
+impl JsonEvent {
+    /// The event's name.
+    pub fn name(&self) -> &'static str {
+        self.event_type.name()
+    }
+
+    /// The event's type.
+    pub fn event_type(&self) -> EventType {
+        self.event_type
+    }
+
+    /// The type's schema fingerprint ([`Event::FINGERPRINT`]).
+    pub fn fingerprint(&self) -> &'static str {
+        self.event_type.fingerprint()
+    }
+
+    /// The event's fields, as JSON text.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+}
+
 impl EventBus {
+    /// A stream of every event whose type `selector` picks, as JSON with
+    /// its [`Envelope`], in a queue of at most `capacity` events: what a
+    /// bridge to another process forwards, without naming the types.
+    ///
+    /// Like [`subscribe_stream`](EventBus::subscribe_stream) (same queue,
+    /// [`Overflow`] policies and [`StreamItem::Lagged`]; an emit never
+    /// waits), except that each event is serialized instead of cloned. The
+    /// subscription is named `sbox_events::stream::JsonStream`; an event
+    /// whose `Serialize` fails is that subscription's failure in the
+    /// emit's report.
+    ///
+    /// ```
+    /// use sbox_events::events::ConfigExported;
+    /// use sbox_events::stream::{Overflow, StreamItem};
+    /// use sbox_events::{EventBus, EventSelector};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+    /// # }
+    /// let bus = EventBus::new();
+    /// let mut outbox = bus.subscribe_json_stream(EventSelector::pattern("config.*")?, 1024, Overflow::DropNewest);
+    /// let report = bus.emit(ConfigExported { path: "a.json".into(), export_format: "sing-box".into(), file_size: 9 });
+    /// let Some(StreamItem::Event(delivery)) = block_on(outbox.recv()) else { panic!() };
+    /// assert_eq!(delivery.event().name(), "config.exported");
+    /// assert_eq!(delivery.event().json(), r#"{"path":"a.json","export_format":"sing-box","file_size":9}"#);
+    /// assert_eq!(delivery.envelope().trace_id(), report.trace_id());
+    /// # Ok::<(), sbox_events::SelectorError>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0.
+    pub fn subscribe_json_stream(
+        &self,
+        selector: EventSelector,
+        capacity: usize,
+        overflow: Overflow,
+    ) -> EventStream<JsonEvent> {
+        let shared = Shared::new(capacity, overflow);
+        let sender = Arc::new(Sender(Arc::clone(&shared)));
+        let options = EachOptions {
+            name: "sbox_events::stream::JsonStream".into(),
+            priority: 0,
+            recorder: false,
+        };
+        let subscription = self.subscribe_each(options, selector, None, |event_type| {
+            let sender = Arc::clone(&sender);
+            let push: ErasedHandler =
+                Arc::new(move |event: &AnyEvent<'_>, ctx: &EventContext<'_>| {
+                    let json = event.to_json_string().map_err(|err| {
+                        HandlerError::new(
+                            err.to_string(),
+                            std::any::type_name::<serde_json::Error>(),
+                        )
+                    })?;
+                    sender.0.push(Delivery {
+                        event: JsonEvent {
+                            event_type,
+                            json: json.into_boxed_str(),
+                        },
+                        envelope: ctx.envelope(),
+                    });
+                    Ok(())
+                });
+            Some(push)
+        });
+        EventStream {
+            shared,
+            subscription,
+        }
+    }
+
     /// A stream of every `E` emitted on this bus (by `emit` or `emit_async`)
     /// from now on, in a queue of at most `capacity` events; see
     /// [`crate::stream`].
@@ -306,20 +428,7 @@ impl EventBus {
         capacity: usize,
         overflow: Overflow,
     ) -> EventStream<E> {
-        assert!(
-            capacity > 0,
-            "subscribe_stream: capacity must be at least 1"
-        );
-        let shared = Arc::new(Shared {
-            capacity,
-            overflow,
-            state: Mutex::new(State {
-                queue: VecDeque::with_capacity(capacity.min(1024)),
-                tail_lag: 0,
-                waker: None,
-                closed: false,
-            }),
-        });
+        let shared = Shared::new(capacity, overflow);
         let sender = Sender(Arc::clone(&shared));
         let options = SubscribeOptions::new().name(std::any::type_name::<EventStream<E>>());
         let subscription = self.subscribe_with(options, move |event: &E, ctx: &EventContext| {

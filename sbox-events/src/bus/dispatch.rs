@@ -15,7 +15,7 @@ use super::routes::{Entry, ErasedEntry};
 use super::skip::skipped;
 use super::state::{DEPTH, DepthGuard, ErrorScope, REPLAYING, next_sequence};
 use super::{EmitOptions, EmitReport, EventBus, Recorder, Refusal};
-use crate::any::AnyEvent;
+use crate::any::{AnyEvent, EventType};
 use crate::context::EventContext;
 use crate::envelope::{EventId, Metadata};
 use crate::event::Event;
@@ -55,6 +55,19 @@ impl<'a> Given<'a> {
             trace_id: None,
             event_id: None,
             remote: None,
+        }
+    }
+
+    /// An emit of an event of `event_type` (known by name) with `options`.
+    pub(super) fn by_name(event_type: EventType, options: &'a EmitOptions) -> Given<'a> {
+        Given {
+            source: options.source.as_deref().unwrap_or(event_type.source()),
+            metadata: &options.metadata,
+            timestamp: options.timestamp,
+            replayed: None,
+            trace_id: options.trace_id,
+            event_id: options.event_id,
+            remote: options.remote.as_deref(),
         }
     }
 

@@ -13,25 +13,34 @@
 
 use super::dispatch::Given;
 use super::routes::{self, Control, RouteConfig, RouteTable};
-use super::{EmitReport, EventBus};
+use super::{EmitOptions, EmitReport, EventBus};
 use crate::any::{AnyEvent, EventType};
 use crate::context::EventContext;
 use crate::event::{Event, all_metas};
 use crate::handler::{HandlerError, catch_panic};
 use std::any::Any;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::OnceLock;
 
 /// The bus's operations on one event type.
 pub(crate) struct TypeHooks {
     /// Rebuilds the type's route in `table` from the control state.
     pub(crate) rebuild: fn(RouteConfig, &mut Control, &mut RouteTable),
-    /// Deserializes an event of this type and dispatches it as a replay.
-    pub(crate) dispatch_json: fn(&EventBus, &JsonEvent<'_>) -> Result<EmitReport, String>,
+    /// Deserializes an event of this type and dispatches it (a replay, an
+    /// event received from elsewhere).
+    pub(crate) dispatch_json: fn(&EventBus, &JsonRecord<'_>) -> Result<EmitReport, String>,
+    /// Deserializes an event of this type and makes its `emit_async`.
+    pub(crate) dispatch_json_async:
+        for<'b> fn(&'b EventBus, &str, EmitOptions) -> Result<BoxedEmit<'b>, String>,
 }
 
+/// An `emit_async` of a type known by name.
+pub(crate) type BoxedEmit<'b> = Pin<Box<dyn Future<Output = EmitReport> + Send + 'b>>;
+
 /// An event of a type known by name, as JSON with its original envelope.
-pub(crate) struct JsonEvent<'a> {
+pub(crate) struct JsonRecord<'a> {
     pub(crate) json: &'a str,
     pub(crate) given: Given<'a>,
 }
@@ -42,6 +51,7 @@ impl<E: Event> HooksOf<E> {
     const HOOKS: &'static TypeHooks = &TypeHooks {
         rebuild: rebuild::<E>,
         dispatch_json: dispatch_json::<E>,
+        dispatch_json_async: dispatch_json_async::<E>,
     };
 }
 
@@ -49,12 +59,25 @@ fn rebuild<E: Event>(config: RouteConfig, control: &mut Control, table: &mut Rou
     routes::rebuild_route::<E>(config, control, table, None);
 }
 
-fn dispatch_json<E: Event>(bus: &EventBus, event: &JsonEvent<'_>) -> Result<EmitReport, String> {
-    // `Deserialize` is user code: isolated.
-    let value: E = catch_panic("its `Deserialize`", || {
-        serde_json::from_str(event.json).map_err(|e| e.to_string())
-    })?;
+fn dispatch_json<E: Event>(bus: &EventBus, event: &JsonRecord<'_>) -> Result<EmitReport, String> {
+    let value: E = decode(event.json)?;
     Ok(bus.dispatch(&value, &event.given))
+}
+
+fn dispatch_json_async<'b, E: Event>(
+    bus: &'b EventBus,
+    json: &str,
+    options: EmitOptions,
+) -> Result<BoxedEmit<'b>, String> {
+    let value: E = decode(json)?;
+    Ok(Box::pin(bus.emit_async_with(value, options)))
+}
+
+/// An `E` from JSON. `Deserialize` is user code: isolated.
+fn decode<E: Event>(json: &str) -> Result<E, String> {
+    catch_panic("its `Deserialize`", || {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    })
 }
 
 /// `E`'s hooks, for its `EventMeta` (see `__private::event_meta`).

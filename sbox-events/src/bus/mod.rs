@@ -21,6 +21,7 @@
 //!   and takes from higher ones (recorders such as the history).
 
 mod builder;
+mod by_name;
 mod control;
 mod dispatch;
 mod emit_async;
@@ -33,11 +34,12 @@ mod state;
 mod subscribe;
 
 pub use builder::{DEFAULT_MAX_DEPTH, EmitOptions, EventBusBuilder, FailurePolicy};
+pub use by_name::ByNameError;
 #[cfg_attr(not(feature = "history"), allow(unused_imports))]
 pub(crate) use dispatch::Given;
 pub use emit_async::EmitAsync;
 #[cfg_attr(not(feature = "history"), allow(unused_imports))]
-pub(crate) use hooks::{JsonEvent, Recorder, hooks, hooks_of};
+pub(crate) use hooks::{JsonRecord, Recorder, hooks, hooks_of};
 pub use report::{EmitReport, Refusal, UnknownHandlerError};
 pub(crate) use routes::ErasedHandler;
 #[cfg_attr(not(feature = "history"), allow(unused_imports))]

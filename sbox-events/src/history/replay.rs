@@ -1,7 +1,7 @@
 //! Replaying recorded events on a bus: [`EventBus::replay`].
 
 use super::RecordedEvent;
-use crate::bus::{EmitReport, EventBus, Given, JsonEvent, ReplayScope, hooks_of};
+use crate::bus::{EmitReport, EventBus, Given, JsonRecord, ReplayScope, hooks_of};
 use crate::trace;
 use std::fmt;
 
@@ -42,7 +42,7 @@ impl EventBus {
             let envelope = record.envelope();
             let result = match hooks_of(record.event_type()) {
                 Some(hooks) => trace::with_trace_id(envelope.trace_id(), || {
-                    let event = JsonEvent {
+                    let event = JsonRecord {
                         json: record.data(),
                         given: Given {
                             source: envelope.source(),
