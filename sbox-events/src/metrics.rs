@@ -67,6 +67,7 @@ pub const BUCKETS_SECONDS: [f64; 12] = [
 pub struct MetricsCollector {
     state: Arc<State>,
     bus: EventBus,
+    sources: Mutex<Vec<Arc<dyn MetricsSource>>>,
     _subscriptions: Vec<Subscription>,
 }
 
@@ -163,8 +164,48 @@ impl MetricsCollector {
         MetricsCollector {
             state,
             bus: bus.clone(),
+            sources: Mutex::new(Vec::new()),
             _subscriptions: subscriptions,
         }
+    }
+
+    /// Renders `source`'s metric families with the collector's own, from
+    /// now on ([`snapshot`](MetricsCollector::snapshot) and
+    /// [`render_prometheus`](MetricsCollector::render_prometheus) ask it for
+    /// its current values each time): a bridge's counters, an application's
+    /// gauges.
+    ///
+    /// ```
+    /// use sbox_events::EventBus;
+    /// use sbox_events::metrics::{Family, MetricsCollector, MetricsSource};
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// struct Uploads(AtomicU64);
+    ///
+    /// impl MetricsSource for Uploads {
+    ///     fn families(&self) -> Vec<Family> {
+    ///         let mut uploads = Family::counter("app_uploads_total", "Configs uploaded.")
+    ///             .expect("a valid name");
+    ///         uploads.sample(&[("store", "eu")], self.0.load(Ordering::Relaxed) as f64);
+    ///         vec![uploads]
+    ///     }
+    /// }
+    ///
+    /// let bus = EventBus::new();
+    /// let metrics = MetricsCollector::attach(&bus);
+    /// let uploads = Arc::new(Uploads(AtomicU64::new(3)));
+    /// metrics.register(uploads.clone());
+    /// assert!(metrics.render_prometheus().contains("app_uploads_total{store=\"eu\"} 3\n"));
+    /// ```
+    ///
+    /// `families` runs on the thread that asks for the metrics, with no
+    /// lock of the collector held.
+    pub fn register(&self, source: Arc<dyn MetricsSource>) {
+        self.sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(source);
     }
 
     /// The current values.
@@ -203,7 +244,18 @@ impl MetricsCollector {
             subscription_processing_seconds: s.processing.snapshot(),
             config_build_seconds: s.build.snapshot(),
             handlers: self.bus.handler_stats(),
+            families: self.families(),
         }
+    }
+
+    /// The registered sources' families (asked outside the lock).
+    fn families(&self) -> Vec<Family> {
+        let sources = self
+            .sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        sources.iter().flat_map(|source| source.families()).collect()
     }
 
     /// The current values in the Prometheus text exposition format (0.0.4).
@@ -303,6 +355,9 @@ pub struct MetricsSnapshot {
     pub config_build_seconds: HistogramSnapshot,
     /// Per-handler statistics, when the bus collects them.
     pub handlers: Vec<HandlerStats>,
+    /// The families of the registered sources
+    /// ([`MetricsCollector::register`]).
+    pub families: Vec<Family>,
 }
 
 impl MetricsSnapshot {
@@ -378,9 +433,132 @@ impl MetricsSnapshot {
         if !self.handlers.is_empty() {
             out.handlers(&self.handlers);
         }
+        for family in &self.families {
+            out.family(family);
+        }
         out.0
     }
 }
+
+/// Something that has metrics to render with the collector's own; see
+/// [`MetricsCollector::register`].
+pub trait MetricsSource: Send + Sync {
+    /// The current values.
+    fn families(&self) -> Vec<Family>;
+}
+
+/// One metric family: a name, its help text, its kind, and one sample per
+/// set of label values.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Family {
+    name: String,
+    help: String,
+    kind: MetricKind,
+    samples: Vec<Sample>,
+}
+
+/// What a [`Family`] measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum MetricKind {
+    /// Only goes up (restarts at 0 with the process).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+/// One value of a [`Family`], with its labels.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sample {
+    /// Label names and values, in order.
+    pub labels: Vec<(String, String)>,
+    /// The value.
+    pub value: f64,
+}
+
+impl Family {
+    /// A counter family named `name` (`[a-zA-Z_:][a-zA-Z0-9_:]*`, by
+    /// convention ending in `_total`).
+    pub fn counter(name: &str, help: &str) -> Result<Family, MetricNameError> {
+        Family::new(name, help, MetricKind::Counter)
+    }
+
+    /// A gauge family named `name`.
+    pub fn gauge(name: &str, help: &str) -> Result<Family, MetricNameError> {
+        Family::new(name, help, MetricKind::Gauge)
+    }
+
+    fn new(name: &str, help: &str, kind: MetricKind) -> Result<Family, MetricNameError> {
+        if !valid_name(name, true) {
+            return Err(MetricNameError {
+                name: name.to_owned(),
+            });
+        }
+        Ok(Family {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            kind,
+            samples: Vec::new(),
+        })
+    }
+
+    /// Adds a sample. Label values may hold any text (they are escaped);
+    /// a label whose name is not `[a-zA-Z_][a-zA-Z0-9_]*` is left out.
+    pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Family {
+        self.samples.push(Sample {
+            labels: labels
+                .iter()
+                .filter(|(name, _)| valid_name(name, false))
+                .map(|&(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+            value,
+        });
+        self
+    }
+
+    /// The family's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> MetricKind {
+        self.kind
+    }
+
+    /// Its samples.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+}
+
+/// Prometheus metric (`colons`) and label names.
+fn valid_name(name: &str, colons: bool) -> bool {
+    let ok = |c: char, first: bool| {
+        c.is_ascii_alphabetic() || c == '_' || (colons && c == ':') || (!first && c.is_ascii_digit())
+    };
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| ok(c, true)) && chars.all(|c| ok(c, false))
+}
+
+/// A metric name Prometheus would not accept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricNameError {
+    name: String,
+}
+
+impl fmt::Display for MetricNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid metric name {:?}: expected [a-zA-Z_:][a-zA-Z0-9_:]*",
+            self.name
+        )
+    }
+}
+
+impl std::error::Error for MetricNameError {}
 
 struct Prometheus(String);
 
@@ -421,6 +599,27 @@ impl Prometheus {
         let _ = writeln!(self.0, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
         let _ = writeln!(self.0, "{name}_sum {}", h.sum);
         let _ = writeln!(self.0, "{name}_count {}", h.count);
+    }
+
+    fn family(&mut self, family: &Family) {
+        let kind = match family.kind {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        };
+        self.header(&family.name, kind, &family.help);
+        for sample in &family.samples {
+            let labels: Vec<String> = sample
+                .labels
+                .iter()
+                .map(|(name, value)| format!("{name}=\"{}\"", escape_label(value)))
+                .collect();
+            let value = PromValue(sample.value);
+            if labels.is_empty() {
+                let _ = writeln!(self.0, "{} {value}", family.name);
+            } else {
+                let _ = writeln!(self.0, "{}{{{}}} {value}", family.name, labels.join(","));
+            }
+        }
     }
 
     fn handlers(&mut self, handlers: &[HandlerStats]) {
@@ -476,6 +675,19 @@ impl Prometheus {
         self.header(name, "gauge", "Slowest handler call.");
         for h in handlers {
             let _ = writeln!(self.0, "{name}{{{}}} {}", labels(h), h.max.as_secs_f64());
+        }
+    }
+}
+
+/// A sample value as Prometheus writes it (`+Inf`, `-Inf`, `NaN`).
+struct PromValue(f64);
+
+impl fmt::Display for PromValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            v if v == f64::INFINITY => f.write_str("+Inf"),
+            v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
+            v => write!(f, "{v}"),
         }
     }
 }
