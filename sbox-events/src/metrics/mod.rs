@@ -48,9 +48,13 @@ use crate::events::{
     SubscriptionProcessed,
 };
 use crate::stats::HandlerStats;
+mod family;
+
+use family::Prometheus;
+pub use family::{Family, MetricKind, MetricNameError, MetricsSource, Sample};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt::{self, Write};
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -255,7 +259,10 @@ impl MetricsCollector {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        sources.iter().flat_map(|source| source.families()).collect()
+        sources
+            .iter()
+            .flat_map(|source| source.families())
+            .collect()
     }
 
     /// The current values in the Prometheus text exposition format (0.0.4).
@@ -440,273 +447,9 @@ impl MetricsSnapshot {
     }
 }
 
-/// Something that has metrics to render with the collector's own; see
-/// [`MetricsCollector::register`].
-pub trait MetricsSource: Send + Sync {
-    /// The current values.
-    fn families(&self) -> Vec<Family>;
-}
-
-/// One metric family: a name, its help text, its kind, and one sample per
-/// set of label values.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Family {
-    name: String,
-    help: String,
-    kind: MetricKind,
-    samples: Vec<Sample>,
-}
-
-/// What a [`Family`] measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum MetricKind {
-    /// Only goes up (restarts at 0 with the process).
-    Counter,
-    /// Goes up and down.
-    Gauge,
-}
-
-/// One value of a [`Family`], with its labels.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Sample {
-    /// Label names and values, in order.
-    pub labels: Vec<(String, String)>,
-    /// The value.
-    pub value: f64,
-}
-
-impl Family {
-    /// A counter family named `name` (`[a-zA-Z_:][a-zA-Z0-9_:]*`, by
-    /// convention ending in `_total`).
-    pub fn counter(name: &str, help: &str) -> Result<Family, MetricNameError> {
-        Family::new(name, help, MetricKind::Counter)
-    }
-
-    /// A gauge family named `name`.
-    pub fn gauge(name: &str, help: &str) -> Result<Family, MetricNameError> {
-        Family::new(name, help, MetricKind::Gauge)
-    }
-
-    fn new(name: &str, help: &str, kind: MetricKind) -> Result<Family, MetricNameError> {
-        if !valid_name(name, true) {
-            return Err(MetricNameError {
-                name: name.to_owned(),
-            });
-        }
-        Ok(Family {
-            name: name.to_owned(),
-            help: help.to_owned(),
-            kind,
-            samples: Vec::new(),
-        })
-    }
-
-    /// Adds a sample. Label values may hold any text (they are escaped);
-    /// a label whose name is not `[a-zA-Z_][a-zA-Z0-9_]*` is left out.
-    pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Family {
-        self.samples.push(Sample {
-            labels: labels
-                .iter()
-                .filter(|(name, _)| valid_name(name, false))
-                .map(|&(name, value)| (name.to_owned(), value.to_owned()))
-                .collect(),
-            value,
-        });
-        self
-    }
-
-    /// The family's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Its kind.
-    pub fn kind(&self) -> MetricKind {
-        self.kind
-    }
-
-    /// Its samples.
-    pub fn samples(&self) -> &[Sample] {
-        &self.samples
-    }
-}
-
-/// Prometheus metric (`colons`) and label names.
-fn valid_name(name: &str, colons: bool) -> bool {
-    let ok = |c: char, first: bool| {
-        c.is_ascii_alphabetic() || c == '_' || (colons && c == ':') || (!first && c.is_ascii_digit())
-    };
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| ok(c, true)) && chars.all(|c| ok(c, false))
-}
-
-/// A metric name Prometheus would not accept.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MetricNameError {
-    name: String,
-}
-
-impl fmt::Display for MetricNameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid metric name {:?}: expected [a-zA-Z_:][a-zA-Z0-9_:]*",
-            self.name
-        )
-    }
-}
-
-impl std::error::Error for MetricNameError {}
-
-struct Prometheus(String);
-
-impl Prometheus {
-    fn header(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
-    }
-
-    fn scalar(&mut self, name: &str, kind: &str, help: &str, value: u64) {
-        self.header(name, kind, help);
-        let _ = writeln!(self.0, "{name} {value}");
-    }
-
-    fn labelled(
-        &mut self,
-        name: &str,
-        kind: &str,
-        help: &str,
-        label: &str,
-        values: &BTreeMap<String, u64>,
-    ) {
-        self.header(name, kind, help);
-        for (key, value) in values {
-            let _ = writeln!(
-                self.0,
-                "{name}{{{label}=\"{}\"}} {value}",
-                escape_label(key)
-            );
-        }
-    }
-
-    fn histogram(&mut self, name: &str, help: &str, h: &HistogramSnapshot) {
-        self.header(name, "histogram", help);
-        for (bound, count) in &h.buckets {
-            let _ = writeln!(self.0, "{name}_bucket{{le=\"{bound}\"}} {count}");
-        }
-        let _ = writeln!(self.0, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
-        let _ = writeln!(self.0, "{name}_sum {}", h.sum);
-        let _ = writeln!(self.0, "{name}_count {}", h.count);
-    }
-
-    fn family(&mut self, family: &Family) {
-        let kind = match family.kind {
-            MetricKind::Counter => "counter",
-            MetricKind::Gauge => "gauge",
-        };
-        self.header(&family.name, kind, &family.help);
-        for sample in &family.samples {
-            let labels: Vec<String> = sample
-                .labels
-                .iter()
-                .map(|(name, value)| format!("{name}=\"{}\"", escape_label(value)))
-                .collect();
-            let value = PromValue(sample.value);
-            if labels.is_empty() {
-                let _ = writeln!(self.0, "{} {value}", family.name);
-            } else {
-                let _ = writeln!(self.0, "{}{{{}}} {value}", family.name, labels.join(","));
-            }
-        }
-    }
-
-    fn handlers(&mut self, handlers: &[HandlerStats]) {
-        let labels = |h: &HandlerStats| {
-            format!(
-                "event=\"{}\",handler=\"{}\"",
-                escape_label(h.event),
-                escape_label(&h.handler)
-            )
-        };
-        type Counter = fn(&HandlerStats) -> u64;
-        let counters: [(&str, &str, Counter); 3] = [
-            ("sbox_handler_calls_total", "Handler calls.", |h| h.calls),
-            (
-                "sbox_handler_errors_total",
-                "Handler calls that returned an error.",
-                |h| h.errors,
-            ),
-            (
-                "sbox_handler_panics_total",
-                "Handler calls that panicked.",
-                |h| h.panics,
-            ),
-        ];
-        for (name, help, value) in counters {
-            self.header(name, "counter", help);
-            for h in handlers {
-                let _ = writeln!(self.0, "{name}{{{}}} {}", labels(h), value(h));
-            }
-        }
-        let name = "sbox_handler_duration_seconds";
-        self.header(
-            name,
-            "summary",
-            "Handler call durations (quantiles are bucket upper bounds).",
-        );
-        for h in handlers {
-            let l = labels(h);
-            let _ = writeln!(
-                self.0,
-                "{name}{{{l},quantile=\"0.5\"}} {}",
-                h.p50.as_secs_f64()
-            );
-            let _ = writeln!(
-                self.0,
-                "{name}{{{l},quantile=\"0.99\"}} {}",
-                h.p99.as_secs_f64()
-            );
-            let _ = writeln!(self.0, "{name}_sum{{{l}}} {}", h.total.as_secs_f64());
-            let _ = writeln!(self.0, "{name}_count{{{l}}} {}", h.calls);
-        }
-        let name = "sbox_handler_duration_max_seconds";
-        self.header(name, "gauge", "Slowest handler call.");
-        for h in handlers {
-            let _ = writeln!(self.0, "{name}{{{}}} {}", labels(h), h.max.as_secs_f64());
-        }
-    }
-}
-
-/// A sample value as Prometheus writes it (`+Inf`, `-Inf`, `NaN`).
-struct PromValue(f64);
-
-impl fmt::Display for PromValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            v if v == f64::INFINITY => f.write_str("+Inf"),
-            v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
-            v => write!(f, "{v}"),
-        }
-    }
-}
-
-/// Label values escape `\`, `"` and line feeds.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Help text escapes `\` and line feeds.
-fn escape_help(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
 #[cfg(test)]
 mod tests {
+    use super::family::{escape_help, escape_label};
     use super::*;
 
     #[test]
