@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
 # Checks that the crates work outside this repository: `cargo publish
-# --dry-run` of both, then the *packaged* sbox-events (README included) runs
-# its doc tests against the packaged derive crate.
+# --dry-run` of the three, then the *packaged* sbox-events (README included)
+# runs its doc tests against the packaged derive crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo publish --dry-run --locked --allow-dirty -p sbox-events-derive -p sbox-events
+# The verification builds each package against the others as registry
+# crates, from a temporary local registry that cargo unpacks under
+# $CARGO_HOME/registry/src/-<hash>/ and never unpacks again for the same
+# version, and builds in the shared target directory, where a registry
+# crate of a known version is assumed unchanged. Forget both, so a stale
+# copy of our own crates is never built.
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+find "$cargo_home/registry/src" -maxdepth 2 -path "$cargo_home/registry/src/-*/sbox-events*" \
+    -exec rm -rf {} + 2>/dev/null || true
+find target/debug/.fingerprint -maxdepth 1 -name 'sbox-events*' -exec rm -rf {} + 2>/dev/null || true
+cargo publish --dry-run --locked --allow-dirty -p sbox-events-derive -p sbox-events -p sbox-events-nats
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
