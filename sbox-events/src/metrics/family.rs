@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write};
 
 /// Something that has metrics to render with the collector's own; see
-/// [`MetricsCollector::register`].
+/// [`MetricsCollector::register`](super::MetricsCollector::register).
 pub trait MetricsSource: Send + Sync {
     /// The current values.
     fn families(&self) -> Vec<Family>;
