@@ -1,6 +1,6 @@
 //! The sboxmgr pipeline on sbox-events: `cargo run --example orchestrator
 //! -- [SUBSCRIPTION_FILE] [--output CONFIG_JSON] [--audit-log AUDIT_JSONL]
-//! [--max-bytes BYTES] [--prometheus] [--verbose]` (`--help` for details).
+//! [--max-bytes BYTES] [--prometheus] [--nats URL] [--verbose]` (`--help` for details).
 //!
 //! The program is `sbox_events_examples::orchestrator::run`; this file only
 //! parses arguments, sets up logging (stderr) and maps the exit code.

@@ -3,19 +3,17 @@
 //! broker is down at start, killed mid-stream, paused, or when the emitting
 //! or the consuming process is killed.
 
-mod support;
-
 use sbox_events::events::ErrorOccurred;
 use sbox_events::metrics::MetricsCollector;
 use sbox_events::trace::{self, TraceId};
 use sbox_events::{EmitOptions, Envelope, Event, EventBus, EventContext, EventId, EventSelector};
 use sbox_events_nats::{NatsBridge, Policy, RefusedReason};
+use sbox_events_tests::nats::{self as support, Server, eventually};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{Server, eventually};
 
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "shop.order_placed", source = "shop")]

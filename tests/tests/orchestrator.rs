@@ -36,7 +36,7 @@ fn run(dir: &Path, subscription: &Path) -> Run {
         audit_log: dir.join("out/audit.jsonl"),
         max_bytes: orchestrator::DEFAULT_MAX_BYTES,
         prometheus: true,
-        verbose: false,
+        ..Options::defaults()
     };
     let bus = EventBus::new();
     let events: Events = Arc::default();

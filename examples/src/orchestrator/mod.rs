@@ -26,11 +26,16 @@ use sbox_events::events::{
 };
 use sbox_events::metrics::MetricsCollector;
 use sbox_events::trace::{self, TraceId};
-use sbox_events::{EmitOptions, EventBus};
+use sbox_events::{EmitOptions, EventBus, EventSelector};
+use sbox_events_nats::{NatsBridge, Policy};
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// How long the end of a run waits for the NATS server to acknowledge
+/// what is waiting (the rest stays in the spool).
+const NATS_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The largest subscription read by default (256 MiB).
 pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
@@ -72,6 +77,14 @@ pub struct Options {
     /// Log at INFO instead of WARN
     #[arg(short, long)]
     pub verbose: bool,
+    /// Also forward every event to this NATS server (JetStream), for other
+    /// processes (e.g. `--example audit_service`)
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// Where events wait while the NATS server is unreachable (forwarded on
+    /// the next run)
+    #[arg(long, value_name = "SPOOL_JSONL", default_value_os_t = Options::defaults_dir().join("nats-spool.jsonl"))]
+    pub nats_spool: PathBuf,
 }
 
 impl Options {
@@ -93,6 +106,8 @@ impl Options {
             max_bytes: DEFAULT_MAX_BYTES,
             prometheus: false,
             verbose: false,
+            nats: None,
+            nats_spool: Options::defaults_dir().join("nats-spool.jsonl"),
         }
     }
 }
@@ -390,6 +405,22 @@ pub fn run(
         Err(e) => return setup_failed(err, error_chain(&e)),
     };
     let metrics = MetricsCollector::attach(bus);
+    // Before the first event, so every event of the run is forwarded.
+    let bridge = match &options.nats {
+        Some(url) => match NatsBridge::builder(url.as_str())
+            .publish(EventSelector::all())
+            .policy(Policy::spool(&options.nats_spool))
+            .instance(format!("orchestrator-{}", std::process::id()))
+            .start(bus)
+        {
+            Ok(bridge) => {
+                metrics.register(bridge.metrics());
+                Some(bridge)
+            }
+            Err(e) => return setup_failed(err, error_chain(&e)),
+        },
+        None => None,
+    };
     let started = Instant::now();
     bus.emit(ApplicationStarted {
         app: "sboxmgr-example".to_owned(),
@@ -411,6 +442,20 @@ pub fn run(
         uptime_ms: millis(started),
     });
 
+    // What the broker did not acknowledge in time stays in the spool, for
+    // the next run: nothing is lost, so the exit status does not change.
+    let forwarded = bridge.map(|bridge| {
+        let url = options.nats.as_deref().unwrap_or_default();
+        match bridge.shutdown(NATS_FLUSH) {
+            Ok(stats) => format!("{}: {} events forwarded", LogSafe(url), stats.acked),
+            Err(waiting) => format!(
+                "{}: {} events waiting in {} (forwarded on the next run)",
+                LogSafe(url),
+                waiting.backlog,
+                LogSafe(&options.nats_spool.display().to_string())
+            ),
+        }
+    });
     let snapshot = metrics.snapshot();
     let _ = writeln!(
         out,
@@ -455,6 +500,9 @@ pub fn run(
         }
     } else {
         let _ = writeln!(out, ")");
+    }
+    if let Some(forwarded) = forwarded {
+        let _ = writeln!(out, "  nats       {forwarded}");
     }
     let events: u64 = snapshot.events_by_name.values().sum();
     let _ = writeln!(
