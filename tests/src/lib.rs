@@ -240,7 +240,7 @@ pub mod nats {
             server
         }
 
-        /// A port and a store for a server not started yet ([`restart`]
+        /// A port and a store for a server not started yet ([`Server::restart`]
         /// starts it): a broker that is down when the bridge starts.
         pub fn not_started() -> Server {
             Server {
