@@ -63,7 +63,10 @@ pub fn run(options: &Options, out: &mut dyn Write, err: &mut dyn Write) -> Outco
             received: 0,
         }
     };
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = match EventBus::builder().static_handlers(false).build() {
+        Ok(bus) => bus,
+        Err(e) => return setup_failed(err, e.to_string()),
+    };
     let audit = match AuditLogger::builder()
         .events(EventSelector::all())
         .jsonl(&options.audit_log)

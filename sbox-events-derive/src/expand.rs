@@ -99,13 +99,43 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
 
     // Each piece is spanned at the user's tokens it depends on, so type errors
     // point at the parameter or return type that is wrong.
-    let call = match sig.context {
-        Some(ctx_ty) => {
-            let ctx = quote_spanned!(ctx_ty.span()=> ctx);
-            quote!(#fn_ident(event, #ctx))
-        }
-        None => quote!(#fn_ident(event)),
+    let mut args = vec![quote!(event)];
+    if let Some(ctx_ty) = sig.context {
+        args.push(quote_spanned!(ctx_ty.span()=> ctx));
+    }
+    // Each resource is read from the bus by an index resolved once (a
+    // static per parameter), never by hashing; a missing one makes the
+    // call a skip the bus reports.
+    let missing = if sig.is_async {
+        quote!(::sbox_events::__private::failed_future)
+    } else {
+        quote!(::core::result::Result::Err)
     };
+    let mut fetches = Vec::new();
+    let mut needs = Vec::new();
+    let mut bounds = Vec::new();
+    for (i, ty) in sig.resources.iter().enumerate() {
+        let slot = quote::format_ident!("__SBOX_EVENTS_RESOURCE_{}", i);
+        let var = quote::format_ident!("__sbox_events_resource_{}", i);
+        fetches.push(quote! {
+            static #slot: ::sbox_events::__private::ResourceSlot =
+                ::sbox_events::__private::ResourceSlot::new();
+            let #var: &#ty = match #slot.get::<#ty>(ctx) {
+                ::core::option::Option::Some(resource) => resource,
+                ::core::option::Option::None => {
+                    return #missing(::sbox_events::__private::missing_resource::<#ty>());
+                }
+            };
+        });
+        args.push(quote!(#var));
+        needs.push(quote!(::sbox_events::__private::ResourceNeed::of::<#ty>()));
+        // Spanned at the parameter's type: "cannot be a resource" points
+        // at it.
+        bounds.push(quote_spanned! {ty.span()=>
+            let _ = __sbox_events_resource_is_shareable::<#ty>;
+        });
+    }
+    let call = quote!(#fn_ident(#(#args),*));
     // The result gets the return type's span, so "cannot be returned by an
     // event handler" points at the return type.
     let result = match &func.sig.output {
@@ -129,6 +159,7 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
                 ctx: &'a ::sbox_events::EventContext<'_>,
             ) -> ::sbox_events::__private::HandlerFuture<'a> {
                 let _ = ctx;
+                #(#fetches)*
                 #boxed
             }
         };
@@ -140,12 +171,24 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
                 ctx: &::sbox_events::EventContext<'_>,
             ) -> ::core::result::Result<(), ::sbox_events::HandlerError> {
                 let _ = ctx;
+                #(#fetches)*
                 let #result = #call;
                 ::sbox_events::IntoHandlerResult::into_handler_result(#result)
             }
         };
         (quote!(new), wrapper)
     };
+    let resource_check = (!bounds.is_empty()).then(|| {
+        quote! {
+            fn __sbox_events_resource_is_shareable<
+                T: ?::core::marker::Sized + ::sbox_events::__private::Resource,
+            >() {
+            }
+            const _: () = {
+                #(#bounds)*
+            };
+        }
+    });
     let record = quote! {
         ::sbox_events::__private::HandlerRecord::#constructor(
             #name,
@@ -153,6 +196,7 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
             #priority,
             __sbox_events_handler,
         )
+        .with_resources(&[#(#needs),*])
     };
     // Spanned at the event type: "`X` is not an event" points there, and
     // its note names this function ("required by a bound in
@@ -173,6 +217,8 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
 
         const _: () = {
             #wrapper
+
+            #resource_check
 
             #submit
         };

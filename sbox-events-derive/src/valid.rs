@@ -268,14 +268,34 @@ fn event_source(lit: &LitStr) -> syn::Result<()> {
 pub struct HandlerSignature<'a> {
     /// `E` in the first parameter `&E`.
     pub event: &'a Type,
-    /// The type of the second parameter, when there is one.
+    /// The type of the context parameter, when there is one.
     pub context: Option<&'a Type>,
+    /// `T` of each resource parameter `&T`, in order.
+    pub resources: Vec<&'a Type>,
     /// `async fn`: registered as an async handler.
     pub is_async: bool,
 }
 
-const SHAPE: &str = "write `fn name(event: &MyEvent)` or \
-                     `fn name(event: &MyEvent, ctx: &EventContext)`";
+const SHAPE: &str = "write `fn name(event: &MyEvent)`, \
+                     `fn name(event: &MyEvent, ctx: &EventContext)`, \
+                     and any resources after them: `storage: &Storage`";
+
+/// Whether `ty` is `&EventContext` (any path ending in `EventContext`, with
+/// or without a lifetime): the second parameter is the context then, and a
+/// resource otherwise.
+fn is_context(ty: &Type) -> bool {
+    let Type::Reference(r) = ty else {
+        return false;
+    };
+    match &*r.elem {
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "EventContext"),
+        _ => false,
+    }
+}
 
 impl<'a> HandlerInput<'a> {
     /// The signature's rules and the handler's own name.
@@ -363,15 +383,6 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
             ),
         );
     }
-    if let Some(extra) = typed.get(2) {
-        push(
-            &mut errors,
-            syn::Error::new_spanned(
-                extra,
-                format_args!("too many parameters: a handler takes one or two; {SHAPE}"),
-            ),
-        );
-    }
     let event = typed.first().and_then(|arg| match &*arg.ty {
         Type::Reference(r) if r.mutability.is_none() => Some(&*r.elem),
         Type::Reference(r) => {
@@ -399,24 +410,57 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
             None
         }
     });
-    let context = typed.get(1).and_then(|arg| match &*arg.ty {
-        Type::Reference(r) if r.mutability.is_none() => Some(&*arg.ty),
-        other => {
-            push(
+    // After the event: the context (if the second parameter is one), then
+    // resources, each `&T`.
+    let rest = typed.get(1..).unwrap_or(&[]);
+    let (context, resource_args) = match rest.split_first() {
+        Some((second, after)) if is_context(&second.ty) => (Some(&*second.ty), after),
+        _ => (None, rest),
+    };
+    let mut resources = Vec::new();
+    for arg in resource_args {
+        match &*arg.ty {
+            Type::Reference(r) if r.mutability.is_none() => resources.push(&*r.elem),
+            Type::Reference(r) => {
+                let inner = &r.elem;
+                push(
+                    &mut errors,
+                    syn::Error::new_spanned(
+                        r,
+                        format_args!(
+                            "resources are shared by every handler on every thread: take \
+                             `&{}` and use interior mutability (`Mutex`, atomics) to change it",
+                            quote::quote!(#inner).to_string().replace(' ', "")
+                        ),
+                    ),
+                );
+            }
+            other if is_context(&syn::parse_quote!(&#other)) => push(
                 &mut errors,
                 syn::Error::new_spanned(
                     other,
-                    "the second parameter is the event context: write `ctx: &EventContext`",
+                    "take the context by reference: `ctx: &EventContext`",
                 ),
-            );
-            None
+            ),
+            other => push(
+                &mut errors,
+                syn::Error::new_spanned(
+                    other,
+                    format_args!(
+                        "parameters after the event are resources, taken by shared reference: \
+                         `&{}` (the bus owns them; add them with `EventBus::builder().resource(..)`)",
+                        quote::quote!(#other).to_string().replace(' ', "")
+                    ),
+                ),
+            ),
         }
-    });
+    }
     match (errors, event) {
         (Some(err), _) => Err(err),
         (None, Some(event)) => Ok(HandlerSignature {
             event,
             context,
+            resources,
             is_async: sig.asyncness.is_some(),
         }),
         (None, None) => Err(syn::Error::new_spanned(&sig.inputs, SHAPE)),

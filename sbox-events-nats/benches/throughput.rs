@@ -40,7 +40,7 @@ fn event(i: u64) -> ConfigExported {
 }
 
 fn bus() -> EventBus {
-    EventBus::builder().static_handlers(false).build()
+    EventBus::builder().static_handlers(false).build().unwrap()
 }
 
 /// The floor: raw JetStream publishes of the same JSON, 256 in flight.

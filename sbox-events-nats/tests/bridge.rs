@@ -24,7 +24,7 @@ struct OrderPlaced {
 const LONG: Duration = Duration::from_secs(60);
 
 fn plain_bus() -> EventBus {
-    EventBus::builder().static_handlers(false).build()
+    EventBus::builder().static_handlers(false).build().unwrap()
 }
 
 /// A bus that records every `OrderPlaced` it handles: how many times each

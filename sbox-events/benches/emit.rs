@@ -213,7 +213,7 @@ fn bench_emit(c: &mut Criterion) {
     });
 
     for n in [1usize, 10] {
-        let dynamic = EventBus::builder().static_handlers(false).build();
+        let dynamic = EventBus::builder().static_handlers(false).build().unwrap();
         let _subs: Vec<_> = (0..n)
             .map(|_| dynamic.subscribe(|e: &Tick, _: &EventContext| work(e)))
             .collect();
@@ -222,7 +222,7 @@ fn bench_emit(c: &mut Criterion) {
         });
     }
 
-    let pattern = EventBus::builder().static_handlers(false).build();
+    let pattern = EventBus::builder().static_handlers(false).build().unwrap();
     let _any = pattern.subscribe_any(
         EventSelector::pattern("bench.*").expect("valid pattern"),
         |e: &AnyEvent, _: &EventContext| {
@@ -235,12 +235,12 @@ fn bench_emit(c: &mut Criterion) {
         b.iter(|| pattern.emit_ref(black_box(&event)))
     });
 
-    let history = EventBus::builder().history(8 << 20).build();
+    let history = EventBus::builder().history(8 << 20).build().unwrap();
     group.bench_function(BenchmarkId::new("history", 1), |b| {
         b.iter(|| history.emit_ref(black_box(&static1)))
     });
 
-    let timed = EventBus::builder().handler_stats(true).build();
+    let timed = EventBus::builder().handler_stats(true).build().unwrap();
     group.bench_function(BenchmarkId::new("handler_stats", 1), |b| {
         b.iter(|| timed.emit_ref(black_box(&static1)))
     });
@@ -276,7 +276,7 @@ fn bench_emit(c: &mut Criterion) {
     });
     // A stream consumer on the same thread: one emit and one receive per
     // event (the queue never fills).
-    let streamed = EventBus::builder().static_handlers(false).build();
+    let streamed = EventBus::builder().static_handlers(false).build().unwrap();
     let mut stream = streamed.subscribe_stream::<Tick>(1024, Overflow::DropOldest);
     group.bench_function(BenchmarkId::new("stream", 1), |b| {
         b.iter(|| {

@@ -101,7 +101,7 @@ impl fmt::Debug for EventType {
 /// use sbox_events::events::ConfigExported;
 /// use sbox_events::{AnyEvent, EventBus, EventContext, EventSelector};
 ///
-/// let bus = EventBus::builder().static_handlers(false).build();
+/// let bus = EventBus::builder().static_handlers(false).build()?;
 /// let _all = bus.subscribe_any(EventSelector::all(), |event: &AnyEvent, ctx: &EventContext| {
 ///     let fields = event.to_json().map_err(|e| e.to_string())?;
 ///     println!("{} [{}] {fields}", event.name(), ctx.trace_id().short());
@@ -116,6 +116,7 @@ impl fmt::Debug for EventType {
 ///     file_size: 512,
 /// });
 /// assert!(report.is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy)]
 pub struct AnyEvent<'a> {

@@ -29,7 +29,7 @@
 //! use sbox_events::events::SubscriptionProcessed;
 //! use sbox_events::{Event, EventBus, EventContext};
 //!
-//! let bus = EventBus::builder().static_handlers(false).build();
+//! let bus = EventBus::builder().static_handlers(false).build()?;
 //! let _audit = bus.subscribe(|e: &SubscriptionProcessed, ctx: &EventContext| {
 //!     println!("[{}] {} servers from {}", ctx.trace_id().short(), e.servers_count, e.url);
 //! });
@@ -40,6 +40,7 @@
 //!     duration_ms: 180,
 //! });
 //! assert_eq!(SubscriptionProcessed::NAME, "subscription.processed");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use sbox_events_derive::Event;

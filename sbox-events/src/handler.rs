@@ -5,7 +5,7 @@
 //! the [`EmitReport`](crate::EmitReport); the other handlers still run.
 
 use crate::escape::LogSafe;
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
@@ -30,9 +30,35 @@ pub struct HandlerError(Box<ErrorInner>);
 struct ErrorInner {
     message: Cow<'static, str>,
     error_type: &'static str,
-    /// Made by the sync stand-in of an async `#[handler]`: the bus reports
-    /// the handler as skipped, not failed (users cannot make one).
-    async_skipped: bool,
+    /// A marker of a handler that could not run here (the sync stand-in of
+    /// an async `#[handler]`, a missing resource): the bus reports it as
+    /// skipped, not failed (users cannot make one).
+    skip: Option<SkipReason>,
+}
+
+/// Why a handler was not called; see
+/// [`EmitReport::skipped`](crate::EmitReport::skipped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// An async handler, which a synchronous `emit` cannot run.
+    Async,
+    /// A `#[handler]` taking a resource this bus does not hold.
+    MissingResource {
+        /// The resource's type (`my_app::Storage`).
+        type_name: &'static str,
+    },
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Async => f.write_str("async (emit_async runs it)"),
+            SkipReason::MissingResource { type_name } => {
+                write!(f, "the bus has no `{type_name}` resource")
+            }
+        }
+    }
 }
 
 impl HandlerError {
@@ -42,7 +68,7 @@ impl HandlerError {
         HandlerError(Box::new(ErrorInner {
             message: Cow::Owned(message.into()),
             error_type,
-            async_skipped: false,
+            skip: None,
         }))
     }
 
@@ -59,21 +85,30 @@ impl HandlerError {
                 HandlerError(Box::new(ErrorInner {
                     message: Cow::Borrowed("an async handler cannot run in a synchronous emit"),
                     error_type: "sbox_events::AsyncHandler",
-                    async_skipped: true,
+                    skip: Some(SkipReason::Async),
                 }))
             })
     }
 
+    /// What a `#[handler]` returns when the bus lacks the resource `T`.
+    pub(crate) fn missing_resource(type_name: &'static str) -> HandlerError {
+        HandlerError(Box::new(ErrorInner {
+            message: Cow::Borrowed("a resource is missing"),
+            error_type: "sbox_events::MissingResource",
+            skip: Some(SkipReason::MissingResource { type_name }),
+        }))
+    }
+
     /// Gives an [`async_skipped`](HandlerError::async_skipped) marker back.
     pub(crate) fn recycle(self) {
-        if self.0.async_skipped {
+        if self.0.skip == Some(SkipReason::Async) {
             let _ = SKIP_MARKER.try_with(|marker| marker.set(Some(self)));
         }
     }
 
-    /// Whether this is [`HandlerError::async_skipped`].
-    pub(crate) fn is_async_skip(&self) -> bool {
-        self.0.async_skipped
+    /// Why the handler could not run, if this is a skip marker.
+    pub(crate) fn skip_reason(&self) -> Option<SkipReason> {
+        self.0.skip
     }
 
     /// The error's `Display` text.
@@ -299,6 +334,62 @@ impl fmt::Display for HandlerFailure {
 
 impl std::error::Error for HandlerFailure {}
 
+/// A resource a `#[handler]` takes: a type the bus must hold (see
+/// [`EventBusBuilder::resource`](crate::EventBusBuilder::resource)).
+#[derive(Clone, Copy)]
+pub struct ResourceNeed {
+    type_id: fn() -> TypeId,
+    type_name: fn() -> &'static str,
+}
+
+impl ResourceNeed {
+    #[doc(hidden)]
+    pub const fn of<T: ?Sized + 'static>() -> ResourceNeed {
+        ResourceNeed {
+            type_id: TypeId::of::<T>,
+            type_name: std::any::type_name::<T>,
+        }
+    }
+
+    /// The resource's type id.
+    pub(crate) fn type_id(&self) -> TypeId {
+        (self.type_id)()
+    }
+
+    /// The resource's type, as Rust names it (`my_app::Storage`).
+    pub fn type_name(&self) -> &'static str {
+        (self.type_name)()
+    }
+}
+
+impl PartialEq for ResourceNeed {
+    fn eq(&self, other: &Self) -> bool {
+        self.type_id() == other.type_id()
+    }
+}
+
+impl Eq for ResourceNeed {}
+
+impl std::fmt::Debug for ResourceNeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.type_name())
+    }
+}
+
+/// What a resource must be: shared by every handler, on every thread, for
+/// the bus's lifetime.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler resource: the bus shares it with every handler on every thread",
+    label = "not `Sync + 'static`",
+    note = "wrap what is not `Sync` (`Mutex<T>`, an atomic) and own what is borrowed (`String`, `Arc<T>`)"
+)]
+pub trait Resource: 'static {}
+
+// One bound, so a type that is neither `Send` nor `Sync` (`Rc`) gets one
+// error at the parameter, not one per trait. Handlers need `Sync` (they
+// share it); `EventBusBuilder::resource` also asks for `Send`.
+impl<T: ?Sized + Sync + 'static> Resource for T {}
+
 /// Describes one handler in dispatch order; see
 /// [`EventBus::handlers`](crate::EventBus::handlers).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -308,6 +399,10 @@ pub struct HandlerInfo {
     pub(crate) priority: i32,
     pub(crate) origin: HandlerOrigin,
     pub(crate) is_async: bool,
+    /// The resources a `#[handler]` takes (none for subscriptions).
+    pub(crate) resources: &'static [ResourceNeed],
+    /// Those the bus lacks (the handler is skipped and reported).
+    pub(crate) missing: Vec<&'static str>,
 }
 
 /// Where a handler comes from.
@@ -345,6 +440,19 @@ impl HandlerInfo {
     /// Static handler or run-time subscription.
     pub fn origin(&self) -> HandlerOrigin {
         self.origin
+    }
+
+    /// The types of the resources it takes (`#[handler] fn store(e: &E,
+    /// storage: &Storage)` takes `my_app::Storage`), in parameter order.
+    pub fn resources(&self) -> impl ExactSizeIterator<Item = &'static str> + '_ {
+        self.resources.iter().map(ResourceNeed::type_name)
+    }
+
+    /// The resources it takes that this bus lacks: such a handler is not
+    /// called, and every report lists it in
+    /// [`EmitReport::skipped`](crate::EmitReport::skipped).
+    pub fn missing_resources(&self) -> &[&'static str] {
+        &self.missing
     }
 
     /// Whether it is an async handler (`#[handler] async fn` or

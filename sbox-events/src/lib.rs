@@ -122,14 +122,16 @@ pub mod trace;
 
 pub use any::{AnyEvent, EventSelector, EventType, SelectorError};
 pub use bus::{
-    ByNameError, DEFAULT_MAX_DEPTH, EmitAsync, EmitOptions, EmitReport, EventBus, EventBusBuilder,
-    FailurePolicy, Refusal, SubscribeOptions, Subscription, UnknownHandlerError,
+    BuildError, ByNameError, DEFAULT_MAX_DEPTH, EmitAsync, EmitOptions, EmitReport, EventBus,
+    EventBusBuilder, FailurePolicy, MissingResource, Refusal, SubscribeOptions, Subscription,
+    UnknownHandlerError,
 };
 pub use context::EventContext;
 pub use envelope::{Envelope, EventId, Metadata, ParseEventIdError};
 pub use event::Event;
 pub use handler::{
     FailureKind, HandlerError, HandlerFailure, HandlerInfo, HandlerOrigin, IntoHandlerResult,
+    SkipReason,
 };
 pub use stats::HandlerStats;
 
@@ -334,8 +336,10 @@ macro_rules! __register_event {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::__register_event as register_event;
+    pub use crate::bus::{ResourceSlot, failed_future, missing_resource};
     pub use crate::event::{EventMeta, registration};
     pub use crate::handler::HandlerFuture;
+    pub use crate::handler::{Resource, ResourceNeed};
     pub use crate::registry::{EventSlot, HandlerRecord, HandlerRegistry};
     pub use inventory;
 

@@ -14,7 +14,7 @@
 //! finding an event's static handlers is one atomic load.
 
 use crate::context::EventContext;
-use crate::handler::{HandlerError, HandlerFuture, HandlerInfo, HandlerOrigin};
+use crate::handler::{HandlerError, HandlerFuture, HandlerInfo, HandlerOrigin, ResourceNeed};
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::sync::OnceLock;
@@ -39,6 +39,8 @@ pub struct HandlerRecord<E: 'static> {
     pub(crate) call: HandlerFn<E>,
     /// The async wrapper, for an `async fn` handler.
     pub(crate) future: Option<AsyncHandlerFn<E>>,
+    /// The resources its parameters take (`&Storage`), in order.
+    pub(crate) resources: &'static [ResourceNeed],
 }
 
 impl<E> HandlerRecord<E> {
@@ -55,6 +57,7 @@ impl<E> HandlerRecord<E> {
             priority,
             call,
             future: None,
+            resources: &[],
         }
     }
 
@@ -71,7 +74,14 @@ impl<E> HandlerRecord<E> {
             priority,
             call: called_synchronously::<E>,
             future: Some(call),
+            resources: &[],
         }
+    }
+
+    #[doc(hidden)]
+    pub const fn with_resources(mut self, resources: &'static [ResourceNeed]) -> Self {
+        self.resources = resources;
+        self
     }
 
     /// Whether this is an `async fn` handler.
@@ -86,6 +96,8 @@ impl<E> HandlerRecord<E> {
             priority: self.priority,
             origin: HandlerOrigin::Static { path: self.path },
             is_async: self.is_async(),
+            resources: self.resources,
+            missing: Vec::new(),
         }
     }
 }

@@ -245,6 +245,8 @@ mod tests {
             priority: 0,
             origin: crate::handler::HandlerOrigin::Subscription { id: 1 },
             is_async: false,
+            resources: &[],
+            missing: Vec::new(),
         });
         // Every call timed here (`timed` directly), to check the quantiles.
         for us in 1..=100u64 {
@@ -276,6 +278,8 @@ mod tests {
             priority: 0,
             origin: crate::handler::HandlerOrigin::Subscription { id: 1 },
             is_async: false,
+            resources: &[],
+            missing: Vec::new(),
         });
         let mut timed = 0;
         for _ in 0..20 {

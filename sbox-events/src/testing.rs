@@ -20,7 +20,7 @@
 //!     bus.emit(ConfigGenerated { outbounds: 3 });
 //! }
 //!
-//! let bus = EventBus::builder().static_handlers(false).build();
+//! let bus = EventBus::builder().static_handlers(false).build()?;
 //! let recorder = Recorder::all(&bus);
 //! sbox_events::trace::with_new_trace(|| refresh(&bus));
 //!
@@ -28,6 +28,7 @@
 //! recorder.assert_order(&["subscription.fetched", "config.generated"]);
 //! recorder.assert_one_trace();
 //! assert_eq!(recorder.events::<SubscriptionFetched>(), [SubscriptionFetched { servers: 3 }]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use crate::any::{AnyEvent, EventSelector};

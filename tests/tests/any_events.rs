@@ -30,7 +30,7 @@ struct AuditFailed;
 struct BillingFailed;
 
 fn bus() -> EventBus {
-    EventBus::builder().static_handlers(false).build()
+    EventBus::builder().static_handlers(false).build().unwrap()
 }
 
 type Seen = Arc<Mutex<Vec<String>>>;
@@ -193,7 +193,8 @@ fn handler_stats_count_calls_errors_and_panics_per_handler() {
         .static_handlers(false)
         .error_events(false)
         .handler_stats(true)
-        .build();
+        .build()
+        .unwrap();
     let _ok = bus.subscribe_with(
         SubscribeOptions::new().name("ok"),
         |_: &ItemAdded, _: &EventContext| {

@@ -469,7 +469,7 @@ fn assert_thread_is_clean_of_traces() {
 
 #[test]
 fn nested_async_emits_stop_at_the_depth_limit() {
-    let bus = EventBus::builder().max_depth(3).build();
+    let bus = EventBus::builder().max_depth(3).build().unwrap();
     let depths = Arc::new(Mutex::new(Vec::new()));
     let d = Arc::clone(&depths);
     let _sub = bus.subscribe_async(move |_: &Nested, ctx: &EventContext| {
@@ -494,7 +494,8 @@ fn handler_statistics_count_async_calls_and_their_failures() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .handler_stats(true)
-        .build();
+        .build()
+        .unwrap();
     let _sub = bus.subscribe_async_with(
         SubscribeOptions::new().name("sometimes fails"),
         |e: &Nested, _: &EventContext| {

@@ -53,7 +53,7 @@ fn a_record_cut_short_by_a_full_disk_leaves_the_log_readable() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let path = dir.join("audit.jsonl");
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let audit = AuditLogger::builder()
         .jsonl(&path)
         .attach(&bus)

@@ -23,7 +23,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn bus() -> EventBus {
-    EventBus::builder().static_handlers(false).build()
+    EventBus::builder().static_handlers(false).build().unwrap()
 }
 
 fn lines(path: &Path) -> Vec<serde_json::Value> {
@@ -438,7 +438,8 @@ fn prometheus_output_is_well_formed_and_escapes_labels() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .handler_stats(true)
-        .build();
+        .build()
+        .unwrap();
     let metrics = MetricsCollector::attach(&bus);
     bus.emit(processed("u", 2, 30));
     bus.emit(SubscriptionFailed {

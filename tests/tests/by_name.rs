@@ -27,7 +27,7 @@ struct OrderPaid {
 
 #[test]
 fn a_json_stream_carries_every_selected_type_with_its_envelope_and_lags() {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let mut outbox = bus.subscribe_json_stream(
         EventSelector::pattern("remote.*").unwrap(),
         2,
@@ -63,7 +63,7 @@ fn a_json_stream_carries_every_selected_type_with_its_envelope_and_lags() {
 
 #[test]
 fn an_event_emitted_by_name_keeps_its_origin() {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
     let _sync = bus.subscribe(move |e: &OrderPlaced, ctx: &EventContext| {
@@ -118,7 +118,7 @@ fn an_event_emitted_by_name_keeps_its_origin() {
 
 #[test]
 fn by_name_errors_say_what_is_wrong() {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let unknown = bus
         .emit_json("remote.nothing\u{1b}[2J", "{}", EmitOptions::new())
         .unwrap_err();

@@ -77,7 +77,7 @@ fn async_handlers_from_another_crate_run_in_the_same_order() {
 
 #[test]
 fn a_failing_handler_in_another_crate_is_reported_by_name() {
-    let bus = EventBus::builder().error_events(false).build();
+    let bus = EventBus::builder().error_events(false).build().unwrap();
     let report = bus.emit(OrderPlaced { order: 666 });
     assert_eq!(report.delivered(), 5);
     assert_eq!(report.failures().len(), 1);

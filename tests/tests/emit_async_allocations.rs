@@ -81,7 +81,7 @@ fn emit_async_allocates_one_boxed_future_per_async_handler_and_nothing_else() {
         );
     };
     check(&bus, "no tracing subscriber");
-    let plain = EventBus::builder().build();
+    let plain = EventBus::builder().build().unwrap();
     assert_eq!(
         allocations_per_emit(&plain, &SyncOnly(1)),
         0.0,

@@ -38,7 +38,7 @@ type EmitFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = EmitRep
 /// A bus where each `Parent` emits a `Child` after an `.await` (from
 /// `emit_async`) or at once (from `emit` and replays).
 fn nesting_bus() -> (EventBus, Pairs, Vec<sbox_events::Subscription>) {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let pairs: Pairs = Arc::default();
     let sink = Arc::clone(&pairs);
     let mut subs = vec![bus.subscribe(move |child: &Child, ctx: &EventContext| {
@@ -122,7 +122,7 @@ fn the_children_of_replayed_events_get_higher_sequences() {
 
 #[test]
 fn emit_async_with_trace_id_runs_in_that_trace() {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
     let _sub = bus.subscribe(move |_: &Parent, ctx: &EventContext| {
@@ -148,7 +148,8 @@ fn a_failure_with_an_empty_message_still_reaches_error_occurred() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .validate_on_emit(true)
-        .build();
+        .build()
+        .unwrap();
     let errors = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&errors);
     let _errors = bus.subscribe(move |e: &ErrorOccurred, _: &EventContext| {
@@ -178,7 +179,8 @@ fn a_skipped_async_handler_is_not_counted_as_a_call() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .handler_stats(true)
-        .build();
+        .build()
+        .unwrap();
     let _async = bus.subscribe_async_with(
         SubscribeOptions::new().name("uploader"),
         |_: &Parent, _: &EventContext| async {},
@@ -210,7 +212,7 @@ fn out_of_range_times() -> [SystemTime; 2] {
 
 #[test]
 fn out_of_range_timestamps_are_audit_write_errors_not_panics() {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let audit = AuditLogger::builder()
@@ -233,7 +235,8 @@ fn out_of_range_timestamps_make_an_export_fail_with_an_io_error() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .history(1 << 20)
-        .build();
+        .build()
+        .unwrap();
     for time in out_of_range_times() {
         bus.emit_with(Parent { id: 1 }, EmitOptions::new().timestamp(time));
         let history = bus.history().unwrap();
@@ -249,7 +252,7 @@ fn out_of_range_timestamps_make_an_export_fail_with_an_io_error() {
 
 #[test]
 fn an_emit_keeps_the_timestamp_it_is_given() {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let when = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let seen = Arc::new(Mutex::new(None));
     let sink = Arc::clone(&seen);

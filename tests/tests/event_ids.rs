@@ -30,7 +30,8 @@ fn one_id_per_event_seen_alike_by_handlers_streams_recorders_and_the_history() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .history(1 << 20)
-        .build();
+        .build()
+        .unwrap();
     let recorder = Recorder::all(&bus);
     let mut stream = bus.subscribe_stream::<Probed>(8, Overflow::DropOldest);
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -76,7 +77,8 @@ fn json_lines_keep_ids_and_fingerprints_and_import_checks_the_fingerprint() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .history(1 << 20)
-        .build();
+        .build()
+        .unwrap();
     let id = EventId::new(UNIX_EPOCH + Duration::from_secs(1_764_748_800));
     bus.emit_with(probe(), EmitOptions::new().event_id(id));
     let history = bus.history().expect("history");
@@ -126,7 +128,8 @@ fn replays_and_remote_emits_keep_the_original_envelope() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .history(1 << 20)
-        .build();
+        .build()
+        .unwrap();
     bus.emit(probe());
     let records = bus.history().unwrap().query(&HistoryQuery::new());
     let original = records[0].envelope().clone();

@@ -38,7 +38,8 @@ fn failures_and_refusals_are_logged_with_the_trace_id() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .max_depth(2)
-        .build();
+        .build()
+        .unwrap();
     let _erring = bus.subscribe_with(
         SubscribeOptions::new().name("erring").priority(1),
         |job: &JobDone, _: &EventContext| Err(format!("job {} has no owner", job.id)),

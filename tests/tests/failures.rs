@@ -31,7 +31,8 @@ fn troubled_bus(policy: FailurePolicy) -> (EventBus, Log, Vec<sbox_events::Subsc
     let bus = EventBus::builder()
         .static_handlers(false)
         .failure_policy(policy)
-        .build();
+        .build()
+        .unwrap();
     let log: Log = Arc::default();
     let mut subs = Vec::new();
     let l = Arc::clone(&log);
@@ -140,7 +141,7 @@ fn each_failure_is_emitted_as_error_occurred_in_the_same_trace() {
 
 #[test]
 fn a_failing_error_handler_does_not_loop() {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let calls = Arc::new(Mutex::new(0));
     let c = Arc::clone(&calls);
     let _bad = bus.subscribe(move |_: &ErrorOccurred, _: &EventContext| {
@@ -176,7 +177,7 @@ fn a_failing_error_handler_does_not_loop() {
 fn a_failure_nested_inside_an_error_handler_emits_no_error_event() {
     // The error handler emits another event whose handler fails: still part
     // of handling error.occurred, so no second error.occurred.
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let calls = Arc::new(Mutex::new(0));
     let c = Arc::clone(&calls);
     let _on_error = bus.subscribe(move |_: &ErrorOccurred, ctx: &EventContext| {
@@ -208,7 +209,8 @@ fn a_panic_payload_that_panics_when_dropped_does_not_escape_emit() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .error_events(false)
-        .build();
+        .build()
+        .unwrap();
     let after = Arc::new(Mutex::new(0));
     let a = Arc::clone(&after);
     let _bomb = bus.subscribe_with(
@@ -233,7 +235,8 @@ fn error_events_can_be_switched_off() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .error_events(false)
-        .build();
+        .build()
+        .unwrap();
     let seen = Arc::new(Mutex::new(0));
     let s = Arc::clone(&seen);
     let _on_error =
@@ -288,7 +291,8 @@ fn echo_bus(
     let bus = EventBus::builder()
         .static_handlers(false)
         .max_depth(max_depth)
-        .build();
+        .build()
+        .unwrap();
     let refused = Arc::new(Mutex::new(Vec::new()));
     let r = Arc::clone(&refused);
     let sub = bus.subscribe(move |echo: &Echo, ctx: &EventContext| {

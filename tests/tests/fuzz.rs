@@ -151,7 +151,7 @@ proptest! {
 
     #[test]
     fn export_then_import_is_lossless(text in "\\PC*", value in any::<i64>(), key in "\\PC{0,8}", meta in "\\PC{0,8}") {
-        let bus = EventBus::builder().static_handlers(false).history(1 << 20).build();
+        let bus = EventBus::builder().static_handlers(false).history(1 << 20).build().unwrap();
         bus.emit_with(NoteTaken { text, value }, EmitOptions::new().metadata(key, meta));
         let recorded: Vec<RecordedEvent> = bus.history().expect("enabled").query(&Default::default());
         let mut out = Vec::new();

@@ -27,7 +27,8 @@ fn a_recorded_emit_allocates_only_its_record() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .history(64 << 10)
-        .build();
+        .build()
+        .unwrap();
     let event = Probe {
         url: "https://provider.example.net/sub/3f1c2b?token=abcdef0123456789".into(),
         latency_ms: 42,
@@ -75,7 +76,8 @@ fn an_event_whose_serialize_emits_is_recorded_with_the_inner_one() {
     let global = EventBus::builder()
         .static_handlers(false)
         .history(1 << 20)
-        .build();
+        .build()
+        .unwrap();
     assert!(EventBus::install_global(global).is_ok(), "first install");
     let bus = EventBus::global();
     bus.emit(Reentrant);

@@ -32,7 +32,8 @@ fn memory_stays_bounded() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .history(DEFAULT_HISTORY_BYTES)
-        .build();
+        .build()
+        .unwrap();
     let _handler = bus.subscribe(|e: &SubscriptionProcessed, _: &EventContext| {
         std::hint::black_box(e.servers_count);
     });
@@ -64,7 +65,7 @@ fn memory_stays_bounded() {
     drop(bus);
 
     // Without history: a million emits leave nothing behind.
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let _handler = bus.subscribe(|e: &SubscriptionProcessed, _: &EventContext| {
         std::hint::black_box(e.servers_count);
     });

@@ -15,7 +15,8 @@ fn an_event_over_the_cap_costs_at_most_the_cap_to_refuse() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .history(CAP)
-        .build();
+        .build()
+        .unwrap();
     let _handler = bus.subscribe(|e: &ConfigExported, _: &EventContext| {
         std::hint::black_box(e.path.len());
     });

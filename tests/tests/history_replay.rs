@@ -41,6 +41,7 @@ fn history_bus(bytes: usize) -> EventBus {
         .static_handlers(false)
         .history(bytes)
         .build()
+        .unwrap()
 }
 
 #[test]
@@ -192,7 +193,8 @@ fn replay_by_trace_preserves_the_envelope_and_is_not_recorded() {
     let recording = EventBus::builder()
         .history(1 << 20)
         .record_replays(true)
-        .build();
+        .build()
+        .unwrap();
     recording.replay(&recorded);
     assert_eq!(recording.history().expect("enabled").stats().recorded, 2);
 }
@@ -256,7 +258,7 @@ fn export_import_replay_round_trip() {
         "every field survives the round trip"
     );
 
-    let fresh = EventBus::builder().static_handlers(false).build();
+    let fresh = EventBus::builder().static_handlers(false).build().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);
     let _sub = fresh.subscribe(move |r: &ReadingTaken, ctx: &EventContext| {
@@ -376,7 +378,8 @@ fn validation_on_emit_refuses_invalid_events() {
         .static_handlers(false)
         .validate_on_emit(true)
         .history(1 << 20)
-        .build();
+        .build()
+        .unwrap();
     let calls = Arc::new(Mutex::new(0));
     let c = Arc::clone(&calls);
     let _sub =
@@ -404,6 +407,7 @@ fn validation_on_emit_refuses_invalid_events() {
         EventBus::builder()
             .static_handlers(false)
             .build()
+            .unwrap()
             .emit(reading("hot", 500.0))
             .is_ok()
     );

@@ -51,7 +51,7 @@ fn errors_of(bus: &EventBus) -> (Errors, Subscription) {
 }
 
 fn plain_bus() -> EventBus {
-    EventBus::builder().static_handlers(false).build()
+    EventBus::builder().static_handlers(false).build().unwrap()
 }
 
 #[test]
@@ -123,7 +123,8 @@ fn a_panicking_serialize_under_a_history_is_reported_and_handlers_still_run() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .history(1 << 20)
-        .build();
+        .build()
+        .unwrap();
     let (errors, _errors) = errors_of(&bus);
     let calls = Arc::new(Mutex::new(0));
     let counter = Arc::clone(&calls);
@@ -196,7 +197,8 @@ fn a_panicking_validator_is_a_refusal() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .validate_on_emit(true)
-        .build();
+        .build()
+        .unwrap();
     let report = catch_unwind(AssertUnwindSafe(|| bus.emit(Validated)))
         .expect("the validator's panic escaped emit");
     assert_eq!(
@@ -458,7 +460,8 @@ fn a_panicking_deserialize_fails_one_import_line_or_one_replayed_record() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .history(1 << 20)
-        .build();
+        .build()
+        .unwrap();
     bus.emit(Cursed { n: 13 });
     bus.emit(Cursed { n: 14 });
     let history = bus.history().expect("history");

@@ -17,7 +17,7 @@ const SUBSCRIPTIONS: usize = 1_000;
 
 #[test]
 fn memory_per_subscription_and_per_event_type() {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     bus.emit(Costed(0)); // warm up thread-locals and lazily built tables
 
     // Closure subscriptions on one type (closures without captures).

@@ -36,7 +36,7 @@ fn panic_message(f: impl FnOnce()) -> String {
 
 /// A bus where handling `Fetched` emits `Generated`, as a pipeline does.
 fn pipeline() -> (EventBus, sbox_events::Subscription) {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let sub = bus.subscribe(|e: &Fetched, ctx: &EventContext| {
         ctx.bus().emit(Generated {
             outbounds: e.servers * 2,
@@ -153,7 +153,7 @@ fn failed_assertions_say_what_was_expected_and_what_was_recorded() {
 
 #[test]
 fn a_parent_is_recorded_before_its_children_whatever_the_handlers_priority() {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     // Subscribed first, at the highest priority: it runs before anything
     // else that is a handler, and emits a child.
     let _eager = bus.subscribe_with(

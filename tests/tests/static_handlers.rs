@@ -133,7 +133,7 @@ fn handlers_stay_ordinary_functions() {
 
 #[test]
 fn a_bus_can_run_without_static_handlers() {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     assert_eq!(bus.emit(Pinged { n: 1 }).delivered(), 0);
     assert!(bus.handlers::<Pinged>().is_empty());
     assert!(!bus.is_handler_enabled("static_handlers::zulu"));
@@ -175,7 +175,7 @@ fn disabling_an_unknown_handler_is_an_error_naming_it() {
 
 #[test]
 fn a_handler_can_disable_another_from_the_next_emit_on() {
-    let bus = EventBus::builder().static_handlers(true).build();
+    let bus = EventBus::builder().static_handlers(true).build().unwrap();
     let _sub = bus.subscribe_with(
         sbox_events::SubscribeOptions::new().priority(50),
         |event: &Pinged, ctx: &EventContext| {

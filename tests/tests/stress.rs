@@ -75,7 +75,8 @@ fn emitters_churners_and_panics_together() {
     let bus = EventBus::builder()
         .static_handlers(false)
         .error_events(false)
-        .build();
+        .build()
+        .unwrap();
 
     // Present throughout: must see every emit exactly once.
     let steady = Arc::new(AtomicU64::new(0));

@@ -19,7 +19,7 @@ struct Tick {
 struct Tock;
 
 fn bus() -> EventBus {
-    EventBus::builder().static_handlers(false).build()
+    EventBus::builder().static_handlers(false).build().unwrap()
 }
 
 fn counter(bus: &EventBus) -> (Arc<AtomicUsize>, sbox_events::Subscription) {

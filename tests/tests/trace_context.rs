@@ -20,7 +20,7 @@ type Seen = Arc<Mutex<Vec<(bool, TraceId)>>>;
 
 /// A bus whose `Step` handler records the trace and emits one nested step.
 fn recording_bus() -> (EventBus, Seen, sbox_events::Subscription) {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let seen: Seen = Arc::default();
     let s = Arc::clone(&seen);
     let sub = bus.subscribe(move |step: &Step, ctx: &EventContext| {
@@ -110,7 +110,7 @@ fn guards_dropped_out_of_order_restore_correctly() {
 
 #[test]
 fn a_scope_opened_inside_a_handler_does_not_end_the_emits_trace() {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);
     let _sub = bus.subscribe(move |_: &Step, ctx: &EventContext| {

@@ -77,7 +77,7 @@ fn sbox_static<E: sbox_events::Event>(make: fn(u64) -> E) -> f64 {
 }
 
 fn sbox_closures(count: usize) -> f64 {
-    let bus = EventBus::builder().static_handlers(false).build();
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
     let subs: Vec<_> = (0..count)
         .map(|_| bus.subscribe(|e: &Closure, _: &EventContext| sink(e.0)))
         .collect();
@@ -273,9 +273,9 @@ fn count_instructions(scenario: &str, events: u64) {
     let event_ten = Ten(7);
     let closure = Closure(7);
     let bus = EventBus::new();
-    let closures1 = EventBus::builder().static_handlers(false).build();
+    let closures1 = EventBus::builder().static_handlers(false).build().unwrap();
     let _c1 = closures1.subscribe(|e: &Closure, _: &EventContext| sink(e.0));
-    let closures10 = EventBus::builder().static_handlers(false).build();
+    let closures10 = EventBus::builder().static_handlers(false).build().unwrap();
     let _c10: Vec<_> = (0..10)
         .map(|_| closures10.subscribe(|e: &Closure, _: &EventContext| sink(e.0)))
         .collect();
@@ -363,11 +363,11 @@ fn main() {
     let features = vec![
         (
             "sbox-events, 1 static handler, handler statistics on",
-            sbox_with(EventBus::builder().handler_stats(true).build()),
+            sbox_with(EventBus::builder().handler_stats(true).build().unwrap()),
         ),
         (
             "sbox-events, 1 static handler, history on (8 MiB)",
-            sbox_with(EventBus::builder().history(8 << 20).build()),
+            sbox_with(EventBus::builder().history(8 << 20).build().unwrap()),
         ),
     ];
     // (name, handlers per event, ns/event)

@@ -1,12 +1,17 @@
 //! Options of a bus ([`EventBusBuilder`]) and of one emit ([`EmitOptions`]).
 
 use super::hooks::types_with_hooks;
+use super::resources::{BuildError, MissingResource, index_of};
 use super::routes::{Control, RouteConfig, RouteTable};
 use super::{BusInner, EventBus, Recorder};
+use crate::any::EventType;
 use crate::envelope::{EventId, Metadata};
+use crate::handler::HandlerOrigin;
 use crate::trace::TraceId;
 use arc_swap::ArcSwap;
+use std::any::Any;
 use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -40,6 +45,10 @@ impl Config {
 pub struct EventBusBuilder {
     pub(super) config: Config,
     pub(super) recorder: Option<Arc<dyn Recorder>>,
+    /// (type index, the `Arc<T>` as `dyn Any`, the type's name).
+    pub(super) resources: Vec<(usize, Arc<dyn Any + Send + Sync>, &'static str)>,
+    /// `#[handler]`s enabled or disabled by name.
+    pub(super) overrides: Vec<(String, bool)>,
 }
 
 impl fmt::Debug for EventBusBuilder {
@@ -47,6 +56,15 @@ impl fmt::Debug for EventBusBuilder {
         f.debug_struct("EventBusBuilder")
             .field("config", &self.config)
             .field("recorder", &self.recorder.is_some())
+            .field(
+                "resources",
+                &self
+                    .resources
+                    .iter()
+                    .map(|(_, _, name)| *name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("overrides", &self.overrides)
             .finish()
     }
 }
@@ -109,18 +127,131 @@ impl EventBusBuilder {
         self
     }
 
-    /// The bus.
-    pub fn build(self) -> EventBus {
+    /// Does not run the `#[handler]` named `name` on this bus (see
+    /// [`EventBus::disable_handler`]); it needs no resource then.
+    pub fn disable_handler(mut self, name: impl Into<String>) -> Self {
+        self.overrides.push((name.into(), false));
+        self
+    }
+
+    /// Runs the `#[handler]` named `name` on this bus, also when the bus
+    /// runs no `#[handler]`s otherwise
+    /// ([`static_handlers(false)`](EventBusBuilder::static_handlers)): what
+    /// a unit test of one handler does, with its resources (test doubles)
+    /// given by [`resource`](EventBusBuilder::resource).
+    pub fn enable_handler(mut self, name: impl Into<String>) -> Self {
+        self.overrides.push((name.into(), true));
+        self
+    }
+
+    /// The bus, once it is sure it can run every `#[handler]` it enables:
+    /// fails, listing them all, when a handler takes a resource the bus was
+    /// not given (or a handler name given to `enable_handler` /
+    /// `disable_handler` belongs to no `#[handler]`).
+    ///
+    /// ```rust,standalone_crate
+    /// use sbox_events::{handler, EventBus, events::ConfigBuilt};
+    ///
+    /// pub struct Storage;
+    ///
+    /// #[handler]
+    /// fn store(_: &ConfigBuilt, _: &Storage) {}
+    ///
+    /// let err = EventBus::builder().build().unwrap_err();
+    /// assert_eq!(err.missing[0].resource, std::any::type_name::<Storage>());
+    /// assert!(err.to_string().contains("::store` (crate "), "{err}");
+    ///
+    /// assert!(EventBus::builder().resource(Storage).build().is_ok());
+    /// let name = format!("{}::store", module_path!());
+    /// assert!(EventBus::builder().disable_handler(name).build().is_ok());
+    /// ```
+    ///
+    /// [`EventBus::new`] and [`EventBus::global`] never fail: a handler
+    /// whose resource they lack is skipped (and reported) instead.
+    pub fn build(self) -> Result<EventBus, BuildError> {
+        let error = self.check();
+        if error.missing.is_empty() && error.unknown_handlers.is_empty() {
+            Ok(self.build_unchecked())
+        } else {
+            Err(error)
+        }
+    }
+
+    /// Every enabled `#[handler]` resource this bus would lack, and every
+    /// unknown handler name.
+    fn check(&self) -> BuildError {
+        let overrides: BTreeMap<&str, bool> = self
+            .overrides
+            .iter()
+            .map(|(name, enabled)| (name.as_str(), *enabled))
+            .collect();
+        let held: Vec<usize> = self.resources.iter().map(|(index, _, _)| *index).collect();
+        let mut missing = Vec::new();
+        let mut known = BTreeSet::new();
+        for event_type in EventType::all() {
+            for handler in event_type.static_handlers() {
+                known.insert(handler.name().to_owned());
+                let enabled = overrides
+                    .get(handler.name())
+                    .copied()
+                    .unwrap_or(self.config.static_handlers);
+                if !enabled {
+                    continue;
+                }
+                for need in handler.resources {
+                    if !held.contains(&index_of(need.type_id())) {
+                        missing.push(MissingResource {
+                            handler: handler.name().to_owned(),
+                            path: match handler.origin() {
+                                HandlerOrigin::Static { path } => path,
+                                HandlerOrigin::Subscription { .. } => "",
+                            },
+                            event: handler.event(),
+                            resource: need.type_name(),
+                        });
+                    }
+                }
+            }
+        }
+        let unknown_handlers = overrides
+            .keys()
+            .filter(|name| !known.contains(**name))
+            .map(|name| (*name).to_owned())
+            .collect();
+        BuildError {
+            missing,
+            unknown_handlers,
+        }
+    }
+
+    /// The bus, whatever its handlers need (see [`EventBus::new`]).
+    pub(super) fn build_unchecked(self) -> EventBus {
+        let size = self
+            .resources
+            .iter()
+            .map(|(index, _, _)| index + 1)
+            .max()
+            .unwrap_or(0);
+        let mut resources: Vec<Option<Arc<dyn Any + Send + Sync>>> = vec![None; size];
+        for (index, value, _) in self.resources {
+            resources[index] = Some(value);
+        }
+        let control = Control {
+            overrides: self.overrides.iter().cloned().collect(),
+            ..Control::default()
+        };
+        let rebuild_all = self.config.handler_stats || !self.overrides.is_empty();
         let bus = EventBus {
             inner: Arc::new(BusInner {
                 config: self.config,
                 recorder: self.recorder,
                 routes: ArcSwap::from_pointee(RouteTable::default()),
-                control: Mutex::new(Control::default()),
+                control: Mutex::new(control),
+                resources: resources.into_boxed_slice(),
             }),
         };
-        if self.config.handler_stats {
-            // Every event type needs a route to carry its statistics cells.
+        if rebuild_all {
+            // Statistics cells and handlers enabled by name live in routes.
             bus.change(|config, control, table| {
                 for (_, hooks) in types_with_hooks() {
                     (hooks.rebuild)(config, control, table);

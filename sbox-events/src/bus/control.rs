@@ -8,7 +8,9 @@ use super::hooks::types_with_hooks;
 use super::routes::{Control, RouteConfig, RouteTable};
 use super::{BusInner, EventBus, UnknownHandlerError};
 use crate::any::EventType;
+use crate::context::EventContext;
 use crate::stats::HandlerStats;
+use std::fmt;
 use std::sync::{Arc, MutexGuard, PoisonError};
 
 impl EventBus {
@@ -34,15 +36,19 @@ impl EventBus {
         self.set_handler_enabled(name, false)
     }
 
-    /// Lets a handler disabled by [`disable_handler`](EventBus::disable_handler) run again.
+    /// Lets a `#[handler]` run on this bus: one disabled by
+    /// [`disable_handler`](EventBus::disable_handler), or one of a bus
+    /// built with [`static_handlers(false)`](super::EventBusBuilder::static_handlers),
+    /// which runs only the handlers enabled by name.
     pub fn enable_handler(&self, name: &str) -> Result<(), UnknownHandlerError> {
         self.set_handler_enabled(name, true)
     }
 
-    /// Whether the `#[handler]` with this name runs on this bus (`false` also
-    /// when the bus runs no `#[handler]`s at all).
+    /// Whether the `#[handler]` with this name runs on this bus.
     pub fn is_handler_enabled(&self, name: &str) -> bool {
-        self.inner.config.static_handlers && !self.inner.lock().disabled.contains(name)
+        self.inner
+            .lock()
+            .enabled(name, self.inner.config.static_handlers)
     }
 
     fn set_handler_enabled(&self, name: &str, enabled: bool) -> Result<(), UnknownHandlerError> {
@@ -56,12 +62,9 @@ impl EventBus {
             });
         }
         self.change(|config, control, table| {
-            let changed = if enabled {
-                control.disabled.remove(name)
-            } else {
-                control.disabled.insert(name.to_owned())
-            };
-            if changed {
+            let before = control.enabled(name, config.static_handlers);
+            control.overrides.insert(name.to_owned(), enabled);
+            if before != enabled {
                 for hooks in &events {
                     (hooks.rebuild)(config, control, table);
                 }
@@ -103,6 +106,32 @@ impl Drop for BusInner {
         };
         drop(control);
         log_release_failures();
+    }
+}
+
+impl<'a> EventContext<'a> {
+    /// The bus this event is being dispatched on, to emit follow-up events.
+    /// They are delivered immediately (depth-first) in the same trace.
+    pub fn bus(&self) -> &'a EventBus {
+        match self.bus.downcast_ref::<EventBus>() {
+            Some(bus) => bus,
+            // Only `EventBus::dispatch` builds contexts, from a `&EventBus`.
+            None => unreachable!("an EventContext always refers to an EventBus"),
+        }
+    }
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus::new()
+    }
+}
+
+impl fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventBus")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 

@@ -10,7 +10,8 @@
 // Replay and recording are used by the `history` feature only.
 #![cfg_attr(not(feature = "history"), allow(dead_code))]
 
-use super::failures::{Failure, isolate, release_failed, validate};
+use super::failures::{Failure, isolate, validate};
+use super::release::release_failed;
 use super::routes::{Entry, ErasedEntry};
 use super::skip::skipped;
 use super::state::{DEPTH, DepthGuard, ErrorScope, REPLAYING, next_sequence};
@@ -153,9 +154,7 @@ impl EventBus {
                         Ok(Called::Yes) => {}
                         Ok(Called::Filtered) => report.delivered -= 1,
                         Ok(Called::Skipped) => skipped(entry.skip(), &ctx, &mut report),
-                        Err(failure) => {
-                            self.handler_failed(entry.name(), failure, &ctx, &mut report)
-                        }
+                        Err(failure) => self.entry_failed(entry, failure, &ctx, &mut report),
                     }
                 }
             }
@@ -220,6 +219,12 @@ impl EventBus {
                 }
                 return skipped(entry.skip(), ctx, report);
             }
+            Err(Failure::Error(err)) if err.skip_reason().is_some() => {
+                if let Some((stats, _)) = timing {
+                    stats.not_called();
+                }
+                return self.entry_failed(entry, Failure::Error(err), ctx, report);
+            }
             Ok(Called::Yes) | Err(_) => {}
         }
         if let Some((stats, Some(started))) = timing {
@@ -232,7 +237,7 @@ impl EventBus {
                     Failure::Panic(_) => Outcome::Panic,
                 });
             }
-            self.handler_failed(entry.name(), failure, ctx, report);
+            self.entry_failed(entry, failure, ctx, report);
         }
     }
 }

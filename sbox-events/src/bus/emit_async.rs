@@ -11,7 +11,8 @@
 //! `catch_unwind`, like a sync handler call.
 
 use super::dispatch::{Called, call_entry};
-use super::failures::{Failure, drop_payload, isolate, release_failed, validate};
+use super::failures::{Failure, drop_payload, isolate, validate};
+use super::release::release_failed;
 use super::routes::Entry;
 use super::state::{DEPTH, DepthGuard, IN_ERROR_EVENT, REPLAYING, next_sequence};
 use super::{EmitOptions, EmitReport, EventBus, Refusal};

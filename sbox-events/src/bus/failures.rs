@@ -5,6 +5,8 @@
 //! handled already, so error handlers cannot loop) and, when there is an
 //! emit to report to, listed in its [`EmitReport`].
 
+use super::release::{release_failed, take_release_failures};
+use super::routes::Entry;
 use super::skip::{Skip, skipped};
 use super::state::IN_ERROR_EVENT;
 use super::{EmitReport, EventBus, FailurePolicy, Refusal};
@@ -13,12 +15,12 @@ use crate::escape::LogSafe;
 use crate::event::Event;
 use crate::events::ErrorOccurred;
 pub(super) use crate::handler::drop_payload;
-use crate::handler::{FailureKind, HandlerError, HandlerFailure, catch_panic};
+use crate::handler::{FailureKind, HandlerError, HandlerFailure, SkipReason, catch_panic};
 use crate::registry::HandlerRecord;
 use crate::trace::{self, TraceId};
 use std::any::Any;
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 /// A handler call that did not return `Ok(())`.
@@ -58,9 +60,28 @@ impl EventBus {
         report.issues().failures.push(failure);
     }
 
+    /// A route entry's call failed: a `#[handler]`'s skip marker is a skip
+    /// (see `static_failed`), anything else a failure.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn entry_failed<E: Event>(
+        &self,
+        entry: &Entry<E>,
+        failure: Failure,
+        ctx: &EventContext<'_>,
+        report: &mut EmitReport,
+    ) {
+        match entry {
+            Entry::Static(record) | Entry::StaticAsync(record) => {
+                self.static_failed(record, failure, ctx, report);
+            }
+            _ => self.handler_failed(entry.name(), failure, ctx, report),
+        }
+    }
+
     /// A `#[handler]`'s call failed, in the loop over an event's static
-    /// handlers: an async handler's stand-in is a skip, anything else a
-    /// failure.
+    /// handlers: a skip marker (an async handler's stand-in, a missing
+    /// resource) is a skip, anything else a failure.
     #[cold]
     #[inline(never)]
     pub(super) fn static_failed<E: Event>(
@@ -71,9 +92,10 @@ impl EventBus {
         report: &mut EmitReport,
     ) {
         match failure {
-            Failure::Error(err) if err.is_async_skip() => {
+            Failure::Error(err) if err.skip_reason().is_some() => {
+                let reason = err.skip_reason().unwrap_or(SkipReason::Async);
                 err.recycle();
-                skipped(Skip::of_static(record), ctx, report);
+                skipped(Skip::of_static(record, reason), ctx, report);
             }
             failure => self.handler_failed(record.name, failure, ctx, report),
         }
@@ -198,44 +220,6 @@ fn log_failure(failure: &HandlerFailure, trace_id: TraceId, what: &str) {
 /// failed validation.
 pub(super) fn validate<E: Event>(event: &E) -> Result<(), String> {
     catch_panic("validation", || event.validate())
-}
-
-thread_local! {
-    /// Panics from releasing closures on this thread, not yet reported.
-    static RELEASE_FAILURES: RefCell<Vec<HandlerFailure>> = const { RefCell::new(Vec::new()) };
-    /// Whether `RELEASE_FAILURES` has any (read on the hot path: no
-    /// destructor, one load).
-    static RELEASE_PENDING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Drops a subscription's closures: user code (the `Drop` of everything they
-/// captured), run by whoever releases the last reference (an unsubscribe,
-/// an emit that still held the route, the bus's own drop). A panic there is
-/// caught and kept as a failure of the subscription `name` on `event` until
-/// the bus reports it ([`take_release_failures`]).
-pub(super) fn release<T>(name: &str, event: &'static str, closures: T) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(closures))) {
-        let failure = HandlerFailure::from_panic(Cow::Owned(name.to_owned()), event, &*payload);
-        drop_payload(payload);
-        let _ = RELEASE_FAILURES.try_with(|failures| failures.borrow_mut().push(failure));
-        let _ = RELEASE_PENDING.try_with(|pending| pending.set(true));
-    }
-}
-
-/// Whether a release on this thread failed since the last
-/// [`take_release_failures`].
-#[inline]
-pub(super) fn release_failed() -> bool {
-    RELEASE_PENDING.try_with(Cell::get).unwrap_or(false)
-}
-
-/// The release failures on this thread not reported yet.
-#[cold]
-pub(super) fn take_release_failures() -> Vec<HandlerFailure> {
-    let _ = RELEASE_PENDING.try_with(|pending| pending.set(false));
-    RELEASE_FAILURES
-        .try_with(|failures| std::mem::take(&mut *failures.borrow_mut()))
-        .unwrap_or_default()
 }
 
 impl EventBus {

@@ -11,10 +11,13 @@
 //!   recorders); `emit_async.rs`: the async path;
 //! * `state.rs`: each thread's emit state (depth, sequence numbers, error
 //!   and replay flags); `failures.rs`: what happens when user code fails
-//!   (reports, logs, `error.occurred`, releasing closures);
+//!   (reports, logs, `error.occurred`); `release.rs`: dropping removed
+//!   closures inside isolation; `resources.rs`: application state for
+//!   `#[handler]`s;
 //! * `subscribe.rs`: run-time subscriptions and their removal; `routes.rs`:
 //!   the per-type route tables; `control.rs`: enabling handlers,
-//!   statistics, and the copy-on-write change of the routes;
+//!   statistics, the copy-on-write change of the routes, and the bus's
+//!   `Default`/`Debug`;
 //! * `skip.rs`: async handlers a plain emit skips; `report.rs`: what an
 //!   emit returns; `builder.rs`: the options;
 //! * `hooks.rs`: what the bus hands to lower layers (per-type operations)
@@ -27,7 +30,9 @@ mod dispatch;
 mod emit_async;
 mod failures;
 mod hooks;
+mod release;
 mod report;
+mod resources;
 mod routes;
 mod skip;
 mod state;
@@ -41,6 +46,9 @@ pub use emit_async::EmitAsync;
 #[cfg_attr(not(feature = "history"), allow(unused_imports))]
 pub(crate) use hooks::{JsonRecord, Recorder, hooks, hooks_of};
 pub use report::{EmitReport, Refusal, UnknownHandlerError};
+pub use resources::{BuildError, MissingResource};
+#[doc(hidden)]
+pub use resources::{ResourceSlot, failed_future, missing_resource};
 pub(crate) use routes::ErasedHandler;
 #[cfg_attr(not(feature = "history"), allow(unused_imports))]
 pub(crate) use state::ReplayScope;
@@ -54,7 +62,6 @@ use crate::handler::{HandlerInfo, IntoHandlerResult};
 use arc_swap::ArcSwap;
 use builder::Config;
 use routes::{Control, Entry, RouteTable};
-use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -189,6 +196,8 @@ pub(crate) struct BusInner {
     recorder: Option<Arc<dyn Recorder>>,
     routes: ArcSwap<RouteTable>,
     control: Mutex<Control>,
+    /// By resource type index (see `resources.rs`); fixed when built.
+    resources: resources::Resources,
 }
 
 impl EventBus {
@@ -196,13 +205,15 @@ impl EventBus {
     /// [`DEFAULT_MAX_DEPTH`], run `#[handler]`s, emit `error.occurred`, no
     /// handler statistics.
     pub fn new() -> EventBus {
-        EventBus::builder().build()
+        EventBus::builder().build_unchecked()
     }
 
     /// Options for a new bus.
     pub fn builder() -> EventBusBuilder {
         EventBusBuilder {
             recorder: None,
+            resources: Vec::new(),
+            overrides: Vec::new(),
             config: Config {
                 failure_policy: FailurePolicy::Isolate,
                 max_depth: DEFAULT_MAX_DEPTH,
@@ -538,13 +549,21 @@ impl EventBus {
     pub fn handlers<E: Event>(&self) -> Vec<HandlerInfo> {
         let slot = E::__slot();
         let table = self.inner.routes.load();
-        let handlers = match table.route::<E>(slot.index()) {
+        let mut handlers: Vec<HandlerInfo> = match table.route::<E>(slot.index()) {
             Some((route, _)) => route.entries.iter().map(Entry::info).collect(),
             None if self.inner.config.static_handlers => {
                 slot.statics().iter().map(|r| r.info(E::NAME)).collect()
             }
             None => Vec::new(),
         };
+        for handler in &mut handlers {
+            handler.missing = handler
+                .resources
+                .iter()
+                .filter(|need| !self.has_resource(need))
+                .map(|need| need.type_name())
+                .collect();
+        }
         // The table read may be the last holder of a removed closure.
         drop(table);
         self.report_release_failures();
@@ -555,32 +574,6 @@ impl EventBus {
     #[cfg_attr(not(feature = "history"), allow(dead_code))]
     pub(crate) fn recorder(&self) -> Option<&Arc<dyn Recorder>> {
         self.inner.recorder.as_ref()
-    }
-}
-
-impl<'a> EventContext<'a> {
-    /// The bus this event is being dispatched on, to emit follow-up events.
-    /// They are delivered immediately (depth-first) in the same trace.
-    pub fn bus(&self) -> &'a EventBus {
-        match self.bus.downcast_ref::<EventBus>() {
-            Some(bus) => bus,
-            // Only `EventBus::dispatch` builds contexts, from a `&EventBus`.
-            None => unreachable!("an EventContext always refers to an EventBus"),
-        }
-    }
-}
-
-impl Default for EventBus {
-    fn default() -> Self {
-        EventBus::new()
-    }
-}
-
-impl fmt::Debug for EventBus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventBus")
-            .field("config", &self.inner.config)
-            .finish_non_exhaustive()
     }
 }
 

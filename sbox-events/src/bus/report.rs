@@ -2,7 +2,7 @@
 //! the errors of the bus's own API.
 
 use crate::escape::LogSafe;
-use crate::handler::HandlerFailure;
+use crate::handler::{HandlerFailure, SkipReason};
 use crate::trace::TraceId;
 use std::borrow::Cow;
 use std::fmt;
@@ -23,7 +23,7 @@ pub struct EmitReport {
 pub(super) struct Issues {
     pub(super) failures: Vec<HandlerFailure>,
     pub(super) refused: Option<Refusal>,
-    pub(super) skipped: Vec<Cow<'static, str>>,
+    pub(super) skipped: Vec<(Cow<'static, str>, SkipReason)>,
     pub(super) not_recorded: Vec<HandlerFailure>,
     pub(super) drop_failures: Vec<HandlerFailure>,
 }
@@ -79,8 +79,15 @@ impl EmitReport {
     /// dispatch order. Always empty after
     /// [`emit_async`](crate::EventBus::emit_async), which runs them.
     pub fn skipped(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.skips().map(|(name, _)| name)
+    }
+
+    /// The handlers this emit did not call, by name, with why: async
+    /// handlers in a synchronous emit, and `#[handler]`s taking a resource
+    /// the bus lacks ([`EventBusBuilder::resource`](crate::EventBusBuilder::resource)).
+    pub fn skips(&self) -> impl ExactSizeIterator<Item = (&str, SkipReason)> {
         let skipped = self.issues.as_ref().map_or(&[][..], |i| &i.skipped);
-        skipped.iter().map(|name| &**name)
+        skipped.iter().map(|(name, reason)| (&**name, *reason))
     }
 
     /// The recorders (the bus's [history](crate::history), a
@@ -134,14 +141,22 @@ impl fmt::Display for EmitReport {
         for failure in self.drop_failures() {
             write!(f, "; {failure} (while its closure was dropped)")?;
         }
-        if self.skipped().len() > 0 {
+        let asyncs = self
+            .skips()
+            .filter(|(_, reason)| *reason == SkipReason::Async)
+            .count();
+        if asyncs > 0 {
             write!(
                 f,
-                "; {} async handler(s) skipped (emit_async runs them):",
-                self.skipped().len()
+                "; {asyncs} async handler(s) skipped (emit_async runs them):"
             )?;
-            for name in self.skipped() {
+            for (name, _) in self.skips().filter(|(_, r)| *r == SkipReason::Async) {
                 write!(f, " `{}`", LogSafe(name))?;
+            }
+        }
+        for (name, reason) in self.skips() {
+            if let SkipReason::MissingResource { .. } = reason {
+                write!(f, "; `{}` skipped: {reason}", LogSafe(name))?;
             }
         }
         Ok(())

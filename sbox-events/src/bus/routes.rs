@@ -7,19 +7,19 @@
 //! mutex, copy the table, rebuild the affected event types' routes and store
 //! the new table: copy-on-write, so a running emit keeps the table it loaded.
 
-use super::failures::release;
+use super::release::release;
 use super::skip::Skip;
 use crate::any::{AnyEvent, EventSelector};
 use crate::context::EventContext;
 use crate::event::Event;
 use crate::handler::{HandlerError, HandlerFuture};
-use crate::handler::{HandlerInfo, HandlerOrigin};
+use crate::handler::{HandlerInfo, HandlerOrigin, SkipReason};
 use crate::registry::HandlerRecord;
 use crate::stats::StatsCell;
 use std::any::Any;
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// Writer-side state of a bus; `emit` never takes its lock.
 #[derive(Default)]
 pub(crate) struct Control {
-    pub(crate) disabled: BTreeSet<String>,
+    /// `#[handler]`s enabled or disabled by name, over the bus's default
+    /// (`static_handlers`).
+    pub(crate) overrides: BTreeMap<String, bool>,
     pub(crate) erased: Vec<Arc<ErasedSubscription>>,
     /// Per-handler statistics cells, kept across rebuilds.
     pub(crate) stats: HashMap<(usize, StatsKey), Arc<StatsCell>>,
@@ -37,6 +39,14 @@ pub(crate) struct Control {
 pub(crate) enum StatsKey {
     Static(&'static str),
     Subscription(u64),
+}
+
+impl Control {
+    /// Whether the `#[handler]` named `name` runs, on a bus that runs
+    /// `#[handler]`s by default or not (`static_handlers`).
+    pub(crate) fn enabled(&self, name: &str, static_handlers: bool) -> bool {
+        self.overrides.get(name).copied().unwrap_or(static_handlers)
+    }
 }
 
 /// What rebuilding needs to know about the bus.
@@ -192,14 +202,18 @@ impl<E: Event> Entry<E> {
     /// What a synchronous emit reports when it skips this (async) entry.
     pub(super) fn skip(&self) -> Skip<'_> {
         match self {
-            Entry::Static(record) | Entry::StaticAsync(record) => Skip::of_static(record),
+            Entry::Static(record) | Entry::StaticAsync(record) => {
+                Skip::of_static(record, SkipReason::Async)
+            }
             Entry::Typed(sub) | Entry::TypedAsync(sub) => Skip {
                 name: sub.name.clone(),
+                reason: SkipReason::Async,
                 warned: &sub.skip_warned,
             },
             // Type-erased subscriptions are synchronous: never skipped.
             Entry::Erased(entry) => Skip {
                 name: entry.name.clone(),
+                reason: SkipReason::Async,
                 warned: &entry.skip_warned,
             },
         }
@@ -221,6 +235,8 @@ fn subscription_info(name: &str, event: &'static str, priority: i32, id: u64) ->
         priority,
         origin: HandlerOrigin::Subscription { id },
         is_async: false,
+        resources: &[],
+        missing: Vec::new(),
     }
 }
 
@@ -317,14 +333,10 @@ pub(crate) fn rebuild_route<E: Event>(
             .map(|(route, _)| route.subscribers.clone())
             .unwrap_or_default()
     });
-    let all_statics = if config.static_handlers {
-        E::__slot().statics()
-    } else {
-        &[]
-    };
+    let all_statics = E::__slot().statics();
     let statics: Vec<_> = all_statics
         .iter()
-        .filter(|record| !control.disabled.contains(record.name))
+        .filter(|record| control.enabled(record.name, config.static_handlers))
         .collect();
     let (recorders, erased): (Vec<_>, Vec<_>) = control
         .erased
@@ -335,6 +347,7 @@ pub(crate) fn rebuild_route<E: Event>(
         && erased.is_empty()
         && recorders.is_empty()
         && statics.len() == all_statics.len()
+        && config.static_handlers
         && !config.handler_stats
     {
         // The default route (all `#[handler]`s) needs no table entry.

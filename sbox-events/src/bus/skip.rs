@@ -1,4 +1,5 @@
-//! Async handlers that a synchronous emit cannot run: how they are
+//! Handlers that cannot run in an emit (an async handler in a synchronous
+//! emit, a `#[handler]` whose resource the bus lacks): how they are
 //! reported (in the [`EmitReport`], never silently) and warned about once
 //! per handler.
 
@@ -6,21 +7,26 @@ use super::EmitReport;
 use crate::context::EventContext;
 use crate::escape::LogSafe;
 use crate::event::Event;
+use crate::handler::SkipReason;
 use crate::registry::HandlerRecord;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// An async handler that a synchronous emit skipped: its name, and the
-/// flag that makes the warning about it appear once.
+/// A handler that an emit skipped: its name, why, and the flag that makes
+/// the warning about it appear once.
 pub(super) struct Skip<'a> {
     pub(super) name: Cow<'static, str>,
+    pub(super) reason: SkipReason,
     /// A subscription's own flag, or a `#[handler]`'s in its event's slot.
     pub(super) warned: &'a AtomicBool,
 }
 
 impl Skip<'static> {
-    /// The skip of `record`, a `#[handler] async fn` of `E`.
-    pub(super) fn of_static<E: Event>(record: &'static HandlerRecord<E>) -> Skip<'static> {
+    /// The skip of `record`, a `#[handler]` of `E`.
+    pub(super) fn of_static<E: Event>(
+        record: &'static HandlerRecord<E>,
+        reason: SkipReason,
+    ) -> Skip<'static> {
         let slot = E::__slot();
         let statics = slot.statics();
         let position = statics
@@ -29,6 +35,7 @@ impl Skip<'static> {
             .unwrap_or(0);
         Skip {
             name: Cow::Borrowed(record.name),
+            reason,
             warned: slot.skip_warned(position, statics.len()),
         }
     }
@@ -39,21 +46,32 @@ fn first_time(warned: &AtomicBool) -> bool {
     !warned.load(Ordering::Relaxed) && !warned.swap(true, Ordering::Relaxed)
 }
 
-/// Reports an async handler that a synchronous emit cannot run, and warns
-/// about it once per handler (per process).
+/// Reports a handler an emit cannot run, and warns about it once per
+/// handler (per process).
 #[cold]
 #[inline(never)]
 pub(super) fn skipped(skip: Skip<'_>, ctx: &EventContext<'_>, report: &mut EmitReport) {
     report.delivered -= 1;
     if first_time(skip.warned) {
-        tracing::warn!(
-            target: "sbox_events",
-            trace_id = %ctx.trace_id,
-            event = ctx.name,
-            handler = %LogSafe(&skip.name),
-            "async handler skipped: a synchronous `emit` cannot run it; use `emit_async` \
-             (this warning is shown once per handler)"
-        );
+        match skip.reason {
+            SkipReason::MissingResource { type_name } => tracing::warn!(
+                target: "sbox_events",
+                trace_id = %ctx.trace_id,
+                event = ctx.name,
+                handler = %LogSafe(&skip.name),
+                resource = type_name,
+                "handler skipped: the bus has no `{type_name}` resource; add it with \
+                 `EventBus::builder().resource(..)` (this warning is shown once per handler)"
+            ),
+            _ => tracing::warn!(
+                target: "sbox_events",
+                trace_id = %ctx.trace_id,
+                event = ctx.name,
+                handler = %LogSafe(&skip.name),
+                "async handler skipped: a synchronous `emit` cannot run it; use `emit_async` \
+                 (this warning is shown once per handler)"
+            ),
+        }
     }
-    report.issues().skipped.push(skip.name);
+    report.issues().skipped.push((skip.name, skip.reason));
 }

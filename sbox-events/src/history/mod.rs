@@ -10,12 +10,13 @@
 //! use sbox_events::history::HistoryQuery;
 //! use sbox_events::EventBus;
 //!
-//! let bus = EventBus::builder().history(1 << 20).build(); // 1 MiB
+//! let bus = EventBus::builder().history(1 << 20).build()?; // 1 MiB
 //! bus.emit(ConfigExported { path: "a.json".into(), export_format: "sing-box".into(), file_size: 10 });
 //! let history = bus.history().expect("enabled");
 //! let recorded = history.query(&HistoryQuery::new());
 //! assert_eq!(recorded[0].name(), "config.exported");
 //! assert_eq!(history.stats().entries, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! The history is a ring bounded by **bytes**, not by count: its budget is

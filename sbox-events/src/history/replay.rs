@@ -22,7 +22,7 @@ impl EventBus {
     /// use sbox_events::history::HistoryQuery;
     /// use sbox_events::{EventBus, EventContext};
     ///
-    /// let bus = EventBus::builder().history(1 << 20).build();
+    /// let bus = EventBus::builder().history(1 << 20).build()?;
     /// let report = bus.emit(ConfigExported { path: "a.json".into(), export_format: "sing-box".into(), file_size: 1 });
     /// let _debug = bus.subscribe(|e: &ConfigExported, ctx: &EventContext| {
     ///     assert!(ctx.is_replay());
@@ -34,6 +34,7 @@ impl EventBus {
     /// assert!(replayed.is_ok());
     /// assert_eq!(replayed.reports()[0].trace_id(), report.trace_id());
     /// assert_eq!(history.stats().entries, 1, "the replay was not recorded");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn replay<'a>(&self, records: impl IntoIterator<Item = &'a RecordedEvent>) -> ReplayReport {
         let _replaying = ReplayScope::enter();

@@ -1,4 +1,4 @@
-use sbox_events::{handler, Event};
+use sbox_events::{handler, Event, EventContext};
 use serde::{Deserialize, Serialize};
 
 #[derive(Event, Serialize, Deserialize)]
@@ -6,9 +6,6 @@ use serde::{Deserialize, Serialize};
 struct OrderPlaced;
 
 #[handler]
-fn on_placed(_: &OrderPlaced, _ctx: &String) {}
-
-#[handler]
-fn by_value_context(_: &OrderPlaced, _ctx: u32) {}
+fn by_value_context(_: &OrderPlaced, _ctx: EventContext) {}
 
 fn main() {}

@@ -15,7 +15,7 @@ struct OrderPlaced {
 
 fn main() {
     assert_eq!(OrderPlaced { id: 0 }.validate(), Err("`id` is 0".to_owned()));
-    let bus = EventBus::builder().validate_on_emit(true).build();
+    let bus = EventBus::builder().validate_on_emit(true).build().unwrap();
     let report = bus.emit(OrderPlaced { id: 0 });
     assert_eq!(report.refused(), Some(&Refusal::Invalid { reason: "`id` is 0".into() }));
     assert!(bus.emit(OrderPlaced { id: 1 }).is_ok());

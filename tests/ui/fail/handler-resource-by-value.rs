@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 #[event(name = "order.placed")]
 struct OrderPlaced;
 
+struct Storage;
+
 #[handler]
-fn on_placed(_: &OrderPlaced, _: &EventContext, _extra: u32) {}
+fn on_placed(_: &OrderPlaced, _: &EventContext, _storage: Storage) {}
 
 fn main() {}
