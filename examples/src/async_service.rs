@@ -16,7 +16,7 @@ use sbox_events::{Event, EventBus, EventContext, handler};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -42,9 +42,13 @@ pub struct ConfigStored {
     pub bytes: usize,
 }
 
-/// Where the uploader sends configs: set once at startup, like any other
-/// configuration a `#[handler]` reads.
-static STORAGE: OnceLock<SocketAddr> = OnceLock::new();
+/// The uploader's client for the storage server: application state, given
+/// to the bus as a resource (`EventBus::builder().resource(..)`) and taken
+/// by the `#[handler]` as a parameter.
+pub struct StorageClient {
+    /// Where the storage server listens.
+    pub addr: SocketAddr,
+}
 
 /// A sync handler first (priority 10): an empty config is not uploaded.
 #[handler(priority = 10)]
@@ -59,10 +63,12 @@ fn reject_empty(config: &ConfigReady) -> Result<(), String> {
 /// the context stay borrowed across the `.await`s; the trace id is current
 /// in every poll, so the log lines below carry it.
 #[handler]
-async fn upload(config: &ConfigReady, ctx: &EventContext<'_>) -> io::Result<()> {
-    let addr = STORAGE
-        .get()
-        .ok_or_else(|| io::Error::other("no storage server configured"))?;
+async fn upload(
+    config: &ConfigReady,
+    ctx: &EventContext<'_>,
+    storage: &StorageClient,
+) -> io::Result<()> {
+    let addr = storage.addr;
     tracing::info!(name = %config.name, %addr, "uploading");
     let mut stream = TcpStream::connect(addr).await?;
     let header = format!(
@@ -193,16 +199,16 @@ async fn service() -> io::Result<Transcript> {
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    if STORAGE.set(addr).is_err() && STORAGE.get() != Some(&addr) {
-        // A second run in one process (the tests): the handler reads the
-        // first address, so keep serving there.
-        return Err(io::Error::other("the storage address is already set"));
-    }
     lines.push(format!("storage server listening on {addr}"));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let server = tokio::spawn(serve(listener, Arc::clone(&seen)));
 
-    let bus = EventBus::new();
+    // The uploader's client is a resource: the build fails, naming the
+    // handler, if it were missing.
+    let bus = EventBus::builder()
+        .resource(StorageClient { addr })
+        .build()
+        .map_err(io::Error::other)?;
     let mut stored = bus.subscribe_stream::<ConfigStored>(16, Overflow::DropOldest);
     let consumer = tokio::spawn(async move {
         let mut received = Vec::new();

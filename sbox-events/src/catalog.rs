@@ -75,6 +75,11 @@ pub struct HandlerEntry {
     pub path: &'static str,
     /// The module it is defined in.
     pub module: &'static str,
+    /// Whether it is an `async fn`.
+    pub is_async: bool,
+    /// The types of the resources it takes, in parameter order (see
+    /// [`EventBusBuilder::resource`](crate::EventBusBuilder::resource)).
+    pub resources: Vec<&'static str>,
 }
 
 /// A name shared by several event types.
@@ -126,6 +131,8 @@ pub fn catalog() -> Catalog {
                         priority: h.priority(),
                         path,
                         module: path.rsplit_once("::").map_or("", |(module, _)| module),
+                        is_async: h.is_async(),
+                        resources: h.resources().collect(),
                     }
                 })
                 .collect(),
@@ -188,11 +195,16 @@ impl Catalog {
                 let _ = writeln!(out, "    {}: {}", field.name, field.rust_type);
             }
             for handler in &event.handlers {
-                let _ = writeln!(
+                let kind = if handler.is_async { "async, " } else { "" };
+                let _ = write!(
                     out,
-                    "  -> {} (priority {}, in {})",
+                    "  -> {} ({kind}priority {}, in {})",
                     handler.name, handler.priority, handler.module
                 );
+                if !handler.resources.is_empty() {
+                    let _ = write!(out, " takes &{}", handler.resources.join(", &"));
+                }
+                let _ = writeln!(out);
             }
         }
         for dup in &self.duplicates {

@@ -196,3 +196,40 @@ fn fingerprints_follow_the_schema_or_its_declared_version() {
         sbox_events::EventType::of::<sbox_events::events::ErrorOccurred>().fingerprint()
     );
 }
+
+pub struct Scale;
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "test.parcel_scanned")]
+struct ParcelScanned;
+
+mod weighing {
+    use super::*;
+
+    #[handler]
+    async fn weigh(_: &ParcelScanned, _scale: &super::Scale) {}
+}
+
+#[test]
+fn the_catalog_shows_async_handlers_and_their_resources() {
+    let catalog = catalog::catalog();
+    let event = catalog
+        .events
+        .iter()
+        .find(|e| e.name == "test.parcel_scanned")
+        .expect("linked");
+    let weigh = event
+        .handlers
+        .iter()
+        .find(|h| h.name == "catalog::weighing::weigh")
+        .expect("listed");
+    assert!(weigh.is_async);
+    assert_eq!(weigh.resources, ["catalog::Scale"]);
+    let text = catalog.render_text();
+    assert!(
+        text.contains(
+            "  -> catalog::weighing::weigh (async, priority 0, in catalog::weighing) takes &catalog::Scale\n"
+        ),
+        "{text}"
+    );
+}
