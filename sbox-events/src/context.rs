@@ -5,11 +5,13 @@
 //! Cost: a context is built on the emitting thread's stack for each emit;
 //! nothing in it allocates, and the clock is read only when asked.
 
-use crate::envelope::{Envelope, EventId, Metadata};
-use crate::trace::TraceId;
+use crate::envelope::{Cause, Envelope, EventId, Metadata};
+use crate::trace::{self, Frame, HandlerKey, TraceId};
 use std::any::Any;
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
@@ -40,6 +42,59 @@ pub struct EventContext<'a> {
     /// The sending process's instance, for an event received from another
     /// process (a bridge's mark).
     pub(crate) remote: Option<&'a str>,
+    /// What was running when the event was emitted.
+    pub(crate) cause: CauseOf<'a>,
+}
+
+/// Where a context's cause comes from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum CauseOf<'a> {
+    /// The frame current when the event was emitted here.
+    Frame(Frame),
+    /// Given with the event (a replayed record, an event from elsewhere).
+    Given(Option<&'a Cause>),
+}
+
+/// The names of run-time subscriptions, by id, for causes: a cause records
+/// a subscription by id, and its name is looked up when the cause is read.
+static SUBSCRIPTION_NAMES: Mutex<BTreeMap<u64, Cow<'static, str>>> = Mutex::new(BTreeMap::new());
+
+fn names() -> std::sync::MutexGuard<'static, BTreeMap<u64, Cow<'static, str>>> {
+    // Only this module's code runs under the lock.
+    SUBSCRIPTION_NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Remembers subscription `id`'s name, for the causes it appears in.
+pub(crate) fn register_subscription_name(id: u64, name: Cow<'static, str>) {
+    names().insert(id, name);
+}
+
+/// Forgets subscription `id`'s name (it was unsubscribed).
+pub(crate) fn forget_subscription_name(id: u64) {
+    names().remove(&id);
+}
+
+/// The cause a frame describes, with the handler's name.
+pub(crate) fn cause_of(frame: &Frame) -> Option<Cause> {
+    let event = frame.event?;
+    let handler = match frame.handler {
+        HandlerKey::None => None,
+        HandlerKey::Static(name) => Some(Cow::Borrowed(name)),
+        HandlerKey::Subscription(id) => Some(
+            names()
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| Cow::Owned(format!("subscription #{id}"))),
+        ),
+    };
+    Some(Cause {
+        event: Cow::Borrowed(event),
+        sequence: frame.sequence,
+        event_id: frame.event_id.and_then(EventId::from_u128),
+        handler,
+    })
 }
 
 impl<'a> EventContext<'a> {
@@ -99,7 +154,26 @@ impl<'a> EventContext<'a> {
     /// received from another process, recorded by a history) keeps it. An
     /// event whose id nobody asks for costs nothing.
     pub fn event_id(&self) -> EventId {
-        *self.event_id.get_or_init(|| EventId::new(self.timestamp()))
+        *self.event_id.get_or_init(|| {
+            let id = EventId::new(self.timestamp());
+            // Events its handlers emit from now on record it as their
+            // cause's id.
+            trace::event_id_made(self.sequence, id.as_u128());
+            id
+        })
+    }
+
+    /// What caused this event: the event being handled when it was emitted
+    /// and the handler that emitted it; `None` for an event emitted
+    /// outside any handler. Carried like the trace id, through nested
+    /// emits, `emit_async` across `.await`s and threads, and
+    /// [`trace::capture`](crate::trace::capture); a replayed or remote
+    /// event keeps the cause it was recorded or sent with.
+    pub fn cause(&self) -> Option<Cause> {
+        match self.cause {
+            CauseOf::Frame(frame) => cause_of(&frame),
+            CauseOf::Given(cause) => cause.cloned(),
+        }
     }
 
     /// The instance id of the process this event came from, when a bridge
@@ -135,6 +209,7 @@ impl<'a> EventContext<'a> {
             depth: self.depth,
             replay: self.replay,
             remote: self.remote.map(Box::from),
+            cause: self.cause().map(Box::new),
         }
     }
 

@@ -168,6 +168,91 @@ impl fmt::Display for ParseEventIdError {
 
 impl std::error::Error for ParseEventIdError {}
 
+/// What caused an event: the event being handled when it was emitted, and
+/// the handler whose call emitted it. An event emitted outside any handler
+/// (a root) has no cause.
+///
+/// ```
+/// use sbox_events::events::{ConfigBuilt, ConfigExported};
+/// use sbox_events::{EventBus, EventContext, SubscribeOptions};
+/// use std::sync::{Arc, Mutex};
+///
+/// let bus = EventBus::new();
+/// let _export = bus.subscribe_with(SubscribeOptions::new().name("exporter"), |built: &ConfigBuilt, ctx: &EventContext| {
+///     ctx.bus().emit(ConfigExported { path: "out.json".into(), export_format: "sing-box".into(), file_size: built.file_size });
+/// });
+/// let causes = Arc::new(Mutex::new(Vec::new()));
+/// let seen = Arc::clone(&causes);
+/// let _watch = bus.subscribe(move |_: &ConfigExported, ctx: &EventContext| {
+///     seen.lock().unwrap().push(ctx.cause());
+/// });
+/// let report = bus.emit(ConfigBuilt { servers_count: 1, rules_count: 1, export_format: "sing-box".into(), file_size: 9, duration_ms: 1 });
+/// let cause = causes.lock().unwrap()[0].clone().expect("a nested event has a cause");
+/// assert_eq!(cause.event(), "config.built");
+/// assert_eq!(cause.handler(), Some("exporter"));
+/// assert!(report.is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cause {
+    pub(crate) event: std::borrow::Cow<'static, str>,
+    pub(crate) sequence: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) event_id: Option<EventId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) handler: Option<Cow<'static, str>>,
+}
+
+impl Cause {
+    /// A cause, as a bridge or a tool reading records rebuilds it.
+    pub fn new(
+        event: impl Into<Cow<'static, str>>,
+        sequence: u64,
+        event_id: Option<EventId>,
+        handler: Option<Cow<'static, str>>,
+    ) -> Cause {
+        Cause {
+            event: event.into(),
+            sequence,
+            event_id,
+            handler,
+        }
+    }
+
+    /// The name of the event being handled when this one was emitted.
+    pub fn event(&self) -> &str {
+        &self.event
+    }
+
+    /// Its sequence number (unique in its process: with the trace id, it
+    /// identifies the parent in a history).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Its event id, when it had one made before this event was emitted
+    /// (it always has when a history, a test recorder, a stream or a bridge
+    /// sees it, or a handler asked for it).
+    pub fn event_id(&self) -> Option<EventId> {
+        self.event_id
+    }
+
+    /// The handler whose call emitted this event (`None` when the parent's
+    /// emit itself did, outside its handlers: a recorder).
+    pub fn handler(&self) -> Option<&str> {
+        self.handler.as_deref()
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} #{}", self.event, self.sequence)?;
+        if let Some(handler) = &self.handler {
+            write!(f, " in {handler}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Everything known about one event besides its fields, owned: what its
 /// handlers saw in their [`EventContext`](crate::EventContext), kept.
 ///
@@ -186,6 +271,8 @@ pub struct Envelope {
     pub(crate) depth: u32,
     pub(crate) replay: bool,
     pub(crate) remote: Option<Box<str>>,
+    /// Boxed: most events are roots, and an envelope stays small.
+    pub(crate) cause: Option<Box<Cause>>,
 }
 
 impl Envelope {
@@ -239,6 +326,11 @@ impl Envelope {
         self.remote.as_deref()
     }
 
+    /// See [`EventContext::cause`](crate::EventContext::cause).
+    pub fn cause(&self) -> Option<&Cause> {
+        self.cause.as_deref()
+    }
+
     /// Heap bytes this envelope owns (for the history's accounting).
     #[cfg_attr(not(feature = "history"), allow(dead_code))]
     pub(crate) fn heap_bytes(&self) -> usize {
@@ -246,7 +338,15 @@ impl Envelope {
             Cow::Owned(s) => s.capacity(),
             Cow::Borrowed(_) => 0,
         };
-        source + self.metadata.heap_bytes() + self.remote.as_ref().map_or(0, |r| r.len())
+        let cause = self.cause.as_deref().map_or(0, |cause| {
+            let boxed = std::mem::size_of::<Cause>();
+            let owned = |s: &Cow<'static, str>| match s {
+                Cow::Owned(s) => s.capacity(),
+                Cow::Borrowed(_) => 0,
+            };
+            boxed + owned(&cause.event) + cause.handler.as_ref().map_or(0, owned)
+        });
+        source + self.metadata.heap_bytes() + self.remote.as_ref().map_or(0, |r| r.len()) + cause
     }
 }
 
@@ -263,6 +363,7 @@ impl fmt::Debug for Envelope {
             .field("depth", &self.depth)
             .field("replay", &self.replay)
             .field("remote", &self.remote)
+            .field("cause", &self.cause)
             .finish()
     }
 }

@@ -9,7 +9,7 @@
 //! precision). The audit log adds `depth`; a replayed event has
 //! `"replay":true`, an event from another process `"remote":"<instance>"`.
 
-use crate::envelope::{Envelope, EventId, Metadata};
+use crate::envelope::{Cause, Envelope, EventId, Metadata};
 use crate::trace::TraceId;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -45,6 +45,9 @@ pub(crate) struct Line<'a, D> {
     pub(crate) remote: Option<Cow<'a, str>>,
     #[serde(default)]
     pub(crate) metadata: Cow<'a, Metadata>,
+    /// What caused the event (absent for a root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cause: Option<Cause>,
     pub(crate) data: D,
 }
 
@@ -73,6 +76,7 @@ impl<'a, D> Line<'a, D> {
             replay: envelope.replay,
             remote: envelope.remote.as_deref().map(Cow::Borrowed),
             metadata: Cow::Borrowed(&envelope.metadata),
+            cause: envelope.cause.as_deref().cloned(),
             data,
         })
     }

@@ -127,7 +127,7 @@ pub use bus::{
     UnknownHandlerError,
 };
 pub use context::EventContext;
-pub use envelope::{Envelope, EventId, Metadata, ParseEventIdError};
+pub use envelope::{Cause, Envelope, EventId, Metadata, ParseEventIdError};
 pub use event::Event;
 pub use handler::{
     FailureKind, HandlerError, HandlerFailure, HandlerInfo, HandlerOrigin, IntoHandlerResult,

@@ -247,6 +247,57 @@ impl Recorder {
         }
     }
 
+    /// Checks that an `E` was emitted by a handler of a `Parent` (its
+    /// [`cause`](crate::EventContext::cause)), and returns the handler's
+    /// name: the first `E` whose cause is a `Parent` recorded here (or, if
+    /// the parent is not recorded, any `Parent`).
+    ///
+    /// # Panics
+    ///
+    /// If no `E` was caused by a `Parent`, listing each `E`'s cause.
+    #[track_caller]
+    pub fn assert_caused_by<E: Event, Parent: Event>(&self) -> String {
+        let records = lock(&self.records);
+        let parents: Vec<u64> = records
+            .iter()
+            .filter(|r| r.name() == Parent::NAME)
+            .map(|r| r.envelope.sequence())
+            .collect();
+        let found = records
+            .iter()
+            .filter(|r| r.name() == E::NAME)
+            .find_map(|r| {
+                let cause = r.envelope.cause()?;
+                let is_parent = cause.event() == Parent::NAME
+                    && (parents.is_empty() || parents.contains(&cause.sequence()));
+                is_parent.then(|| cause.handler().unwrap_or("").to_owned())
+            });
+        match found {
+            Some(handler) => handler,
+            None => {
+                let causes: Vec<String> = records
+                    .iter()
+                    .filter(|r| r.name() == E::NAME)
+                    .map(|r| match r.envelope.cause() {
+                        Some(cause) => format!("caused by {cause}"),
+                        None => "a root (no cause)".to_owned(),
+                    })
+                    .collect();
+                panic!(
+                    "expected a `{}` caused by a `{}`; the recorded `{}`s: {}",
+                    E::NAME,
+                    Parent::NAME,
+                    E::NAME,
+                    if causes.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        causes.join(", ")
+                    }
+                )
+            }
+        }
+    }
+
     /// The one trace every recorded event belongs to.
     ///
     /// # Panics

@@ -5,7 +5,7 @@ use super::resources::{BuildError, MissingResource, index_of};
 use super::routes::{Control, RouteConfig, RouteTable};
 use super::{BusInner, EventBus, Recorder};
 use crate::any::EventType;
-use crate::envelope::{EventId, Metadata};
+use crate::envelope::{Cause, EventId, Metadata};
 use crate::handler::HandlerOrigin;
 use crate::trace::TraceId;
 use arc_swap::ArcSwap;
@@ -286,6 +286,7 @@ pub struct EmitOptions {
     pub(super) trace_id: Option<TraceId>,
     pub(super) event_id: Option<EventId>,
     pub(super) remote: Option<Cow<'static, str>>,
+    pub(super) cause: Option<Cause>,
 }
 
 impl EmitOptions {
@@ -341,6 +342,15 @@ impl EmitOptions {
     /// timestamp.
     pub fn remote(mut self, instance: impl Into<Cow<'static, str>>) -> Self {
         self.remote = Some(instance.into());
+        self
+    }
+
+    /// What caused the event, when it was caused elsewhere (an event
+    /// received from another process keeps its sender's cause). Without
+    /// it, what runs now is the cause
+    /// ([`EventContext::cause`](crate::EventContext::cause)).
+    pub fn cause(mut self, cause: Cause) -> Self {
+        self.cause = Some(cause);
         self
     }
 

@@ -17,12 +17,12 @@ use super::skip::skipped;
 use super::state::{DEPTH, DepthGuard, ErrorScope, REPLAYING, next_sequence};
 use super::{EmitOptions, EmitReport, EventBus, Recorder, Refusal};
 use crate::any::{AnyEvent, EventType};
-use crate::context::EventContext;
-use crate::envelope::{EventId, Metadata};
+use crate::context::{CauseOf, EventContext};
+use crate::envelope::{Cause, EventId, Metadata};
 use crate::event::Event;
 use crate::events::ErrorOccurred;
 use crate::stats::{Outcome, StatsCell};
-use crate::trace::{self, TraceId};
+use crate::trace::{self, Frame, HandlerKey, TraceId};
 use std::any::TypeId;
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
@@ -42,6 +42,9 @@ pub(crate) struct Given<'a> {
     pub(crate) trace_id: Option<TraceId>,
     pub(crate) event_id: Option<EventId>,
     pub(crate) remote: Option<&'a str>,
+    /// The cause the event keeps (a replayed record's, an event from
+    /// elsewhere); `None`: what runs now caused it.
+    pub(crate) cause: Option<Option<&'a Cause>>,
 }
 
 impl<'a> Given<'a> {
@@ -56,6 +59,7 @@ impl<'a> Given<'a> {
             trace_id: None,
             event_id: None,
             remote: None,
+            cause: None,
         }
     }
 
@@ -69,6 +73,7 @@ impl<'a> Given<'a> {
             trace_id: options.trace_id,
             event_id: options.event_id,
             remote: options.remote.as_deref(),
+            cause: options.cause.as_ref().map(Some),
         }
     }
 
@@ -82,6 +87,7 @@ impl<'a> Given<'a> {
             trace_id: options.trace_id,
             event_id: options.event_id,
             remote: options.remote.as_deref(),
+            cause: options.cause.as_ref().map(Some),
         }
     }
 }
@@ -103,7 +109,13 @@ impl EventBus {
             return self.refuse(report, Refusal::Invalid { reason });
         }
         let sequence = given.replayed.unwrap_or_else(next_sequence);
-        let _depth = DepthGuard::enter(depth, sequence);
+        let frame = Frame {
+            event: Some(E::NAME),
+            sequence,
+            event_id: given.event_id.map(EventId::as_u128),
+            handler: HandlerKey::None,
+        };
+        let depth_guard = DepthGuard::enter(depth, frame);
         // Failures while an `error.occurred` is handled (whoever emitted it)
         // never emit another one. Decided at compile time per event type.
         let _error_scope =
@@ -122,6 +134,10 @@ impl EventBus {
             event_id: OnceLock::new(),
             replay,
             remote: given.remote,
+            cause: match given.cause {
+                Some(cause) => CauseOf::Given(cause),
+                None => CauseOf::Frame(depth_guard.parent()),
+            },
         };
         if let Some(timestamp) = given.timestamp {
             let _ = ctx.timestamp.set(timestamp);
@@ -174,6 +190,7 @@ impl EventBus {
                 let statics = slot.statics();
                 report.delivered = statics.len();
                 for record in statics {
+                    trace::set_handler(HandlerKey::Static(record.name));
                     if let Err(failure) = isolate(|| (record.call)(event, &ctx)) {
                         self.static_failed(record, failure, &ctx, &mut report);
                     }
@@ -249,6 +266,7 @@ pub(super) fn call_entry<E: Event>(
     event: &E,
     ctx: &EventContext<'_>,
 ) -> Result<Called, Failure> {
+    trace::set_handler(entry.key());
     match entry {
         Entry::Static(record) => isolate(|| (record.call)(event, ctx)).map(|()| Called::Yes),
         Entry::Typed(sub) => isolate(|| match &sub.filter {

@@ -16,12 +16,13 @@ use super::release::release_failed;
 use super::routes::Entry;
 use super::state::{DEPTH, DepthGuard, IN_ERROR_EVENT, REPLAYING, next_sequence};
 use super::{EmitOptions, EmitReport, EventBus, Refusal};
-use crate::context::EventContext;
+use crate::context::{CauseOf, EventContext};
+use crate::envelope::EventId;
 use crate::event::Event;
 use crate::events::ErrorOccurred;
 use crate::handler::{HandlerError, HandlerFuture};
 
-use crate::trace::{self, TraceId};
+use crate::trace::{self, Frame, HandlerKey, TraceId};
 use pin_project_lite::pin_project;
 use std::any::TypeId;
 use std::cell::Cell;
@@ -46,17 +47,30 @@ pub(super) struct EmitState {
     sequence: u64,
     in_error_event: bool,
     replaying: bool,
+    /// What was running when the emit was made: the event's cause.
+    cause: Frame,
+    /// The event's own frame, for what its handlers emit (the handler
+    /// running is set by `CatchUnwind` around each poll).
+    frame: Frame,
 }
 
 impl EmitState {
-    pub(super) fn capture<E: Event>() -> EmitState {
+    pub(super) fn capture<E: Event>(event_id: Option<EventId>) -> EmitState {
+        let sequence = next_sequence();
         EmitState {
             trace_id: trace::current().unwrap_or_else(TraceId::random),
             depth: DEPTH.with(Cell::get),
-            sequence: next_sequence(),
+            sequence,
             in_error_event: IN_ERROR_EVENT.with(Cell::get)
                 || TypeId::of::<E>() == TypeId::of::<ErrorOccurred>(),
             replaying: REPLAYING.with(Cell::get),
+            cause: trace::current_frame(),
+            frame: Frame {
+                event: Some(E::NAME),
+                sequence,
+                event_id: event_id.map(EventId::as_u128),
+                handler: HandlerKey::None,
+            },
         }
     }
 
@@ -64,7 +78,7 @@ impl EmitState {
     fn enter(&self) -> Entered {
         Entered {
             _trace: trace::install(self.trace_id),
-            _depth: DepthGuard::enter(self.depth, self.sequence),
+            _depth: DepthGuard::enter(self.depth, self.frame),
             in_error_event: IN_ERROR_EVENT.with(|f| f.replace(self.in_error_event)),
             replaying: REPLAYING.with(|r| r.replace(self.replaying)),
         }
@@ -187,6 +201,8 @@ struct CatchUnwind<'a, 'c> {
     future: Option<HandlerFuture<'a>>,
     bus: &'a EventBus,
     handler: &'a str,
+    /// Put in place around each poll: what the handler emits records it.
+    key: HandlerKey,
     ctx: &'a EventContext<'c>,
 }
 
@@ -195,13 +211,24 @@ impl<'a, 'c> CatchUnwind<'a, 'c> {
         future: HandlerFuture<'a>,
         bus: &'a EventBus,
         handler: &'a str,
+        key: HandlerKey,
         ctx: &'a EventContext<'c>,
     ) -> Self {
         CatchUnwind {
             future: Some(future),
             bus,
             handler,
+            key,
             ctx,
+        }
+    }
+
+    /// The handler, and the event's id if it has one, as the cause of what
+    /// this poll emits.
+    fn in_frame(&self) {
+        trace::set_handler(self.key);
+        if let Some(id) = self.ctx.event_id.get() {
+            trace::event_id_made(self.ctx.sequence, id.as_u128());
         }
     }
 }
@@ -210,6 +237,7 @@ impl Future for CatchUnwind<'_, '_> {
     type Output = Result<(), Failure>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.in_frame();
         let Some(future) = self.future.as_mut() else {
             // Polled after completion: `emit_async` never does.
             return Poll::Ready(Ok(()));
@@ -235,6 +263,7 @@ impl Drop for CatchUnwind<'_, '_> {
         if pending.is_none() {
             return;
         }
+        self.in_frame();
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(pending))) {
             self.bus
                 .failed_outside_emit(self.handler, Failure::Panic(payload), self.ctx);
@@ -249,7 +278,7 @@ impl EventBus {
         event: E,
         options: EmitOptions,
     ) -> EmitAsync<'_, impl Future<Output = EmitReport> + Send + '_> {
-        let mut state = EmitState::capture::<E>();
+        let mut state = EmitState::capture::<E>(options.event_id);
         if let Some(id) = options.trace_id {
             state.trace_id = id;
         }
@@ -293,6 +322,10 @@ impl EventBus {
             event_id: OnceLock::new(),
             replay: state.replaying,
             remote: options.remote.as_deref(),
+            cause: match &options.cause {
+                Some(cause) => CauseOf::Given(Some(cause)),
+                None => CauseOf::Frame(state.cause),
+            },
         };
         if let Some(timestamp) = options.timestamp {
             let _ = ctx.timestamp.set(timestamp);
@@ -335,9 +368,15 @@ impl EventBus {
                 for record in statics {
                     let result = match record.future {
                         Some(future) => {
-                            CatchUnwind::new(future(&event, &ctx), self, record.name, &ctx).await
+                            let key = HandlerKey::Static(record.name);
+                            trace::set_handler(key);
+                            CatchUnwind::new(future(&event, &ctx), self, record.name, key, &ctx)
+                                .await
                         }
-                        None => isolate(|| (record.call)(&event, &ctx)),
+                        None => {
+                            trace::set_handler(HandlerKey::Static(record.name));
+                            isolate(|| (record.call)(&event, &ctx))
+                        }
                     };
                     if let Err(failure) = result {
                         self.static_failed(record, failure, &ctx, &mut report);
@@ -364,6 +403,7 @@ async fn call_entry_async<E: Event>(
     event: &E,
     ctx: &EventContext<'_>,
 ) -> Result<Called, Failure> {
+    trace::set_handler(entry.key());
     let future: HandlerFuture<'_> = match entry {
         Entry::StaticAsync(record) => match record.future {
             Some(future) => future(event, ctx),
@@ -378,7 +418,7 @@ async fn call_entry_async<E: Event>(
             return call_entry(entry, event, ctx);
         }
     };
-    CatchUnwind::new(future, bus, entry.name(), ctx)
+    CatchUnwind::new(future, bus, entry.name(), entry.key(), ctx)
         .await
         .map(|()| Called::Yes)
 }

@@ -10,12 +10,13 @@
 use super::release::release;
 use super::skip::Skip;
 use crate::any::{AnyEvent, EventSelector};
-use crate::context::EventContext;
+use crate::context::{EventContext, forget_subscription_name};
 use crate::event::Event;
 use crate::handler::{HandlerError, HandlerFuture};
 use crate::handler::{HandlerInfo, HandlerOrigin, SkipReason};
 use crate::registry::HandlerRecord;
 use crate::stats::StatsCell;
+use crate::trace::HandlerKey;
 use std::any::Any;
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -219,6 +220,16 @@ impl<E: Event> Entry<E> {
         }
     }
 
+    /// Which handler this is, for the causes of what it emits.
+    #[inline]
+    pub(crate) fn key(&self) -> HandlerKey {
+        match self {
+            Entry::Static(record) | Entry::StaticAsync(record) => HandlerKey::Static(record.name),
+            Entry::Typed(sub) | Entry::TypedAsync(sub) => HandlerKey::Subscription(sub.id),
+            Entry::Erased(entry) => HandlerKey::Subscription(entry.id),
+        }
+    }
+
     pub(crate) fn name(&self) -> &str {
         match self {
             Entry::Static(record) | Entry::StaticAsync(record) => record.name,
@@ -302,11 +313,18 @@ pub(crate) struct ErasedEntry {
 
 impl<E> Drop for Subscriber<E> {
     fn drop(&mut self) {
+        forget_subscription_name(self.id);
         // SAFETY: `call` is taken here only, once, and never used again:
         // `drop` runs once and the subscriber is gone after it.
         let call = unsafe { ManuallyDrop::take(&mut self.call) };
         let closures = (call, self.filter.take(), self.future.take());
         release(&self.name, self.event, closures);
+    }
+}
+
+impl Drop for ErasedSubscription {
+    fn drop(&mut self) {
+        forget_subscription_name(self.id);
     }
 }
 

@@ -10,6 +10,7 @@
 // Replay is used by the `history` feature only.
 #![cfg_attr(not(feature = "history"), allow(dead_code))]
 
+use crate::trace::{self, Frame};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,9 +21,6 @@ thread_local! {
     pub(super) static IN_ERROR_EVENT: Cell<bool> = const { Cell::new(false) };
     /// True while `EventBus::replay` runs on this thread.
     pub(super) static REPLAYING: Cell<bool> = const { Cell::new(false) };
-    /// The sequence number of the event whose handlers run on this thread
-    /// now (0 outside any): numbers handed out here must be above it.
-    pub(super) static PARENT_SEQUENCE: Cell<u64> = const { Cell::new(0) };
     /// This thread's block of sequence numbers: (next, end).
     static SEQUENCE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
@@ -36,7 +34,8 @@ static NEXT_SEQUENCE_BLOCK: AtomicU64 = AtomicU64::new(1);
 /// another thread's (an `emit_async` task that moved), or a replayed record.
 #[inline]
 pub(super) fn next_sequence() -> u64 {
-    let parent = PARENT_SEQUENCE.with(Cell::get);
+    // The event whose handlers run now (0 if none).
+    let parent = trace::current_sequence();
     SEQUENCE.with(|cell| {
         let (next, end) = cell.get();
         if next < end && next > parent {
@@ -66,22 +65,28 @@ fn refill(cell: &Cell<(u64, u64)>, parent: u64) -> u64 {
     start
 }
 
-/// Restores the thread's nesting depth and parent sequence when an emit
-/// ends (or unwinds).
+/// Restores the thread's nesting depth and frame (the event whose handlers
+/// run, and which) when an emit ends (or unwinds).
 pub(super) struct DepthGuard {
     depth: u32,
-    parent: u64,
+    parent: Frame,
 }
 
 impl DepthGuard {
-    /// Handlers of the event at `depth` with number `sequence` run now.
+    /// The handlers of the event at `depth` described by `frame` run now.
     #[inline]
-    pub(super) fn enter(depth: u32, sequence: u64) -> DepthGuard {
+    pub(super) fn enter(depth: u32, frame: Frame) -> DepthGuard {
         DEPTH.with(|d| d.set(depth + 1));
         DepthGuard {
             depth,
-            parent: PARENT_SEQUENCE.with(|p| p.replace(sequence)),
+            parent: trace::replace_frame(frame),
         }
+    }
+
+    /// The frame this emit replaced: what caused its event.
+    #[inline]
+    pub(super) fn parent(&self) -> Frame {
+        self.parent
     }
 }
 
@@ -89,7 +94,7 @@ impl Drop for DepthGuard {
     #[inline]
     fn drop(&mut self) {
         let _ = DEPTH.try_with(|d| d.set(self.depth));
-        let _ = PARENT_SEQUENCE.try_with(|p| p.set(self.parent));
+        trace::restore_frame(self.parent);
     }
 }
 

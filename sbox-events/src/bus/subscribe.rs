@@ -13,7 +13,7 @@ use super::routes::{
 };
 use super::{BusInner, EventBus};
 use crate::any::{AnyEvent, EventSelector, EventType};
-use crate::context::EventContext;
+use crate::context::{EventContext, register_subscription_name};
 use crate::event::Event;
 use crate::handler::{HandlerError, IntoHandlerResult};
 use std::borrow::Cow;
@@ -85,6 +85,7 @@ impl EventBus {
 
     fn add_subscriber<E: Event>(&self, subscriber: Arc<Subscriber<E>>) -> Subscription {
         let id = subscriber.id;
+        register_subscription_name(id, subscriber.name.clone());
         self.change(|config, control, table| {
             let mut subscribers = routes::subscribers_of::<E>(table);
             subscribers.push(subscriber);
@@ -148,6 +149,7 @@ impl EventBus {
                 Some((event_type.index(), Arc::new(entry)))
             })
             .collect();
+        register_subscription_name(id, options.name.clone());
         let subscription = Arc::new(ErasedSubscription {
             id,
             selector,

@@ -448,6 +448,7 @@ fn parse_line(text: &str) -> Result<RecordedEvent, LineErrorKind> {
         depth: line.depth.unwrap_or(0),
         replay: line.replay,
         remote: line.remote.map(|remote| Box::from(remote.as_ref())),
+        cause: line.cause.map(Box::new),
     };
     Ok(RecordedEvent {
         event_type,

@@ -53,6 +53,7 @@ impl EventBus {
                             trace_id: None,
                             event_id: Some(envelope.event_id()),
                             remote: envelope.remote(),
+                            cause: Some(envelope.cause()),
                         },
                     };
                     (hooks.dispatch_json)(self, &event)

@@ -64,6 +64,7 @@
 //!
 //! [W3C Trace Context]: https://www.w3.org/TR/trace-context/
 
+mod cause;
 #[cfg(feature = "fmt")]
 mod format;
 mod future;
@@ -71,6 +72,10 @@ mod id;
 mod parent;
 mod scope;
 
+pub(crate) use cause::{
+    Frame, HandlerKey, current_frame, current_sequence, event_id_made, replace_frame,
+    restore_frame, set_handler,
+};
 #[cfg(feature = "fmt")]
 pub use format::TraceIdFormat;
 pub use future::{TraceFutureExt, Traced};

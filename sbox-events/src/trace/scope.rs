@@ -2,6 +2,7 @@
 //! the implicit trace of an emit, and carrying a trace into a new thread.
 
 use super::TraceId;
+use super::cause::{Frame, current_frame, replace_frame, restore_frame};
 use core::fmt;
 use core::marker::PhantomData;
 use std::cell::{Cell, RefCell};
@@ -217,7 +218,9 @@ impl Drop for RootGuard {
     }
 }
 
-/// The current trace, captured to be carried to another thread.
+/// The current trace (and the event and handler running, if any),
+/// captured to be carried to another thread: events emitted there belong
+/// to the trace and record that handler as their cause.
 ///
 /// ```
 /// use sbox_events::trace::{self, TraceId};
@@ -230,29 +233,48 @@ impl Drop for RootGuard {
 /// assert_eq!(seen.ok().flatten(), Some(id));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CapturedTrace(Option<TraceId>);
+pub struct CapturedTrace {
+    trace: Option<TraceId>,
+    frame: Frame,
+}
 
-/// Captures the current trace (possibly none) to re-install it elsewhere.
+/// Captures the current trace (possibly none), and the event and handler
+/// running, to re-install them elsewhere.
 pub fn capture() -> CapturedTrace {
-    CapturedTrace(current())
+    CapturedTrace {
+        trace: current(),
+        frame: current_frame(),
+    }
 }
 
 impl CapturedTrace {
     /// The captured id, if a trace was current.
     pub fn trace_id(self) -> Option<TraceId> {
-        self.0
+        self.trace
     }
 
-    /// Runs `f` with the captured trace current (or none, if none was).
+    /// Runs `f` with the captured trace current (or none, if none was), and
+    /// the captured handler as the cause of what `f` emits.
     pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
-        match self.0 {
+        let _frame = FrameGuard(replace_frame(self.frame));
+        match self.trace {
             Some(id) => with_trace_id(id, f),
             None => f(),
         }
     }
 }
 
-/// Spawns a thread that runs `f` in the caller's current trace.
+/// Puts the frame a captured trace replaced back (also on unwind).
+struct FrameGuard(Frame);
+
+impl Drop for FrameGuard {
+    fn drop(&mut self) {
+        restore_frame(self.0);
+    }
+}
+
+/// Spawns a thread that runs `f` in the caller's current trace (see
+/// [`capture`]).
 pub fn spawn<F, T>(f: F) -> std::thread::JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
