@@ -239,6 +239,9 @@ async fn handle(
     if let Some(timestamp) = incoming.timestamp {
         options = options.timestamp(timestamp);
     }
+    if let Some(cause) = incoming.envelope.cause {
+        options = options.cause(cause);
+    }
     let emit = match consumer.bus.emit_json_async(name, payload, options) {
         Ok(emit) => emit,
         Err(err @ ByNameError::Decode { .. }) => {

@@ -8,7 +8,7 @@
 //! | `Sbox-Event` | the event's name |
 //! | `Sbox-Fingerprint` | the schema fingerprint of the sender's type |
 //! | `Sbox-Instance` | the sending process's instance id |
-//! | `Sbox-Envelope` | JSON: source, metadata, timestamp, sequence, depth |
+//! | `Sbox-Envelope` | JSON: source, metadata, timestamp, sequence, depth, cause |
 //!
 //! Text that ends up in a header (a source, metadata) is JSON inside
 //! `Sbox-Envelope`: JSON escapes every control character, so no CR or LF
@@ -17,7 +17,7 @@
 
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use sbox_events::trace::{TraceId, TraceParent};
-use sbox_events::{Envelope, EventId, Metadata};
+use sbox_events::{Cause, Envelope, EventId, Metadata};
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU64;
 use std::str::FromStr;
@@ -57,6 +57,9 @@ pub(crate) struct WireEnvelope {
     pub(crate) sequence: u64,
     #[serde(default)]
     pub(crate) depth: u32,
+    /// What caused the event in the sender's process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cause: Option<Cause>,
 }
 
 impl Outgoing {
@@ -78,6 +81,7 @@ impl Outgoing {
                 timestamp: rfc3339(envelope.timestamp()),
                 sequence: envelope.sequence(),
                 depth: envelope.depth(),
+                cause: envelope.cause().cloned(),
             },
             data,
         }

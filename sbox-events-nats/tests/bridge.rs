@@ -6,7 +6,10 @@
 use sbox_events::events::ErrorOccurred;
 use sbox_events::metrics::MetricsCollector;
 use sbox_events::trace::{self, TraceId};
-use sbox_events::{EmitOptions, Envelope, Event, EventBus, EventContext, EventId, EventSelector};
+use sbox_events::{
+    Cause, EmitOptions, Envelope, Event, EventBus, EventContext, EventId, EventSelector,
+    SubscribeOptions,
+};
 use sbox_events_nats::{NatsBridge, Policy, RefusedReason};
 use sbox_events_tests::nats::{self as support, Server, eventually};
 use serde::{Deserialize, Serialize};
@@ -18,6 +21,13 @@ use std::time::Duration;
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "shop.order_placed", source = "shop")]
 struct OrderPlaced {
+    order: u64,
+}
+
+/// Emitted by a handler of `OrderPlaced` on the sending side.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "shop.invoice_sent")]
+struct InvoiceSent {
     order: u64,
 }
 
@@ -116,9 +126,12 @@ fn events_cross_processes_in_their_trace_with_their_envelope() {
     sender.flush(LONG).expect("acknowledged");
     eventually(LONG, "three received", || received.distinct() == 3);
     received.assert_each_once(3);
-    let sent = sent.lock().unwrap();
-    let got = received.envelopes.lock().unwrap();
-    for (sent, got) in sent.iter().zip(got.iter()) {
+    for (sent, got) in sent
+        .lock()
+        .unwrap()
+        .iter()
+        .zip(received.envelopes.lock().unwrap().iter())
+    {
         assert_eq!(got.trace_id(), trace_id);
         assert_eq!(got.event_id(), sent.event_id());
         assert_eq!(got.timestamp(), sent.timestamp());
@@ -139,11 +152,40 @@ fn events_cross_processes_in_their_trace_with_their_envelope() {
         (3, 3, 0, 0)
     );
 
+    // An event emitted by a handler keeps its cause across the broker.
+    let causes: Arc<Mutex<Vec<Option<Cause>>>> = Arc::default();
+    let c = Arc::clone(&causes);
+    received
+        .bus
+        .subscribe(move |_: &InvoiceSent, ctx: &EventContext| {
+            c.lock().unwrap().push(ctx.envelope().cause().cloned());
+        })
+        .detach();
+    let b = bus.clone();
+    let invoicing = SubscribeOptions::new().name("invoicing");
+    bus.subscribe_with(invoicing, move |order: &OrderPlaced, _: &EventContext| {
+        if order.order == 99 {
+            b.emit(InvoiceSent { order: 99 });
+        }
+    })
+    .detach();
+    bus.emit(OrderPlaced { order: 99 });
+    sender.flush(LONG).expect("acknowledged");
+    eventually(LONG, "the invoice received", || {
+        !causes.lock().unwrap().is_empty()
+    });
+    let cause = causes.lock().unwrap()[0].clone().expect("a cause");
+    let placed = sent.lock().unwrap().last().expect("sent").clone();
+    assert_eq!(cause.event(), "shop.order_placed");
+    assert_eq!(cause.handler(), Some("invoicing"));
+    assert_eq!(cause.event_id(), Some(placed.event_id()));
+    assert_eq!(cause.sequence(), placed.sequence());
+
     // The counters, in the metrics.
     let metrics = MetricsCollector::attach(&bus);
     metrics.register(sender.metrics());
     let text = metrics.render_prometheus();
-    assert!(text.contains("sbox_nats_acked_total 3\n"), "{text}");
+    assert!(text.contains("sbox_nats_acked_total 5\n"), "{text}");
     assert!(
         text.contains("sbox_nats_refused_total{reason=\"foreign\"} 0\n"),
         "{text}"
