@@ -29,13 +29,18 @@ pub enum Policy {
     /// Write every event to a local file before its emit returns, and
     /// forward from the file: nothing whose emit returned is lost, whether
     /// the broker is down, the process is killed, or both (the next start
-    /// forwards the rest first). Costs one `write` per event; `fsync`
-    /// every `fsync_every`. An event that would make the file larger than
-    /// `max_bytes` is dropped and counted.
+    /// forwards the rest first; a crash of the whole machine can lose what
+    /// was written since the last `fsync`). Costs one `write` per event;
+    /// `fsync` every `fsync_every`. An event that would make what is not
+    /// yet acknowledged larger than `max_bytes` is dropped and counted.
+    /// What is acknowledged leaves the file as it goes (the file is
+    /// truncated, or compacted once 4 MiB of it are acknowledged), so the
+    /// file stays under about twice `max_bytes`. One bridge at a time may
+    /// have a spool file open.
     Spool {
         /// The spool file (`<path>.acked` is kept beside it).
         path: PathBuf,
-        /// The most the file may hold.
+        /// The most the file may hold that the broker has not acknowledged.
         max_bytes: u64,
         /// How often written events are made durable.
         fsync_every: Duration,
@@ -120,6 +125,12 @@ impl BridgeBuilder {
     /// `durable` (its position survives restarts; processes sharing it
     /// share the work), and emits those that `selector` picks on the local
     /// bus (others are acknowledged and skipped).
+    ///
+    /// Processes that share a durable must use the same selector, and none
+    /// of them should publish what the durable takes: a process skips (and
+    /// acknowledges) its own events and those its selector leaves out, so
+    /// the others sharing the durable never get them. Give each publishing
+    /// process, and each selector, a durable of its own.
     pub fn consume(mut self, durable: impl Into<String>, selector: EventSelector) -> Self {
         self.consume = Some((durable.into(), selector));
         self
@@ -235,6 +246,12 @@ pub enum BridgeError {
         /// What happened.
         message: String,
     },
+    /// A setting the bridge cannot work with (a zero timeout, an instance
+    /// id that cannot travel in a header).
+    Setting {
+        /// What is wrong, and with which setting.
+        message: String,
+    },
 }
 
 impl fmt::Display for BridgeError {
@@ -244,6 +261,7 @@ impl fmt::Display for BridgeError {
                 write!(f, "invalid NATS server address {url:?}: {message}")
             }
             BridgeError::Name { message } => f.write_str(message),
+            BridgeError::Setting { message } => write!(f, "invalid bridge setting: {message}"),
             BridgeError::Spool { path, error } => {
                 write!(f, "cannot open the spool {}: {error}", path.display())
             }
@@ -297,6 +315,33 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 /// Subject tokens: no spaces, dots only between tokens, no wildcards.
+impl BridgeBuilder {
+    /// Refuses settings the bridge cannot work with.
+    pub(crate) fn check_settings(&self) -> Result<(), BridgeError> {
+        let problem = if self.ack_timeout.is_zero() {
+            Some("ack_timeout must be more than zero".to_owned())
+        } else if self.ack_wait.is_zero() {
+            Some("ack_wait must be more than zero".to_owned())
+        } else if let Policy::Spool { fsync_every, .. } = &self.policy
+            && fsync_every.is_zero()
+        {
+            Some("the spool's fsync_every must be more than zero".to_owned())
+        } else if let Some(id) = &self.instance
+            && (id.is_empty() || !id.chars().all(|c| c.is_ascii_graphic() || c == ' '))
+        {
+            Some(format!(
+                "instance id {id:?} must be printable ASCII (it travels in a header)"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => Err(BridgeError::Setting { message }),
+            None => Ok(()),
+        }
+    }
+}
+
 pub(crate) fn check_names(prefix: &str, stream: &str) -> Result<(), BridgeError> {
     let token_ok = |t: &str| {
         !t.is_empty()

@@ -1,5 +1,11 @@
 //! The bridge's state changes, emitted on the local bus (never forwarded):
 //! subscribe to them like to any event, audit them, count them.
+//!
+//! The bridge also reports what it could not do (a message refused, an
+//! event that can never be published) as
+//! [`ErrorOccurred`](sbox_events::events::ErrorOccurred) with a `handler`
+//! of `sbox_events_nats::inbound` or `sbox_events_nats::outbound`; those
+//! reports stay local too.
 
 use sbox_events::Event;
 use serde::{Deserialize, Serialize};
@@ -37,7 +43,18 @@ pub struct BridgeDrained {
     pub forwarded: u64,
 }
 
-/// Whether `name` is one of the bridge's own events (kept local).
-pub(crate) fn is_bridge_event(name: &str) -> bool {
-    name.starts_with("nats.")
+/// Whether `event` is one of the bridge's own events, or its own report of
+/// an error (kept local); a user event that happens to share a name is not.
+pub(crate) fn is_bridge_event(event: &sbox_events::AnyEvent<'_>) -> bool {
+    use sbox_events::EventType;
+    if let Some(error) = event.downcast_ref::<sbox_events::events::ErrorOccurred>() {
+        return error.handler.starts_with("sbox_events_nats::");
+    }
+    [
+        EventType::of::<BridgeConnected>(),
+        EventType::of::<BridgeDisconnected>(),
+        EventType::of::<BridgeSpooling>(),
+        EventType::of::<BridgeDrained>(),
+    ]
+    .contains(&event.event_type())
 }

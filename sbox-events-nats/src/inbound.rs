@@ -15,6 +15,7 @@
 //! | headers missing or unreadable, or a payload that is not the event | terminated (never redelivered), counted, `error.occurred` |
 //! | an event name this binary has no type for | terminated, counted, `error.occurred` |
 //! | a schema fingerprint that differs from this binary's | terminated, counted, `error.occurred` |
+//! | no `Sbox-Fingerprint` header (published by another tool) | decoded by name, without the schema check |
 //! | refused by validation here | terminated, counted |
 //!
 //! Acknowledgements are buffered by the client and flushed every 64
@@ -25,6 +26,7 @@ use crate::link::Link;
 use crate::stats::{Counters, RefusedReason};
 use crate::wire::Incoming;
 use async_nats::jetstream::AckKind;
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use futures_util::StreamExt;
 use sbox_events::escape::LogSafe;
@@ -34,6 +36,9 @@ use sbox_events::{ByNameError, EmitOptions, EventBus, EventSelector, EventType, 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Messages fetched ahead of the one being handled.
+const BATCH: usize = 64;
 
 /// What the consumer needs to know.
 pub(crate) struct Consumer {
@@ -107,7 +112,13 @@ async fn open(consumer: &Consumer) -> Result<pull::Stream, String> {
         .create_consumer(config)
         .await
         .map_err(|e| e.to_string())?;
-    pull.messages().await.map_err(|e| e.to_string())
+    // A small batch: messages wait in it while earlier ones are handled,
+    // and their `ack_wait` runs meanwhile.
+    pull.stream()
+        .max_messages_per_batch(BATCH)
+        .messages()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Handles messages until the stream ends (consumer deleted) or `stop`.
@@ -138,11 +149,26 @@ async fn drain(
             Ok(None) => return,
             Ok(Some(Err(err))) => {
                 tracing::debug!(target: "sbox_events_nats", error = %err, "consumer stream");
+                if matches!(
+                    err.kind(),
+                    MessagesErrorKind::ConsumerDeleted | MessagesErrorKind::NoResponders
+                ) {
+                    // The stream or the consumer is gone: made again.
+                    return;
+                }
                 continue;
             }
             Ok(Some(Ok(message))) => message,
         };
-        handle(consumer, &message, recent).await;
+        // Stopping does not wait for a handler: its message, unacknowledged,
+        // is delivered again after `ack_wait`.
+        tokio::select! {
+            () = handle(consumer, &message, recent) => {}
+            () = stop.wait() => {
+                flush(consumer).await;
+                return;
+            }
+        }
         unflushed += 1;
         if unflushed >= 64 {
             flush(consumer).await;
@@ -180,7 +206,7 @@ async fn handle(
     let name = incoming.name.as_str();
     if incoming.instance == consumer.instance || !consumer.selector.matches(name) {
         Counters::add(&counters.skipped, 1);
-        let _ = message.ack().await;
+        reply(message, AckKind::Ack).await;
         return;
     }
     let trace = Some(incoming.trace_id);
@@ -215,7 +241,7 @@ async fn handle(
     }
     if recent.ids.contains(&incoming.event_id.as_u128()) {
         Counters::add(&counters.duplicates, 1);
-        let _ = message.ack().await;
+        reply(message, AckKind::Ack).await;
         return;
     }
     let Ok(payload) = std::str::from_utf8(&message.payload) else {
@@ -285,14 +311,14 @@ async fn handle(
     if report.failures().is_empty() {
         recent.insert(incoming.event_id.as_u128());
         Counters::add(&counters.received, 1);
-        let _ = message.ack().await;
+        reply(message, AckKind::Ack).await;
         return;
     }
     if delivered < consumer.max_deliver {
         let at = usize::try_from(delivered - 1).unwrap_or(0);
         let delay = consumer.backoff[at.min(consumer.backoff.len() - 1)];
         Counters::add(&counters.redelivered, 1);
-        let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+        reply(message, AckKind::Nak(Some(delay))).await;
         return;
     }
     let problem = format!("its handlers failed on each of {delivered} deliveries: {report}");
@@ -307,6 +333,12 @@ async fn handle(
     .await;
 }
 
+/// Acknowledges (or hands back, or terminates) a message; a connection
+/// that is down does not hold the consumer up (the message comes again).
+async fn reply(message: &async_nats::jetstream::Message, kind: AckKind) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), message.ack_with(kind)).await;
+}
+
 /// Terminates a message (never redelivered), counts it, logs it, and
 /// reports it as `error.occurred` on the local bus (in the message's trace
 /// when it has one).
@@ -319,7 +351,7 @@ async fn refuse(
     problem: &str,
 ) {
     consumer.counters.refused(reason);
-    let _ = message.ack_with(AckKind::Term).await;
+    reply(message, AckKind::Term).await;
     tracing::warn!(
         target: "sbox_events_nats",
         subject = %LogSafe(message.subject.as_str()),

@@ -33,9 +33,12 @@
 //!   published until the broker acknowledges it (whatever the broker's
 //!   outages), with its event id as `Nats-Msg-Id`: the stream stores each
 //!   id once within its duplicate window (2 minutes by default), and the
-//!   consumer does not handle an id again that it handled recently. A
-//!   consumer that dies mid-handler gets the message again after
-//!   `ack_wait`.
+//!   consumer does not handle an id again that it handled recently (its
+//!   last 100,000, in memory). A consumer that dies mid-handler gets the
+//!   message again after `ack_wait`. A resend later than the duplicate
+//!   window (a spool forwarded after a longer outage, or again after a
+//!   crash) is stored twice; a consumer that restarted meanwhile handles it
+//!   twice.
 //! * **One trace across processes.** The receiving side emits each event
 //!   with its sender's trace id (W3C `traceparent`), event id, timestamp,
 //!   source and metadata; handlers see
@@ -65,7 +68,16 @@
 //! `write` to the spool). Publishing, acknowledgements and the consumer run
 //! on the bridge's own thread (a single-threaded tokio runtime), so the
 //! application needs no runtime. Received events' handlers run on that
-//! thread too, one message at a time.
+//! thread too, one message at a time: a handler that blocks holds up that
+//! bridge's publishing and acknowledgements meanwhile, and the messages
+//! fetched ahead (up to 64) wait, their `ack_wait` running; keep `ack_wait`
+//! above what 64 messages take to handle, or the broker delivers them
+//! again (handled once, counted as duplicates, but using up deliveries).
+//!
+//! The stream is created (if missing) with file storage and no limits of
+//! age or size: set those on the server to what your retention needs. A
+//! stream of that name that exists already is used as it is, as long as it
+//! takes the bridge's subjects.
 //!
 //! Observability: [`NatsBridge::stats`], the bridge's families in a
 //! [`MetricsCollector`](sbox_events::metrics::MetricsCollector)
@@ -82,6 +94,7 @@ pub mod events;
 mod inbound;
 mod link;
 mod outbound;
+mod publish;
 mod spool;
 mod stats;
 mod wire;
@@ -175,14 +188,19 @@ impl NatsBridge {
     }
 
     /// Waits until every event accepted so far is acknowledged by the
-    /// broker (or dropped by the policy), up to `timeout`.
+    /// broker (or dropped), up to `timeout`. Events accepted meanwhile (by
+    /// other threads) are not waited for.
+    ///
+    /// Called on the bridge's own thread (from a handler of a received
+    /// event), it returns at once: the publisher runs on that thread, so
+    /// waiting there would only wait for itself.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         let Some(outbound) = &self.outbound else {
             return Ok(());
         };
         let started = Instant::now();
         outbound
-            .wait_drained(timeout)
+            .wait_flushed(timeout)
             .map_err(|backlog| FlushError {
                 backlog,
                 waited: started.elapsed(),
@@ -202,7 +220,11 @@ impl NatsBridge {
 
     fn stop_thread(&mut self) {
         self.stop.set();
-        if let Some(thread) = self.thread.take() {
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            // (On its own thread, in a handler of a received event, the
+            // bridge stops once that handler returns.)
             let _ = thread.join();
         }
     }
@@ -232,6 +254,7 @@ impl BridgeBuilder {
     /// or names, or a spool that cannot be opened.
     pub fn start(self, bus: &EventBus) -> Result<NatsBridge, BridgeError> {
         config::check_names(&self.prefix, &self.stream)?;
+        self.check_settings()?;
         let server = config::redact(&self.url);
         let instance = self.instance.clone().unwrap_or_else(|| {
             let suffix = sbox_events::trace::TraceId::random().short();
@@ -331,6 +354,9 @@ struct Task {
 
 impl Task {
     fn run(self, started: std::sync::mpsc::Sender<Result<(), BridgeError>>) {
+        if let Some(out) = &self.outbound {
+            let _ = out.bridge_thread.set(std::thread::current().id());
+        }
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -383,7 +409,7 @@ impl Task {
         ));
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(out) = &self.outbound {
-            tasks.spawn(outbound::publisher(
+            tasks.spawn(publish::publisher(
                 Arc::clone(out),
                 Arc::clone(&link),
                 self.bus.clone(),
@@ -393,15 +419,14 @@ impl Task {
             if let (Some(spool), Policy::Spool { fsync_every, .. }) =
                 (out.spool().cloned(), &self.builder.policy)
             {
-                let (out, stop, every) = (Arc::clone(out), Arc::clone(&self.stop), *fsync_every);
+                let (stop, every) = (Arc::clone(&self.stop), *fsync_every);
                 tasks.spawn(async move {
                     while !stop.is_set() {
                         tokio::select! {
                             () = tokio::time::sleep(every) => {}
                             () = stop.wait() => {}
                         }
-                        let acked = out.acked_offset.load(Ordering::Relaxed);
-                        if let Err(err) = spool.sync(acked) {
+                        if let Err(err) = spool.sync() {
                             tracing::error!(target: "sbox_events_nats", error = %err, "spool fsync failed");
                         }
                     }
@@ -444,11 +469,7 @@ impl Task {
         }
         while tasks.join_next().await.is_some() {}
         if let Some(spool) = self.outbound.as_ref().and_then(|out| out.spool().cloned()) {
-            let acked = self
-                .outbound
-                .as_ref()
-                .map_or(0, |out| out.acked_offset.load(Ordering::Relaxed));
-            let _ = spool.sync(acked);
+            let _ = spool.sync();
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), link.client.flush()).await;
     }

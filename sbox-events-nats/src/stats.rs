@@ -59,8 +59,14 @@ pub(crate) struct Counters {
     pub(crate) skipped: AtomicU64,
     pub(crate) refused: [AtomicU64; 5],
     pub(crate) connected: AtomicBool,
-    /// Accepted and not yet acked or dropped (queue, spool, in flight).
-    pub(crate) backlog: AtomicU64,
+    /// Events put in the queue or the spool (in their order there).
+    pub(crate) stored: AtomicU64,
+    /// Stored events taken off the front of the publisher's window
+    /// (acknowledged or dropped): `stored - popped` are ahead of a flush.
+    pub(crate) popped: AtomicU64,
+    /// Stored events dropped by the publisher (damaged in the spool,
+    /// unsendable, refused by the stream), perhaps before they are popped.
+    pub(crate) dropped_late: AtomicU64,
 }
 
 impl Counters {
@@ -76,6 +82,14 @@ impl Counters {
         self.refused[at].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Stored events waiting for the broker.
+    pub(crate) fn backlog(&self) -> u64 {
+        // Fates first: stored only grows, so the difference never wraps.
+        let settled =
+            self.acked.load(Ordering::Acquire) + self.dropped_late.load(Ordering::Acquire);
+        self.stored.load(Ordering::Acquire).saturating_sub(settled)
+    }
+
     pub(crate) fn snapshot(&self) -> BridgeStats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         BridgeStats {
@@ -85,7 +99,7 @@ impl Counters {
             retried: load(&self.retried),
             spooled: load(&self.spooled),
             dropped: load(&self.dropped),
-            backlog: load(&self.backlog),
+            backlog: self.backlog(),
             received: load(&self.received),
             redelivered: load(&self.redelivered),
             duplicates: load(&self.duplicates),
@@ -118,7 +132,10 @@ pub struct BridgeStats {
     pub retried: u64,
     /// Events written to the spool.
     pub spooled: u64,
-    /// Events dropped by the policy (queue or spool full).
+    /// Events dropped: by the policy (queue or spool full), or because the
+    /// broker can never take them (larger than the server or the stream
+    /// allows) or their spool line was damaged on disk. Each is logged and
+    /// reported as `error.occurred` (policy drops: a warning per episode).
     pub dropped: u64,
     /// Events accepted and not yet acked or dropped.
     pub backlog: u64,
@@ -183,7 +200,7 @@ impl MetricsSource for BridgeMetrics {
             ),
             (
                 "sbox_nats_dropped_total",
-                "Events dropped by the bridge's policy.",
+                "Events dropped: queue or spool full, or never publishable.",
                 stats.dropped,
             ),
             (
