@@ -7,9 +7,13 @@
 //!
 //! Timestamps are RFC 3339 in UTC with nanoseconds (a reader accepts any
 //! precision). The audit log adds `depth`; a replayed event has
-//! `"replay":true`, an event from another process `"remote":"<instance>"`.
+//! `"replay":true`, an event from another process `"remote":"<instance>"`,
+//! an event emitted by a handler its `"cause"`, and a history kept with the
+//! flight recorder on each event's `"handlers"` (see
+//! [`HandlerRun`](crate::flight::HandlerRun)).
 
 use crate::envelope::{Cause, Envelope, EventId, Metadata};
+use crate::flight::HandlerRun;
 use crate::trace::TraceId;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -48,6 +52,9 @@ pub(crate) struct Line<'a, D> {
     /// What caused the event (absent for a root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) cause: Option<Cause>,
+    /// How its handlers went (written when the flight recorder was on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) handlers: Option<Cow<'a, [HandlerRun]>>,
     pub(crate) data: D,
 }
 
@@ -77,6 +84,7 @@ impl<'a, D> Line<'a, D> {
             remote: envelope.remote.as_deref().map(Cow::Borrowed),
             metadata: Cow::Borrowed(&envelope.metadata),
             cause: envelope.cause.as_deref().cloned(),
+            handlers: None,
             data,
         })
     }

@@ -107,6 +107,7 @@ pub mod envelope;
 pub mod escape;
 mod event;
 pub mod events;
+pub mod flight;
 mod handler;
 #[cfg(feature = "history")]
 pub mod history;

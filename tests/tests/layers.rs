@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["trace", "escape"],
     &["handler"],
-    &["envelope"],
+    &["envelope", "flight"],
     &["context"],
     &["registry"],
     &["event"],

@@ -28,6 +28,7 @@ pub(super) struct Config {
     pub(super) handler_stats: bool,
     pub(super) validate_on_emit: bool,
     pub(super) record_replays: bool,
+    pub(super) flight_recorder: bool,
 }
 
 impl Config {
@@ -118,6 +119,13 @@ impl EventBusBuilder {
     #[cfg_attr(not(feature = "history"), allow(dead_code))]
     pub(crate) fn recorder(mut self, recorder: Arc<dyn Recorder>) -> Self {
         self.recorder = Some(recorder);
+        self
+    }
+
+    /// Turns the flight recorder on (the history does this).
+    #[cfg_attr(not(feature = "history"), allow(dead_code))]
+    pub(crate) fn set_flight_recorder(mut self, enabled: bool) -> Self {
+        self.config.flight_recorder = enabled;
         self
     }
 

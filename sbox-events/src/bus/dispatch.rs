@@ -12,7 +12,7 @@
 
 use super::failures::{Failure, isolate, validate};
 use super::release::release_failed;
-use super::routes::{Entry, ErasedEntry};
+use super::routes::{Entry, ErasedEntry, Route};
 use super::skip::skipped;
 use super::state::{DEPTH, DepthGuard, ErrorScope, REPLAYING, next_sequence};
 use super::{EmitOptions, EmitReport, EventBus, Recorder, Refusal};
@@ -162,41 +162,10 @@ impl EventBus {
         {
             self.run_recorders(&route.recorders, event, &ctx, &mut report);
         }
-        match route {
-            Some((route, [])) => {
-                report.delivered = route.entries.len();
-                for entry in route.entries.iter() {
-                    match call_entry(entry, event, &ctx) {
-                        Ok(Called::Yes) => {}
-                        Ok(Called::Filtered) => report.delivered -= 1,
-                        Ok(Called::Skipped) => skipped(entry.skip(), &ctx, &mut report),
-                        Err(failure) => self.entry_failed(entry, failure, &ctx, &mut report),
-                    }
-                }
-            }
-            Some((route, stats)) => {
-                report.delivered = route.entries.len();
-                for (entry, stats) in route.entries.iter().zip(stats) {
-                    // Counted always, timed one call in `SAMPLE_EVERY`.
-                    let started = stats.start().then(Instant::now);
-                    let result = call_entry(entry, event, &ctx);
-                    self.settle(entry, result, Some((stats, started)), &ctx, &mut report);
-                }
-            }
-            None if config.static_handlers => {
-                // An async `#[handler]`'s record holds a sync stand-in that
-                // fails with `HandlerError::async_skipped`: `static_failed`
-                // reports it as skipped, so this loop checks nothing.
-                let statics = slot.statics();
-                report.delivered = statics.len();
-                for record in statics {
-                    trace::set_handler(HandlerKey::Static(record.name));
-                    if let Err(failure) = isolate(|| (record.call)(event, &ctx)) {
-                        self.static_failed(record, failure, &ctx, &mut report);
-                    }
-                }
-            }
-            None => {}
+        if config.flight_recorder {
+            self.dispatch_flight(route, event, &ctx, &mut report);
+        } else {
+            self.run_handlers(route, event, &ctx, &mut report);
         }
         if let Some(table) = table {
             // The table may be the last holder of a removed closure: its
@@ -207,6 +176,54 @@ impl EventBus {
             }
         }
         report
+    }
+
+    /// The handler loops of `dispatch` (without the flight recorder).
+    #[inline(always)]
+    fn run_handlers<E: Event>(
+        &self,
+        route: Option<(&Route<E>, &[Arc<StatsCell>])>,
+        event: &E,
+        ctx: &EventContext<'_>,
+        report: &mut EmitReport,
+    ) {
+        let config = &self.inner.config;
+        match route {
+            Some((route, [])) => {
+                report.delivered = route.entries.len();
+                for entry in route.entries.iter() {
+                    match call_entry(entry, event, ctx) {
+                        Ok(Called::Yes) => {}
+                        Ok(Called::Filtered) => report.delivered -= 1,
+                        Ok(Called::Skipped) => skipped(entry.skip(), ctx, report),
+                        Err(failure) => self.entry_failed(entry, failure, ctx, report),
+                    }
+                }
+            }
+            Some((route, stats)) => {
+                report.delivered = route.entries.len();
+                for (entry, stats) in route.entries.iter().zip(stats) {
+                    // Counted always, timed one call in `SAMPLE_EVERY`.
+                    let started = stats.start().then(Instant::now);
+                    let result = call_entry(entry, event, ctx);
+                    self.settle(entry, result, Some((stats, started)), ctx, report);
+                }
+            }
+            None if config.static_handlers => {
+                // An async `#[handler]`'s record holds a sync stand-in that
+                // fails with `HandlerError::async_skipped`: `static_failed`
+                // reports it as skipped, so this loop checks nothing.
+                let statics = E::__slot().statics();
+                report.delivered = statics.len();
+                for record in statics {
+                    trace::set_handler(HandlerKey::Static(record.name));
+                    if let Err(failure) = isolate(|| (record.call)(event, ctx)) {
+                        self.static_failed(record, failure, ctx, report);
+                    }
+                }
+            }
+            None => {}
+        }
     }
 
     /// Accounts for one route entry's call, in the dispatch loops that keep

@@ -12,6 +12,7 @@
 
 use super::dispatch::{Called, call_entry};
 use super::failures::{Failure, drop_payload, isolate, validate};
+use super::flight::FlightLog;
 use super::release::release_failed;
 use super::routes::Entry;
 use super::state::{DEPTH, DepthGuard, IN_ERROR_EVENT, REPLAYING, next_sequence};
@@ -351,21 +352,30 @@ impl EventBus {
         {
             self.run_recorders(&route.recorders, &event, &ctx, &mut report);
         }
+        // With the flight recorder on, each call is marked before and
+        // accounted for after (see `FlightLog`).
+        let mut flight = config.flight_recorder.then(FlightLog::new);
         match route {
             Some((route, stats)) => {
                 report.delivered = route.entries.len();
                 for (position, entry) in route.entries.iter().enumerate() {
                     let stats = stats.get(position).map(|cell| &**cell);
                     let started = stats.and_then(|s| s.start().then(Instant::now));
+                    let mark = flight.is_some().then(|| FlightLog::mark(&report));
                     let result = call_entry_async(self, entry, &event, &ctx).await;
+                    let end = Instant::now();
                     let timing = stats.map(|stats| (stats, started));
                     self.settle(entry, result, timing, &ctx, &mut report);
+                    if let (Some(flight), Some(mark)) = (&mut flight, mark) {
+                        flight.ran(entry.name(), mark, end, &report);
+                    }
                 }
             }
             None if config.static_handlers => {
                 let statics = slot.statics();
                 report.delivered = statics.len();
                 for record in statics {
+                    let mark = flight.is_some().then(|| FlightLog::mark(&report));
                     let result = match record.future {
                         Some(future) => {
                             let key = HandlerKey::Static(record.name);
@@ -378,12 +388,19 @@ impl EventBus {
                             isolate(|| (record.call)(&event, &ctx))
                         }
                     };
+                    let end = Instant::now();
                     if let Err(failure) = result {
                         self.static_failed(record, failure, &ctx, &mut report);
+                    }
+                    if let (Some(flight), Some(mark)) = (&mut flight, mark) {
+                        flight.ran(record.name, mark, end, &report);
                     }
                 }
             }
             None => {}
+        }
+        if let Some(flight) = flight {
+            flight.land(self, &ctx);
         }
         if let Some(table) = table {
             // Possibly the last holder of a removed closure (see `dispatch`).

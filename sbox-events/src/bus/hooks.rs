@@ -17,6 +17,7 @@ use super::{EmitOptions, EmitReport, EventBus};
 use crate::any::{AnyEvent, EventType};
 use crate::context::EventContext;
 use crate::event::{Event, all_metas};
+use crate::flight::HandlerRun;
 use crate::handler::{HandlerError, catch_panic};
 use std::any::Any;
 use std::future::Future;
@@ -122,4 +123,10 @@ pub(crate) trait Recorder: Any + Send + Sync {
     /// the event's `Serialize`: the bus isolates the call, and an `Err` or
     /// a panic is reported as the event not being recorded.
     fn record(&self, event: &AnyEvent<'_>, ctx: &EventContext<'_>) -> Result<(), HandlerError>;
+
+    /// The event `ctx` describes (recorded before) had its handlers run:
+    /// how each went, with the flight recorder on.
+    fn handlers_ran(&self, ctx: &EventContext<'_>, runs: Vec<HandlerRun>) {
+        let _ = (ctx, runs);
+    }
 }

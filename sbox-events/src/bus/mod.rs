@@ -29,6 +29,7 @@ mod control;
 mod dispatch;
 mod emit_async;
 mod failures;
+mod flight;
 mod hooks;
 mod release;
 mod report;
@@ -222,6 +223,7 @@ impl EventBus {
                 handler_stats: false,
                 validate_on_emit: false,
                 record_replays: false,
+                flight_recorder: false,
             },
         }
     }

@@ -9,6 +9,7 @@ use crate::escape::EscapedDisplay;
 use crate::event::{JsonProblem, all_events};
 use crate::jsonl::Line;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, BufRead, Write};
 
@@ -454,6 +455,7 @@ fn parse_line(text: &str) -> Result<RecordedEvent, LineErrorKind> {
         event_type,
         envelope,
         data: line.data.get().into(),
+        handlers: line.handlers.map(Cow::into_owned).unwrap_or_default(),
     })
 }
 

@@ -59,8 +59,10 @@
 mod import;
 mod query;
 mod record;
+mod render;
 mod replay;
 mod ring;
+mod tree;
 
 pub use import::{
     ImportError, ImportOptions, Imported, LineError, LineErrorKind, export_jsonl, import_jsonl,
@@ -69,6 +71,7 @@ pub use query::HistoryQuery;
 pub use record::RecordedEvent;
 pub use replay::{ReplayError, ReplayReport};
 pub use ring::{History, HistoryStats};
+pub use tree::{EventNode, HandlerNode, TraceTree};
 
 /// A good history budget (8 MiB): what the examples and tests use.
 pub const DEFAULT_HISTORY_BYTES: usize = 8 * 1024 * 1024;

@@ -5,6 +5,7 @@ use crate::any::{AnyEvent, EventType};
 use crate::context::EventContext;
 use crate::envelope::Envelope;
 use crate::event::{Event, JsonBuffer};
+use crate::flight::HandlerRun;
 use crate::jsonl::Line;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -20,6 +21,8 @@ pub struct RecordedEvent {
     /// The event's fields as JSON (produced by serde_json, or checked by
     /// it on import).
     pub(crate) data: Box<str>,
+    /// Its handlers' runs (with the flight recorder on).
+    pub(crate) handlers: Vec<HandlerRun>,
 }
 
 impl RecordedEvent {
@@ -43,6 +46,13 @@ impl RecordedEvent {
         &self.data
     }
 
+    /// How each of its handlers went, in the order they ran: kept when the
+    /// bus's [flight recorder](crate::EventBusBuilder::flight_recorder) is
+    /// on (empty otherwise, and for an event still being handled).
+    pub fn handlers(&self) -> &[HandlerRun] {
+        &self.handlers
+    }
+
     /// The typed event, if it is an `E`.
     pub fn to_event<E: Event>(&self) -> Option<Result<E, serde_json::Error>> {
         (self.event_type == EventType::of::<E>()).then(|| serde_json::from_str(&self.data))
@@ -50,29 +60,44 @@ impl RecordedEvent {
 
     /// Heap bytes this record owns.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.envelope.heap_bytes() + self.data.len()
+        self.envelope.heap_bytes() + self.data.len() + runs_bytes(&self.handlers)
     }
 
     /// The record as a JSON Lines line (fails for a timestamp RFC 3339
     /// cannot write).
     pub(crate) fn line(&self) -> std::io::Result<Line<'_, &RawValue>> {
         let data = serde_json::from_str(&self.data)?;
-        Ok(Line::of(
-            &self.envelope,
-            self.event_type.fingerprint(),
-            false,
-            data,
-        )?)
+        let mut line = Line::of(&self.envelope, self.event_type.fingerprint(), false, data)?;
+        if !self.handlers.is_empty() {
+            line.handlers = Some(Cow::Borrowed(&self.handlers));
+        }
+        Ok(line)
     }
 }
 
 impl fmt::Debug for RecordedEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecordedEvent")
-            .field("envelope", &self.envelope)
-            .field("data", &&*self.data)
-            .finish()
+        let mut f = f.debug_struct("RecordedEvent");
+        f.field("envelope", &self.envelope)
+            .field("data", &&*self.data);
+        if !self.handlers.is_empty() {
+            f.field("handlers", &self.handlers);
+        }
+        f.finish()
     }
+}
+
+/// Heap bytes of handler runs: the array, and each run's text (a thread's
+/// name is shared, not counted).
+pub(crate) fn runs_bytes(runs: &[HandlerRun]) -> usize {
+    let text = |run: &HandlerRun| {
+        let handler = match &run.handler {
+            Cow::Owned(name) => name.capacity(),
+            Cow::Borrowed(_) => 0,
+        };
+        handler + run.outcome.message().map_or(0, str::len)
+    };
+    std::mem::size_of_val(runs) + runs.iter().map(text).sum::<usize>()
 }
 
 /// The record's source: borrowed (no heap bytes) when it is the default.
@@ -105,6 +130,7 @@ pub(crate) fn record(
         event_type: event.event_type(),
         envelope: ctx.envelope(),
         data,
+        handlers: Vec::new(),
     })
 }
 

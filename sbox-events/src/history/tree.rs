@@ -1,0 +1,270 @@
+//! What caused what in one trace: [`TraceTree`], built from records (a
+//! history's, or imported from JSON Lines) by their causes.
+
+use super::RecordedEvent;
+use crate::flight::HandlerRun;
+use crate::trace::TraceId;
+use std::collections::HashMap;
+
+/// The causal tree of one trace: each event with its handlers in the order
+/// they ran and, under each handler, the events its calls emitted.
+///
+/// Built by [`History::tree`](super::History::tree) or
+/// [`TraceTree::from_records`] (for records imported from JSON Lines), and
+/// shown as indented text (its `Display`), as a
+/// [Mermaid](TraceTree::to_mermaid) flowchart, or as a
+/// [Chrome trace](TraceTree::to_chrome_trace).
+///
+/// Handlers show their outcome and duration when the bus's
+/// [flight recorder](crate::EventBusBuilder::flight_recorder) was on;
+/// without it a handler shows up only when it emitted something (known from
+/// its events' causes). An event whose cause is not among the records (it
+/// was evicted, or came from another process) is a root.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// use sbox_events::{Event, EventBus, EventContext, SubscribeOptions};
+///
+/// #[derive(Event, Serialize, Deserialize)]
+/// #[event(name = "demo.fetched")]
+/// struct Fetched { bytes: u64 }
+///
+/// #[derive(Event, Serialize, Deserialize)]
+/// #[event(name = "demo.built")]
+/// struct Built { servers: u32 }
+///
+/// let bus = EventBus::builder()
+///     .history(1 << 20)
+///     .flight_recorder(true)
+///     .static_handlers(false)
+///     .build()?;
+/// let b = bus.clone();
+/// let builder = SubscribeOptions::new().name("build");
+/// bus.subscribe_with(builder, move |_: &Fetched, _: &EventContext| {
+///     b.emit(Built { servers: 2 });
+/// })
+/// .detach();
+/// let report = bus.emit(Fetched { bytes: 10 });
+/// let tree = bus.history().unwrap().tree(report.trace_id());
+/// let root = &tree.roots()[0];
+/// assert_eq!(root.record().name(), "demo.fetched");
+/// assert_eq!(root.handlers()[0].name(), "build");
+/// assert_eq!(root.handlers()[0].emitted()[0].record().name(), "demo.built");
+/// println!("{tree}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct TraceTree {
+    pub(crate) trace_id: TraceId,
+    pub(crate) roots: Vec<EventNode>,
+    pub(crate) events: usize,
+}
+
+/// One event of a [`TraceTree`].
+#[derive(Clone, Debug)]
+pub struct EventNode {
+    pub(crate) record: RecordedEvent,
+    pub(crate) handlers: Vec<HandlerNode>,
+    pub(crate) unattributed: Vec<EventNode>,
+}
+
+/// One handler of an event in a [`TraceTree`], with what it emitted.
+#[derive(Clone, Debug)]
+pub struct HandlerNode {
+    pub(crate) name: String,
+    pub(crate) run: Option<HandlerRun>,
+    pub(crate) emitted: Vec<EventNode>,
+}
+
+impl TraceTree {
+    /// The tree of `trace_id` among `records` (other traces' records are
+    /// left out).
+    pub fn from_records(records: &[RecordedEvent], trace_id: TraceId) -> TraceTree {
+        let mut records: Vec<&RecordedEvent> = records
+            .iter()
+            .filter(|r| r.envelope().trace_id() == trace_id)
+            .collect();
+        records.sort_by_key(|r| (r.envelope().sequence(), r.envelope().timestamp()));
+        let parents = parents(&records);
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); records.len()];
+        let mut roots = Vec::new();
+        for (child, parent) in parents.iter().enumerate() {
+            match parent {
+                Some(parent) => children[*parent].push(child),
+                None => roots.push(child),
+            }
+        }
+        let roots = roots
+            .into_iter()
+            .map(|root| node(root, &records, &children))
+            .collect();
+        TraceTree {
+            trace_id,
+            roots,
+            events: records.len(),
+        }
+    }
+
+    /// The trace.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// The events nothing in the records caused, in sequence order.
+    pub fn roots(&self) -> &[EventNode] {
+        &self.roots
+    }
+
+    /// How many events the tree holds.
+    pub fn len(&self) -> usize {
+        self.events
+    }
+
+    /// Whether no record is of this trace.
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+
+    /// Every event, depth first, in the order the text shows them.
+    pub fn events(&self) -> Vec<&EventNode> {
+        fn walk<'t>(node: &'t EventNode, out: &mut Vec<&'t EventNode>) {
+            out.push(node);
+            for child in node.children() {
+                walk(child, out);
+            }
+        }
+        let mut out = Vec::with_capacity(self.events);
+        for root in &self.roots {
+            walk(root, &mut out);
+        }
+        out
+    }
+}
+
+impl EventNode {
+    /// The event's record.
+    pub fn record(&self) -> &RecordedEvent {
+        &self.record
+    }
+
+    /// Its handlers, in the order they ran; handlers known only from what
+    /// they emitted (no flight recorder) come last.
+    pub fn handlers(&self) -> &[HandlerNode] {
+        &self.handlers
+    }
+
+    /// Events it caused outside any of its handlers' calls (say, emitted
+    /// by code that consumed it from a stream in its trace).
+    pub fn unattributed(&self) -> &[EventNode] {
+        &self.unattributed
+    }
+
+    /// Every event it caused, by handler, then the unattributed ones.
+    pub fn children(&self) -> impl Iterator<Item = &EventNode> {
+        self.handlers
+            .iter()
+            .flat_map(|h| &h.emitted)
+            .chain(&self.unattributed)
+    }
+}
+
+impl HandlerNode {
+    /// The handler's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How its call went, if the flight recorder was on.
+    pub fn run(&self) -> Option<&HandlerRun> {
+        self.run.as_ref()
+    }
+
+    /// The events its call emitted, in order.
+    pub fn emitted(&self) -> &[EventNode] {
+        &self.emitted
+    }
+}
+
+/// Each record's parent (the record its cause names): by event id when the
+/// cause has one and it is among the records, else by sequence number. A
+/// cause that would close a cycle or go deeper than [`MAX_DEPTH`] (only a
+/// crafted file has those) is dropped.
+fn parents(records: &[&RecordedEvent]) -> Vec<Option<usize>> {
+    let mut by_id = HashMap::with_capacity(records.len());
+    let mut by_sequence = HashMap::with_capacity(records.len());
+    for (at, record) in records.iter().enumerate() {
+        by_id.insert(record.envelope().event_id(), at);
+        by_sequence
+            .entry(record.envelope().sequence())
+            .or_insert(at);
+    }
+    let mut parents: Vec<Option<usize>> = records
+        .iter()
+        .enumerate()
+        .map(|(at, record)| {
+            let cause = record.envelope().cause()?;
+            let parent = cause
+                .event_id()
+                .and_then(|id| by_id.get(&id))
+                .or_else(|| by_sequence.get(&cause.sequence()))
+                .copied()?;
+            (parent != at).then_some(parent)
+        })
+        .collect();
+    for start in 0..parents.len() {
+        let mut at = start;
+        let mut depth = 0;
+        while let Some(parent) = parents[at] {
+            depth += 1;
+            if parent == start || depth > MAX_DEPTH {
+                parents[start] = None;
+                break;
+            }
+            at = parent;
+        }
+    }
+    parents
+}
+
+/// The deepest a tree goes: an event further down starts a tree of its own
+/// (a bus refuses emits nested deeper than its `max_depth`, 32 by default,
+/// so only a crafted file gets here).
+const MAX_DEPTH: usize = 256;
+
+fn node(at: usize, records: &[&RecordedEvent], children: &[Vec<usize>]) -> EventNode {
+    let record = records[at];
+    let mut handlers: Vec<HandlerNode> = record
+        .handlers()
+        .iter()
+        .map(|run| HandlerNode {
+            name: run.handler().to_owned(),
+            run: Some(run.clone()),
+            emitted: Vec::new(),
+        })
+        .collect();
+    let mut unattributed = Vec::new();
+    for &child in &children[at] {
+        let child_node = node(child, records, children);
+        let handler = records[child]
+            .envelope()
+            .cause()
+            .and_then(|cause| cause.handler());
+        let Some(name) = handler else {
+            unattributed.push(child_node);
+            continue;
+        };
+        match handlers.iter_mut().find(|h| h.name == name) {
+            Some(handler) => handler.emitted.push(child_node),
+            None => handlers.push(HandlerNode {
+                name: name.to_owned(),
+                run: None,
+                emitted: vec![child_node],
+            }),
+        }
+    }
+    EventNode {
+        record: record.clone(),
+        handlers,
+        unattributed,
+    }
+}
