@@ -1,12 +1,12 @@
 //! The sboxmgr pipeline on sbox-events: `cargo run --example orchestrator
 //! -- [SUBSCRIPTION_FILE] [--output CONFIG_JSON] [--audit-log AUDIT_JSONL]
-//! [--max-bytes BYTES] [--prometheus] [--nats URL] [--verbose]` (`--help` for details).
+//! [--max-bytes BYTES] [--prometheus] [--nats URL] [--explain] [--trace-out TRACE_JSON]
+//! [--verbose]` (`--help` for details).
 //!
 //! The program is `sbox_events_examples::orchestrator::run`; this file only
 //! parses arguments, sets up logging (stderr) and maps the exit code.
 
 use clap::Parser;
-use sbox_events::EventBus;
 use sbox_events::trace::TraceIdFormat;
 use sbox_events_examples::orchestrator::{self, Options};
 use std::process::ExitCode;
@@ -29,7 +29,13 @@ fn main() -> ExitCode {
             tracing_subscriber::fmt::format().without_time(),
         ))
         .init();
-    let bus = EventBus::new();
+    let bus = match options.bus() {
+        Ok(bus) => bus,
+        Err(err) => {
+            eprintln!("orchestrator: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let outcome = orchestrator::run(
         &bus,
         &options,

@@ -6,5 +6,6 @@ sbox_events::event_names_test!();
 
 pub mod async_service;
 pub mod audit_service;
+pub mod flow;
 pub mod orchestrator;
 pub mod tour;

@@ -76,6 +76,8 @@ pub struct HandlerInput<'a> {
     pub func: &'a ItemFn,
     pub name: Option<LitStr>,
     pub priority: i32,
+    /// `emits = [...]`, if given.
+    pub emits: Option<Vec<Type>>,
 }
 
 impl<'a> HandlerInput<'a> {
@@ -84,6 +86,7 @@ impl<'a> HandlerInput<'a> {
             func,
             name: args.name,
             priority: args.priority.unwrap_or(0),
+            emits: args.emits,
         }
     }
 }

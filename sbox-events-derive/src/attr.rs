@@ -5,7 +5,7 @@
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
-use syn::parse::Parser;
+use syn::parse::{Parse, Parser};
 use syn::spanned::Spanned;
 use syn::{Attribute, LitInt, LitStr, Token};
 
@@ -27,10 +27,15 @@ pub struct EventArgs {
 pub struct HandlerArgs {
     pub name: Option<LitStr>,
     pub priority: Option<i32>,
+    /// `emits = [EventType, ...]`: the events its calls may emit.
+    pub emits: Option<Vec<syn::Type>>,
 }
 
 const EVENT_KEYS: &str = "expected `name = \"area.happened\"`, `source = \"component\"`, `validate = path::to::function` or `version = <integer>`";
-const HANDLER_KEYS: &str = "expected `priority = <i32>` or `name = \"...\"`";
+const HANDLER_KEYS: &str =
+    "expected `priority = <i32>`, `name = \"...\"` or `emits = [EventType, ...]`";
+const EMITS: &str = "expected `emits = [EventType, ...]`, the event types this handler emits \
+                     (`emits = []` if none)";
 
 pub fn parse_event_args(attrs: &[Attribute]) -> syn::Result<EventArgs> {
     let mut args = EventArgs {
@@ -152,6 +157,21 @@ pub fn parse_handler_args(tokens: TokenStream) -> syn::Result<HandlerArgs> {
                 )
             })?;
             if args.priority.replace(value).is_some() {
+                return Err(duplicate(&meta.path, "handler"));
+            }
+            Ok(())
+        } else if meta.path.is_ident("emits") {
+            let input = meta.value().map_err(|_| meta.error(EMITS))?;
+            let bracketed = || -> syn::Result<syn::parse::ParseBuffer<'_>> {
+                let list;
+                syn::bracketed!(list in input);
+                Ok(list)
+            };
+            let list = bracketed().map_err(|err| syn::Error::new(err.span(), EMITS))?;
+            let types = list
+                .parse_terminated(syn::Type::parse, Token![,])
+                .map_err(|err| syn::Error::new(err.span(), EMITS))?;
+            if args.emits.replace(types.into_iter().collect()).is_some() {
                 return Err(duplicate(&meta.path, "handler"));
             }
             Ok(())

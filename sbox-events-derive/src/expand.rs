@@ -189,6 +189,13 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
             };
         }
     });
+    // Each name spanned at its type: "`X` is not an event" points there.
+    let emits = input.emits.as_ref().map(|types| {
+        let names = types.iter().map(|ty| {
+            quote_spanned! {ty.span()=> <#ty as ::sbox_events::Event>::NAME}
+        });
+        quote!(.with_emits(&[#(#names),*]))
+    });
     let record = quote! {
         ::sbox_events::__private::HandlerRecord::#constructor(
             #name,
@@ -197,6 +204,7 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
             __sbox_events_handler,
         )
         .with_resources(&[#(#needs),*])
+        #emits
     };
     // Spanned at the event type: "`X` is not an event" points there, and
     // its note names this function ("required by a bound in

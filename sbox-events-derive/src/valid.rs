@@ -312,6 +312,23 @@ impl<'a> HandlerInput<'a> {
                 ),
             );
         }
+        if let Some(emits) = &self.emits {
+            let mut seen: Vec<String> = Vec::new();
+            for ty in emits {
+                let text = quote::quote!(#ty).to_string().replace(' ', "");
+                if seen.contains(&text) {
+                    push(
+                        &mut errors,
+                        syn::Error::new_spanned(
+                            ty,
+                            format_args!("`{text}` is listed twice in `emits`; list it once"),
+                        ),
+                    );
+                } else {
+                    seen.push(text);
+                }
+            }
+        }
         match (handler_signature(self.func), errors) {
             (Ok(sig), None) => Ok(sig),
             (Ok(_), Some(err)) => Err(err),

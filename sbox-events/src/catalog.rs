@@ -77,6 +77,9 @@ pub struct HandlerEntry {
     pub module: &'static str,
     /// Whether it is an `async fn`.
     pub is_async: bool,
+    /// The events it declares it emits (`#[handler(emits = [...])]`), by
+    /// name; `None` if it declares nothing.
+    pub emits: Option<Vec<&'static str>>,
     /// The types of the resources it takes, in parameter order (see
     /// [`EventBusBuilder::resource`](crate::EventBusBuilder::resource)).
     pub resources: Vec<&'static str>,
@@ -132,6 +135,7 @@ pub fn catalog() -> Catalog {
                         path,
                         module: path.rsplit_once("::").map_or("", |(module, _)| module),
                         is_async: h.is_async(),
+                        emits: h.emits().map(<[&str]>::to_vec),
                         resources: h.resources().collect(),
                     }
                 })
@@ -139,6 +143,23 @@ pub fn catalog() -> Catalog {
         })
         .collect();
     Catalog { events, duplicates }
+}
+
+impl HandlerEntry {
+    /// `crate · priority N · sync` (or `async`).
+    fn summary(&self) -> String {
+        let krate = self.path.split("::").next().unwrap_or_default();
+        let kind = if self.is_async { "async" } else { "sync" };
+        format!("{krate} · priority {} · {kind}", self.priority)
+    }
+}
+
+/// Text for a DOT label in quotes.
+fn dot_text(text: &str) -> String {
+    crate::escape::LogSafe(text)
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
 }
 
 /// Fails if two event types linked into the binary share a name.
@@ -176,6 +197,90 @@ impl fmt::Display for DuplicateEvents {
 impl std::error::Error for DuplicateEvents {}
 
 impl Catalog {
+    /// The catalog as a [Mermaid](https://mermaid.js.org) flowchart: every
+    /// event type (rounded), every `#[handler]` (a box with its crate,
+    /// priority, and whether it is async), an arrow from each event to its
+    /// handlers and from each handler to the events it declares it emits.
+    ///
+    /// ```text
+    /// flowchart LR
+    ///     e0(["subscription.fetched"])
+    ///     h0_0["my_app::parse<br/>my_app · priority 0 · sync"]
+    ///     e0 --> h0_0
+    ///     h0_0 --> e1
+    /// ```
+    pub fn to_mermaid(&self) -> String {
+        let mut out = String::from("flowchart LR\n");
+        let index = self.index();
+        for (i, event) in self.events.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "    e{i}([\"{}\"])",
+                crate::escape::mermaid_label(event.name)
+            );
+        }
+        for (i, event) in self.events.iter().enumerate() {
+            for (n, handler) in event.handlers.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "    h{i}_{n}[\"{}<br/>{}\"]",
+                    crate::escape::mermaid_label(&handler.name),
+                    crate::escape::mermaid_label(&handler.summary())
+                );
+                let _ = writeln!(out, "    e{i} --> h{i}_{n}");
+                for emitted in handler.emits.iter().flatten() {
+                    if let Some(to) = index.get(emitted) {
+                        let _ = writeln!(out, "    h{i}_{n} --> e{to}");
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The catalog as a Graphviz DOT graph (`dot -Tsvg`), with the same
+    /// nodes and edges as [`to_mermaid`](Catalog::to_mermaid).
+    pub fn to_dot(&self) -> String {
+        let mut out = String::from(
+            "digraph catalog {\n    rankdir=LR;\n    node [fontname=\"Helvetica\"];\n",
+        );
+        let index = self.index();
+        for (i, event) in self.events.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "    e{i} [label=\"{}\", shape=box, style=rounded];",
+                dot_text(event.name)
+            );
+        }
+        for (i, event) in self.events.iter().enumerate() {
+            for (n, handler) in event.handlers.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "    h{i}_{n} [label=\"{}\\n{}\", shape=box];",
+                    dot_text(&handler.name),
+                    dot_text(&handler.summary())
+                );
+                let _ = writeln!(out, "    e{i} -> h{i}_{n};");
+                for emitted in handler.emits.iter().flatten() {
+                    if let Some(to) = index.get(emitted) {
+                        let _ = writeln!(out, "    h{i}_{n} -> e{to};");
+                    }
+                }
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// Each event name's position (the first type of a duplicated name).
+    fn index(&self) -> BTreeMap<&'static str, usize> {
+        let mut index = BTreeMap::new();
+        for (i, event) in self.events.iter().enumerate() {
+            index.entry(event.name).or_insert(i);
+        }
+        index
+    }
+
     /// A readable listing: one block per event, fields then handlers.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
@@ -203,6 +308,14 @@ impl Catalog {
                 );
                 if !handler.resources.is_empty() {
                     let _ = write!(out, " takes &{}", handler.resources.join(", &"));
+                }
+                if let Some(emits) = &handler.emits {
+                    match emits.is_empty() {
+                        true => out.push_str(" emits nothing"),
+                        false => {
+                            let _ = write!(out, " emits {}", emits.join(", "));
+                        }
+                    }
                 }
                 let _ = writeln!(out);
             }

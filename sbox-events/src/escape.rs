@@ -52,6 +52,25 @@ impl fmt::Display for LogSafe<'_> {
     }
 }
 
+/// Text for a Mermaid label in double quotes: control characters escaped
+/// as [`LogSafe`] does, and what Mermaid would read as markup or as the end
+/// of the label written as entity codes.
+pub(crate) fn mermaid_label(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in LogSafe(text).to_string().chars() {
+        match c {
+            '"' => out.push_str("#quot;"),
+            '#' => out.push_str("#35;"),
+            '<' => out.push_str("#lt;"),
+            '>' => out.push_str("#gt;"),
+            '&' => out.push_str("#amp;"),
+            '`' => out.push_str("#96;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `Display` of `value`, escaped with [`LogSafe`].
 #[cfg_attr(not(any(feature = "audit", feature = "history")), allow(dead_code))]
 pub(crate) struct EscapedDisplay<T>(pub(crate) T);

@@ -5,6 +5,8 @@
 //! ([`History::tree`](crate::history::History::tree)).
 //!
 //! ```
+//! # #[cfg(feature = "history")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # use serde::{Deserialize, Serialize};
 //! use sbox_events::flight::RunOutcome;
 //! use sbox_events::{Event, EventBus, EventContext};
@@ -24,7 +26,10 @@
 //! let records = bus.history().unwrap().query(&Default::default());
 //! let run = &records[0].handlers()[0];
 //! assert_eq!(run.outcome(), &RunOutcome::Error { message: "disk full".into() });
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "history"))]
+//! # fn main() {}
 //! ```
 
 use serde::{Deserialize, Serialize};

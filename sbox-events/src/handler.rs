@@ -403,6 +403,8 @@ pub struct HandlerInfo {
     pub(crate) resources: &'static [ResourceNeed],
     /// Those the bus lacks (the handler is skipped and reported).
     pub(crate) missing: Vec<&'static str>,
+    /// The events a `#[handler(emits = [...])]` declares it emits.
+    pub(crate) emits: Option<&'static [&'static str]>,
 }
 
 /// Where a handler comes from.
@@ -453,6 +455,14 @@ impl HandlerInfo {
     /// [`EmitReport::skipped`](crate::EmitReport::skipped).
     pub fn missing_resources(&self) -> &[&'static str] {
         &self.missing
+    }
+
+    /// The names of the events it declares it emits
+    /// (`#[handler(emits = [ConfigBuilt])]`), or `None` if it declares
+    /// nothing (subscriptions never do). In debug builds, an event it emits
+    /// that is not in the list is logged as a warning.
+    pub fn emits(&self) -> Option<&'static [&'static str]> {
+        self.emits
     }
 
     /// Whether it is an async handler (`#[handler] async fn` or

@@ -41,6 +41,8 @@ pub struct HandlerRecord<E: 'static> {
     pub(crate) future: Option<AsyncHandlerFn<E>>,
     /// The resources its parameters take (`&Storage`), in order.
     pub(crate) resources: &'static [ResourceNeed],
+    /// `emits = [...]`: the names of the events it declares it emits.
+    pub(crate) emits: Option<&'static [&'static str]>,
 }
 
 impl<E> HandlerRecord<E> {
@@ -58,6 +60,7 @@ impl<E> HandlerRecord<E> {
             call,
             future: None,
             resources: &[],
+            emits: None,
         }
     }
 
@@ -75,12 +78,19 @@ impl<E> HandlerRecord<E> {
             call: called_synchronously::<E>,
             future: Some(call),
             resources: &[],
+            emits: None,
         }
     }
 
     #[doc(hidden)]
     pub const fn with_resources(mut self, resources: &'static [ResourceNeed]) -> Self {
         self.resources = resources;
+        self
+    }
+
+    #[doc(hidden)]
+    pub const fn with_emits(mut self, emits: &'static [&'static str]) -> Self {
+        self.emits = Some(emits);
         self
     }
 
@@ -98,6 +108,7 @@ impl<E> HandlerRecord<E> {
             is_async: self.is_async(),
             resources: self.resources,
             missing: Vec::new(),
+            emits: self.emits,
         }
     }
 }

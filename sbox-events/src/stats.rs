@@ -247,6 +247,7 @@ mod tests {
             is_async: false,
             resources: &[],
             missing: Vec::new(),
+            emits: None,
         });
         // Every call timed here (`timed` directly), to check the quantiles.
         for us in 1..=100u64 {
@@ -280,6 +281,7 @@ mod tests {
             is_async: false,
             resources: &[],
             missing: Vec::new(),
+            emits: None,
         });
         let mut timed = 0;
         for _ in 0..20 {

@@ -476,7 +476,7 @@ fn prometheus_output_is_well_formed_and_escapes_labels() {
     );
     assert!(
         text.contains(
-            "sbox_handler_calls_total{event=\"subscription.processed\",handler=\"metrics\"} 1\n"
+            "sbox_handler_calls_total{event=\"subscription.processed\",handler=\"metrics::totals\"} 1\n"
         ),
         "{text}"
     );

@@ -314,7 +314,7 @@ fn every_import_error_names_its_line_and_reason() {
             GOOD.len() + 300,
             GOOD.len() + 100
         ),
-        "line 9: not an event record: unknown field `extra`, expected one of `name`, `fingerprint`, `event_id`, `source`, `trace_id`, `timestamp`, `sequence`, `depth`, `replay`, `remote`, `metadata`, `cause`, `data` (column 145)",
+        "line 9: not an event record: unknown field `extra`, expected one of `name`, `fingerprint`, `event_id`, `source`, `trace_id`, `timestamp`, `sequence`, `depth`, `replay`, `remote`, `metadata`, `cause`, `handlers`, `data` (column 145)",
         "line 10: not an event record: timestamp \"yesterday\" is not RFC 3339 UTC: timestamp format is invalid",
         "line 12: not UTF-8",
     ];

@@ -15,8 +15,11 @@ pub mod link;
 pub mod singbox;
 
 mod export;
+mod flow;
+mod options;
 
-use clap::Parser;
+pub use options::Options;
+
 use sbox_events::audit::AuditLogger;
 use sbox_events::escape::LogSafe;
 use sbox_events::events::{
@@ -26,7 +29,7 @@ use sbox_events::events::{
 };
 use sbox_events::metrics::MetricsCollector;
 use sbox_events::trace::{self, TraceId};
-use sbox_events::{EmitOptions, EventBus, EventSelector};
+use sbox_events::{EmitOptions, EmitReport, Event, EventBus, EventSelector};
 use sbox_events_nats::{NatsBridge, Policy};
 use std::fmt;
 use std::io::Write;
@@ -42,91 +45,6 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 
 /// How many dropped lines are logged one by one; the rest are summarized.
 pub const WARNINGS_SHOWN: usize = 20;
-
-/// Converts a subscription (a file of share links) into a sing-box
-/// configuration, emitting the original design's events on the way.
-#[derive(Clone, Debug, PartialEq, Eq, Parser)]
-#[command(
-    name = "orchestrator",
-    version,
-    about = "Converts a subscription (proxy share links) into a sing-box configuration, \
-             running the sboxmgr pipeline on sbox-events"
-)]
-#[command(
-    after_help = "Exit status: 0 success; 1 the subscription failed (the previous \
-                        config is kept); 2 bad arguments or setup; 3 the config was written \
-                        but audit records were lost."
-)]
-pub struct Options {
-    /// The subscription file: share links one per line, or base64 of them
-    /// [default: the bundled sample]
-    #[arg(value_name = "SUBSCRIPTION_FILE", default_value_os_t = Options::sample_subscription(), hide_default_value = true)]
-    pub subscription: PathBuf,
-    /// Where the sing-box configuration goes
-    #[arg(short, long, value_name = "CONFIG_JSON", default_value_os_t = Options::defaults_dir().join("config.json"))]
-    pub output: PathBuf,
-    /// The JSON Lines audit log (appended to)
-    #[arg(long, value_name = "AUDIT_JSONL", default_value_os_t = Options::defaults_dir().join("audit.jsonl"))]
-    pub audit_log: PathBuf,
-    /// Refuse subscriptions larger than this many bytes (suffixes K, M, G: KiB, MiB, GiB)
-    #[arg(long, value_name = "BYTES", default_value = "256M", value_parser = parse_size)]
-    pub max_bytes: u64,
-    /// Also print the metrics in Prometheus format
-    #[arg(long)]
-    pub prometheus: bool,
-    /// Log at INFO instead of WARN
-    #[arg(short, long)]
-    pub verbose: bool,
-    /// Also forward every event to this NATS server (JetStream), for other
-    /// processes (e.g. `--example audit_service`)
-    #[arg(long, value_name = "URL")]
-    pub nats: Option<String>,
-    /// Where events wait while the NATS server is unreachable (forwarded on
-    /// the next run)
-    #[arg(long, value_name = "SPOOL_JSONL", default_value_os_t = Options::defaults_dir().join("nats-spool.jsonl"))]
-    pub nats_spool: PathBuf,
-}
-
-impl Options {
-    /// The bundled sample subscription.
-    pub fn sample_subscription() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample-subscription.txt")
-    }
-
-    fn defaults_dir() -> PathBuf {
-        std::env::temp_dir().join("sboxmgr-example")
-    }
-
-    /// Defaults: the sample, and outputs under the system's temp directory.
-    pub fn defaults() -> Options {
-        Options {
-            subscription: Options::sample_subscription(),
-            output: Options::defaults_dir().join("config.json"),
-            audit_log: Options::defaults_dir().join("audit.jsonl"),
-            max_bytes: DEFAULT_MAX_BYTES,
-            prometheus: false,
-            verbose: false,
-            nats: None,
-            nats_spool: Options::defaults_dir().join("nats-spool.jsonl"),
-        }
-    }
-}
-
-/// `1048576`, `512K`, `256M`, `1G` (binary multiples).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let (digits, shift) = match text.trim().to_ascii_uppercase() {
-        t if t.ends_with('K') => (t[..t.len() - 1].to_owned(), 10),
-        t if t.ends_with('M') => (t[..t.len() - 1].to_owned(), 20),
-        t if t.ends_with('G') => (t[..t.len() - 1].to_owned(), 30),
-        t => (t, 0),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1 << shift))
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("{text:?} is not a size (e.g. 1048576, 512K, 256M, 1G)"))
-}
 
 /// A stage that failed: what went wrong, and a short kind for metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,18 +104,27 @@ impl<'a> Orchestrator<'a> {
     /// `error.occurred` (same trace) and leaves `output` untouched.
     pub fn process(&self, subscription: &Path, output: &Path) -> Result<Processed, PipelineError> {
         let url = subscription.display().to_string();
-        let result = self.stages(&url, subscription, output);
+        let mut last = None;
+        let result = self.stages(&url, subscription, output, &mut last);
         if let Err(err) = &result {
             tracing::error!(
                 url,
                 error_type = err.error_type,
                 "subscription failed: {err}"
             );
-            self.bus.emit(SubscriptionFailed {
-                url: url.clone(),
-                error: err.message.clone(),
-                error_type: err.error_type.to_owned(),
-            });
+            // Where it happened: after the last stage that got through.
+            let after = |options: EmitOptions| match &last {
+                Some(report) => options.caused_by(report),
+                None => options,
+            };
+            let failed = self.bus.emit_with(
+                SubscriptionFailed {
+                    url: url.clone(),
+                    error: err.message.clone(),
+                    error_type: err.error_type.to_owned(),
+                },
+                after(EmitOptions::new()),
+            );
             self.bus.emit_with(
                 ErrorOccurred {
                     error: err.message.clone(),
@@ -205,17 +132,26 @@ impl<'a> Orchestrator<'a> {
                     event: "subscription.failed".to_owned(),
                     handler: "orchestrator".to_owned(),
                 },
-                EmitOptions::new().source("orchestrator"),
+                EmitOptions::new().source("orchestrator").caused_by(&failed),
             );
         }
         result
     }
 
+    /// Emits `event` as following from the event `after` reports on.
+    fn then<E: Event>(&self, after: &EmitReport, event: E) -> EmitReport {
+        self.bus
+            .emit_with(event, EmitOptions::new().caused_by(after))
+    }
+
+    /// The stages; `last` is the report of the last stage event emitted
+    /// (what a failure follows from).
     fn stages(
         &self,
         url: &str,
         subscription: &Path,
         output: &Path,
+        last: &mut Option<EmitReport>,
     ) -> Result<Processed, PipelineError> {
         let started = Instant::now();
         let mut config = export::Staged::new(output).map_err(|e| {
@@ -267,7 +203,9 @@ impl<'a> Orchestrator<'a> {
             );
         }
         let servers = writer.servers();
-        self.bus.emit(SubscriptionFetched {
+        // Each stage's event follows from the one before: trace trees show
+        // the run as a chain.
+        let fetched_report = self.bus.emit(SubscriptionFetched {
             url: url.to_owned(),
             content_length: fetched.bytes,
             content_type: match fetched.format {
@@ -278,16 +216,23 @@ impl<'a> Orchestrator<'a> {
             cache_hit: false,
             duration_ms: millis(started),
         });
-        self.bus.emit(SubscriptionParsed {
-            url: url.to_owned(),
-            format: fetched.format.as_str().to_owned(),
-            servers_count: entries as u64,
-        });
-        self.bus.emit(SubscriptionValidated {
-            url: url.to_owned(),
-            valid_count: servers as u64,
-            invalid_count: invalid as u64,
-        });
+        let parsed = self.then(
+            &fetched_report,
+            SubscriptionParsed {
+                url: url.to_owned(),
+                format: fetched.format.as_str().to_owned(),
+                servers_count: entries as u64,
+            },
+        );
+        let validated = self.then(
+            &parsed,
+            SubscriptionValidated {
+                url: url.to_owned(),
+                valid_count: servers as u64,
+                invalid_count: invalid as u64,
+            },
+        );
+        *last = Some(validated.clone());
         if servers == 0 {
             let detail = match first_invalid.first() {
                 Some(first) => format!(" (first problem: {first})"),
@@ -304,34 +249,47 @@ impl<'a> Orchestrator<'a> {
         let (_, written) = writer.finish().map_err(|e| {
             PipelineError::new("io", format!("cannot write {}: {e}", output.display()))
         })?;
-        self.bus.emit(ConfigBuilt {
-            servers_count: written.servers,
-            rules_count: singbox::rules_count(),
-            export_format: FORMAT.to_owned(),
-            file_size: written.bytes,
-            duration_ms: millis(build_started),
-        });
-        self.bus.emit(ConfigValidated {
-            export_format: FORMAT.to_owned(),
-            valid: true,
-            errors: Vec::new(),
-        });
+        let built = self.then(
+            &validated,
+            ConfigBuilt {
+                servers_count: written.servers,
+                rules_count: singbox::rules_count(),
+                export_format: FORMAT.to_owned(),
+                file_size: written.bytes,
+                duration_ms: millis(build_started),
+            },
+        );
+        let checked = self.then(
+            &built,
+            ConfigValidated {
+                export_format: FORMAT.to_owned(),
+                valid: true,
+                errors: Vec::new(),
+            },
+        );
+        *last = Some(checked.clone());
 
         // Export.
         config.commit().map_err(|e| {
             PipelineError::new("io", format!("cannot write {}: {e}", output.display()))
         })?;
-        self.bus.emit(ConfigExported {
-            path: output.display().to_string(),
-            export_format: FORMAT.to_owned(),
-            file_size: written.bytes,
-        });
-        self.bus.emit(SubscriptionProcessed {
-            url: url.to_owned(),
-            servers_count: servers as u64,
-            success: true,
-            duration_ms: millis(started),
-        });
+        let exported = self.then(
+            &checked,
+            ConfigExported {
+                path: output.display().to_string(),
+                export_format: FORMAT.to_owned(),
+                file_size: written.bytes,
+            },
+        );
+        self.then(
+            &exported,
+            SubscriptionProcessed {
+                url: url.to_owned(),
+                servers_count: servers as u64,
+                success: true,
+                duration_ms: millis(started),
+            },
+        );
         Ok(Processed {
             servers,
             invalid,
@@ -361,8 +319,9 @@ fn millis(since: Instant) -> u64 {
 /// How a run ended, for `main` and for tests.
 #[derive(Debug)]
 pub struct RunOutcome {
-    /// 0 success; 1 the subscription failed; 2 bad arguments or setup; 3
-    /// the config was written but audit records were lost.
+    /// 0 success; 1 the subscription failed; 2 bad arguments or setup (or
+    /// the `--trace-out` file could not be written); 3 the config was
+    /// written but audit records were lost.
     pub exit_code: u8,
     /// The subscription's trace, once processing started.
     pub trace_id: Option<TraceId>,
@@ -516,6 +475,9 @@ pub fn run(
     );
     if options.prometheus {
         let _ = write!(out, "\n{}", snapshot.render_prometheus());
+    }
+    if !flow::show(bus, trace_id, options, out, err) && exit_code == 0 {
+        exit_code = 2;
     }
     RunOutcome {
         exit_code,

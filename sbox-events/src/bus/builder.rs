@@ -3,7 +3,7 @@
 use super::hooks::types_with_hooks;
 use super::resources::{BuildError, MissingResource, index_of};
 use super::routes::{Control, RouteConfig, RouteTable};
-use super::{BusInner, EventBus, Recorder};
+use super::{BusInner, EmitReport, EventBus, Recorder};
 use crate::any::EventType;
 use crate::envelope::{Cause, EventId, Metadata};
 use crate::handler::HandlerOrigin;
@@ -359,6 +359,43 @@ impl EmitOptions {
     /// ([`EventContext::cause`](crate::EventContext::cause)).
     pub fn cause(mut self, cause: Cause) -> Self {
         self.cause = Some(cause);
+        self
+    }
+
+    /// The event follows from the one `report` is about: it is caused by
+    /// that event, outside any of its handlers. What a pipeline that
+    /// emits one stage's event after another's uses, so that
+    /// [trace trees](crate::history::TraceTree) show the stages as a chain
+    /// (same trace as the report's, if none is current).
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use sbox_events::{EmitOptions, Event, EventBus, EventContext};
+    ///
+    /// #[derive(Event, Serialize, Deserialize)]
+    /// #[event(name = "demo.fetched")]
+    /// struct Fetched { bytes: u64 }
+    ///
+    /// #[derive(Event, Serialize, Deserialize)]
+    /// #[event(name = "demo.parsed")]
+    /// struct Parsed { servers: u32 }
+    ///
+    /// let bus = EventBus::new();
+    /// bus.subscribe(|_: &Parsed, ctx: &EventContext| {
+    ///     let cause = ctx.cause().expect("caused by the fetch");
+    ///     assert_eq!((cause.event(), cause.handler()), ("demo.fetched", None));
+    /// })
+    /// .detach();
+    /// let fetched = bus.emit(Fetched { bytes: 512 });
+    /// let parsed = bus.emit_with(Parsed { servers: 3 }, EmitOptions::new().caused_by(&fetched));
+    /// assert_eq!(parsed.trace_id(), fetched.trace_id());
+    /// assert!(parsed.is_ok());
+    /// ```
+    pub fn caused_by(mut self, report: &EmitReport) -> Self {
+        self.cause = Some(Cause::new(report.event(), report.sequence(), None, None));
+        if self.trace_id.is_none() && crate::trace::current().is_none() {
+            self.trace_id = Some(report.trace_id());
+        }
         self
     }
 

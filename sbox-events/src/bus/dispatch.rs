@@ -10,6 +10,7 @@
 // Replay and recording are used by the `history` feature only.
 #![cfg_attr(not(feature = "history"), allow(dead_code))]
 
+use super::declared::check_declared;
 use super::failures::{Failure, isolate, validate};
 use super::release::release_failed;
 use super::routes::{Entry, ErasedEntry, Route};
@@ -109,6 +110,7 @@ impl EventBus {
             return self.refuse(report, Refusal::Invalid { reason });
         }
         let sequence = given.replayed.unwrap_or_else(next_sequence);
+        report.sequence = sequence;
         let frame = Frame {
             event: Some(E::NAME),
             sequence,
@@ -116,6 +118,9 @@ impl EventBus {
             handler: HandlerKey::None,
         };
         let depth_guard = DepthGuard::enter(depth, frame);
+        if given.cause.is_none() {
+            check_declared(&depth_guard.parent(), E::NAME);
+        }
         // Failures while an `error.occurred` is handled (whoever emitted it)
         // never emit another one. Decided at compile time per event type.
         let _error_scope =

@@ -10,6 +10,7 @@
 //! state with it. Each poll of a handler's future runs inside
 //! `catch_unwind`, like a sync handler call.
 
+use super::declared::check_declared;
 use super::dispatch::{Called, call_entry};
 use super::failures::{Failure, drop_payload, isolate, validate};
 use super::flight::FlightLog;
@@ -280,6 +281,9 @@ impl EventBus {
         options: EmitOptions,
     ) -> EmitAsync<'_, impl Future<Output = EmitReport> + Send + '_> {
         let mut state = EmitState::capture::<E>(options.event_id);
+        if options.cause.is_none() {
+            check_declared(&state.cause, E::NAME);
+        }
         if let Some(id) = options.trace_id {
             state.trace_id = id;
         }
@@ -301,6 +305,7 @@ impl EventBus {
         // future was made, unless `with_trace_id` replaced it since.
         let trace_id = trace::current().unwrap_or(state.trace_id);
         let mut report = EmitReport::new(E::NAME, trace_id);
+        report.sequence = state.sequence;
         if state.depth >= config.max_depth {
             let (depth, limit) = (state.depth, config.max_depth);
             return self.refuse(report, Refusal::DepthLimit { depth, limit });

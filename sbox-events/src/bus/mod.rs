@@ -26,6 +26,7 @@
 mod builder;
 mod by_name;
 mod control;
+mod declared;
 mod dispatch;
 mod emit_async;
 mod failures;

@@ -15,6 +15,7 @@ use std::fmt;
 pub struct EmitReport {
     pub(super) event: &'static str,
     pub(super) trace_id: TraceId,
+    pub(super) sequence: u64,
     pub(super) delivered: usize,
     issues: Option<Box<Issues>>,
 }
@@ -33,6 +34,7 @@ impl EmitReport {
         EmitReport {
             event,
             trace_id,
+            sequence: 0,
             delivered: 0,
             issues: None,
         }
@@ -50,6 +52,13 @@ impl EmitReport {
     /// The trace the event ran in.
     pub fn trace_id(&self) -> TraceId {
         self.trace_id
+    }
+
+    /// The event's sequence number
+    /// ([`EventContext::sequence`](crate::EventContext::sequence)); 0 if the
+    /// emit was [refused](EmitReport::refused) before it got one.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
     }
 
     /// How many handlers were called (including the ones that failed; not

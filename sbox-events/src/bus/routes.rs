@@ -248,6 +248,7 @@ fn subscription_info(name: &str, event: &'static str, priority: i32, id: u64) ->
         is_async: false,
         resources: &[],
         missing: Vec::new(),
+        emits: None,
     }
 }
 

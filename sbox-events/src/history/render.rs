@@ -2,7 +2,7 @@
 //! `Display`), a Mermaid flowchart, and Chrome Trace Event JSON.
 
 use super::tree::{EventNode, HandlerNode, TraceTree};
-use crate::escape::LogSafe;
+use crate::escape::{LogSafe, mermaid_label};
 use crate::flight::HandlerRun;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -81,7 +81,7 @@ fn event_lines(node: &EventNode, head: &str, rest: &str, out: &mut Vec<Line>) {
     for child in node.unattributed() {
         index += 1;
         let (head, next) = branch(rest, index == count);
-        event_lines(child, &format!("{head}(outside a handler) "), &next, out);
+        event_lines(child, &format!("{head}then "), &next, out);
     }
 }
 
@@ -188,7 +188,7 @@ impl TraceTree {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let micros = |time: SystemTime| -> f64 {
             let since = time.duration_since(origin).unwrap_or_default();
-            since.as_nanos() as f64 / 1e3
+            nanos_to_micros(since)
         };
         let mut threads: BTreeMap<u64, Option<&str>> = BTreeMap::new();
         let mut out: Vec<Value> = Vec::new();
@@ -212,7 +212,7 @@ impl TraceTree {
                     "cat": "event",
                     "ph": "X",
                     "ts": ts,
-                    "dur": (micros(end) - ts).max(0.0),
+                    "dur": nanos_to_micros(end.duration_since(first.started()).unwrap_or_default()),
                     "pid": 1,
                     "tid": first.thread(),
                     "args": args,
@@ -248,7 +248,7 @@ impl TraceTree {
                     "cat": "handler",
                     "ph": "X",
                     "ts": micros(run.started()),
-                    "dur": run.duration().as_nanos() as f64 / 1e3,
+                    "dur": nanos_to_micros(run.duration()),
                     "pid": 1,
                     "tid": run.thread(),
                     "args": args,
@@ -279,6 +279,13 @@ impl TraceTree {
     }
 }
 
+/// Microseconds, to the nanosecond (no binary-fraction noise in the JSON).
+fn nanos_to_micros(duration: Duration) -> f64 {
+    // A correctly rounded division: the shortest decimal that reads back
+    // as it is the exact one.
+    duration.as_nanos() as f64 / 1000.0
+}
+
 fn mermaid_event(
     node: &EventNode,
     from: Option<(&str, bool)>,
@@ -291,7 +298,7 @@ fn mermaid_event(
     *next += 1;
     let record = node.record();
     let label = format!("{} ({})", record.name(), record.envelope().sequence());
-    let _ = writeln!(out, "    {id}([\"{}\"])", mermaid_text(&label));
+    let _ = writeln!(out, "    {id}([\"{}\"])", mermaid_label(&label));
     match from {
         Some((parent, true)) => {
             let _ = writeln!(out, "    {parent} --> {id}");
@@ -303,7 +310,7 @@ fn mermaid_event(
     }
     for (n, handler) in node.handlers().iter().enumerate() {
         let hid = format!("h{}_{n}", &id[1..]);
-        let mut label = mermaid_text(handler.name());
+        let mut label = mermaid_label(handler.name());
         if let Some(run) = handler.run() {
             let _ = write!(
                 label,
@@ -326,22 +333,4 @@ fn mermaid_event(
     for child in node.unattributed() {
         mermaid_event(child, Some((&id, false)), next, out, failed, skipped);
     }
-}
-
-/// Text for a Mermaid label in quotes: control characters escaped, and
-/// what Mermaid would read as markup or the end of the label as entities.
-fn mermaid_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in LogSafe(text).to_string().chars() {
-        match c {
-            '"' => out.push_str("#quot;"),
-            '#' => out.push_str("#35;"),
-            '<' => out.push_str("#lt;"),
-            '>' => out.push_str("#gt;"),
-            '&' => out.push_str("#amp;"),
-            '`' => out.push_str("#96;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

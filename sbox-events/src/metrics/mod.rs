@@ -94,7 +94,11 @@ impl MetricsCollector {
     /// Starts counting the events of `bus`.
     pub fn attach(bus: &EventBus) -> MetricsCollector {
         let state = Arc::new(State::default());
-        let options = || SubscribeOptions::new().name("metrics").priority(PRIORITY);
+        let options = || {
+            SubscribeOptions::new()
+                .name("metrics::totals")
+                .priority(PRIORITY)
+        };
         let s = Arc::clone(&state);
         let mut subscriptions = vec![bus.subscribe_with(
             options(),
@@ -143,7 +147,7 @@ impl MetricsCollector {
         // One counter per event type, made once here: counting looks nothing up.
         let s = Arc::clone(&state);
         let each = EachOptions {
-            name: "metrics".into(),
+            name: "metrics::count".into(),
             priority: PRIORITY,
             recorder: false,
         };
