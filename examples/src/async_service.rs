@@ -51,7 +51,7 @@ pub struct StorageClient {
 }
 
 /// A sync handler first (priority 10): an empty config is not uploaded.
-#[handler(priority = 10)]
+#[handler(priority = 10, emits = [])]
 fn reject_empty(config: &ConfigReady) -> Result<(), String> {
     if config.json.trim().is_empty() {
         return Err(format!("config {} is empty", config.name));
@@ -61,8 +61,9 @@ fn reject_empty(config: &ConfigReady) -> Result<(), String> {
 
 /// The async handler: real network I/O, then a nested emit. The event and
 /// the context stay borrowed across the `.await`s; the trace id is current
-/// in every poll, so the log lines below carry it.
-#[handler]
+/// in every poll, so the log lines below carry it. It declares what it
+/// emits, so the catalog can draw the flow (`--example catalog -- --mermaid`).
+#[handler(emits = [ConfigStored])]
 async fn upload(
     config: &ConfigReady,
     ctx: &EventContext<'_>,

@@ -20,7 +20,7 @@ pub struct ServerProbed {
 /// A link-time handler: runs on every bus, no registration call needed. It
 /// handles the tour's own event only, so it stays out of other programs'
 /// way (every example links this library).
-#[handler(priority = 10)]
+#[handler(priority = 10, emits = [])]
 fn flag_slow_servers(probe: &ServerProbed, ctx: &EventContext) {
     if probe.rtt_ms > 1_000 {
         tracing::warn!(server = %probe.server, rtt_ms = probe.rtt_ms, depth = ctx.depth(), "slow server");
