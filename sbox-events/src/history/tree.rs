@@ -11,7 +11,9 @@ use std::collections::HashMap;
 ///
 /// Built by [`History::tree`](super::History::tree) or
 /// [`TraceTree::from_records`] (for records imported from JSON Lines), and
-/// shown as indented text (its `Display`), as a
+/// shown as indented text (its `Display`: handlers with their outcome and
+/// duration, the events each emitted under it, events caused outside a
+/// handler as `then <event>`), as a
 /// [Mermaid](TraceTree::to_mermaid) flowchart, or as a
 /// [Chrome trace](TraceTree::to_chrome_trace).
 ///
@@ -153,8 +155,11 @@ impl EventNode {
         &self.handlers
     }
 
-    /// Events it caused outside any of its handlers' calls (say, emitted
-    /// by code that consumed it from a stream in its trace).
+    /// Events it caused outside any of its handlers' calls: emitted with
+    /// [`EmitOptions::caused_by`](crate::EmitOptions::caused_by) by code
+    /// that is not a handler (a pipeline's next stage), or by code that
+    /// consumed it from a stream in its trace. The text shows each as
+    /// `then <event>`, Mermaid as a dotted arrow.
     pub fn unattributed(&self) -> &[EventNode] {
         &self.unattributed
     }
