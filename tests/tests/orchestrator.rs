@@ -175,7 +175,14 @@ fn the_sample_subscription_becomes_a_sing_box_config() {
         .iter()
         .map(|r| r["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(audited, ["config.exported", "subscription.processed"]);
+    assert_eq!(
+        audited,
+        [
+            "subscription.fetched",
+            "config.exported",
+            "subscription.processed"
+        ]
+    );
     assert!(audit.iter().all(|r| r["trace_id"] == trace_id.to_string()));
 
     assert!(
@@ -227,7 +234,13 @@ fn assert_fails(run: &Run, error_type: &str, message: &str) {
         .iter()
         .map(|r| r["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(audited, ["subscription.failed", "error.occurred"]);
+    // The fetch is audited when it got that far.
+    let fetched = usize::from(run.names().contains(&"subscription.fetched"));
+    assert_eq!(audited[..fetched], ["subscription.fetched"][..fetched]);
+    assert_eq!(
+        audited[fetched..],
+        ["subscription.failed", "error.occurred"]
+    );
     assert!(audit.iter().all(|r| r["trace_id"] == trace_id.to_string()));
     assert!(run.stdout.contains("failed=1"), "{}", run.stdout);
 }
@@ -465,9 +478,9 @@ fn lost_audit_records_are_reported_and_fail_the_run() {
     options.audit_log = PathBuf::from("/dev/full");
     let (code, out, err) = run_with(&options);
     assert_eq!(code, 3, "{out}{err}");
-    assert!(out.contains("(0 records this run, 2 LOST)"), "{out}");
+    assert!(out.contains("(0 records this run, 3 LOST)"), "{out}");
     assert!(
-        err.contains("2 audit record(s) could not be written"),
+        err.contains("3 audit record(s) could not be written"),
         "{err}"
     );
     assert!(

@@ -93,7 +93,7 @@ fn a_successful_run_is_a_chain_of_stages_each_with_its_handlers() {
     assert_eq!(
         handlers,
         [
-            vec!["metrics::totals", "metrics::count"],
+            vec!["audit", "metrics::totals", "metrics::count"],
             vec!["metrics::count"],
             vec!["metrics::count"],
             vec!["metrics::totals", "metrics::count"],

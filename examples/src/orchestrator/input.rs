@@ -75,11 +75,7 @@ pub fn read_lines(
     {
         return Err(too_large(max_bytes));
     }
-    let mut capped = Capped {
-        inner: file,
-        read: 0,
-        max: max_bytes,
-    };
+    let mut capped = Capped::new(file, max_bytes);
     let (format, head) = sniff(&mut capped, max_bytes)?;
     let body = Cursor::new(head).chain(&mut capped);
     let result = match format {
@@ -134,11 +130,54 @@ fn sniff(input: &mut impl Read, max_bytes: u64) -> Result<(Format, Vec<u8>), Inp
         .any(|l| !l.is_empty() && !l.starts_with(b"#"));
     if !content {
         Err(InputError::new("empty", "the subscription is empty"))
+    } else if let Some(other) = other_format(&head) {
+        Err(InputError::new(
+            "format",
+            format!("the subscription is {other}, not a list of share links"),
+        ))
     } else if head.windows(3).any(|w| w == b"://") {
         Ok((Format::Plain, head))
     } else {
         Ok((Format::Base64, head))
     }
+}
+
+/// Recognizes what providers send instead of share links: a whole client
+/// configuration (converting those is not supported), or a web page.
+fn other_format(head: &[u8]) -> Option<&'static str> {
+    let text = String::from_utf8_lossy(head);
+    let start = text.trim_start();
+    let top_level_key = |key: &str| {
+        text.lines().any(|line| {
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+    };
+    if start.starts_with('{') || start.starts_with('[') {
+        let singbox = ["\"outbounds\"", "\"inbounds\"", "\"route\""];
+        return Some(match singbox.iter().any(|key| start.contains(key)) {
+            true => "a sing-box JSON configuration (converting it is not supported yet)",
+            false => "JSON",
+        });
+    }
+    let lower = start
+        .get(..start.len().min(64))
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if lower.starts_with("<!doctype html") || lower.starts_with("<html") {
+        return Some("an HTML page (a login or error page of the provider?)");
+    }
+    let clash = [
+        "proxies",
+        "proxy-groups",
+        "proxy-providers",
+        "mixed-port",
+        "rules",
+    ];
+    if clash.iter().any(|key| top_level_key(key)) {
+        return Some("a Clash YAML configuration (converting it is not supported yet)");
+    }
+    None
 }
 
 fn each_line(
@@ -217,10 +256,20 @@ fn read_line_limited(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<
 }
 
 /// Fails with `FileTooLarge` once more than `max` bytes were read.
-struct Capped<R> {
+pub(super) struct Capped<R> {
     inner: R,
     read: u64,
     max: u64,
+}
+
+impl<R> Capped<R> {
+    pub(super) fn new(inner: R, max: u64) -> Self {
+        Capped {
+            inner,
+            read: 0,
+            max,
+        }
+    }
 }
 
 impl<R: Read> Read for Capped<R> {

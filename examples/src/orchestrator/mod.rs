@@ -3,7 +3,8 @@
 //! without the orchestrator knowing them.
 //!
 //! Stages of one subscription, all in one trace, in one pass over the input
-//! with bounded memory: fetch (read the file, [`input`]) → parse (share
+//! with bounded memory: fetch (download an http(s) URL, [`fetch`], or read
+//! a file; [`input`]) → parse (share
 //! links, [`link`]) → validate (drop and count unusable links, each with the
 //! parameter at fault) → build (sing-box JSON, streamed to a temporary file,
 //! [`singbox`]) → check (every outbound against sing-box's own rules) →
@@ -14,12 +15,15 @@ pub mod input;
 pub mod link;
 pub mod singbox;
 
+pub mod fetch;
+
 mod export;
 mod flow;
 mod options;
 
-pub use options::Options;
+pub use options::{DEFAULT_USER_AGENT, MAX_REDIRECTS, Options};
 
+use fetch::FetchOptions;
 use sbox_events::audit::AuditLogger;
 use sbox_events::escape::LogSafe;
 use sbox_events::events::{
@@ -27,7 +31,7 @@ use sbox_events::events::{
     ErrorOccurred, SubscriptionFailed, SubscriptionFetched, SubscriptionParsed,
     SubscriptionProcessed, SubscriptionValidated,
 };
-use sbox_events::metrics::MetricsCollector;
+use sbox_events::metrics::{Family, MetricsCollector, MetricsSource};
 use sbox_events::trace::{self, TraceId};
 use sbox_events::{EmitOptions, EmitReport, Event, EventBus, EventSelector};
 use sbox_events_nats::{NatsBridge, Policy};
@@ -49,7 +53,9 @@ pub const WARNINGS_SHOWN: usize = 20;
 /// A stage that failed: what went wrong, and a short kind for metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PipelineError {
-    /// `io`, `too_large`, `empty`, `format` or `no_servers`.
+    /// `io`, `too_large`, `empty`, `format` or `no_servers`; for a URL
+    /// also `url`, `dns`, `connect`, `tls`, `timeout`, `http_status` or
+    /// `redirects`.
     pub error_type: &'static str,
     /// For people.
     pub message: String,
@@ -83,27 +89,51 @@ pub struct Processed {
     pub config_path: PathBuf,
     /// Its size in bytes.
     pub config_bytes: u64,
+    /// What fetching a URL reported (`None` for a file).
+    pub fetched: Option<FetchReport>,
+}
+
+/// What fetching a subscription URL reported, for the summary and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchReport {
+    /// The URL, redacted.
+    pub url: String,
+    /// Served from the cache.
+    pub cache_hit: bool,
+    /// The age of the cached copy used because the provider failed, and
+    /// how it failed.
+    pub stale: Option<(std::time::Duration, String)>,
+    /// The provider's `subscription-userinfo`.
+    pub userinfo: Option<fetch::UserInfo>,
+    /// Its `profile-update-interval`, in hours.
+    pub update_interval_hours: Option<u64>,
 }
 
 /// Runs the pipeline, emitting the original design's events on a bus.
 pub struct Orchestrator<'a> {
     bus: &'a EventBus,
-    max_bytes: u64,
+    fetch: FetchOptions,
 }
 
 const FORMAT: &str = "sing-box";
 
 impl<'a> Orchestrator<'a> {
-    /// An orchestrator emitting on `bus`, reading at most `max_bytes`.
-    pub fn new(bus: &'a EventBus, max_bytes: u64) -> Self {
-        Orchestrator { bus, max_bytes }
+    /// An orchestrator emitting on `bus`, fetching (or reading) at most
+    /// `fetch.max_bytes`.
+    pub fn new(bus: &'a EventBus, fetch: FetchOptions) -> Self {
+        Orchestrator { bus, fetch }
     }
 
-    /// Processes one subscription file into a configuration at `output`, in
-    /// the current trace. On failure emits `subscription.failed` and
-    /// `error.occurred` (same trace) and leaves `output` untouched.
+    /// Processes one subscription (a file, or an http(s) URL) into a
+    /// configuration at `output`, in the current trace. On failure emits
+    /// `subscription.failed` and `error.occurred` (same trace) and leaves
+    /// `output` untouched. Events and errors show a URL
+    /// [redacted](fetch::redact).
     pub fn process(&self, subscription: &Path, output: &Path) -> Result<Processed, PipelineError> {
-        let url = subscription.display().to_string();
+        let url = match subscription.to_str().filter(|s| fetch::is_url(s)) {
+            Some(url) => fetch::redact(url),
+            None => subscription.display().to_string(),
+        };
         let mut last = None;
         let result = self.stages(&url, subscription, output, &mut last);
         if let Err(err) = &result {
@@ -173,7 +203,18 @@ impl<'a> Orchestrator<'a> {
                 first_invalid.push(link::Invalid { line, reason });
             }
         };
-        let fetched = input::read_lines(subscription, self.max_bytes, |line, text| {
+        // A URL is downloaded first (to the cache, or a temporary file),
+        // under the size cap; the file is then read like a local one.
+        let download =
+            match subscription.to_str().filter(|s| fetch::is_url(s)) {
+                Some(address) => Some(fetch::fetch(address, &self.fetch).map_err(|e| {
+                    PipelineError::new(e.kind, format!("fetch {url}: {}", e.message))
+                })?),
+                None => None,
+            };
+        let report = download.as_ref().map(|d| fetch_report(url, d));
+        let source = download.as_ref().map_or(subscription, |d| d.path.as_path());
+        let fetched = input::read_lines(source, self.fetch.max_bytes, |line, text| {
             entries += 1;
             let server = text.and_then(link::parse_uri);
             match server {
@@ -205,17 +246,24 @@ impl<'a> Orchestrator<'a> {
         let servers = writer.servers();
         // Each stage's event follows from the one before: trace trees show
         // the run as a chain.
-        let fetched_report = self.bus.emit(SubscriptionFetched {
-            url: url.to_owned(),
-            content_length: fetched.bytes,
-            content_type: match fetched.format {
+        let content_type = match download.as_ref().and_then(|d| d.content_type.as_deref()) {
+            Some(sent) => LogSafe(sent).to_string(),
+            None => match fetched.format {
                 input::Format::Plain => "text/uri-list",
                 input::Format::Base64 => "text/plain",
             }
             .to_owned(),
-            cache_hit: false,
-            duration_ms: millis(started),
-        });
+        };
+        let fetched_report = self.bus.emit_with(
+            SubscriptionFetched {
+                url: url.to_owned(),
+                content_length: fetched.bytes,
+                content_type,
+                cache_hit: report.as_ref().is_some_and(|r| r.cache_hit),
+                duration_ms: millis(started),
+            },
+            fetch_metadata(report.as_ref()),
+        );
         let parsed = self.then(
             &fetched_report,
             SubscriptionParsed {
@@ -296,8 +344,61 @@ impl<'a> Orchestrator<'a> {
             first_invalid,
             config_path: output.to_owned(),
             config_bytes: written.bytes,
+            fetched: report,
         })
     }
+}
+
+/// What a download reported, logged (a stale copy, a cache problem) and
+/// kept for the summary.
+fn fetch_report(url: &str, download: &fetch::Download) -> FetchReport {
+    if let Some((age, error)) = &download.stale {
+        tracing::warn!(
+            url,
+            "the provider failed ({}); using the cached copy from {} ago",
+            LogSafe(&error.message),
+            humantime::format_duration(std::time::Duration::from_secs(age.as_secs()))
+        );
+    }
+    if let Some(warning) = &download.cache_warning {
+        tracing::warn!(url, "{}", LogSafe(warning));
+    }
+    FetchReport {
+        url: url.to_owned(),
+        cache_hit: download.cache_hit,
+        stale: download
+            .stale
+            .as_ref()
+            .map(|(age, e)| (*age, format!("{}: {}", e.kind, e.message))),
+        userinfo: download.userinfo,
+        update_interval_hours: download.update_interval_hours,
+    }
+}
+
+/// The fetched event's metadata: the provider's usage and update interval,
+/// and whether a stale cached copy stood in.
+fn fetch_metadata(report: Option<&FetchReport>) -> EmitOptions {
+    let mut options = EmitOptions::new();
+    let Some(report) = report else {
+        return options;
+    };
+    if let Some(info) = report.userinfo {
+        options = options
+            .metadata("userinfo.upload", info.upload.to_string())
+            .metadata("userinfo.download", info.download.to_string())
+            .metadata("userinfo.total", info.total.to_string())
+            .metadata("userinfo.expire", info.expire.to_string());
+    }
+    if let Some(hours) = report.update_interval_hours {
+        options = options.metadata("update_interval_hours", hours.to_string());
+    }
+    if let Some((age, reason)) = &report.stale {
+        options = options
+            .metadata("stale", "true")
+            .metadata("stale_age_s", age.as_secs().to_string())
+            .metadata("stale_reason", LogSafe(reason).to_string());
+    }
+    options
 }
 
 /// An error and its sources, `: `-separated, as one line for people.
@@ -359,7 +460,23 @@ pub fn run(
     {
         return setup_failed(err, format!("cannot create {}: {e}", dir.display()));
     }
-    let audit = match AuditLogger::builder().jsonl(&options.audit_log).attach(bus) {
+    let fetch = match options.fetch_options() {
+        Ok(fetch) => fetch,
+        Err(e) => return setup_failed(err, e),
+    };
+    // The original design's audited events, and each fetch (with the
+    // provider's usage in its metadata).
+    let audited = EventSelector::names(
+        sbox_events::audit::DEFAULT_EVENTS
+            .iter()
+            .copied()
+            .chain(["subscription.fetched"]),
+    );
+    let audit = match audited.map(|events| AuditLogger::builder().events(events)) {
+        Ok(builder) => builder,
+        Err(e) => return setup_failed(err, e.to_string()),
+    };
+    let audit = match audit.jsonl(&options.audit_log).attach(bus) {
         Ok(audit) => audit,
         Err(e) => return setup_failed(err, error_chain(&e)),
     };
@@ -387,7 +504,7 @@ pub fn run(
     });
 
     let (trace_id, result) = trace::with_new_trace(|| {
-        Orchestrator::new(bus, options.max_bytes).process(&options.subscription, &options.output)
+        Orchestrator::new(bus, fetch).process(&options.subscription, &options.output)
     });
     let mut exit_code = match &result {
         Ok(_) => 0,
@@ -415,15 +532,42 @@ pub fn run(
             ),
         }
     });
+    let fetched = result.as_ref().ok().and_then(|done| done.fetched.clone());
+    if let Some(report) = &fetched
+        && let Some(info) = report.userinfo
+    {
+        metrics.register(std::sync::Arc::new(Usage {
+            subscription: report.url.clone(),
+            info,
+        }));
+    }
     let snapshot = metrics.snapshot();
-    let _ = writeln!(
-        out,
-        "sboxmgr example: {}",
-        LogSafe(&options.subscription.display().to_string())
-    );
+    let shown = match options.subscription.to_str().filter(|s| fetch::is_url(s)) {
+        Some(url) => fetch::redact(url),
+        None => options.subscription.display().to_string(),
+    };
+    let _ = writeln!(out, "sboxmgr example: {}", LogSafe(&shown));
     let _ = writeln!(out, "  trace      {trace_id}");
     match &result {
         Ok(done) => {
+            if let Some(report) = &done.fetched {
+                let cache = match (&report.stale, report.cache_hit) {
+                    (Some((age, reason)), _) => format!(
+                        "provider failed ({}), used the cached copy from {} ago",
+                        LogSafe(reason),
+                        humantime::format_duration(std::time::Duration::from_secs(age.as_secs()))
+                    ),
+                    (None, true) => "not modified, used the cached copy".to_owned(),
+                    (None, false) => "downloaded".to_owned(),
+                };
+                let _ = writeln!(out, "  fetch      {cache}");
+                if let Some(info) = report.userinfo {
+                    let _ = writeln!(out, "  usage      {}", info.summary());
+                }
+                if let Some(hours) = report.update_interval_hours {
+                    let _ = writeln!(out, "  update     every {hours} h (provider's advice)");
+                }
+            }
             let _ = writeln!(
                 out,
                 "  servers    {} kept, {} invalid dropped",
@@ -482,5 +626,42 @@ pub fn run(
     RunOutcome {
         exit_code,
         trace_id: Some(trace_id),
+    }
+}
+
+/// The provider's usage of one subscription, as Prometheus gauges.
+struct Usage {
+    subscription: String,
+    info: fetch::UserInfo,
+}
+
+impl MetricsSource for Usage {
+    fn families(&self) -> Vec<Family> {
+        let label = [("subscription", self.subscription.as_str())];
+        let gauges = [
+            (
+                "sbox_subscription_used_bytes",
+                "Traffic used (upload + download), as the provider reports it.",
+                self.info.used(),
+            ),
+            (
+                "sbox_subscription_quota_bytes",
+                "The traffic quota (0: none reported).",
+                self.info.total,
+            ),
+            (
+                "sbox_subscription_expire_timestamp_seconds",
+                "When the subscription expires, in Unix seconds (0: not reported).",
+                self.info.expire,
+            ),
+        ];
+        gauges
+            .into_iter()
+            .filter_map(|(name, help, value)| {
+                let mut family = Family::gauge(name, help).ok()?;
+                family.sample(&label, value as f64);
+                Some(family)
+            })
+            .collect()
     }
 }

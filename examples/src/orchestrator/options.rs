@@ -1,9 +1,37 @@
 //! The orchestrator's command line: [`Options`].
 
 use super::DEFAULT_MAX_BYTES;
+use super::fetch::FetchOptions;
 use clap::Parser;
 use sbox_events::EventBus;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The `User-Agent` sent by default: the tool, and the client it writes for.
+pub const DEFAULT_USER_AGENT: &str = concat!(
+    "sboxmgr-example/",
+    env!("CARGO_PKG_VERSION"),
+    " (sbox-events; sing-box)"
+);
+
+/// Redirects followed before a fetch gives up.
+pub const MAX_REDIRECTS: u32 = 5;
+
+/// `30s`, `2m`, `7d` (humantime durations; a bare number is seconds).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let parsed = match text.parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+    };
+    match parsed {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!("{text:?} is zero; give a positive duration")),
+        Err(e) => Err(format!(
+            "{text:?} is not a duration (e.g. 30s, 2m, 7d): {e}"
+        )),
+    }
+}
 
 /// Converts a subscription (a file of share links) into a sing-box
 /// configuration, emitting the original design's events on the way.
@@ -21,10 +49,33 @@ use std::path::{Path, PathBuf};
                         lost."
 )]
 pub struct Options {
-    /// The subscription file: share links one per line, or base64 of them
-    /// [default: the bundled sample]
-    #[arg(value_name = "SUBSCRIPTION_FILE", default_value_os_t = Options::sample_subscription(), hide_default_value = true)]
+    /// The subscription: a file or an http:// or https:// URL; share links
+    /// one per line, or base64 of them [default: the bundled sample]
+    #[arg(value_name = "SUBSCRIPTION", default_value_os_t = Options::sample_subscription(), hide_default_value = true)]
     pub subscription: PathBuf,
+    /// Sent as User-Agent when fetching (providers choose the format by it)
+    #[arg(long, value_name = "TEXT", default_value = DEFAULT_USER_AGENT)]
+    pub user_agent: String,
+    /// Give up fetching after this long (body included), e.g. 30s, 2m
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Give up connecting (TCP and TLS) after this long
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Where fetched subscriptions are cached [default: $XDG_CACHE_HOME or
+    /// ~/.cache, then sboxmgr-example]
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not cache fetched subscriptions (nor use the cache)
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Use a cached copy up to this old when the provider cannot be reached
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub max_stale: Duration,
+    /// Trust the certificates in this PEM file instead of the bundled
+    /// Mozilla roots (repeatable)
+    #[arg(long, value_name = "PEM_FILE")]
+    pub ca_cert: Vec<PathBuf>,
     /// Where the sing-box configuration goes
     #[arg(short, long, value_name = "CONFIG_JSON", default_value_os_t = Options::defaults_dir().join("config.json"))]
     pub output: PathBuf,
@@ -76,6 +127,13 @@ impl Options {
     pub fn defaults() -> Options {
         Options {
             subscription: Options::sample_subscription(),
+            user_agent: DEFAULT_USER_AGENT.to_owned(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            cache_dir: None,
+            no_cache: false,
+            max_stale: Duration::from_secs(7 * 24 * 3600),
+            ca_cert: Vec::new(),
             output: Options::defaults_dir().join("config.json"),
             audit_log: Options::defaults_dir().join("audit.jsonl"),
             max_bytes: DEFAULT_MAX_BYTES,
@@ -87,6 +145,49 @@ impl Options {
             trace_out: None,
             history_out: None,
         }
+    }
+
+    /// The cache directory: `--cache-dir`, else the user's cache
+    /// directory (`$XDG_CACHE_HOME`, else `~/.cache`), else the temp
+    /// directory; `None` with `--no-cache`.
+    pub fn cache(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        if let Some(dir) = &self.cache_dir {
+            return Some(dir.clone());
+        }
+        let user = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|d| !d.is_empty())
+                    .map(|home| PathBuf::from(home).join(".cache"))
+            })
+            .unwrap_or_else(std::env::temp_dir);
+        Some(user.join("sboxmgr-example"))
+    }
+
+    /// How these options fetch a URL; fails when a `--ca-cert` file cannot
+    /// be read.
+    pub fn fetch_options(&self) -> Result<FetchOptions, String> {
+        let mut ca_certs = Vec::new();
+        for path in &self.ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read --ca-cert {}: {e}", path.display()))?;
+            ca_certs.push(pem);
+        }
+        Ok(FetchOptions {
+            user_agent: self.user_agent.clone(),
+            connect_timeout: self.connect_timeout,
+            timeout: self.timeout,
+            max_redirects: MAX_REDIRECTS,
+            max_bytes: self.max_bytes,
+            cache_dir: self.cache(),
+            max_stale: self.max_stale,
+            ca_certs,
+        })
     }
 
     /// Whether the run's bus needs a history with the flight recorder
