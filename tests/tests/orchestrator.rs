@@ -31,7 +31,7 @@ struct Run {
 
 fn run(dir: &Path, subscription: &Path) -> Run {
     let options = Options {
-        subscription: subscription.to_owned(),
+        subscriptions: vec![subscription.to_owned()],
         output: dir.join("out/config.json"),
         audit_log: dir.join("out/audit.jsonl"),
         max_bytes: orchestrator::DEFAULT_MAX_BYTES,
@@ -338,7 +338,7 @@ fn arguments_are_parsed_strictly() {
         "--prometheus",
     ])
     .expect("valid");
-    assert_eq!(options.subscription, PathBuf::from("my.txt"));
+    assert_eq!(options.subscriptions, [PathBuf::from("my.txt")]);
     assert_eq!(
         (options.output, options.audit_log),
         (PathBuf::from("c.json"), PathBuf::from("a.jsonl"))
@@ -355,8 +355,17 @@ fn arguments_are_parsed_strictly() {
         missing.contains("a value is required for '--output"),
         "{missing}"
     );
-    let two = args(&["a", "b"]).expect_err("two").to_string();
-    assert!(two.contains("unexpected argument 'b'"), "{two}");
+    let two = args(&["a", "https://example.com/sub", "--strict"]).expect("several");
+    assert_eq!(
+        two.subscriptions,
+        [PathBuf::from("a"), PathBuf::from("https://example.com/sub")]
+    );
+    assert!(two.strict);
+    let zero = args(&["--timeout", "0s"]).expect_err("zero").to_string();
+    assert!(zero.contains("give a positive duration"), "{zero}");
+    let stale = args(&["--max-stale", "3d", "--connect-timeout", "5"]).expect("durations");
+    assert_eq!(stale.max_stale, std::time::Duration::from_secs(3 * 86_400));
+    assert_eq!(stale.connect_timeout, std::time::Duration::from_secs(5));
     let size = args(&["--max-bytes", "lots"])
         .expect_err("size")
         .to_string();
@@ -364,7 +373,8 @@ fn arguments_are_parsed_strictly() {
     let help = args(&["--help"]).expect_err("help");
     assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
     assert!(
-        help.to_string().contains("Exit status: 0 success"),
+        help.to_string()
+            .contains("Exit status: 0 every subscription converted"),
         "{help}"
     );
 }
@@ -381,7 +391,7 @@ fn run_with(options: &Options) -> (u8, String, String) {
 
 fn options_in(dir: &Path, subscription: &Path) -> Options {
     Options {
-        subscription: subscription.to_owned(),
+        subscriptions: vec![subscription.to_owned()],
         output: dir.join("out/config.json"),
         audit_log: dir.join("out/audit.jsonl"),
         ..Options::defaults()

@@ -63,7 +63,7 @@ impl Run {
 
 fn options(dir: &Path, subscription: &str) -> Options {
     Options {
-        subscription: PathBuf::from(subscription),
+        subscriptions: vec![PathBuf::from(subscription)],
         output: dir.join("config.json"),
         audit_log: dir.join("audit.jsonl"),
         cache_dir: Some(dir.join("cache")),

@@ -28,7 +28,7 @@ struct Run {
 /// bus its options ask for.
 fn explained(dir: &Path, subscription: &Path) -> Run {
     let options = Options {
-        subscription: subscription.to_owned(),
+        subscriptions: vec![subscription.to_owned()],
         output: dir.join("config.json"),
         audit_log: dir.join("audit.jsonl"),
         explain: true,

@@ -22,7 +22,7 @@ fn dropped_lines_are_summarized_after_the_first_few_and_escaped() {
     }
     std::fs::write(&path, list).expect("write");
     let options = Options {
-        subscription: path,
+        subscriptions: vec![path],
         output: dir.join("config.json"),
         audit_log: dir.join("audit.jsonl"),
         ..Options::defaults()

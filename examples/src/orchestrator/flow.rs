@@ -1,20 +1,21 @@
-//! `--explain`, `--trace-out` and `--history-out`: the run's trace as a
-//! tree on stdout, as Chrome Trace Event JSON in a file, and the run's
-//! records (with their handler runs) as JSON Lines.
+//! `--explain`, `--trace-out` and `--history-out`: the run's traces (one
+//! per subscription, and the config's when it has its own) as trees on
+//! stdout, as Chrome Trace Event JSON in one file, and their records (with
+//! their handler runs) as JSON Lines.
 
 use super::Options;
 use sbox_events::EventBus;
 use sbox_events::escape::LogSafe;
-use sbox_events::history::HistoryQuery;
+use sbox_events::history::{HistoryQuery, TraceTree};
 use sbox_events::trace::TraceId;
 use std::io::Write;
 use std::path::Path;
 
-/// Shows the run's trace as `options` ask; `false` if that failed (said on
-/// `err`).
+/// Shows the run's traces as `options` ask; `false` if that failed (said
+/// on `err`).
 pub(super) fn show(
     bus: &EventBus,
-    trace_id: TraceId,
+    traces: &[TraceId],
     options: &Options,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -30,20 +31,26 @@ pub(super) fn show(
         );
         return false;
     };
-    let tree = history.tree(trace_id);
+    let trees: Vec<_> = traces.iter().map(|&id| history.tree(id)).collect();
     if options.explain {
-        let _ = write!(out, "\n{tree}");
+        for tree in &trees {
+            let _ = write!(out, "\n{tree}");
+        }
     }
     let mut ok = true;
     if let Some(path) = &options.trace_out {
+        let json = TraceTree::chrome_trace_of(&trees);
         ok &= write(path, "trace", out, err, |file| {
-            file.write_all(tree.to_chrome_trace().as_bytes())
+            file.write_all(json.as_bytes())
         });
     }
     if let Some(path) = &options.history_out {
-        let query = HistoryQuery::new().trace_id(trace_id);
         ok &= write(path, "history", out, err, |file| {
-            history.export_jsonl(&query, file).map(drop)
+            for &trace_id in traces {
+                let query = HistoryQuery::new().trace_id(trace_id);
+                history.export_jsonl(&query, &mut *file)?;
+            }
+            Ok(())
         });
     }
     ok

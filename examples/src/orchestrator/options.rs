@@ -43,16 +43,24 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
              running the sboxmgr pipeline on sbox-events"
 )]
 #[command(
-    after_help = "Exit status: 0 success; 1 the subscription failed (the previous \
-                        config is kept); 2 bad arguments or setup, or the --trace-out or \
-                        --history-out file could not be written; 3 the config was written but audit records were \
-                        lost."
+    after_help = "Each subscription is processed in its own trace; one config is built \
+                  from those that succeeded. Exit status: 0 every subscription converted; \
+                  1 no config was written (every subscription failed, one did under \
+                  --strict, or the config could not be written; the previous config is \
+                  kept); 2 bad arguments or setup, or the --trace-out or --history-out \
+                  file could not be written; 3 the config was written but audit records \
+                  were lost; 4 the config was written from the subscriptions that \
+                  succeeded, and at least one failed."
 )]
 pub struct Options {
-    /// The subscription: a file or an http:// or https:// URL; share links
+    /// The subscriptions: files or http:// or https:// URLs; share links
     /// one per line, or base64 of them [default: the bundled sample]
-    #[arg(value_name = "SUBSCRIPTION", default_value_os_t = Options::sample_subscription(), hide_default_value = true)]
-    pub subscription: PathBuf,
+    #[arg(value_name = "SUBSCRIPTION", default_values_os_t = [Options::sample_subscription()], hide_default_value = true)]
+    pub subscriptions: Vec<PathBuf>,
+    /// Write no config if any subscription fails (by default the config is
+    /// built from those that succeeded, and the exit status is 4)
+    #[arg(long)]
+    pub strict: bool,
     /// Sent as User-Agent when fetching (providers choose the format by it)
     #[arg(long, value_name = "TEXT", default_value = DEFAULT_USER_AGENT)]
     pub user_agent: String,
@@ -126,7 +134,8 @@ impl Options {
     /// Defaults: the sample, and outputs under the system's temp directory.
     pub fn defaults() -> Options {
         Options {
-            subscription: Options::sample_subscription(),
+            subscriptions: vec![Options::sample_subscription()],
+            strict: false,
             user_agent: DEFAULT_USER_AGENT.to_owned(),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),

@@ -175,108 +175,151 @@ impl TraceTree {
     ///
     /// [Trace Event Format]: https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU
     pub fn to_chrome_trace(&self) -> String {
-        let events = self.events();
-        let origin = events
-            .iter()
-            .map(|e| e.record().envelope().timestamp())
-            .chain(
-                events
-                    .iter()
-                    .flat_map(|e| e.record().handlers().iter().map(HandlerRun::started)),
-            )
-            .min()
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let micros = |time: SystemTime| -> f64 {
-            let since = time.duration_since(origin).unwrap_or_default();
-            nanos_to_micros(since)
-        };
-        let mut threads: BTreeMap<u64, Option<&str>> = BTreeMap::new();
-        let mut out: Vec<Value> = Vec::new();
-        for event in &events {
-            let record = event.record();
-            let envelope = record.envelope();
-            let args = json!({
-                "trace_id": self.trace_id.to_string(),
-                "sequence": envelope.sequence(),
-                "event_id": envelope.event_id().to_string(),
-                "source": envelope.source(),
-            });
-            let runs = record.handlers();
-            if let (Some(first), Some(end)) = (
-                runs.first(),
-                runs.iter().map(|r| r.started() + r.duration()).max(),
-            ) {
-                let ts = micros(first.started());
-                out.push(json!({
-                    "name": record.name(),
-                    "cat": "event",
-                    "ph": "X",
-                    "ts": ts,
-                    "dur": nanos_to_micros(end.duration_since(first.started()).unwrap_or_default()),
-                    "pid": 1,
-                    "tid": first.thread(),
-                    "args": args,
-                }));
-            } else {
-                out.push(json!({
-                    "name": record.name(),
-                    "cat": "event",
-                    "ph": "i",
-                    "s": "t",
-                    "ts": micros(envelope.timestamp()),
-                    "pid": 1,
-                    "tid": 0,
-                    "args": args,
-                }));
-                threads.entry(0).or_insert(None);
-            }
-            for run in runs {
-                threads
-                    .entry(run.thread())
-                    .or_insert_with(|| run.thread_name());
-                let mut args = json!({
-                    "trace_id": self.trace_id.to_string(),
-                    "event": record.name(),
-                    "sequence": envelope.sequence(),
-                    "outcome": run.outcome().as_str(),
-                });
-                if let Some(message) = run.outcome().message() {
-                    args["message"] = Value::from(message);
-                }
-                out.push(json!({
-                    "name": run.handler(),
-                    "cat": "handler",
-                    "ph": "X",
-                    "ts": micros(run.started()),
-                    "dur": nanos_to_micros(run.duration()),
-                    "pid": 1,
-                    "tid": run.thread(),
-                    "args": args,
-                }));
-            }
-        }
-        for (tid, name) in threads {
-            let name = match (tid, name) {
-                (0, _) => "events".to_owned(),
-                (_, Some(name)) => name.to_owned(),
-                (tid, None) => format!("thread {tid}"),
-            };
+        chrome_trace(&[self])
+    }
+
+    /// Several traces in one [Trace Event Format] file, on one time line
+    /// (from the earliest timestamp among them): each trace is a process of
+    /// its own (`pid` 1, 2, ... in the order given, named after its trace
+    /// id), with the tracks and slices of
+    /// [`to_chrome_trace`](TraceTree::to_chrome_trace).
+    ///
+    /// [Trace Event Format]: https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU
+    pub fn chrome_trace_of(trees: &[TraceTree]) -> String {
+        chrome_trace(&trees.iter().collect::<Vec<_>>())
+    }
+}
+
+fn chrome_trace(trees: &[&TraceTree]) -> String {
+    let per_tree: Vec<Vec<&EventNode>> = trees.iter().map(|tree| tree.events()).collect();
+    let origin = per_tree
+        .iter()
+        .flatten()
+        .map(|e| e.record().envelope().timestamp())
+        .chain(
+            per_tree
+                .iter()
+                .flatten()
+                .flat_map(|e| e.record().handlers().iter().map(HandlerRun::started)),
+        )
+        .min()
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let micros = |time: SystemTime| -> f64 {
+        let since = time.duration_since(origin).unwrap_or_default();
+        nanos_to_micros(since)
+    };
+    let mut threads: BTreeMap<(usize, u64), Option<&str>> = BTreeMap::new();
+    let mut out: Vec<Value> = Vec::new();
+    let events = trees
+        .iter()
+        .zip(&per_tree)
+        .enumerate()
+        .flat_map(|(i, (tree, events))| {
+            events
+                .iter()
+                .map(move |event| (i + 1, tree.trace_id, *event))
+        });
+    for (pid, trace_id, event) in events {
+        let record = event.record();
+        let envelope = record.envelope();
+        let args = json!({
+            "trace_id": trace_id.to_string(),
+            "sequence": envelope.sequence(),
+            "event_id": envelope.event_id().to_string(),
+            "source": envelope.source(),
+        });
+        let runs = record.handlers();
+        if let (Some(first), Some(end)) = (
+            runs.first(),
+            runs.iter().map(|r| r.started() + r.duration()).max(),
+        ) {
+            let ts = micros(first.started());
             out.push(json!({
-                "name": "thread_name",
-                "ph": "M",
-                "pid": 1,
-                "tid": tid,
-                "args": { "name": name },
+                "name": record.name(),
+                "cat": "event",
+                "ph": "X",
+                "ts": ts,
+                "dur": nanos_to_micros(end.duration_since(first.started()).unwrap_or_default()),
+                "pid": pid,
+                "tid": first.thread(),
+                "args": args,
+            }));
+        } else {
+            out.push(json!({
+                "name": record.name(),
+                "cat": "event",
+                "ph": "i",
+                "s": "t",
+                "ts": micros(envelope.timestamp()),
+                "pid": pid,
+                "tid": 0,
+                "args": args,
+            }));
+            threads.entry((pid, 0)).or_insert(None);
+        }
+        for run in runs {
+            threads
+                .entry((pid, run.thread()))
+                .or_insert_with(|| run.thread_name());
+            let mut args = json!({
+                "trace_id": trace_id.to_string(),
+                "event": record.name(),
+                "sequence": envelope.sequence(),
+                "outcome": run.outcome().as_str(),
+            });
+            if let Some(message) = run.outcome().message() {
+                args["message"] = Value::from(message);
+            }
+            out.push(json!({
+                "name": run.handler(),
+                "cat": "handler",
+                "ph": "X",
+                "ts": micros(run.started()),
+                "dur": nanos_to_micros(run.duration()),
+                "pid": pid,
+                "tid": run.thread(),
+                "args": args,
             }));
         }
-        let start = crate::jsonl::timestamp(origin).unwrap_or_default();
-        json!({
-            "traceEvents": out,
-            "displayTimeUnit": "ms",
-            "otherData": { "trace_id": self.trace_id.to_string(), "start": start },
-        })
-        .to_string()
     }
+    for ((pid, tid), name) in threads {
+        let name = match (tid, name) {
+            (0, _) => "events".to_owned(),
+            (_, Some(name)) => name.to_owned(),
+            (tid, None) => format!("thread {tid}"),
+        };
+        out.push(json!({
+            "name": "thread_name",
+            "ph": "M",
+            "pid": pid,
+            "tid": tid,
+            "args": { "name": name },
+        }));
+    }
+    if trees.len() > 1 {
+        for (i, tree) in trees.iter().enumerate() {
+            out.push(json!({
+                "name": "process_name",
+                "ph": "M",
+                "pid": i + 1,
+                "args": { "name": format!("trace {}", tree.trace_id) },
+            }));
+        }
+    }
+    let start = crate::jsonl::timestamp(origin).unwrap_or_default();
+    let other = match trees {
+        [one] => json!({ "trace_id": one.trace_id.to_string(), "start": start }),
+        _ => json!({
+            "trace_ids": trees.iter().map(|t| t.trace_id.to_string()).collect::<Vec<_>>(),
+            "start": start,
+        }),
+    };
+    json!({
+        "traceEvents": out,
+        "displayTimeUnit": "ms",
+        "otherData": other,
+    })
+    .to_string()
 }
 
 /// Microseconds, to the nanosecond (no binary-fraction noise in the JSON).

@@ -44,6 +44,37 @@ pub struct ConfigWriter<W: Write> {
     next_suffix: HashMap<Arc<str>, u32>,
 }
 
+/// A point of a [`ConfigWriter`]'s document ([`ConfigWriter::mark`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    bytes: u64,
+    servers: usize,
+}
+
+/// An output that can be cut back to its first `len` bytes (and written on
+/// from there).
+pub trait Rewind: Write {
+    /// Cuts the output back to `len` bytes.
+    fn rewind_to(&mut self, len: u64) -> io::Result<()>;
+}
+
+impl Rewind for Vec<u8> {
+    fn rewind_to(&mut self, len: u64) -> io::Result<()> {
+        self.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        Ok(())
+    }
+}
+
+impl Rewind for io::BufWriter<&mut std::fs::File> {
+    fn rewind_to(&mut self, len: u64) -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        self.flush()?;
+        let file = self.get_mut();
+        file.set_len(len)?;
+        file.seek(SeekFrom::Start(len)).map(drop)
+    }
+}
+
 /// What [`ConfigWriter::finish`] wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Written {
@@ -89,6 +120,28 @@ impl<W: Write> ConfigWriter<W> {
     /// Servers added so far.
     pub fn servers(&self) -> usize {
         self.tags.len()
+    }
+
+    /// Where the document is now, to [roll back](ConfigWriter::rollback) to.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            bytes: self.out.bytes,
+            servers: self.tags.len(),
+        }
+    }
+
+    /// Forgets every server added since `mark`: their bytes (the output is
+    /// cut back) and their tags (free for later servers).
+    pub fn rollback(&mut self, mark: Mark) -> io::Result<()>
+    where
+        W: Rewind,
+    {
+        self.out.inner.rewind_to(mark.bytes)?;
+        self.out.bytes = mark.bytes;
+        for tag in self.tags.drain(mark.servers..) {
+            self.used.remove(&tag);
+        }
+        Ok(())
     }
 
     /// Ends the document: the selector over every server, `direct`, the
