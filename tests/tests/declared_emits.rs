@@ -42,6 +42,13 @@ fn parse(fetched: &Fetched, ctx: &EventContext) {
 #[handler(name = "declared::count", emits = [])]
 fn count(_: &Parsed) {}
 
+/// Declares it emits nothing, and fails: the bus's own `error.occurred`
+/// is not the handler's emit.
+#[handler(name = "declared::refuse", emits = [])]
+fn refuse(alarm: &Alarm) -> Result<(), String> {
+    Err(format!("alarm {}", alarm.n))
+}
+
 /// Declares nothing: never checked.
 #[handler(name = "declared::loose")]
 fn loose(parsed: &Parsed, ctx: &EventContext) {
