@@ -374,3 +374,54 @@ fn a_crafted_file_with_a_cycle_of_causes_still_gives_a_tree() {
     assert_eq!(tree.events().len(), 3, "every event shown once");
     assert!(!tree.roots().is_empty());
 }
+
+#[test]
+fn a_cause_is_found_by_its_event_id_when_it_has_one_and_by_name_and_sequence_otherwise() {
+    let trace = TraceId::random();
+    let line = |name: &str, seq: u64, id: &str, cause: &str| {
+        format!(
+            r#"{{"name":"{name}","source":"s","trace_id":"{trace}","event_id":"{id}","timestamp":"2026-12-03T10:00:00Z","sequence":{seq},"cause":{cause},"data":{{"n":1}}}}"#
+        )
+    };
+    let local = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+    let elsewhere = "0190a1b2-c3d4-7e5f-8a9b-ffffffffffff";
+    let text = [
+        // #5 of this process.
+        line("flow2.fetched", 5, local, "null"),
+        // Caused by #5 of another process (its id is not here): a root.
+        line(
+            "flow2.parsed",
+            6,
+            "0190a1b2-c3d4-7e5f-8a9b-000000000006",
+            &format!(r#"{{"event":"flow2.fetched","sequence":5,"event_id":"{elsewhere}"}}"#),
+        ),
+        // No id, a cause of another name with the same number: a root.
+        line(
+            "flow2.built",
+            7,
+            "0190a1b2-c3d4-7e5f-8a9b-000000000007",
+            r#"{"event":"flow2.parsed","sequence":5}"#,
+        ),
+        // No id, the right name and number: a child.
+        line(
+            "flow2.parsed",
+            8,
+            "0190a1b2-c3d4-7e5f-8a9b-000000000008",
+            r#"{"event":"flow2.fetched","sequence":5}"#,
+        ),
+    ]
+    .join("\n");
+    let imported = import_jsonl(text.as_bytes(), &ImportOptions::new()).unwrap();
+    let tree = TraceTree::from_records(&imported.events, trace);
+    let roots: Vec<u64> = tree
+        .roots()
+        .iter()
+        .map(|r| r.record().envelope().sequence())
+        .collect();
+    assert_eq!(roots, [5, 6, 7], "{tree}");
+    let children: Vec<u64> = tree.roots()[0]
+        .children()
+        .map(|c| c.record().envelope().sequence())
+        .collect();
+    assert_eq!(children, [8]);
+}

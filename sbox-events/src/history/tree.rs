@@ -191,9 +191,11 @@ impl HandlerNode {
 }
 
 /// Each record's parent (the record its cause names): by event id when the
-/// cause has one and it is among the records, else by sequence number. A
-/// cause that would close a cycle or go deeper than [`MAX_DEPTH`] (only a
-/// crafted file has those) is dropped.
+/// cause has one (a cause whose event is not among the records, say in
+/// another process, makes a root); otherwise by sequence number and event
+/// name, from the same process (sequence numbers are per process). A cause
+/// that would close a cycle or go deeper than [`MAX_DEPTH`] (only a crafted
+/// file has those) is dropped.
 fn parents(records: &[&RecordedEvent]) -> Vec<Option<usize>> {
     let mut by_id = HashMap::with_capacity(records.len());
     let mut by_sequence = HashMap::with_capacity(records.len());
@@ -208,11 +210,16 @@ fn parents(records: &[&RecordedEvent]) -> Vec<Option<usize>> {
         .enumerate()
         .map(|(at, record)| {
             let cause = record.envelope().cause()?;
-            let parent = cause
-                .event_id()
-                .and_then(|id| by_id.get(&id))
-                .or_else(|| by_sequence.get(&cause.sequence()))
-                .copied()?;
+            let parent = match cause.event_id() {
+                Some(id) => *by_id.get(&id)?,
+                None => {
+                    let parent = *by_sequence.get(&cause.sequence())?;
+                    let found = records[parent];
+                    let same = found.name() == cause.event()
+                        && found.envelope().remote() == record.envelope().remote();
+                    same.then_some(parent)?
+                }
+            };
             (parent != at).then_some(parent)
         })
         .collect();
