@@ -38,7 +38,7 @@ pub struct Options {
     #[arg(value_name = "HISTORY_JSONL")]
     pub file: PathBuf,
     /// The trace to show: its id, or the start of it (8 hex digits or more)
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = trace_arg)]
     pub trace: Option<String>,
     /// How to show it
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -87,9 +87,9 @@ pub fn run(options: &Options, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let chosen = match (&options.trace, traces.len()) {
         (Some(wanted), _) => match find(&traces, wanted) {
             Ok(id) => id,
-            Err(problem) => {
+            Err((status, problem)) => {
                 let _ = writeln!(err, "flow: {problem}");
-                return 1;
+                return status;
             }
         },
         (None, 1) => traces[0].id,
@@ -154,20 +154,25 @@ fn traces(records: &[RecordedEvent]) -> Vec<Trace> {
     traces.into_iter().map(|(_, trace)| trace).collect()
 }
 
+/// `--trace`: a trace id, or 8 or more of its first hex digits.
+fn trace_arg(text: &str) -> Result<String, String> {
+    let wanted = text.trim().to_ascii_lowercase();
+    match wanted.len() >= 8 && wanted.len() <= 32 && wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+        true => Ok(wanted),
+        false => Err("give a trace id (32 hex digits) or its first 8 or more".to_owned()),
+    }
+}
+
 /// The trace `wanted` names: a full id, or the unique trace starting so.
-fn find(traces: &[Trace], wanted: &str) -> Result<TraceId, String> {
-    let wanted = wanted.trim().to_ascii_lowercase();
+/// Fails with the exit status: 2 for a malformed id, 1 for no such trace.
+fn find(traces: &[Trace], wanted: &str) -> Result<TraceId, (u8, String)> {
+    let shown = LogSafe(wanted).to_string();
+    let wanted = trace_arg(wanted).map_err(|problem| (2, format!("--trace {shown}: {problem}")))?;
     if let Ok(id) = TraceId::parse(&wanted) {
         return match traces.iter().any(|t| t.id == id) {
             true => Ok(id),
-            false => Err(format!("no trace {id} in the file")),
+            false => Err((1, format!("no trace {id} in the file"))),
         };
-    }
-    let shown = LogSafe(&wanted).to_string();
-    if wanted.len() < 8 || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "--trace {shown}: give a trace id (32 hex digits) or its first 8 or more"
-        ));
     }
     let matching: Vec<TraceId> = traces
         .iter()
@@ -176,10 +181,13 @@ fn find(traces: &[Trace], wanted: &str) -> Result<TraceId, String> {
         .collect();
     match matching.as_slice() {
         [id] => Ok(*id),
-        [] => Err(format!("no trace starting with {shown} in the file")),
-        _ => Err(format!(
-            "{} traces start with {shown}: give more digits",
-            matching.len()
+        [] => Err((1, format!("no trace starting with {shown} in the file"))),
+        _ => Err((
+            1,
+            format!(
+                "{} traces start with {shown}: give more digits",
+                matching.len()
+            ),
         )),
     }
 }

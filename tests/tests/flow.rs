@@ -425,3 +425,136 @@ fn a_cause_is_found_by_its_event_id_when_it_has_one_and_by_name_and_sequence_oth
         .collect();
     assert_eq!(children, [8]);
 }
+
+#[test]
+fn handler_runs_stay_within_the_historys_byte_cap() {
+    let cap = 8 << 10;
+    let bus = EventBus::builder()
+        .history(cap)
+        .flight_recorder(true)
+        .static_handlers(false)
+        .build()
+        .unwrap();
+    // The runs of one event nearly fill the history on their own.
+    for _ in 0..60 {
+        bus.subscribe_with(named("count"), |_: &Fetched, _: &EventContext| {})
+            .detach();
+    }
+    for n in 0..3 {
+        bus.emit(Fetched { n });
+        let stats = bus.history().unwrap().stats();
+        assert!(
+            stats.bytes <= stats.capacity_bytes,
+            "after emit {n}: {stats:?}"
+        );
+        eprintln!(
+            "{stats:?} {}",
+            bus.history()
+                .unwrap()
+                .query(&HistoryQuery::new())
+                .iter()
+                .map(|r| r.handlers().len())
+                .sum::<usize>()
+        );
+    }
+    // Replayed and recorded again: the original's runs are not counted twice.
+    let bus = EventBus::builder()
+        .history(1 << 20)
+        .flight_recorder(true)
+        .record_replays(true)
+        .static_handlers(false)
+        .build()
+        .unwrap();
+    bus.subscribe_with(named("ok"), |_: &Fetched, _: &EventContext| {})
+        .detach();
+    bus.emit(Fetched { n: 1 });
+    let history = bus.history().unwrap();
+    let before = history.stats();
+    let records = history.query(&HistoryQuery::new());
+    for _ in 0..100 {
+        bus.replay(&records);
+    }
+    let after = history.stats();
+    let per_record = before.bytes / before.entries.max(1);
+    assert!(
+        after.bytes <= per_record * (after.entries + 1) + 4096,
+        "{before:?} → {after:?}"
+    );
+}
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "flow2.checked", validate = positive)]
+struct Checked {
+    n: u32,
+}
+
+fn positive(checked: &Checked) -> Result<(), String> {
+    match checked.n {
+        0 => Err("`n` is 0".to_owned()),
+        _ => Ok(()),
+    }
+}
+
+#[test]
+fn a_refused_emit_has_no_sequence_to_be_caused_by() {
+    let bus = EventBus::builder()
+        .validate_on_emit(true)
+        .static_handlers(false)
+        .build()
+        .unwrap();
+    let refused = bus.emit(Checked { n: 0 });
+    assert!(refused.refused().is_some());
+    assert_eq!(refused.sequence(), 0);
+    let refused = block_on(bus.emit_async(Checked { n: 0 }));
+    assert!(refused.refused().is_some());
+    assert_eq!(refused.sequence(), 0, "emit_async");
+    assert_ne!(block_on(bus.emit_async(Checked { n: 1 })).sequence(), 0);
+}
+
+#[test]
+fn runs_that_ended_are_kept_when_the_emit_unwinds_or_is_dropped() {
+    use sbox_events::FailurePolicy;
+    let propagating = EventBus::builder()
+        .history(1 << 20)
+        .flight_recorder(true)
+        .failure_policy(FailurePolicy::Propagate)
+        .static_handlers(false)
+        .build()
+        .unwrap();
+    propagating
+        .subscribe_with(named("first"), |_: &Fetched, _: &EventContext| {})
+        .detach();
+    propagating
+        .subscribe_with(named("second"), |_: &Fetched, _: &EventContext| {
+            panic!("propagated")
+        })
+        .detach();
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        propagating.emit(Fetched { n: 1 });
+    }));
+    assert!(unwound.is_err(), "Propagate re-raises the panic");
+    let kept: Vec<String> = records(&propagating)[0]
+        .handlers()
+        .iter()
+        .map(|run| run.handler().to_owned())
+        .collect();
+    assert_eq!(kept, ["first"]);
+
+    // An emit_async dropped while its second handler is pending.
+    let bus = bus();
+    bus.subscribe_with(named("first"), |_: &Parsed, _: &EventContext| {})
+        .detach();
+    bus.subscribe_async_with(named("stuck"), |_: &Parsed, _: &EventContext| {
+        std::future::pending::<()>()
+    })
+    .detach();
+    let mut pending = Box::pin(bus.emit_async(Parsed { n: 2 }));
+    assert!(sbox_events_tests::exec::poll_once(pending.as_mut()).is_pending());
+    drop(pending);
+    let kept: Vec<String> = records(&bus)[0]
+        .handlers()
+        .iter()
+        .map(|run| run.handler().to_owned())
+        .collect();
+    assert_eq!(kept, ["first"]);
+}

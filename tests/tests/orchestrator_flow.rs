@@ -257,8 +257,26 @@ fn the_flow_tool_shows_a_written_history() {
     let (status, _, err) = flow_run(&[merged_arg, "--trace", "ffffffffffff"]);
     assert_eq!(status, 1);
     assert!(err.contains("ffffffffffff"), "{err}");
-    let (status, _, err) = flow_run(&[merged_arg, "--trace", &trace[..4]]);
-    assert_eq!(status, 1, "{err}");
+    let short = <flow::Options as clap::Parser>::try_parse_from([
+        "flow",
+        merged_arg,
+        "--trace",
+        &trace[..4],
+    ]);
+    let short = short.expect_err("too short").to_string();
+    assert!(short.contains("its first 8 or more"), "{short}");
+    let options = flow::Options {
+        file: merged.clone(),
+        trace: Some("zz".to_owned()),
+        format: flow::Format::Text,
+        output: None,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    assert_eq!(
+        flow::run(&options, &mut out, &mut err),
+        2,
+        "a malformed id is a bad argument"
+    );
 
     // A file that is not there is status 2.
     let (status, _, err) = flow_run(&[dir.join("nope.jsonl").to_str().expect("utf-8 path")]);

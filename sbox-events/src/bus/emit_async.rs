@@ -305,7 +305,6 @@ impl EventBus {
         // future was made, unless `with_trace_id` replaced it since.
         let trace_id = trace::current().unwrap_or(state.trace_id);
         let mut report = EmitReport::new(E::NAME, trace_id);
-        report.sequence = state.sequence;
         if state.depth >= config.max_depth {
             let (depth, limit) = (state.depth, config.max_depth);
             return self.refuse(report, Refusal::DepthLimit { depth, limit });
@@ -315,6 +314,7 @@ impl EventBus {
         {
             return self.refuse(report, Refusal::Invalid { reason });
         }
+        report.sequence = state.sequence;
         let ctx = EventContext {
             bus: self,
             name: E::NAME,
@@ -359,7 +359,7 @@ impl EventBus {
         }
         // With the flight recorder on, each call is marked before and
         // accounted for after (see `FlightLog`).
-        let mut flight = config.flight_recorder.then(FlightLog::new);
+        let mut flight = config.flight_recorder.then(|| FlightLog::new(self, &ctx));
         match route {
             Some((route, stats)) => {
                 report.delivered = route.entries.len();
@@ -404,9 +404,7 @@ impl EventBus {
             }
             None => {}
         }
-        if let Some(flight) = flight {
-            flight.land(self, &ctx);
-        }
+        drop(flight); // hands the runs over
         if let Some(table) = table {
             // Possibly the last holder of a removed closure (see `dispatch`).
             drop(table);

@@ -3,7 +3,8 @@
 //! the bus's recorder (the history) once the event's handlers are done.
 //!
 //! Off, it costs one branch per emit. On: two clock reads per handler
-//! call, two per event, and one record per call.
+//! call, two per event, and one record per call (see
+//! `EventBusBuilder::flight_recorder` for the allocations).
 
 use super::dispatch::{Called, call_entry};
 use super::failures::isolate;
@@ -19,33 +20,42 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// The runs of one event's handlers.
-pub(super) struct FlightLog {
+/// The runs of one event's handlers, handed to the bus's recorder when it
+/// is dropped: after the last handler, and also when the emit unwinds
+/// (`FailurePolicy::Propagate`) or its `emit_async` future is dropped (the
+/// runs that ended are kept).
+pub(super) struct FlightLog<'a, 'c> {
     /// The wall clock and the monotonic clock read together, to place each
     /// run (timed with the monotonic clock) on the wall clock.
     wall: SystemTime,
     at: Instant,
     runs: Vec<HandlerRun>,
+    bus: &'a EventBus,
+    ctx: &'a EventContext<'c>,
 }
 
-/// The report's state before a handler call, and when it started.
+/// The report's state before a handler call, and when and where it
+/// started.
 pub(super) struct Mark {
     at: Instant,
     failures: usize,
     skips: usize,
     delivered: usize,
+    thread: (u64, Option<Arc<str>>),
 }
 
-impl FlightLog {
-    pub(super) fn new() -> FlightLog {
+impl<'a, 'c> FlightLog<'a, 'c> {
+    pub(super) fn new(bus: &'a EventBus, ctx: &'a EventContext<'c>) -> Self {
         FlightLog {
             wall: SystemTime::now(),
             at: Instant::now(),
             runs: Vec::new(),
+            bus,
+            ctx,
         }
     }
 
-    /// Right before a handler's call.
+    /// Right before a handler's call (on the thread of its first poll).
     #[inline]
     pub(super) fn mark(report: &EmitReport) -> Mark {
         Mark {
@@ -53,6 +63,7 @@ impl FlightLog {
             failures: report.failures().len(),
             skips: report.skips().len(),
             delivered: report.delivered,
+            thread: this_thread(),
         }
     }
 
@@ -61,9 +72,9 @@ impl FlightLog {
     pub(super) fn ran(&mut self, handler: &str, mark: Mark, end: Instant, report: &EmitReport) {
         // (A skip is also taken off `delivered`: checked first.)
         let outcome = if let Some((_, reason)) = report.skips().nth(mark.skips) {
-            RunOutcome::Skipped {
-                reason: reason.to_string(),
-            }
+            let mut reason = reason.to_string();
+            reason.shrink_to_fit(); // counted by its length in the history
+            RunOutcome::Skipped { reason }
         } else if report.delivered < mark.delivered {
             RunOutcome::Filtered
         } else if let Some(failure) = report.failures().get(mark.failures) {
@@ -75,7 +86,7 @@ impl FlightLog {
         } else {
             RunOutcome::Ok
         };
-        let (thread, thread_name) = this_thread();
+        let (thread, thread_name) = mark.thread;
         self.runs.push(HandlerRun {
             handler: Cow::Owned(handler.to_owned()),
             outcome,
@@ -85,14 +96,22 @@ impl FlightLog {
             thread_name,
         });
     }
+}
 
+impl Drop for FlightLog<'_, '_> {
     /// Hands the runs to the bus's recorder, if it records this event.
-    pub(super) fn land(self, bus: &EventBus, ctx: &EventContext<'_>) {
+    fn drop(&mut self) {
+        let (bus, ctx) = (self.bus, self.ctx);
         let config = &bus.inner.config;
         if let Some(recorder) = &bus.inner.recorder
             && (!ctx.replay || config.record_replays)
+            && !self.runs.is_empty()
         {
-            recorder.handlers_ran(ctx, self.runs);
+            let runs = std::mem::take(&mut self.runs);
+            // Maybe during an unwind: nothing may panic out of here.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                recorder.handlers_ran(ctx, runs);
+            }));
         }
     }
 }
@@ -107,7 +126,7 @@ impl EventBus {
         ctx: &EventContext<'_>,
         report: &mut EmitReport,
     ) {
-        let mut flight = FlightLog::new();
+        let mut flight = FlightLog::new(self, ctx);
         match route {
             Some((route, stats)) => {
                 report.delivered = route.entries.len();
@@ -138,6 +157,6 @@ impl EventBus {
             }
             None => {}
         }
-        flight.land(self, ctx);
+        drop(flight); // hands the runs over
     }
 }

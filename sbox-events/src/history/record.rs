@@ -95,7 +95,11 @@ pub(crate) fn runs_bytes(runs: &[HandlerRun]) -> usize {
             Cow::Owned(name) => name.capacity(),
             Cow::Borrowed(_) => 0,
         };
-        handler + run.outcome.message().map_or(0, str::len)
+        // Messages are made to measure (`shrink_to_fit`); a thread name is
+        // shared with its thread, but counted: it may outlive the thread.
+        handler
+            + run.outcome.message().map_or(0, str::len)
+            + run.thread_name.as_deref().map_or(0, str::len)
     };
     std::mem::size_of_val(runs) + runs.iter().map(text).sum::<usize>()
 }
