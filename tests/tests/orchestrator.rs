@@ -126,10 +126,10 @@ fn the_sample_subscription_becomes_a_sing_box_config() {
         "text/plain"
     );
     assert_eq!(run.event("subscription.parsed")["format"], "base64");
-    assert_eq!(run.event("subscription.parsed")["servers_count"], 9);
-    assert_eq!(run.event("subscription.validated")["valid_count"], 6);
+    assert_eq!(run.event("subscription.parsed")["servers_count"], 11);
+    assert_eq!(run.event("subscription.validated")["valid_count"], 8);
     assert_eq!(run.event("subscription.validated")["invalid_count"], 3);
-    assert_eq!(run.event("subscription.processed")["servers_count"], 6);
+    assert_eq!(run.event("subscription.processed")["servers_count"], 8);
 
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&run.options.output).expect("config"))
@@ -148,14 +148,22 @@ fn the_sample_subscription_becomes_a_sing_box_config() {
             "vless",
             "trojan",
             "vmess",
+            "hysteria2",
+            "tuic",
             "selector",
             "direct"
         ]
     );
     assert_eq!(
-        outbounds[6]["outbounds"].as_array().expect("members").len(),
-        6
+        outbounds[8]["outbounds"].as_array().expect("members").len(),
+        8
     );
+    assert_eq!(
+        outbounds[6]["server_ports"],
+        serde_json::json!(["443:443", "20000:30000"])
+    );
+    assert_eq!(outbounds[6]["obfs"]["type"], "salamander");
+    assert_eq!(outbounds[7]["congestion_control"], "bbr");
     assert_eq!(outbounds[2]["tag"], "Frankfurt VLESS");
     assert_eq!(outbounds[2]["transport"]["path"], "/edge");
     assert_eq!(outbounds[3]["tls"]["reality"]["short_id"], "6ba85179");
@@ -185,7 +193,7 @@ fn the_sample_subscription_becomes_a_sing_box_config() {
     assert!(audit.iter().all(|r| r["trace_id"] == trace_id.to_string()));
 
     assert!(
-        run.stdout.contains("servers    6 kept, 3 invalid dropped"),
+        run.stdout.contains("servers    8 kept, 3 invalid dropped"),
         "{}",
         run.stdout
     );
@@ -196,7 +204,7 @@ fn the_sample_subscription_becomes_a_sing_box_config() {
     );
     assert!(
         run.stdout
-            .contains("metrics    processed=1 servers=6 failed=0 exported=1"),
+            .contains("metrics    processed=1 servers=8 failed=0 exported=1"),
         "{}",
         run.stdout
     );

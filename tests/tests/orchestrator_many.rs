@@ -138,13 +138,13 @@ fn each_subscription_has_its_trace_and_the_config_takes_those_that_succeeded() {
             ),
         ]
     );
-    // Both copies of the sample are in, under unique tags: 6 + 6 servers,
+    // Both copies of the sample are in, under unique tags: 8 + 8 servers,
     // the selector and `direct`.
-    assert_eq!(tags(&dir.join("config.json")).len(), 12 + 2);
+    assert_eq!(tags(&dir.join("config.json")).len(), 16 + 2);
     assert!(run.stderr.contains("missing.txt"), "{}", run.stderr);
     assert!(run.stdout.contains("  failed     "), "{}", run.stdout);
     assert!(
-        run.stdout.contains("processed=2 servers=12 failed=1"),
+        run.stdout.contains("processed=2 servers=16 failed=1"),
         "{}",
         run.stdout
     );
@@ -200,7 +200,7 @@ fn a_subscription_failing_half_way_leaves_nothing_of_itself() {
         tags.iter().all(|t| !t.starts_with("half-")),
         "the broken subscription's servers were taken back"
     );
-    assert_eq!(tags.len(), 6 + 2);
+    assert_eq!(tags.len(), 8 + 2);
 }
 
 #[test]

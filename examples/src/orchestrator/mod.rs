@@ -152,7 +152,7 @@ pub(crate) fn fetch_report(url: &str, download: &fetch::Download) -> FetchReport
         stale: download
             .stale
             .as_ref()
-            .map(|(age, e)| (*age, format!("{}: {}", e.kind, e.message))),
+            .map(|(age, e)| (*age, e.message.clone())),
         userinfo: download.userinfo,
         update_interval_hours: download.update_interval_hours,
     }

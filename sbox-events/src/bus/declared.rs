@@ -11,7 +11,7 @@ use crate::trace::Frame;
 #[cfg(debug_assertions)]
 #[inline]
 pub(super) fn check_declared(cause: &Frame, event: &'static str) {
-    use crate::Event;
+    use crate::event::Event;
     if event == crate::events::ErrorOccurred::NAME {
         return;
     }

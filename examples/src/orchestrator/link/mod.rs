@@ -1,5 +1,5 @@
-//! Share links (`ss://`, `vless://`, `trojan://`, `vmess://`) turned into
-//! typed servers.
+//! Share links (`ss://`, `vless://`, `trojan://`, `vmess://`,
+//! `hysteria2://` / `hy2://`, `tuic://`) turned into typed servers.
 //!
 //! The rule: every parameter that changes how a client connects is either
 //! converted into a typed setting that sing-box has, or the link is refused
@@ -12,6 +12,7 @@
 //! `ed` on `httpupgrade` (optional 0-RTT that sing-box does not offer there),
 //! `v` in vmess JSON, and anything unknown to the link formats.
 
+mod quic;
 mod shadowsocks;
 mod stream;
 mod vmess;
@@ -72,6 +73,43 @@ pub enum Protocol {
         /// Cipher (`auto`, `aes-128-gcm`, `chacha20-poly1305`, `none`, `zero`, `aes-128-cfb`).
         security: String,
     },
+    /// `hysteria2://`, `hy2://`
+    Hysteria2 {
+        /// Password (may be empty).
+        password: String,
+        /// QUIC obfuscation.
+        obfs: Option<Obfs>,
+        /// Port ranges to hop between (empty: only [`Server::port`]).
+        ports: Vec<(u16, u16)>,
+        /// Seconds between hops (sing-box's default, 30 s, when `None`).
+        hop_interval: Option<u32>,
+        /// Upload bandwidth in Mbps (Hysteria's own congestion control).
+        up_mbps: Option<u32>,
+        /// Download bandwidth in Mbps.
+        down_mbps: Option<u32>,
+    },
+    /// `tuic://` (v5)
+    Tuic {
+        /// User id (a UUID).
+        uuid: String,
+        /// Password.
+        password: String,
+        /// `cubic`, `new_reno` or `bbr` (sing-box's default, cubic, when `None`).
+        congestion_control: Option<&'static str>,
+        /// `native` or `quic`.
+        udp_relay_mode: Option<&'static str>,
+        /// 0-RTT handshake (`reduce_rtt`).
+        zero_rtt: bool,
+    },
+}
+
+/// hysteria2's QUIC obfuscation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Obfs {
+    /// `salamander` or `gecko`.
+    pub kind: &'static str,
+    /// Its password.
+    pub password: String,
 }
 
 /// A shadowsocks SIP003 plugin, as sing-box names it.
@@ -91,6 +129,8 @@ impl Server {
             Protocol::Vless { .. } => "vless",
             Protocol::Trojan { .. } => "trojan",
             Protocol::Vmess { .. } => "vmess",
+            Protocol::Hysteria2 { .. } => "hysteria2",
+            Protocol::Tuic { .. } => "tuic",
         }
     }
 }
@@ -120,8 +160,11 @@ pub fn parse_uri(uri: &str) -> Result<Server, String> {
         "vless" => parse_vless(rest),
         "trojan" => parse_trojan(rest),
         "vmess" => vmess::parse(rest),
+        "hysteria2" | "hy2" => quic::parse_hysteria2(rest),
+        "tuic" => quic::parse_tuic(rest),
         _ => Err(format!(
-            "unsupported scheme `{}://` (ss, vless, trojan and vmess are converted)",
+            "unsupported scheme `{}://` (ss, vless, trojan, vmess, hysteria2 and tuic are \
+             converted)",
             shorten(scheme)
         )),
     }
@@ -306,5 +349,7 @@ pub(crate) fn shorten(text: &str) -> String {
     }
 }
 
+#[cfg(test)]
+mod quic_tests;
 #[cfg(test)]
 mod tests;

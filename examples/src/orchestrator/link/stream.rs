@@ -20,6 +20,8 @@ pub struct Tls {
     pub fingerprint: Option<&'static str>,
     /// REALITY, for `security=reality`.
     pub reality: Option<Reality>,
+    /// Send no SNI (TUIC's `disable_sni`).
+    pub disable_sni: bool,
 }
 
 /// REALITY settings.
@@ -150,6 +152,7 @@ fn tls(params: &Params, transport: Option<&Transport>, reality: bool) -> Result<
         alpn,
         fingerprint,
         reality,
+        disable_sni: false,
     })
 }
 

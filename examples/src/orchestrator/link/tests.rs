@@ -17,7 +17,7 @@ fn pbk() -> String {
 }
 
 /// The sing-box outbound of a link that must convert, checked.
-fn converted(link: &str) -> Value {
+pub(super) fn converted(link: &str) -> Value {
     let server = parse_uri(link).unwrap_or_else(|e| panic!("{link}: {e}"));
     let out = outbound(&server, "t");
     if let Err(e) = check_outbound(&out) {
@@ -27,7 +27,7 @@ fn converted(link: &str) -> Value {
 }
 
 /// The reason a link is dropped; it must name `names`.
-fn dropped(link: &str, names: &str) -> String {
+pub(super) fn dropped(link: &str, names: &str) -> String {
     let reason = parse_uri(link).expect_err(link);
     assert!(
         reason.contains(names),

@@ -262,6 +262,56 @@ pub fn outbound(server: &Server, tag: &str) -> Value {
             out.insert("alter_id".into(), json!(alter_id));
             out.insert("security".into(), json!(security));
         }
+        Protocol::Hysteria2 {
+            password,
+            obfs,
+            ports,
+            hop_interval,
+            up_mbps,
+            down_mbps,
+        } => {
+            if !password.is_empty() {
+                out.insert("password".into(), json!(password));
+            }
+            if let Some(obfs) = obfs {
+                out.insert(
+                    "obfs".into(),
+                    json!({ "type": obfs.kind, "password": obfs.password }),
+                );
+            }
+            if !ports.is_empty() {
+                let ranges: Vec<String> = ports.iter().map(|(a, b)| format!("{a}:{b}")).collect();
+                out.insert("server_ports".into(), json!(ranges));
+                if let Some(seconds) = hop_interval {
+                    out.insert("hop_interval".into(), json!(format!("{seconds}s")));
+                }
+            }
+            if let Some(up) = up_mbps {
+                out.insert("up_mbps".into(), json!(up));
+            }
+            if let Some(down) = down_mbps {
+                out.insert("down_mbps".into(), json!(down));
+            }
+        }
+        Protocol::Tuic {
+            uuid,
+            password,
+            congestion_control,
+            udp_relay_mode,
+            zero_rtt,
+        } => {
+            out.insert("uuid".into(), json!(uuid));
+            out.insert("password".into(), json!(password));
+            if let Some(cc) = congestion_control {
+                out.insert("congestion_control".into(), json!(cc));
+            }
+            if let Some(mode) = udp_relay_mode {
+                out.insert("udp_relay_mode".into(), json!(mode));
+            }
+            if *zero_rtt {
+                out.insert("zero_rtt_handshake".into(), json!(true));
+            }
+        }
     }
     if let Some(tls) = &server.tls {
         out.insert("tls".into(), tls_json(tls));
@@ -279,6 +329,9 @@ fn tls_json(tls: &Tls) -> Value {
     }
     if tls.insecure {
         out["insecure"] = json!(true);
+    }
+    if tls.disable_sni {
+        out["disable_sni"] = json!(true);
     }
     if !tls.alpn.is_empty() {
         out["alpn"] = json!(tls.alpn);
