@@ -329,3 +329,42 @@ fn secrets_in_a_url_are_never_shown() {
     let requests = server.requests();
     assert!(requests.iter().all(|r| r.header("authorization").is_some()));
 }
+
+#[test]
+fn https_is_verified_against_the_trusted_roots() {
+    use sbox_events_tests::http::TestCa;
+    let dir = scratch("https");
+    let ca = TestCa::new();
+    let server = Server::start_tls(&ca, |_| Response::ok(sample()));
+    let url = server.url("/sub");
+    assert!(url.starts_with("https://127.0.0.1:"));
+
+    // Mozilla's roots do not know the test CA: a TLS failure, said so.
+    let untrusted = run(&options(&dir, &url));
+    assert_eq!(untrusted.exit_code, 1, "{}", untrusted.stdout);
+    let (kind, message) = untrusted.failure();
+    assert_eq!(kind, "tls", "{message}");
+    assert!(message.contains("TLS"), "{message}");
+    assert!(
+        server.requests().is_empty(),
+        "no request without a trusted server"
+    );
+
+    // Trusting it with --ca-cert.
+    let pem = dir.join("ca.pem");
+    std::fs::write(&pem, &ca.ca_pem).expect("write");
+    let mut trusted = options(&dir, &url);
+    trusted.ca_cert = vec![pem];
+    let run = run(&trusted);
+    assert_eq!(run.exit_code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(server.requests().len(), 1);
+
+    // A --ca-cert that is not PEM is a setup error (status 2).
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").expect("write");
+    let mut bad = options(&dir, &url);
+    bad.ca_cert = vec![garbage];
+    let run = self::run(&bad);
+    assert_eq!(run.exit_code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("--ca-cert"), "{}", run.stderr);
+}

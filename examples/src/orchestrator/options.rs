@@ -179,13 +179,15 @@ impl Options {
     }
 
     /// How these options fetch a URL; fails when a `--ca-cert` file cannot
-    /// be read.
+    /// be read or holds no certificate.
     pub fn fetch_options(&self) -> Result<FetchOptions, String> {
         let mut ca_certs = Vec::new();
         for path in &self.ca_cert {
             let pem = std::fs::read(path)
                 .map_err(|e| format!("cannot read --ca-cert {}: {e}", path.display()))?;
-            ca_certs.push(pem);
+            let certificates = super::fetch::read_certificates(&pem)
+                .map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+            ca_certs.extend(certificates);
         }
         Ok(FetchOptions {
             user_agent: self.user_agent.clone(),
