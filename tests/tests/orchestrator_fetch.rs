@@ -325,6 +325,14 @@ fn secrets_in_a_url_are_never_shown() {
         }
         assert!(everything.contains("token=***"), "{everything}");
     }
+    // A URL that cannot be requested: its error does not repeat it.
+    let broken = run(&options(
+        &dir,
+        "http://alice:hunter2pass@exa mple.com/?token=t0ps3cretvalue",
+    ));
+    assert_eq!(broken.failure().0, "url");
+    let everything = broken.everything();
+    assert!(!everything.contains("hunter2pass") && !everything.contains("t0ps3cretvalue"));
     // The server did get the credentials.
     let requests = server.requests();
     assert!(requests.iter().all(|r| r.header("authorization").is_some()));

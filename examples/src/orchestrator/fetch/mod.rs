@@ -327,7 +327,8 @@ fn classify(error: ureq::Error) -> FetchError {
         Error::Tls(_) | Error::Pem(_) | Error::Rustls(_) => {
             FetchError::new("tls", format!("TLS: {text}"))
         }
-        Error::BadUri(_) | Error::Http(_) => FetchError::new("url", format!("bad URL: {text}")),
+        // Their text would repeat the URL, secrets and all.
+        Error::BadUri(_) | Error::Http(_) => FetchError::new("url", "not a valid http(s) URL"),
         Error::ConnectionFailed => FetchError::new("connect", "cannot connect"),
         Error::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
             FetchError::new("tls", format!("TLS: {e}"))
