@@ -349,6 +349,4 @@ pub mod nats {
     }
 }
 
-/// A small HTTP/1.1 (and HTTPS) server on 127.0.0.1 for tests of code that
-/// fetches.
 pub mod http;
