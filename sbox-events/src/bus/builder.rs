@@ -1,7 +1,7 @@
 //! Options of a bus ([`EventBusBuilder`]) and of one emit ([`EmitOptions`]).
 
 use super::hooks::types_with_hooks;
-use super::resources::{BuildError, MissingResource, index_of};
+use super::resources::{BuildError, Held, MissingResource, index_of};
 use super::routes::{Control, RouteConfig, RouteTable};
 use super::{BusInner, EmitReport, EventBus, Recorder};
 use crate::any::EventType;
@@ -9,7 +9,6 @@ use crate::envelope::{Cause, EventId, Metadata};
 use crate::handler::HandlerOrigin;
 use crate::trace::TraceId;
 use arc_swap::ArcSwap;
-use std::any::Any;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -47,7 +46,7 @@ pub struct EventBusBuilder {
     pub(super) config: Config,
     pub(super) recorder: Option<Arc<dyn Recorder>>,
     /// (type index, the `Arc<T>` as `dyn Any`, the type's name).
-    pub(super) resources: Vec<(usize, Arc<dyn Any + Send + Sync>, &'static str)>,
+    pub(super) resources: Vec<(usize, Held, &'static str)>,
     /// `#[handler]`s enabled or disabled by name.
     pub(super) overrides: Vec<(String, bool)>,
 }
@@ -240,7 +239,7 @@ impl EventBusBuilder {
             .map(|(index, _, _)| index + 1)
             .max()
             .unwrap_or(0);
-        let mut resources: Vec<Option<Arc<dyn Any + Send + Sync>>> = vec![None; size];
+        let mut resources: Vec<Option<Held>> = vec![None; size];
         for (index, value, _) in self.resources {
             resources[index] = Some(value);
         }

@@ -94,7 +94,57 @@ impl<'a> Given<'a> {
 }
 
 impl EventBus {
+    #[inline]
     pub(super) fn dispatch<E: Event>(&self, event: &E, given: &Given<'_>) -> EmitReport {
+        if let Some(report) = self.unheard::<E>(given) {
+            return report;
+        }
+        self.dispatch_heard(event, given)
+    }
+
+    /// The emit nobody can observe: no route for `E` on any bus (no
+    /// subscription, stream, selector or statistics), no `#[handler]` for
+    /// it (or static handlers off), no recorder (history, test recorder)
+    /// and no validation on this bus. Its report is what a full dispatch
+    /// would give (the trace id, a sequence number, nothing delivered)
+    /// without the context, frames and guards nobody would read. `None`
+    /// when any of that does not hold, or the emit is one the full path
+    /// refuses (too deep).
+    #[inline(always)]
+    fn unheard<E: Event>(&self, given: &Given<'_>) -> Option<EmitReport> {
+        let inner = &*self.inner;
+        let slot = E::__slot();
+        // Cheapest first: a type with `#[handler]`s is heard.
+        let quiet = (slot.statics().is_empty() || !inner.config.static_handlers)
+            && slot.routed.load(Ordering::Relaxed) == 0
+            && inner.recorder.is_none()
+            && !inner.config.validate_on_emit;
+        if !quiet {
+            return None;
+        }
+        self.unheard_report::<E>(given)
+    }
+
+    #[inline(always)]
+    fn unheard_report<E: Event>(&self, given: &Given<'_>) -> Option<EmitReport> {
+        if DEPTH.with(Cell::get) >= self.inner.config.max_depth {
+            return None;
+        }
+        let trace_id = given
+            .trace_id
+            .or_else(trace::current)
+            .unwrap_or_else(TraceId::random);
+        let mut report = EmitReport::new(E::NAME, trace_id);
+        report.sequence = given.replayed.unwrap_or_else(next_sequence);
+        if given.cause.is_none() {
+            check_declared(&trace::current_frame(), E::NAME);
+        }
+        Some(report)
+    }
+
+    /// Everything else: the context, the recorder, the handlers.
+    #[inline(always)]
+    fn dispatch_heard<E: Event>(&self, event: &E, given: &Given<'_>) -> EmitReport {
         let config = &self.inner.config;
         let depth = DEPTH.with(Cell::get);
         let _given_trace = given.trace_id.map(trace::install);

@@ -16,9 +16,55 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// A bus's resources, by type index. Each is an `Arc<T>` behind `dyn Any`
-/// (so `T` may be unsized: `dyn Trait`).
-pub(crate) type Resources = Box<[Option<Arc<dyn Any + Send + Sync>>]>;
+/// A bus's resources, by type index.
+pub(crate) type Resources = Box<[Option<Held>]>;
+
+/// One resource a bus holds: its `Arc<T>` (so `T` may be unsized: `dyn
+/// Trait`) inside an `Arc<dyn Any>` that owns and shares it, and for the
+/// emit path the `TypeId` of `Arc<T>` and where that `Arc<T>` is, so that
+/// reading it is a comparison and a load (no call through `dyn Any`).
+#[derive(Clone)]
+pub(crate) struct Held {
+    /// An `Arc<Arc<T>>`: keeps the `Arc<T>` alive at a fixed address
+    /// (read through `arc` only).
+    _any: Arc<dyn Any + Send + Sync>,
+    /// `TypeId::of::<Arc<T>>()`.
+    type_id: TypeId,
+    /// The `Arc<T>` inside `any`.
+    arc: *const (),
+}
+
+// SAFETY: `arc` points into `_any`, which is `Send + Sync` and never
+// changed; `Held` gives only shared access to it (`get`).
+unsafe impl Send for Held {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Held {}
+
+impl Held {
+    pub(crate) fn new<T: ?Sized + Send + Sync + 'static>(value: Arc<T>) -> Held {
+        let any: Arc<Arc<T>> = Arc::new(value);
+        let arc = Arc::as_ptr(&any).cast::<()>();
+        Held {
+            _any: any,
+            type_id: TypeId::of::<Arc<T>>(),
+            arc,
+        }
+    }
+
+    /// The resource, if it is a `T`.
+    #[inline]
+    pub(crate) fn get<T: ?Sized + 'static>(&self) -> Option<&T> {
+        if self.type_id != TypeId::of::<Arc<T>>() {
+            return None;
+        }
+        // SAFETY: `arc` was made in `new` from an `Arc<Arc<U>>` with
+        // `TypeId::of::<Arc<U>>() == self.type_id == TypeId::of::<Arc<T>>()`,
+        // so it points at an `Arc<T>`; `self._any` keeps that allocation
+        // alive and unchanged for as long as `self` is borrowed.
+        let arc = unsafe { &*self.arc.cast::<Arc<T>>() };
+        Some(&**arc)
+    }
+}
 
 /// The index of a resource type: assigned once per type per process.
 pub(crate) fn index_of(type_id: TypeId) -> usize {
@@ -60,8 +106,7 @@ impl ResourceSlot {
             0 => self.resolve::<T>(),
             n => n - 1,
         };
-        let resource = ctx.bus().inner.resources.get(index)?.as_ref()?;
-        resource.downcast_ref::<Arc<T>>().map(|arc| &**arc)
+        ctx.bus().inner.resources.get(index)?.as_ref()?.get::<T>()
     }
 
     #[cold]
@@ -92,8 +137,7 @@ impl EventBus {
     /// [`EventBusBuilder::resource`]).
     pub fn resource<T: ?Sized + 'static>(&self) -> Option<&T> {
         let index = index_of(TypeId::of::<T>());
-        let resource = self.inner.resources.get(index)?.as_ref()?;
-        resource.downcast_ref::<Arc<T>>().map(|arc| &**arc)
+        self.inner.resources.get(index)?.as_ref()?.get::<T>()
     }
 
     /// Whether this bus holds the resource a handler needs.
@@ -139,7 +183,7 @@ impl EventBusBuilder {
         let index = index_of(TypeId::of::<T>());
         self.resources.retain(|(i, _, _)| *i != index);
         self.resources
-            .push((index, Arc::new(value), std::any::type_name::<T>()));
+            .push((index, Held::new(value), std::any::type_name::<T>()));
         self
     }
 }
