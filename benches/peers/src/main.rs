@@ -56,6 +56,55 @@ fn one(e: &One) {
     sink(e.0);
 }
 
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "peer.resource")]
+struct WithResource(u64);
+
+/// Application state a `#[handler]` takes (`EventBusBuilder::resource`).
+struct Offset(u64);
+
+#[handler]
+fn with_resource(e: &WithResource, offset: &Offset) {
+    sink(e.0 + offset.0);
+}
+
+#[derive(Event, Serialize, Deserialize, Clone)]
+#[event(name = "peer.streamed")]
+struct Streamed(u64);
+
+/// One subscriber: emit (or send) one event, then receive it, per round
+/// trip; sbox-events' item carries the event's envelope, tokio's only the
+/// value.
+fn stream_round_trip() -> (f64, f64) {
+    use futures_core::Stream;
+    use sbox_events::stream::Overflow;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
+    let mut stream = bus.subscribe_stream::<Streamed>(1024, Overflow::DropOldest);
+    let mut cx = Context::from_waker(Waker::noop());
+    let event = Streamed(7);
+    let sbox = best(|n| {
+        for _ in 0..n {
+            black_box(bus.emit_ref(black_box(&event)));
+            match Pin::new(&mut stream).poll_next(&mut cx) {
+                Poll::Ready(Some(item)) => {
+                    black_box(item);
+                }
+                _ => unreachable!("the event just emitted is there"),
+            }
+        }
+    });
+    let (sender, mut receiver) = tokio::sync::broadcast::channel::<Streamed>(1024);
+    let tokio = best(|n| {
+        for _ in 0..n {
+            let _ = black_box(sender.send(black_box(event.clone())));
+            black_box(receiver.try_recv().ok());
+        }
+    });
+    (sbox, tokio)
+}
+
 macro_rules! ten_handlers {
     ($($name:ident),*) => {$(
         #[handler]
@@ -67,7 +116,10 @@ macro_rules! ten_handlers {
 ten_handlers!(t0, t1, t2, t3, t4, t5, t6, t7, t8, t9);
 
 fn sbox_static<E: sbox_events::Event>(make: fn(u64) -> E) -> f64 {
-    let bus = EventBus::new();
+    sbox_static_on(EventBus::new(), make)
+}
+
+fn sbox_static_on<E: sbox_events::Event>(bus: EventBus, make: fn(u64) -> E) -> f64 {
     let event = make(7);
     best(|n| {
         for _ in 0..n {
@@ -273,6 +325,9 @@ fn count_instructions(scenario: &str, events: u64) {
     let event_ten = Ten(7);
     let closure = Closure(7);
     let bus = EventBus::new();
+    let event_none = None0(7);
+    let event_resource = WithResource(7);
+    let resourced = EventBus::builder().resource(Offset(1)).build().unwrap();
     let closures1 = EventBus::builder().static_handlers(false).build().unwrap();
     let _c1 = closures1.subscribe(|e: &Closure, _: &EventContext| sink(e.0));
     let closures10 = EventBus::builder().static_handlers(false).build().unwrap();
@@ -280,9 +335,25 @@ fn count_instructions(scenario: &str, events: u64) {
         .map(|_| closures10.subscribe(|e: &Closure, _: &EventContext| sink(e.0)))
         .collect();
     let mut world = evenio::prelude::World::new();
-    add_evenio_handlers(&mut world, if scenario == "evenio10" { 10 } else { 1 });
+    let handlers = match scenario {
+        "evenio0" => 0,
+        "evenio10" => 10,
+        _ => 1,
+    };
+    add_evenio_handlers(&mut world, handlers);
+    let mut bevy_world = bevy_ecs::world::World::new();
+    if scenario == "bevy1" {
+        bevy_world.add_observer(|e: bevy_ecs::observer::On<BevyEvent>| sink(e.0));
+    }
+    bevy_world.flush();
     match scenario {
         "floor1" => (0..events).for_each(|i| sink(black_box(i))),
+        "sbox0" => (0..events).for_each(|_| {
+            black_box(bus.emit_ref(black_box(&event_none)));
+        }),
+        "sboxres1" => (0..events).for_each(|_| {
+            black_box(resourced.emit_ref(black_box(&event_resource)));
+        }),
         "sbox1" => (0..events).for_each(|_| {
             black_box(bus.emit_ref(black_box(&event_one)));
         }),
@@ -295,7 +366,10 @@ fn count_instructions(scenario: &str, events: u64) {
         "closure10" => (0..events).for_each(|_| {
             black_box(closures10.emit_ref(black_box(&closure)));
         }),
-        "evenio1" | "evenio10" => (0..events).for_each(|i| world.send(EvenioEvent(black_box(i)))),
+        "evenio0" | "evenio1" | "evenio10" => {
+            (0..events).for_each(|i| world.send(EvenioEvent(black_box(i))))
+        }
+        "bevy0" | "bevy1" => (0..events).for_each(|i| bevy_world.trigger(BevyEvent(black_box(i)))),
         other => panic!("unknown scenario {other:?}"),
     }
 }
@@ -360,7 +434,21 @@ fn main() {
             Some(e10),
         ),
     ];
+    let resource = sbox_static_on(
+        EventBus::builder().resource(Offset(1)).build().unwrap(),
+        WithResource,
+    );
+    let (stream_sbox, stream_tokio) = stream_round_trip();
     let features = vec![
+        ("sbox-events, 1 static handler taking one resource", resource),
+        (
+            "sbox-events stream: emit + receive, 1 subscriber",
+            stream_sbox,
+        ),
+        (
+            "tokio::sync::broadcast: send + try_recv, 1 receiver",
+            stream_tokio,
+        ),
         (
             "sbox-events, 1 static handler, handler statistics on",
             sbox_with(EventBus::builder().handler_stats(true).build().unwrap()),
@@ -467,6 +555,11 @@ fn main() {
         rows[14].1 / static10,
         traced1 / static1,
         traced10 / static10
+    );
+    println!(
+        "resource vs plain, 1 static handler: {:+.1} ns; stream vs tokio broadcast: {:.2}x",
+        resource - static1,
+        stream_sbox / stream_tokio
     );
     println!(
         "2 threads (each timed after a shared start; throughput vs 1 thread): floor {:.2}x, sbox-events {:.2}x",
