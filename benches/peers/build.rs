@@ -14,7 +14,11 @@ fn main() {
         )
         .unwrap();
         for i in 0..count {
-            writeln!(code, "#[handler]\nfn {name}_{i}(e: &{event}) {{ sink(e.0); }}").unwrap();
+            writeln!(
+                code,
+                "#[handler]\nfn {name}_{i}(e: &{event}) {{ sink(e.0); }}"
+            )
+            .unwrap();
         }
     }
     for i in 0..1000 {
@@ -31,7 +35,9 @@ fn main() {
         )
         .unwrap();
     }
-    code.push_str("pub fn add_many_evenio_handlers(world: &mut evenio::prelude::World, count: usize) {\n");
+    code.push_str(
+        "pub fn add_many_evenio_handlers(world: &mut evenio::prelude::World, count: usize) {\n",
+    );
     code.push_str("    let all: [fn(&mut evenio::prelude::World); 1000] = [\n");
     for i in 0..1000 {
         writeln!(code, "        |w| {{ w.add_handler(evenio_{i}); }},").unwrap();

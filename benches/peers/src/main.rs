@@ -105,6 +105,62 @@ fn stream_round_trip() -> (f64, f64) {
     (sbox, tokio)
 }
 
+#[derive(Event, Serialize, Deserialize, Clone)]
+#[event(name = "peer.async")]
+struct Async1(u64);
+
+#[handler]
+async fn async_one(e: &Async1) {
+    sink(e.0);
+}
+
+type BoxedFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), sbox_events::HandlerError>> + Send + 'a>>;
+
+/// The floor of `emit_async` with 1 async handler: the same handler's work
+/// as a boxed future, awaited by a hand-written loop.
+fn boxed_one(e: &Async1) -> BoxedFuture<'_> {
+    Box::pin(async move {
+        sink(e.0);
+        Ok(())
+    })
+}
+
+/// Polls a future that completes without waiting.
+fn run_now<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+    }
+}
+
+/// `emit_async` of a clone of the event to 1 async handler, and its floor
+/// (the same clone, the handler's work boxed and awaited by hand).
+fn async_round_trip() -> (f64, f64) {
+    let bus = EventBus::new();
+    let event = Async1(7);
+    let sbox = best(|n| {
+        for _ in 0..n {
+            black_box(run_now(bus.emit_async(black_box(&event).clone())));
+        }
+    });
+    let handlers: [fn(&Async1) -> BoxedFuture<'_>; 1] = [boxed_one];
+    let floor = best(|n| {
+        for _ in 0..n {
+            let event = black_box(&event).clone();
+            run_now(async {
+                for handler in &handlers {
+                    let _ = black_box(handler(&event).await);
+                }
+            });
+        }
+    });
+    (sbox, floor)
+}
+
 macro_rules! ten_handlers {
     ($($name:ident),*) => {$(
         #[handler]
@@ -439,8 +495,17 @@ fn main() {
         WithResource,
     );
     let (stream_sbox, stream_tokio) = stream_round_trip();
+    let (async_sbox, async_floor) = async_round_trip();
     let features = vec![
-        ("sbox-events, 1 static handler taking one resource", resource),
+        (
+            "floor: a hand-written loop awaiting 1 boxed future",
+            async_floor,
+        ),
+        ("sbox-events emit_async, 1 async handler", async_sbox),
+        (
+            "sbox-events, 1 static handler taking one resource",
+            resource,
+        ),
         (
             "sbox-events stream: emit + receive, 1 subscriber",
             stream_sbox,
@@ -557,9 +622,10 @@ fn main() {
         traced10 / static10
     );
     println!(
-        "resource vs plain, 1 static handler: {:+.1} ns; stream vs tokio broadcast: {:.2}x",
+        "resource vs plain, 1 static handler: {:+.1} ns; stream vs tokio broadcast: {:.2}x; emit_async vs its floor: {:.2}x",
         resource - static1,
-        stream_sbox / stream_tokio
+        stream_sbox / stream_tokio,
+        async_sbox / async_floor
     );
     println!(
         "2 threads (each timed after a shared start; throughput vs 1 thread): floor {:.2}x, sbox-events {:.2}x",
