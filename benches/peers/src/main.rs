@@ -63,6 +63,13 @@ struct WithResource(u64);
 /// Application state a `#[handler]` takes (`EventBusBuilder::resource`).
 struct Offset(u64);
 
+/// A builder with the resources this binary's `#[handler]`s take: a built
+/// bus must have them (`EventBus::new()` reports `with_resource` as skipped
+/// instead).
+fn builder() -> sbox_events::EventBusBuilder {
+    EventBus::builder().resource(Offset(1))
+}
+
 #[handler]
 fn with_resource(e: &WithResource, offset: &Offset) {
     sink(e.0 + offset.0);
@@ -383,7 +390,7 @@ fn count_instructions(scenario: &str, events: u64) {
     let bus = EventBus::new();
     let event_none = None0(7);
     let event_resource = WithResource(7);
-    let resourced = EventBus::builder().resource(Offset(1)).build().unwrap();
+    let resourced = builder().build().unwrap();
     let closures1 = EventBus::builder().static_handlers(false).build().unwrap();
     let _c1 = closures1.subscribe(|e: &Closure, _: &EventContext| sink(e.0));
     let closures10 = EventBus::builder().static_handlers(false).build().unwrap();
@@ -490,10 +497,7 @@ fn main() {
             Some(e10),
         ),
     ];
-    let resource = sbox_static_on(
-        EventBus::builder().resource(Offset(1)).build().unwrap(),
-        WithResource,
-    );
+    let resource = sbox_static_on(builder().build().unwrap(), WithResource);
     let (stream_sbox, stream_tokio) = stream_round_trip();
     let (async_sbox, async_floor) = async_round_trip();
     let features = vec![
@@ -516,11 +520,11 @@ fn main() {
         ),
         (
             "sbox-events, 1 static handler, handler statistics on",
-            sbox_with(EventBus::builder().handler_stats(true).build().unwrap()),
+            sbox_with(builder().handler_stats(true).build().unwrap()),
         ),
         (
             "sbox-events, 1 static handler, history on (8 MiB)",
-            sbox_with(EventBus::builder().history(8 << 20).build().unwrap()),
+            sbox_with(builder().history(8 << 20).build().unwrap()),
         ),
     ];
     // (name, handlers per event, ns/event)
