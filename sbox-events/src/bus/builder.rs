@@ -45,7 +45,7 @@ impl Config {
 pub struct EventBusBuilder {
     pub(super) config: Config,
     pub(super) recorder: Option<Arc<dyn Recorder>>,
-    /// (type index, the `Arc<T>` as `dyn Any`, the type's name).
+    /// (type index, the resource as the bus holds it, the type's name).
     pub(super) resources: Vec<(usize, Held, &'static str)>,
     /// `#[handler]`s enabled or disabled by name.
     pub(super) overrides: Vec<(String, bool)>,

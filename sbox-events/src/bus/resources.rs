@@ -30,7 +30,7 @@ pub(crate) struct Held {
     _any: Arc<dyn Any + Send + Sync>,
     /// `TypeId::of::<Arc<T>>()`.
     type_id: TypeId,
-    /// The `Arc<T>` inside `any`.
+    /// The `Arc<T>` inside `_any`.
     arc: *const (),
 }
 
