@@ -11,6 +11,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::sync::Mutex;
 use std::sync::OnceLock;
 use std::time::SystemTime;
@@ -34,10 +35,10 @@ pub struct EventContext<'a> {
     pub(crate) trace_id: TraceId,
     pub(crate) sequence: u64,
     pub(crate) depth: u32,
-    pub(crate) timestamp: OnceLock<SystemTime>,
+    pub(crate) timestamp: Lazy<SystemTime>,
     /// Made on first request (or given: a replayed or remote event keeps
     /// its id).
-    pub(crate) event_id: OnceLock<EventId>,
+    pub(crate) event_id: Lazy<EventId>,
     pub(crate) replay: bool,
     /// The sending process's instance, for an event received from another
     /// process (a bridge's mark).
@@ -46,11 +47,42 @@ pub struct EventContext<'a> {
     pub(crate) cause: CauseOf<'a>,
 }
 
+/// A `Copy` value made on first request, once (a context is shared by
+/// the handlers of an async emit, on any thread). A `OnceLock` without its
+/// drop: a `Copy` value has nothing to drop, and skipping the lock's own
+/// drop saves an atomic load per field and emit.
+pub(crate) struct Lazy<T: Copy>(ManuallyDrop<OnceLock<T>>);
+
+impl<T: Copy> Lazy<T> {
+    #[inline]
+    pub(crate) const fn new() -> Lazy<T> {
+        Lazy(ManuallyDrop::new(OnceLock::new()))
+    }
+
+    /// The value, made by `make` if nobody made it yet.
+    #[inline]
+    pub(crate) fn get_or_init(&self, make: impl FnOnce() -> T) -> T {
+        *self.0.get_or_init(make)
+    }
+
+    /// The value, if it was made.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<T> {
+        self.0.get().copied()
+    }
+
+    /// Gives the value before anyone asks for it (a no-op once it is made).
+    #[inline]
+    pub(crate) fn set(&self, value: T) {
+        let _ = self.0.set(value);
+    }
+}
+
 /// Where a context's cause comes from.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum CauseOf<'a> {
     /// The frame current when the event was emitted here.
-    Frame(Frame),
+    Frame(&'a Frame),
     /// Given with the event (a replayed record, an event from elsewhere).
     Given(Option<&'a Cause>),
 }
@@ -92,7 +124,7 @@ pub(crate) fn cause_of(frame: &Frame) -> Option<Cause> {
     Some(Cause {
         event: Cow::Borrowed(event),
         sequence: frame.sequence,
-        event_id: frame.event_id.and_then(EventId::from_u128),
+        event_id: frame.event_id.and_then(|id| EventId::from_u128(id.get())),
         handler,
     })
 }
@@ -122,7 +154,7 @@ impl<'a> EventContext<'a> {
     /// than `emit` by at most the running time of the handlers before it;
     /// a handler that needs emit time exactly runs first (high priority).
     pub fn timestamp(&self) -> SystemTime {
-        *self.timestamp.get_or_init(SystemTime::now)
+        self.timestamp.get_or_init(SystemTime::now)
     }
 
     /// A process-wide sequence number: unique, increasing on each thread,
@@ -154,7 +186,7 @@ impl<'a> EventContext<'a> {
     /// received from another process, recorded by a history) keeps it. An
     /// event whose id nobody asks for costs nothing.
     pub fn event_id(&self) -> EventId {
-        *self.event_id.get_or_init(|| {
+        self.event_id.get_or_init(|| {
             let id = EventId::new(self.timestamp());
             // Events its handlers emit from now on record it as their
             // cause's id.
@@ -171,7 +203,7 @@ impl<'a> EventContext<'a> {
     /// event keeps the cause it was recorded or sent with.
     pub fn cause(&self) -> Option<Cause> {
         match self.cause {
-            CauseOf::Frame(frame) => cause_of(&frame),
+            CauseOf::Frame(frame) => cause_of(frame),
             CauseOf::Given(cause) => cause.cloned(),
         }
     }

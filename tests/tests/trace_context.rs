@@ -286,3 +286,69 @@ fn trace_ids_are_unique_across_threads() {
     let unique: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), 10_000);
 }
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "test.unheard")]
+struct Unheard;
+
+/// The implicit trace ids of many emits on several threads, `heard` or not:
+/// every id distinct, and their short forms (what people read in logs)
+/// nearly all distinct too.
+fn implicit_ids(heard: bool) -> Vec<TraceId> {
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
+    let _sub = heard.then(|| bus.subscribe(|_: &Unheard, _: &EventContext| {}));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..5_000)
+                        .map(|_| {
+                            let report = bus.emit(Unheard);
+                            assert_eq!(report.trace_id(), report.trace_id(), "stable");
+                            report.trace_id()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    })
+}
+
+#[test]
+fn implicit_trace_ids_are_unique_and_look_random_heard_or_not() {
+    for heard in [false, true] {
+        let ids = implicit_ids(heard);
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), 20_000, "heard: {heard}");
+        // 20,000 draws from 2^32 short forms: ~0.05 collisions expected.
+        let shorts: std::collections::HashSet<_> = ids.iter().map(|id| id.short()).collect();
+        assert!(shorts.len() >= 19_990, "heard: {heard}: {}", shorts.len());
+    }
+}
+
+#[test]
+fn an_emit_nobody_listens_to_reports_the_trace_it_ran_in() {
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
+    let id = TraceId::random();
+    let report = trace::with_trace_id(id, || bus.emit(Unheard));
+    assert_eq!(report.trace_id(), id);
+    assert_eq!(format!("{report:?}").matches(&id.to_string()).count(), 1);
+    let given = TraceId::random();
+    let report = bus.emit_with(Unheard, sbox_events::EmitOptions::new().trace_id(given));
+    assert_eq!(report.trace_id(), given);
+    // Outside any trace: its own, shown by `Debug` as `trace_id()` gives it.
+    let report = bus.emit(Unheard);
+    assert_ne!(report.trace_id(), given);
+    assert!(format!("{report:?}").contains(&report.trace_id().to_string()));
+    assert_eq!(trace::current(), None);
+    // The same id wherever the report is read.
+    let here = report.trace_id();
+    let there = std::thread::spawn(move || report.trace_id())
+        .join()
+        .expect("thread");
+    assert_eq!(there, here);
+}

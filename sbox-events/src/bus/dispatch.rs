@@ -18,16 +18,17 @@ use super::skip::skipped;
 use super::state::{DEPTH, DepthGuard, ErrorScope, REPLAYING, next_sequence};
 use super::{EmitOptions, EmitReport, EventBus, Recorder, Refusal};
 use crate::any::{AnyEvent, EventType};
-use crate::context::{CauseOf, EventContext};
+use crate::context::{CauseOf, EventContext, Lazy};
 use crate::envelope::{Cause, EventId, Metadata};
 use crate::event::Event;
 use crate::events::ErrorOccurred;
 use crate::stats::{Outcome, StatsCell};
 use crate::trace::{self, Frame, HandlerKey, TraceId};
+use core::num::NonZeroU128;
 use std::any::TypeId;
 use std::cell::Cell;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 pub(super) static EMPTY_METADATA: Metadata = Metadata::new();
@@ -130,12 +131,17 @@ impl EventBus {
         if DEPTH.with(Cell::get) >= self.inner.config.max_depth {
             return None;
         }
-        let trace_id = given
-            .trace_id
-            .or_else(trace::current)
-            .unwrap_or_else(TraceId::random);
-        let mut report = EmitReport::new(E::NAME, trace_id);
-        report.sequence = given.replayed.unwrap_or_else(next_sequence);
+        let trace_id = given.trace_id.or_else(trace::current);
+        let report = match given.replayed {
+            // A fresh implicit trace: its id is made from the number when
+            // the report is asked for it (as `dispatch_heard` makes it now).
+            None => EmitReport::unheard(E::NAME, trace_id, next_sequence()),
+            Some(sequence) => EmitReport::unheard(
+                E::NAME,
+                Some(trace_id.unwrap_or_else(TraceId::random)),
+                sequence,
+            ),
+        };
         if given.cause.is_none() {
             check_declared(&trace::current_frame(), E::NAME);
         }
@@ -148,28 +154,32 @@ impl EventBus {
         let config = &self.inner.config;
         let depth = DEPTH.with(Cell::get);
         let _given_trace = given.trace_id.map(trace::install);
-        let (trace_id, _root) = trace::emit_trace();
-        let mut report = EmitReport::new(E::NAME, trace_id);
         if depth >= config.max_depth {
+            let (trace_id, _root) = trace::emit_trace(None);
             let limit = config.max_depth;
+            let report = EmitReport::new(E::NAME, trace_id);
             return self.refuse(report, Refusal::DepthLimit { depth, limit });
         }
+        // The number first: a fresh implicit trace's id is made from it.
+        let sequence = given.replayed.unwrap_or_else(next_sequence);
+        let (trace_id, _root) = trace::emit_trace(given.replayed.is_none().then_some(sequence));
+        let mut report = EmitReport::new(E::NAME, trace_id);
         if config.validate_on_emit
             && let Err(reason) = validate(event)
         {
+            // Refused: the report has no number (the one taken is unused).
             return self.refuse(report, Refusal::Invalid { reason });
         }
-        let sequence = given.replayed.unwrap_or_else(next_sequence);
         report.sequence = sequence;
         let frame = Frame {
             event: Some(E::NAME),
             sequence,
-            event_id: given.event_id.map(EventId::as_u128),
+            event_id: given.event_id.and_then(|id| NonZeroU128::new(id.as_u128())),
             handler: HandlerKey::None,
         };
         let depth_guard = DepthGuard::enter(depth, frame);
         if given.cause.is_none() {
-            check_declared(&depth_guard.parent(), E::NAME);
+            check_declared(depth_guard.parent(), E::NAME);
         }
         // Failures while an `error.occurred` is handled (whoever emitted it)
         // never emit another one. Decided at compile time per event type.
@@ -185,8 +195,8 @@ impl EventBus {
             trace_id,
             sequence,
             depth,
-            timestamp: OnceLock::new(),
-            event_id: OnceLock::new(),
+            timestamp: Lazy::new(),
+            event_id: Lazy::new(),
             replay,
             remote: given.remote,
             cause: match given.cause {
@@ -195,10 +205,10 @@ impl EventBus {
             },
         };
         if let Some(timestamp) = given.timestamp {
-            let _ = ctx.timestamp.set(timestamp);
+            ctx.timestamp.set(timestamp);
         }
         if let Some(event_id) = given.event_id {
-            let _ = ctx.event_id.set(event_id);
+            ctx.event_id.set(event_id);
         }
         if let Some(recorder) = &self.inner.recorder
             && (!replay || config.record_replays)

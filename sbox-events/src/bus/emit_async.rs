@@ -18,11 +18,12 @@ use super::release::release_failed;
 use super::routes::Entry;
 use super::state::{DEPTH, DepthGuard, IN_ERROR_EVENT, REPLAYING, next_sequence};
 use super::{EmitOptions, EmitReport, EventBus, Refusal};
-use crate::context::{CauseOf, EventContext};
+use crate::context::{CauseOf, EventContext, Lazy};
 use crate::envelope::EventId;
 use crate::event::Event;
 use crate::events::ErrorOccurred;
 use crate::handler::{HandlerError, HandlerFuture};
+use core::num::NonZeroU128;
 
 use crate::trace::{self, Frame, HandlerKey, TraceId};
 use pin_project_lite::pin_project;
@@ -33,7 +34,6 @@ use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -70,7 +70,7 @@ impl EmitState {
             frame: Frame {
                 event: Some(E::NAME),
                 sequence,
-                event_id: event_id.map(EventId::as_u128),
+                event_id: event_id.and_then(|id| NonZeroU128::new(id.as_u128())),
                 handler: HandlerKey::None,
             },
         }
@@ -324,20 +324,20 @@ impl EventBus {
             trace_id,
             sequence: state.sequence,
             depth: state.depth,
-            timestamp: OnceLock::new(),
-            event_id: OnceLock::new(),
+            timestamp: Lazy::new(),
+            event_id: Lazy::new(),
             replay: state.replaying,
             remote: options.remote.as_deref(),
             cause: match &options.cause {
                 Some(cause) => CauseOf::Given(Some(cause)),
-                None => CauseOf::Frame(state.cause),
+                None => CauseOf::Frame(&state.cause),
             },
         };
         if let Some(timestamp) = options.timestamp {
-            let _ = ctx.timestamp.set(timestamp);
+            ctx.timestamp.set(timestamp);
         }
         if let Some(event_id) = options.event_id {
-            let _ = ctx.event_id.set(event_id);
+            ctx.event_id.set(event_id);
         }
         if let Some(recorder) = &self.inner.recorder
             && (!state.replaying || config.record_replays)

@@ -162,7 +162,7 @@ impl EventBus {
     pub(super) fn refuse(&self, mut report: EmitReport, refusal: Refusal) -> EmitReport {
         tracing::warn!(
             target: "sbox_events",
-            trace_id = %report.trace_id,
+            trace_id = %report.trace_id(),
             event = report.event,
             "emit refused: {refusal}"
         );

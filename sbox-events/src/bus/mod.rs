@@ -172,8 +172,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// subscription or a disabled handler for the event type (a per-type count
 /// that only subscribe/unsubscribe write), it does not even look at the
 /// bus's route table; otherwise it loads it through `arc-swap`. An emit
-/// outside any trace scope draws a fresh trace id from a per-thread
-/// generator. No clock is read unless someone asks for the timestamp (or the
+/// outside any trace scope gets a fresh trace id made from its sequence
+/// number (two multiplications; see [`crate::trace`]), and an emit nobody
+/// observes makes it only when its report is asked. No clock is read unless someone asks for the timestamp (or the
 /// bus keeps a history). Nothing is allocated unless a handler fails (or an
 /// async handler is skipped: see [`emit`](EventBus::emit)), with
 /// or without a `tracing` subscriber (an emit outside a trace scope opens no

@@ -11,10 +11,12 @@ use std::fmt;
 ///
 /// Small on purpose (failures and refusals live behind one pointer, which is
 /// null when all went well): returning and dropping it is a few moves.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EmitReport {
     pub(super) event: &'static str,
-    pub(super) trace_id: TraceId,
+    /// `None`: the implicit trace of an emit nobody observed, whose id is
+    /// derived from `sequence` only when asked for.
+    trace_id: Option<TraceId>,
     pub(super) sequence: u64,
     pub(super) delivered: usize,
     issues: Option<Box<Issues>>,
@@ -33,8 +35,22 @@ impl EmitReport {
     pub(super) fn new(event: &'static str, trace_id: TraceId) -> Self {
         EmitReport {
             event,
-            trace_id,
+            trace_id: Some(trace_id),
             sequence: 0,
+            delivered: 0,
+            issues: None,
+        }
+    }
+
+    /// The report of an emit nobody observed, numbered `sequence`; without
+    /// a `trace_id`, its trace is the implicit one of that number, made when
+    /// [`trace_id`](EmitReport::trace_id) is called.
+    #[inline]
+    pub(super) fn unheard(event: &'static str, trace_id: Option<TraceId>, sequence: u64) -> Self {
+        EmitReport {
+            event,
+            trace_id,
+            sequence,
             delivered: 0,
             issues: None,
         }
@@ -51,7 +67,10 @@ impl EmitReport {
 
     /// The trace the event ran in.
     pub fn trace_id(&self) -> TraceId {
-        self.trace_id
+        match self.trace_id {
+            Some(id) => id,
+            None => crate::trace::implicit_id(self.sequence),
+        }
     }
 
     /// The event's sequence number
@@ -121,6 +140,35 @@ impl EmitReport {
     /// recorder, and no panicking release.
     pub fn is_ok(&self) -> bool {
         self.issues.is_none()
+    }
+}
+
+impl Drop for EmitReport {
+    /// Inlined, so that dropping the report of an emit that went well is a
+    /// null check (the drop glue of the `Box` alone is not inlined).
+    #[inline(always)]
+    fn drop(&mut self) {
+        if let Some(issues) = self.issues.take() {
+            drop_issues(issues);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_issues(issues: Box<Issues>) {
+    drop(issues);
+}
+
+impl fmt::Debug for EmitReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmitReport")
+            .field("event", &self.event)
+            .field("trace_id", &self.trace_id())
+            .field("sequence", &self.sequence)
+            .field("delivered", &self.delivered)
+            .field("issues", &self.issues)
+            .finish()
     }
 }
 

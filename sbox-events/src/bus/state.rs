@@ -85,8 +85,8 @@ impl DepthGuard {
 
     /// The frame this emit replaced: what caused its event.
     #[inline]
-    pub(super) fn parent(&self) -> Frame {
-        self.parent
+    pub(super) fn parent(&self) -> &Frame {
+        &self.parent
     }
 }
 

@@ -8,6 +8,7 @@
 //! call, `emit_async` captures it and puts it back around every poll, and
 //! [`capture`](super::capture) carries it into another thread.
 
+use core::num::NonZeroU128;
 use std::cell::Cell;
 
 /// Which handler runs: a `#[handler]` by its name, or a subscription by its
@@ -33,7 +34,7 @@ pub(crate) struct Frame {
     pub(crate) sequence: u64,
     /// The event's id, if it had one made (by a recorder, a stream, a
     /// handler asking for it) before the cause was read.
-    pub(crate) event_id: Option<u128>,
+    pub(crate) event_id: Option<NonZeroU128>,
     pub(crate) handler: HandlerKey,
 }
 
@@ -41,7 +42,7 @@ thread_local! {
     static EVENT: Cell<Option<&'static str>> = const { Cell::new(None) };
     /// Also the floor of the sequence numbers handed out on this thread.
     static SEQUENCE: Cell<u64> = const { Cell::new(0) };
-    static EVENT_ID: Cell<Option<u128>> = const { Cell::new(None) };
+    static EVENT_ID: Cell<Option<NonZeroU128>> = const { Cell::new(None) };
     static HANDLER: Cell<HandlerKey> = const { Cell::new(HandlerKey::None) };
 }
 
@@ -94,7 +95,7 @@ pub(crate) fn set_handler(handler: HandlerKey) {
 pub(crate) fn event_id_made(sequence: u64, id: u128) {
     let _ = SEQUENCE.try_with(|current| {
         if current.get() == sequence {
-            let _ = EVENT_ID.try_with(|c| c.set(Some(id)));
+            let _ = EVENT_ID.try_with(|c| c.set(NonZeroU128::new(id)));
         }
     });
 }

@@ -62,6 +62,12 @@
 //! a per-thread wyrand generator (`fastrand`) seeded once from the operating
 //! system: no system call per id, a few nanoseconds.
 //!
+//! The fresh trace of an emit outside any scope is not drawn: its id is a
+//! keyed permutation of the event's sequence number (unique in the process)
+//! under a key drawn once per process, so it is unique and looks random, for
+//! two multiplications. An emit nobody observes makes it only when its
+//! report's [`trace_id`](crate::EmitReport::trace_id) is called.
+//!
 //! [W3C Trace Context]: https://www.w3.org/TR/trace-context/
 
 mod cause;
@@ -79,8 +85,8 @@ pub(crate) use cause::{
 #[cfg(feature = "fmt")]
 pub use format::TraceIdFormat;
 pub use future::{TraceFutureExt, Traced};
-pub(crate) use id::random_u128;
 pub use id::{ShortTraceId, TraceId};
+pub(crate) use id::{implicit_id, random_u128};
 pub use parent::{ParseTraceError, TraceParent};
 pub use scope::{
     CapturedTrace, TraceScope, capture, current, enter, implicit, spawn, with_new_trace,

@@ -130,16 +130,19 @@ pub fn with_new_trace<R>(f: impl FnOnce() -> R) -> (TraceId, R) {
 }
 
 /// The trace an emit runs in: the current one, or a fresh implicit root that
-/// is removed again when the returned guard drops. The implicit root opens
-/// no `tracing` span (that would cost an allocation per emit once a
-/// subscriber exists); log lines get its id from `TraceIdFormat`, or from
-/// [`implicit`] in a formatter of the application's own.
+/// is removed again when the returned guard drops. A fresh root's id is
+/// derived from `sequence` (the emit's own number, see
+/// [`implicit_id`](super::implicit_id)), or drawn when the emit has none of
+/// its own. The implicit root opens no `tracing` span (that would cost an
+/// allocation per emit once a subscriber exists); log lines get its id from
+/// `TraceIdFormat`, or from [`implicit`] in a formatter of the application's
+/// own.
 #[inline]
-pub(crate) fn emit_trace() -> (TraceId, Option<RootGuard>) {
+pub(crate) fn emit_trace(sequence: Option<u64>) -> (TraceId, Option<RootGuard>) {
     if let Some(id) = current() {
         return (id, None);
     }
-    let id = TraceId::random();
+    let id = sequence.map_or_else(TraceId::random, super::implicit_id);
     (id, Some(install_root(id)))
 }
 
