@@ -330,8 +330,9 @@ impl EventBus {
     /// nothing is logged and no `error.occurred` is emitted for the
     /// cancellation.
     ///
-    /// Cost, beyond `emit`: the future's state (a few hundred bytes plus
-    /// the event; box it if you store many), one allocation per async
+    /// Cost, beyond `emit`: the future's state (about 1 KiB plus the
+    /// event: 1,104 bytes for an 8-byte event in a release build with
+    /// rustc 1.95; box it if you store many), one allocation per async
     /// handler call (its boxed future), and per poll a few thread-local
     /// writes.
     pub fn emit_async<E: Event>(
