@@ -5,7 +5,7 @@
 //! What makes it work on any executor: the emit's thread-local state (trace,
 //! nesting depth, "handling error.occurred", "replaying") is captured when
 //! the future is created and put back in place around every poll, and
-//! around its drop, by [`EmitAsync`]; between polls nothing is left on the
+//! around the drop of an unfinished one, by [`EmitAsync`]; between polls nothing is left on the
 //! thread, so a task that moves to another thread at an `.await` takes its
 //! state with it. Each poll of a handler's future runs inside
 //! `catch_unwind`, like a sync handler call.
@@ -107,7 +107,7 @@ impl Drop for Entered {
 pin_project! {
     /// The future of [`EventBus::emit_async`]: the emit, run with its
     /// trace, nesting depth and error state in place during each poll and
-    /// while it is dropped (see `emit_async`).
+    /// while it is dropped unfinished (see `emit_async`).
     ///
     /// [`with_trace_id`](EmitAsync::with_trace_id) sets the trace it runs
     /// in; a future wrapper such as
@@ -118,8 +118,8 @@ pin_project! {
         bus: &'a EventBus,
         state: EmitState,
         // The inner future returned its report: dropping it runs no code
-        // (an `async fn` that returned holds nothing), so no state is put
-        // in place for it.
+        // (an `async` block drops what it holds before it returns, inside
+        // its last poll), so no state is put in place for it.
         done: bool,
         // `ManuallyDrop` so that `PinnedDrop` can drop the inner future with
         // the state in place (fields are dropped after it returns).
@@ -136,7 +136,10 @@ pin_project! {
             // `EmitAsync` itself is dropped, and `inner` is not used after
             // it. Dropping in place keeps the pinning promise.
             unsafe { ManuallyDrop::drop(this.inner.get_unchecked_mut()) }
-            // A cancelled emit may have released a removed closure last.
+            // A cancelled emit may have released a removed closure last. (A
+            // finished one reported its own before returning; what is
+            // pending then came from elsewhere and is reported here, in the
+            // dropping code's trace.)
             this.bus.report_release_failures();
         }
     }

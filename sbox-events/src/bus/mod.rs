@@ -314,7 +314,7 @@ impl EventBus {
     /// The future is `Send` and works on any executor: the emit's trace,
     /// nesting depth and error state are taken from the calling thread when
     /// `emit_async` is called, and put in place around every poll (and
-    /// around the future's drop), so a task that moves to another thread at
+    /// around the drop of an unfinished future), so a task that moves to another thread at
     /// an `.await` keeps them, and nothing is left on a thread between
     /// polls. Handlers, failures, nesting and the depth limit behave as for
     /// `emit`; a panic in an async handler's `poll` is caught and reported
@@ -332,7 +332,8 @@ impl EventBus {
     ///
     /// Cost, beyond `emit`: the future's state (about 1 KiB plus the
     /// event: 1,104 bytes for an 8-byte event in a release build with
-    /// rustc 1.95; box it if you store many), one allocation per async
+    /// rustc 1.95, and it varies with the compiler; box it if you store
+    /// many), one allocation per async
     /// handler call (its boxed future), and per poll a few thread-local
     /// writes.
     pub fn emit_async<E: Event>(
