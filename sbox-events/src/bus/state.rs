@@ -31,7 +31,9 @@ static NEXT_SEQUENCE_BLOCK: AtomicU64 = AtomicU64::new(1);
 /// The next sequence number for an event emitted on this thread: unique in
 /// the process, and above the sequence of the event whose handler emits it
 /// (its parent), wherever that number came from: this thread's block,
-/// another thread's (an `emit_async` task that moved), or a replayed record.
+/// another thread's (an `emit_async` task that moved), or a replayed record
+/// (unless that record's number is within 2^32 of `u64::MAX`: see
+/// `refill`).
 #[inline]
 pub(super) fn next_sequence() -> u64 {
     // The event whose handlers run now (0 if none).
@@ -46,12 +48,18 @@ pub(super) fn next_sequence() -> u64 {
     })
 }
 
-/// Takes a new block of numbers, all above `parent`.
+/// Parents numbered this high (only a record from elsewhere can be: a
+/// process hands out 2^64 numbers in no lifetime) do not move the counter:
+/// past them it would wrap and hand out numbers again.
+const LAST_PARENT_FOLLOWED: u64 = u64::MAX - (1 << 32);
+
+/// Takes a new block of numbers, all above `parent` (unless `parent` is
+/// above [`LAST_PARENT_FOLLOWED`]: then ordinary ones, still unique).
 #[cold]
 #[inline(never)]
 fn refill(cell: &Cell<(u64, u64)>, parent: u64) -> u64 {
     let mut start = NEXT_SEQUENCE_BLOCK.fetch_add(SEQUENCE_BLOCK, Ordering::Relaxed);
-    if start <= parent {
+    if start <= parent && parent <= LAST_PARENT_FOLLOWED {
         // The parent's number is above every block handed out so far (a
         // replayed record from a longer-lived process): move the counter
         // past it. Numbers stay unique; the ones skipped are never used.
