@@ -174,12 +174,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// bus's route table; otherwise it loads it through `arc-swap`. An emit
 /// outside any trace scope gets a fresh trace id made from its sequence
 /// number (two multiplications; see [`crate::trace`]), and an emit nobody
-/// observes makes it only when its report is asked. No clock is read unless someone asks for the timestamp (or the
-/// bus keeps a history). Nothing is allocated unless a handler fails (or an
-/// async handler is skipped: see [`emit`](EventBus::emit)), with
-/// or without a `tracing` subscriber (an emit outside a trace scope opens no
-/// span; see [`crate::trace`] for how logs still show its id); a test
-/// counts it. A bus with a history also serializes the event and
+/// observes makes it only when its report is asked. No clock is read
+/// unless someone asks for the timestamp (or the bus keeps a history).
+/// Nothing is allocated unless a handler fails (or an async handler is
+/// skipped: see [`emit`](EventBus::emit)), with or without a `tracing`
+/// subscriber (an emit outside a trace scope opens no span; see
+/// [`crate::trace`] for how logs still show its id); a test counts it. A bus with a history also serializes the event and
 /// takes the history's mutex ([`crate::history`]); one with handler
 /// statistics counts every handler call and times one in eight (two clock
 /// reads; [`HandlerStats`](crate::HandlerStats)).
@@ -314,8 +314,8 @@ impl EventBus {
     /// The future is `Send` and works on any executor: the emit's trace,
     /// nesting depth and error state are taken from the calling thread when
     /// `emit_async` is called, and put in place around every poll (and
-    /// around the drop of an unfinished future), so a task that moves to another thread at
-    /// an `.await` keeps them, and nothing is left on a thread between
+    /// around the drop of an unfinished future), so a task that moves to
+    /// another thread at an `.await` keeps them, and nothing is left on a thread between
     /// polls. Handlers, failures, nesting and the depth limit behave as for
     /// `emit`; a panic in an async handler's `poll` is caught and reported
     /// like a sync handler's. A failure emits `error.occurred` with a
