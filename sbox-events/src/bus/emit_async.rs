@@ -6,9 +6,9 @@
 //! nesting depth, "handling error.occurred", "replaying") is captured when
 //! the future is created and put back in place around every poll, and
 //! around the drop of an unfinished one, by [`EmitAsync`]; between polls
-//! nothing is left on the thread, so a task that moves to another thread at an `.await` takes its
-//! state with it. Each poll of a handler's future runs inside
-//! `catch_unwind`, like a sync handler call.
+//! nothing is left on the thread, so a task that moves to another thread at
+//! an `.await` takes its state with it. Each poll of a handler's future runs
+//! inside `catch_unwind`, like a sync handler call.
 
 use super::declared::check_declared;
 use super::dispatch::{Called, call_entry};

@@ -179,10 +179,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// Nothing is allocated unless a handler fails (or an async handler is
 /// skipped: see [`emit`](EventBus::emit)), with or without a `tracing`
 /// subscriber (an emit outside a trace scope opens no span; see
-/// [`crate::trace`] for how logs still show its id); a test counts it. A bus with a history also serializes the event and
-/// takes the history's mutex ([`crate::history`]); one with handler
-/// statistics counts every handler call and times one in eight (two clock
-/// reads; [`HandlerStats`](crate::HandlerStats)).
+/// [`crate::trace`] for how logs still show its id); a test counts it. A
+/// bus with a history also serializes the event and takes the history's
+/// mutex ([`crate::history`]); one with handler statistics counts every
+/// handler call and times one in eight (two clock reads;
+/// [`HandlerStats`](crate::HandlerStats)).
 /// Subscribing and unsubscribing copy the route table (copy-on-write, under a
 /// mutex only writers take). Measured costs are in the README
 /// (`cargo bench -p sbox-events --bench emit`).
@@ -315,11 +316,11 @@ impl EventBus {
     /// nesting depth and error state are taken from the calling thread when
     /// `emit_async` is called, and put in place around every poll (and
     /// around the drop of an unfinished future), so a task that moves to
-    /// another thread at an `.await` keeps them, and nothing is left on a thread between
-    /// polls. Handlers, failures, nesting and the depth limit behave as for
-    /// `emit`; a panic in an async handler's `poll` is caught and reported
-    /// like a sync handler's. A failure emits `error.occurred` with a
-    /// synchronous [`emit`](EventBus::emit), so async handlers *of*
+    /// another thread at an `.await` keeps them, and nothing is left on a
+    /// thread between polls. Handlers, failures, nesting and the depth limit
+    /// behave as for `emit`; a panic in an async handler's `poll` is caught
+    /// and reported like a sync handler's. A failure emits `error.occurred`
+    /// with a synchronous [`emit`](EventBus::emit), so async handlers *of*
     /// `error.occurred` are skipped there (and reported as such).
     ///
     /// **Cancellation.** Dropping the future before it completes stops the
