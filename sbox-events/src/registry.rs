@@ -210,6 +210,12 @@ impl<E> EventSlot<E> {
         &flags[position.min(flags.len() - 1)]
     }
 
+    /// The `#[handler]`s of this event, if `statics_in` collected them.
+    #[inline(always)]
+    pub(crate) fn statics_if_collected(&self) -> Option<&'static [&'static HandlerRecord<E>]> {
+        self.statics.get().copied()
+    }
+
     /// The `#[handler]`s of this event in dispatch order, collected once
     /// from `R`, the event's registry type.
     #[inline]

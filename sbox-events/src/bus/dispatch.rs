@@ -2,10 +2,14 @@
 //! depth, sequence block, "handling error.occurred", "replaying") to the
 //! isolated handler calls and the failure report.
 //!
-//! Cost, per emit: a few thread-local reads and writes, the context built on
-//! the stack, one route lookup (skipped while no bus routes the type), and
-//! per handler a function-pointer call (a boxed closure for subscriptions)
-//! inside `catch_unwind`. Failures take the cold path (`handler_failed`).
+//! Cost, per emit: `emit` and `emit_ref` call one out-of-line function per
+//! event type. When nobody can hear the event, it decides from a few loads
+//! (the type's slot, the bus's settings, three thread-locals) and returns the
+//! report, with no further call. Otherwise: a few thread-local reads and
+//! writes, the context built on the stack, one route lookup (skipped while no
+//! bus routes the type), and per handler a function-pointer call (a boxed
+//! closure for subscriptions) inside `catch_unwind`. Failures take the cold
+//! path (`handler_failed`).
 
 // Replay and recording are used by the `history` feature only.
 #![cfg_attr(not(feature = "history"), allow(dead_code))]
@@ -15,7 +19,9 @@ use super::failures::{Failure, isolate, validate};
 use super::release::release_failed;
 use super::routes::{Entry, ErasedEntry, Route};
 use super::skip::skipped;
-use super::state::{DEPTH, DepthGuard, ErrorScope, REPLAYING, next_sequence};
+use super::state::{
+    DEPTH, DepthGuard, ErrorScope, REPLAYING, next_sequence, next_sequence_in_block,
+};
 use super::{EmitOptions, EmitReport, EventBus, Recorder, Refusal};
 use crate::any::{AnyEvent, EventType};
 use crate::context::{CauseOf, EventContext, Lazy};
@@ -95,7 +101,53 @@ impl<'a> Given<'a> {
 }
 
 impl EventBus {
-    #[inline]
+    /// `emit` and `emit_ref`: one function per event type, out of line, so
+    /// that an emit nobody hears is a short call with no stack frame to set
+    /// up, and an emit site is a call however large the full dispatch is.
+    #[inline(never)]
+    pub(super) fn dispatch_plain<E: Event>(&self, event: &E) -> EmitReport {
+        match self.unheard_plain::<E>() {
+            Some(report) => report,
+            None => self.dispatch_plain_slow(event),
+        }
+    }
+
+    /// `dispatch_plain` when its fast check does not decide: the full
+    /// dispatch (which checks again, and may still find nobody listening).
+    #[inline(never)]
+    fn dispatch_plain_slow<E: Event>(&self, event: &E) -> EmitReport {
+        self.dispatch(event, &Given::new::<E>())
+    }
+
+    /// `emit_with`: out of line, like `dispatch_plain`.
+    #[inline(never)]
+    pub(super) fn dispatch_given<E: Event>(&self, event: &E, given: &Given<'_>) -> EmitReport {
+        self.dispatch(event, given)
+    }
+
+    /// [`unheard`](EventBus::unheard) for a plain emit, calling nothing:
+    /// `None` also when deciding would need a call (the `#[handler]` list
+    /// not collected yet, this thread's block of numbers used up).
+    #[inline(always)]
+    fn unheard_plain<E: Event>(&self) -> Option<EmitReport> {
+        let inner = &*self.inner;
+        let slot = E::__slot();
+        let statics = slot.statics_if_collected()?;
+        let quiet = (statics.is_empty() || !inner.config.static_handlers)
+            && slot.routed.load(Ordering::Relaxed) == 0
+            && inner.recorder.is_none()
+            && !inner.config.validate_on_emit
+            && DEPTH.with(Cell::get) < inner.config.max_depth;
+        if !quiet {
+            return None;
+        }
+        let sequence = next_sequence_in_block()?;
+        #[cfg(debug_assertions)]
+        check_declared(&trace::current_frame(), E::NAME);
+        Some(EmitReport::unheard(E::NAME, trace::current(), sequence))
+    }
+
+    #[inline(always)]
     pub(super) fn dispatch<E: Event>(&self, event: &E, given: &Given<'_>) -> EmitReport {
         if let Some(report) = self.unheard::<E>(given) {
             return report;
@@ -142,6 +194,7 @@ impl EventBus {
                 sequence,
             ),
         };
+        #[cfg(debug_assertions)]
         if given.cause.is_none() {
             check_declared(&trace::current_frame(), E::NAME);
         }

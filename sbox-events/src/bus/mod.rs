@@ -254,14 +254,14 @@ impl EventBus {
     /// [`emit_async`](EventBus::emit_async) for types that have them.
     #[inline]
     pub fn emit<E: Event>(&self, event: E) -> EmitReport {
-        self.dispatch(&event, &Given::new::<E>())
+        self.dispatch_plain(&event)
     }
 
     /// Like [`emit`](EventBus::emit), for an event the caller keeps (to
     /// emit it again, store it...): nothing is cloned.
     #[inline]
     pub fn emit_ref<E: Event>(&self, event: &E) -> EmitReport {
-        self.dispatch(event, &Given::new::<E>())
+        self.dispatch_plain(event)
     }
 
     /// Like [`emit`](EventBus::emit), with an explicit source and metadata.
@@ -282,7 +282,7 @@ impl EventBus {
     /// assert!(bus.emit_with(ConfigReloaded { servers: 3 }, options).is_ok());
     /// ```
     pub fn emit_with<E: Event>(&self, event: E, options: EmitOptions) -> EmitReport {
-        self.dispatch(&event, &Given::with_options::<E>(&options))
+        self.dispatch_given(&event, &Given::with_options::<E>(&options))
     }
 
     /// Dispatches `event` to every handler, sync and async, in the

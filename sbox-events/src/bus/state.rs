@@ -36,16 +36,24 @@ static NEXT_SEQUENCE_BLOCK: AtomicU64 = AtomicU64::new(1);
 /// `refill`).
 #[inline]
 pub(super) fn next_sequence() -> u64 {
+    match next_sequence_in_block() {
+        Some(sequence) => sequence,
+        None => SEQUENCE.with(|cell| refill(cell, trace::current_sequence())),
+    }
+}
+
+/// [`next_sequence`] when this thread's block has one (above the parent's):
+/// no call, no atomic. `None`: a new block is needed.
+#[inline]
+pub(super) fn next_sequence_in_block() -> Option<u64> {
     // The event whose handlers run now (0 if none).
     let parent = trace::current_sequence();
-    SEQUENCE.with(|cell| {
-        let (next, end) = cell.get();
-        if next < end && next > parent {
-            cell.set((next + 1, end));
-            return next;
-        }
-        refill(cell, parent)
-    })
+    let (next, end) = SEQUENCE.get();
+    if next < end && next > parent {
+        SEQUENCE.set((next + 1, end));
+        return Some(next);
+    }
+    None
 }
 
 /// Parents numbered this high (only a record from elsewhere can be: a
