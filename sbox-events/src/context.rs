@@ -9,11 +9,12 @@ use crate::envelope::{Cause, Envelope, EventId, Metadata};
 use crate::trace::{self, Frame, HandlerKey, TraceId};
 use std::any::Any;
 use std::borrow::Cow;
+use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::mem::ManuallyDrop;
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::SystemTime;
 
 /// Everything a handler knows about an event besides its fields.
@@ -47,34 +48,122 @@ pub struct EventContext<'a> {
     pub(crate) cause: CauseOf<'a>,
 }
 
-/// A `Copy` value made on first request, once (a context is shared by
-/// the handlers of an async emit, on any thread). A `OnceLock` without its
-/// drop: a `Copy` value has nothing to drop, and skipping the lock's own
-/// drop saves an atomic load per field and emit.
-pub(crate) struct Lazy<T: Copy>(ManuallyDrop<OnceLock<T>>);
+/// A `Copy` value made on first request, once: the first caller makes it,
+/// and a caller that comes while it is being made (a context is shared by
+/// the handlers of an async emit, on any thread) waits for it. Like a
+/// `OnceLock`, with less to do: making the value takes one compare-exchange
+/// and one store (`OnceLock` goes through `Once`'s general state machine,
+/// about a hundred instructions more), and a `Copy` value has no drop.
+pub(crate) struct Lazy<T: Copy> {
+    state: AtomicU8,
+    /// Written once, by the caller that moved `state` from `EMPTY` to
+    /// `BUSY`, before it stores `READY`; read only after `READY` is seen.
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+const EMPTY: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+
+// SAFETY: `value` is written by one thread only (the one whose
+// compare-exchange took `state` from EMPTY to BUSY), before it publishes
+// READY with release ordering; every read happens after an acquire load of
+// READY, so it sees the completed write and no write follows. Sharing a
+// `Lazy` therefore shares `T` values by copy: `T: Send` is what it needs.
+unsafe impl<T: Copy + Send> Sync for Lazy<T> {}
 
 impl<T: Copy> Lazy<T> {
     #[inline]
     pub(crate) const fn new() -> Lazy<T> {
-        Lazy(ManuallyDrop::new(OnceLock::new()))
+        Lazy {
+            state: AtomicU8::new(EMPTY),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }
     }
 
-    /// The value, made by `make` if nobody made it yet.
+    /// The value, made by `make` if nobody made it yet. `make` must not ask
+    /// this same `Lazy` for its value (it would wait for itself).
     #[inline]
     pub(crate) fn get_or_init(&self, make: impl FnOnce() -> T) -> T {
-        *self.0.get_or_init(make)
+        match self.get() {
+            Some(value) => value,
+            None => self.make(make),
+        }
     }
 
     /// The value, if it was made.
     #[inline]
     pub(crate) fn get(&self) -> Option<T> {
-        self.0.get().copied()
+        if self.state.load(Ordering::Acquire) == READY {
+            // SAFETY: READY, loaded with acquire ordering, was stored (with
+            // release ordering) after the one write of `value`.
+            Some(unsafe { (*self.value.get()).assume_init() })
+        } else {
+            None
+        }
     }
 
     /// Gives the value before anyone asks for it (a no-op once it is made).
     #[inline]
     pub(crate) fn set(&self, value: T) {
-        let _ = self.0.set(value);
+        if self.claim() {
+            self.publish(value);
+        }
+    }
+
+    /// Takes the right to write `value`: true for one caller only.
+    #[inline]
+    fn claim(&self) -> bool {
+        self.state
+            .compare_exchange(EMPTY, BUSY, Ordering::Acquire, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Writes the value and makes it visible; only after `claim` gave true.
+    #[inline]
+    fn publish(&self, value: T) {
+        // SAFETY: this caller's `claim` moved `state` to BUSY: no other
+        // thread writes `value`, and none reads it before READY below.
+        unsafe { (*self.value.get()).write(value) };
+        self.state.store(READY, Ordering::Release);
+    }
+
+    /// `get_or_init` when the value is not there yet: makes it, or waits
+    /// for the caller making it.
+    #[cold]
+    #[inline(never)]
+    fn make(&self, make: impl FnOnce() -> T) -> T {
+        let mut spins = 0u32;
+        loop {
+            if self.claim() {
+                // Should `make` unwind, the next caller makes the value.
+                let reset = ResetOnUnwind(&self.state);
+                let value = make();
+                std::mem::forget(reset);
+                self.publish(value);
+                return value;
+            }
+            if let Some(value) = self.get() {
+                return value;
+            }
+            // Another caller is making it: a clock read or a few random
+            // numbers, so spin briefly, then let it run.
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Puts a `Lazy` back to `EMPTY` if its maker unwinds.
+struct ResetOnUnwind<'a>(&'a AtomicU8);
+
+impl Drop for ResetOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.0.store(EMPTY, Ordering::Release);
     }
 }
 
@@ -234,7 +323,10 @@ impl<'a> EventContext<'a> {
             event_id: self.event_id(),
             trace_id: self.trace_id,
             sequence: self.sequence,
-            source: if self.source == self.default_source {
+            // Most often the very same string: compared by address first.
+            source: if std::ptr::eq(self.source, self.default_source)
+                || self.source == self.default_source
+            {
                 Cow::Borrowed(self.default_source)
             } else {
                 Cow::Owned(self.source.to_owned())
@@ -273,5 +365,5 @@ impl fmt::Debug for EventContext<'_> {
 }
 
 // Async handlers hold `&EventContext` across `.await`s, in futures that must
-// be `Send`: the context must be `Sync` (hence `OnceLock`, not `OnceCell`).
+// be `Send`: the context must be `Sync` (hence `Lazy`'s atomics, not a `OnceCell`).
 static_assertions::assert_impl_all!(EventContext<'static>: Send, Sync);

@@ -165,3 +165,85 @@ fn replays_and_remote_emits_keep_the_original_envelope() {
         Some("orchestrator-7f3a")
     );
 }
+
+#[test]
+fn fresh_ids_are_rfc_9562_version_7_uuids_of_their_millisecond() {
+    let at = UNIX_EPOCH + Duration::from_millis(1_733_300_000_123) + Duration::from_micros(456);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..1_000 {
+        let id = EventId::new(at);
+        let text = id.to_string();
+        // xxxxxxxx-xxxx-7xxx-Vxxx-xxxxxxxxxxxx, V in 8..=b (variant 0b10).
+        assert_eq!(&text[14..15], "7", "{text}");
+        assert!(matches!(&text[19..20], "8" | "9" | "a" | "b"), "{text}");
+        // The first 48 bits are the millisecond, big-endian.
+        assert_eq!(&text[..13], "019390bb-157b", "{text}");
+        assert_eq!(id.version(), 7);
+        assert_eq!(
+            id.timestamp(),
+            UNIX_EPOCH + Duration::from_millis(1_733_300_000_123)
+        );
+        assert!(seen.insert(id), "{text} twice");
+    }
+    // The 74 random bits vary (each of them, over a thousand draws).
+    let ored = seen.iter().fold(0u128, |acc, id| acc | id.as_u128());
+    let anded = seen.iter().fold(u128::MAX, |acc, id| acc & id.as_u128());
+    let random = ((1u128 << 12) - 1) << 64 | ((1u128 << 62) - 1);
+    assert_eq!((ored ^ anded) & random, random);
+    // Before 1970: stamped as 1970.
+    assert_eq!(
+        EventId::new(UNIX_EPOCH - Duration::from_secs(5)).timestamp(),
+        UNIX_EPOCH
+    );
+}
+
+#[test]
+fn threads_asking_one_context_at_once_all_get_the_same_id_and_timestamp() {
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&answers);
+    let _sub = bus.subscribe(move |_: &Probed, ctx: &EventContext| {
+        // Four threads ask together, the id first or the timestamp first.
+        let barrier = std::sync::Barrier::new(4);
+        let seen: Vec<_> = std::thread::scope(|s| {
+            let askers: Vec<_> = (0..4)
+                .map(|n| {
+                    let barrier = &barrier;
+                    s.spawn(move || {
+                        barrier.wait();
+                        if n % 2 == 0 {
+                            (ctx.event_id(), ctx.timestamp())
+                        } else {
+                            let at = ctx.timestamp();
+                            (ctx.event_id(), at)
+                        }
+                    })
+                })
+                .collect();
+            askers
+                .into_iter()
+                .map(|a| a.join().expect("asker"))
+                .collect()
+        });
+        log.lock().expect("answers").push(seen);
+    });
+    for _ in 0..300 {
+        assert!(bus.emit(probe()).is_ok());
+    }
+    let answers = answers.lock().expect("answers");
+    assert_eq!(answers.len(), 300);
+    let mut ids = std::collections::HashSet::new();
+    for seen in answers.iter() {
+        assert!(seen.iter().all(|answer| *answer == seen[0]), "{seen:?}");
+        let (id, at) = seen[0];
+        let millis = at
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis();
+        assert_eq!(
+            id.timestamp(),
+            UNIX_EPOCH + Duration::from_millis(millis as u64)
+        );
+        assert!(ids.insert(id), "one id per event");
+    }
+}
