@@ -75,7 +75,7 @@ fn impl_event(input: &EventInput<'_>) -> TokenStream {
     };
     quote! {
         const _: () = {
-            ::sbox_events::__private::register_event!(#ident);
+            ::sbox_events::__private::register_event!(#ident, #name);
 
             #event_impl
         };

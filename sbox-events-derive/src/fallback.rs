@@ -29,7 +29,7 @@ pub fn expand(
         #error
 
         const _: () = {
-            ::sbox_events::__private::register_event!(#ident);
+            ::sbox_events::__private::register_event!(#ident, "invalid.event");
 
             #[diagnostic::do_not_recommend]
             impl ::sbox_events::Event for #ident {

@@ -53,7 +53,7 @@ pub struct EventContext<'a> {
 /// the handlers of an async emit, on any thread) waits for it. Like a
 /// `OnceLock`, with less to do: making the value takes one compare-exchange
 /// and one store (`OnceLock` goes through `Once`'s general state machine,
-/// about a hundred instructions more), and a `Copy` value has no drop.
+/// with its queue of parked waiters), and a `Copy` value has no drop.
 pub(crate) struct Lazy<T: Copy> {
     state: AtomicU8,
     /// Written once, by the caller that moved `state` from `EMPTY` to
@@ -103,7 +103,9 @@ impl<T: Copy> Lazy<T> {
         }
     }
 
-    /// Gives the value before anyone asks for it (a no-op once it is made).
+    /// Gives the value before anyone asks for it: a no-op (`value` ignored)
+    /// once it is made or while another caller makes it (only called on a
+    /// context not shared yet, where neither happens).
     #[inline]
     pub(crate) fn set(&self, value: T) {
         if self.claim() {
@@ -133,9 +135,9 @@ impl<T: Copy> Lazy<T> {
     #[cold]
     #[inline(never)]
     fn make(&self, make: impl FnOnce() -> T) -> T {
-        let mut spins = 0u32;
+        let mut waits = 0u32;
         loop {
-            if self.claim() {
+            if self.state.load(Ordering::Relaxed) == EMPTY && self.claim() {
                 // Should `make` unwind, the next caller makes the value.
                 let reset = ResetOnUnwind(&self.state);
                 let value = make();
@@ -147,12 +149,16 @@ impl<T: Copy> Lazy<T> {
                 return value;
             }
             // Another caller is making it: a clock read or a few random
-            // numbers, so spin briefly, then let it run.
-            spins += 1;
-            if spins < 64 {
+            // numbers, so spin briefly, then let it run (sleeping, at last:
+            // a waiter of a higher real-time priority on its CPU would
+            // otherwise never let it).
+            waits = waits.saturating_add(1);
+            if waits < 64 {
                 std::hint::spin_loop();
-            } else {
+            } else if waits < 128 {
                 std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(50));
             }
         }
     }

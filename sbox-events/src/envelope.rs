@@ -46,10 +46,10 @@ impl EventId {
         let millis = timestamp.duration_since(UNIX_EPOCH).map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         });
-        // RFC 9562's layout, as `uuid::Builder::from_unix_timestamp_millis`
-        // writes it (the tests compare the two): the low 48 bits of the
-        // millisecond, version 7, 12 random bits, variant 0b10, 62 random
-        // bits. Built with shifts: no byte copies.
+        // RFC 9562's layout (the one `uuid::Builder::from_unix_timestamp_millis`
+        // writes; tests/tests/event_ids.rs checks each field): the low 48
+        // bits of the millisecond, version 7, 12 random bits, variant 0b10,
+        // 62 random bits. Built with shifts: no byte copies.
         let random = random_u128();
         let rand_a = (random >> 64) & 0xfff;
         let rand_b = random & ((1 << 62) - 1);

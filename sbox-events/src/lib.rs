@@ -302,12 +302,14 @@ struct ReadmeDoctests;
 /// Not public API: what `#[derive(Event)]` expands to besides the `impl
 /// Event` itself: the event's hidden registry newtype (inventory collects
 /// only local types), its per-type slot (a non-generic static: a static in a
-/// generic fn would be shared by every event type) and its entry in the
+/// generic fn would be shared by every event type; given the event's name
+/// as written, not through the `Event` impl, so that a type missing one of
+/// `Event`'s bounds gets one error per bound) and its entry in the
 /// link-time list of event types.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __register_event {
-    ($event:ty) => {
+    ($event:ty, $name:expr) => {
         #[doc(hidden)]
         #[derive(Debug)]
         #[repr(transparent)]
@@ -325,7 +327,7 @@ macro_rules! __register_event {
         }
 
         static __SBOX_EVENTS_SLOT: $crate::__private::EventSlot<$event> =
-            $crate::__private::EventSlot::new();
+            $crate::__private::EventSlot::new($name);
 
         $crate::__private::inventory::submit! {
             $crate::__private::event_meta::<$event>()

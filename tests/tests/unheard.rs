@@ -3,6 +3,7 @@
 //! refusal), wherever it is emitted from.
 
 use sbox_events::{Event, EventBus, EventContext, Refusal, handler, trace};
+use sbox_events_tests::exec::block_on;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,6 +73,34 @@ fn an_unheard_emit_inside_a_handler_follows_its_cause_and_runs_in_its_trace() {
         assert!(child > parent, "{child} after {parent}");
         assert_eq!(child_trace, parent_trace);
     }
+}
+
+#[test]
+fn an_unheard_emit_from_an_async_handler_polled_on_another_thread_follows_its_cause() {
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let _sub = bus.subscribe_async(move |_: &Loud, ctx: &EventContext| {
+        let report = ctx.bus().emit(Quiet);
+        log.lock()
+            .expect("log")
+            .push((ctx.sequence(), report.sequence()));
+        async {}
+    });
+    // This thread takes its block of numbers first; the thread below takes
+    // a later one, all above it, and numbers the async emit from it.
+    let here = bus.emit(Quiet).sequence();
+    let future = std::thread::scope(|s| s.spawn(|| bus.emit_async(Loud)).join().expect("thread"));
+    // Polled here: the handler's emit finds this thread's next number
+    // below its cause's.
+    assert!(block_on(future).is_ok());
+    let seen = seen.lock().expect("log");
+    let (parent, child) = seen[0];
+    assert!(
+        parent > here + 1,
+        "the cause was numbered on the other thread"
+    );
+    assert!(child > parent, "{child} after {parent}");
 }
 
 #[test]

@@ -163,7 +163,7 @@ impl EventBus {
         tracing::warn!(
             target: "sbox_events",
             trace_id = %report.trace_id(),
-            event = report.event,
+            event = report.event(),
             "emit refused: {refusal}"
         );
         report.issues().refused = Some(refusal);

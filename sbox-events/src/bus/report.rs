@@ -3,7 +3,8 @@
 
 use crate::escape::LogSafe;
 use crate::handler::{HandlerFailure, SkipReason};
-use crate::trace::TraceId;
+use crate::registry::StaticName;
+use crate::trace::{TraceBits, TraceId};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -12,14 +13,19 @@ use std::fmt;
 /// Small on purpose (failures and refusals live behind one pointer, which is
 /// null when all went well): returning and dropping it is a few moves.
 #[derive(Clone)]
+// In 16-byte blocks, each written by one store on the path of an emit
+// nobody hears (the trace id, the two zero words, the name; see
+// `StaticName` in the registry module): a caller that copies the report by
+// blocks then reads what the stores forward, without waiting for them.
+#[repr(C)]
 pub struct EmitReport {
-    pub(super) event: &'static str,
-    /// `None`: the implicit trace of an emit nobody observed, whose id is
+    /// None: the implicit trace of an emit nobody observed, whose id is
     /// derived from `sequence` only when asked for.
-    trace_id: Option<TraceId>,
-    pub(super) sequence: u64,
+    trace_id: TraceBits,
     pub(super) delivered: usize,
     issues: Option<Box<Issues>>,
+    event: StaticName,
+    pub(super) sequence: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -32,10 +38,11 @@ pub(super) struct Issues {
 }
 
 impl EmitReport {
+    #[inline]
     pub(super) fn new(event: &'static str, trace_id: TraceId) -> Self {
         EmitReport {
-            event,
-            trace_id: Some(trace_id),
+            event: StaticName::new(event),
+            trace_id: TraceBits::new(Some(trace_id)),
             sequence: 0,
             delivered: 0,
             issues: None,
@@ -46,7 +53,7 @@ impl EmitReport {
     /// a `trace_id`, its trace is the implicit one of that number, made when
     /// [`trace_id`](EmitReport::trace_id) is called.
     #[inline]
-    pub(super) fn unheard(event: &'static str, trace_id: Option<TraceId>, sequence: u64) -> Self {
+    pub(super) fn unheard(event: StaticName, trace_id: TraceBits, sequence: u64) -> Self {
         EmitReport {
             event,
             trace_id,
@@ -62,12 +69,12 @@ impl EmitReport {
 
     /// The event's name.
     pub fn event(&self) -> &'static str {
-        self.event
+        self.event.get()
     }
 
     /// The trace the event ran in.
     pub fn trace_id(&self) -> TraceId {
-        match self.trace_id {
+        match self.trace_id.get() {
             Some(id) => id,
             None => crate::trace::implicit_id(self.sequence),
         }
@@ -163,7 +170,7 @@ fn drop_issues(issues: Box<Issues>) {
 impl fmt::Debug for EmitReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmitReport")
-            .field("event", &self.event)
+            .field("event", &self.event.get())
             .field("trace_id", &self.trace_id())
             .field("sequence", &self.sequence)
             .field("delivered", &self.delivered)
@@ -175,12 +182,12 @@ impl fmt::Debug for EmitReport {
 impl fmt::Display for EmitReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(refusal) = self.refused() {
-            return write!(f, "`{}` refused: {refusal}", self.event);
+            return write!(f, "`{}` refused: {refusal}", self.event.get());
         }
         write!(
             f,
             "`{}` delivered to {} handler(s), {} failed",
-            self.event,
+            self.event.get(),
             self.delivered,
             self.failures().len()
         )?;

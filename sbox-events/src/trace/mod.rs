@@ -92,7 +92,7 @@ pub use scope::{
     CapturedTrace, TraceScope, capture, current, enter, implicit, spawn, with_new_trace,
     with_trace_id,
 };
-pub(crate) use scope::{Installed, emit_trace, install};
+pub(crate) use scope::{Installed, TraceBits, current_bits, emit_trace, install};
 
 #[cfg(test)]
 mod tests {

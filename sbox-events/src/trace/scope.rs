@@ -30,6 +30,38 @@ pub fn current() -> Option<TraceId> {
     TraceId::from_u128(CURRENT.with(Cell::get))
 }
 
+/// An optional trace id as the 16 bytes of a `u128` in memory (all zero:
+/// none), in an array: moving it is one 16-byte copy where a `u128` is two
+/// 8-byte ones (see `StaticName` in the registry module for why a report
+/// wants that).
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub(crate) struct TraceBits([u64; 2]);
+
+impl TraceBits {
+    #[inline]
+    pub(crate) fn new(id: Option<TraceId>) -> TraceBits {
+        // SAFETY: `u128` and `[u64; 2]` are both 16 bytes of plain data,
+        // every bit pattern valid.
+        TraceBits(unsafe { core::mem::transmute::<u128, [u64; 2]>(id.map_or(0, TraceId::as_u128)) })
+    }
+
+    #[inline]
+    pub(crate) fn get(self) -> Option<TraceId> {
+        // SAFETY: as in `new`.
+        TraceId::from_u128(unsafe { core::mem::transmute::<[u64; 2], u128>(self.0) })
+    }
+}
+
+/// [`current`], as it lies in memory.
+#[inline]
+pub(crate) fn current_bits() -> TraceBits {
+    // SAFETY: `CURRENT`'s `u128` is 16 bytes without padding, valid as
+    // `TraceBits` (a `[u64; 2]`), and aligned at least as much; read as
+    // such, it is copied as one block.
+    CURRENT.with(|c| unsafe { c.as_ptr().cast::<TraceBits>().read() })
+}
+
 /// Recomputes `CURRENT` after a scope closed. `try_with`: during thread
 /// teardown the locals may be gone already.
 fn refresh_current() {
