@@ -51,9 +51,10 @@ pub struct EventContext<'a> {
 /// A `Copy` value made on first request, once: the first caller makes it,
 /// and a caller that comes while it is being made (a context is shared by
 /// the handlers of an async emit, on any thread) waits for it. Like a
-/// `OnceLock`, with less to do: making the value takes one compare-exchange
-/// and one store (`OnceLock` goes through `Once`'s general state machine,
-/// with its queue of parked waiters), and a `Copy` value has no drop.
+/// `OnceLock`, with less to do: making the value takes a load, one
+/// compare-exchange and one store (`OnceLock` goes through `Once`'s general
+/// state machine, with its queue of parked waiters), and a `Copy` value has
+/// no drop.
 pub(crate) struct Lazy<T: Copy> {
     state: AtomicU8,
     /// Written once, by the caller that moved `state` from `EMPTY` to

@@ -151,8 +151,9 @@ pub unsafe trait HandlerRegistry<E: 'static>: inventory::Collect {
 #[repr(transparent)]
 pub(crate) struct StaticName([*const u8; 2]);
 
-// SAFETY: a `StaticName` is a `&'static str` (`new` is its only maker):
-// shared, immutable and `'static`, so `Send` and `Sync`.
+// SAFETY: a `StaticName` is a `&'static str` (`new` is its only maker: the
+// field is private to this module): shared, immutable and `'static`, so
+// `Send` and `Sync`.
 unsafe impl Send for StaticName {}
 // SAFETY: as above.
 unsafe impl Sync for StaticName {}
@@ -201,7 +202,6 @@ static NEXT_INDEX: AtomicU32 = AtomicU32::new(1);
 
 impl<E> EventSlot<E> {
     #[doc(hidden)]
-    #[allow(clippy::new_without_default)]
     pub const fn new(name: &'static str) -> Self {
         EventSlot {
             name: StaticName::new(name),

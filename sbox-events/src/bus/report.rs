@@ -19,7 +19,7 @@ use std::fmt;
 // blocks then reads what the stores forward, without waiting for them.
 #[repr(C)]
 pub struct EmitReport {
-    /// None: the implicit trace of an emit nobody observed, whose id is
+    /// All zero: the implicit trace of an emit nobody observed, whose id is
     /// derived from `sequence` only when asked for.
     trace_id: TraceBits,
     pub(super) delivered: usize,
@@ -160,6 +160,16 @@ impl Drop for EmitReport {
         }
     }
 }
+
+// A public type: these are part of its API.
+static_assertions::assert_impl_all!(
+    EmitReport: Send,
+    Sync,
+    Clone,
+    Unpin,
+    std::panic::UnwindSafe,
+    std::panic::RefUnwindSafe
+);
 
 #[cold]
 #[inline(never)]

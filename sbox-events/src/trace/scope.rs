@@ -53,12 +53,15 @@ impl TraceBits {
     }
 }
 
+// `current_bits` reads a `u128` as a `TraceBits`.
+const _: () = assert!(align_of::<u128>() >= align_of::<TraceBits>());
+
 /// [`current`], as it lies in memory.
 #[inline]
 pub(crate) fn current_bits() -> TraceBits {
     // SAFETY: `CURRENT`'s `u128` is 16 bytes without padding, valid as
-    // `TraceBits` (a `[u64; 2]`), and aligned at least as much; read as
-    // such, it is copied as one block.
+    // `TraceBits` (a `[u64; 2]`), and aligned at least as much (asserted
+    // above); read as such, it is copied as one block.
     CURRENT.with(|c| unsafe { c.as_ptr().cast::<TraceBits>().read() })
 }
 
