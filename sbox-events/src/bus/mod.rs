@@ -164,9 +164,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 ///
 /// # Cost
 ///
-/// `emit` takes no lock. It reads a few thread-locals (trace, depth, sequence
-/// block), builds the context on the stack, and calls each handler through a
-/// function pointer (a boxed closure for subscriptions) inside
+/// `emit` takes no lock. `emit` and `emit_ref` call one out-of-line function
+/// per event type. When nobody can hear the event (no `#[handler]` for it or
+/// static handlers off; nothing routed for it on any bus: subscription,
+/// stream, selector, disabled handler, handler statistics; no history or
+/// recorder; no validation), that function takes a sequence number and
+/// returns the report: a few loads and stores, and in release builds no
+/// further call. Otherwise it reads a few thread-locals (trace, depth,
+/// sequence block), builds the context on the stack, and calls each handler
+/// through a function pointer (a boxed closure for subscriptions) inside
 /// `catch_unwind`. Sequence numbers come from a per-thread block of 1024, so
 /// one emit in 1024 does a shared atomic `fetch_add`. While no bus has a
 /// subscription or a disabled handler for the event type (a per-type count
