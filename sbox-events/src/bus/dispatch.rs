@@ -6,11 +6,11 @@
 //! event type. When nobody can hear the event, it decides from a few loads
 //! (the type's slot, the bus's settings, four thread-locals) and returns the
 //! report, with no further call in release builds (debug builds also check
-//! what a `#[handler]` declares it emits). Otherwise: a few thread-local reads and
-//! writes, the context built on the stack, one route lookup (skipped while no
-//! bus routes the type), and per handler a function-pointer call (a boxed
-//! closure for subscriptions) inside `catch_unwind`. Failures take the cold
-//! path (`handler_failed`).
+//! what a `#[handler]` declares it emits). Otherwise: a few thread-local
+//! reads and writes, the context built on the stack, one route lookup
+//! (skipped while no bus routes the type), and per handler a function-pointer
+//! call (a boxed closure for subscriptions) inside `catch_unwind`. Failures
+//! take the cold path (`handler_failed`).
 
 // Replay and recording are used by the `history` feature only.
 #![cfg_attr(not(feature = "history"), allow(dead_code))]
