@@ -118,9 +118,9 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
         let slot = quote::format_ident!("__SBOX_EVENTS_RESOURCE_{}", i);
         let var = quote::format_ident!("__sbox_events_resource_{}", i);
         fetches.push(quote! {
-            static #slot: ::sbox_events::__private::ResourceSlot =
+            static #slot: ::sbox_events::__private::ResourceSlot<#ty> =
                 ::sbox_events::__private::ResourceSlot::new();
-            let #var: &#ty = match #slot.get::<#ty>(ctx) {
+            let #var: &#ty = match #slot.get(ctx) {
                 ::core::option::Option::Some(resource) => resource,
                 ::core::option::Option::None => {
                     return #missing(::sbox_events::__private::missing_resource::<#ty>());

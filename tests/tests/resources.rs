@@ -250,3 +250,56 @@ fn a_default_bus_skips_and_reports_handlers_whose_resources_it_lacks() {
     // and store), not once per emit.
     assert_eq!(warnings, 2, "{logs}");
 }
+
+#[test]
+fn each_emit_reads_the_resources_of_its_own_bus() {
+    // One handler, three buses: two with their own values, one without.
+    // Interleaved, so a read that remembered a bus (or a value) from an
+    // earlier emit would show here.
+    let bus_with = |bucket: &str| {
+        let fake = Arc::new(FakeStore::default());
+        let bus = EventBus::builder()
+            .resource(Counter::default())
+            .resource(AppConfig {
+                bucket: bucket.into(),
+            })
+            .shared_resource::<dyn ConfigStore>(fake.clone())
+            .build()
+            .expect("every resource is there");
+        (bus, fake)
+    };
+    let lacking = EventBus::new();
+    let (a, fake_a) = bus_with("a");
+    let (b, fake_b) = bus_with("b");
+    for round in 0..3 {
+        let name = format!("r{round}");
+        let skipped = lacking.emit(config(&name));
+        assert!(
+            skipped.skips().any(|(handler, _)| handler == "store"),
+            "{skipped}"
+        );
+        // `count_async` is skipped by a synchronous emit: nothing else is.
+        for bus in [&a, &lacking, &b] {
+            let report = bus.emit(config(&name));
+            assert!(report.failures().is_empty(), "{report}");
+        }
+    }
+    let keys = |fake: &FakeStore| -> Vec<String> {
+        fake.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    assert_eq!(keys(&fake_a), ["a/r0", "a/r1", "a/r2"]);
+    assert_eq!(keys(&fake_b), ["b/r0", "b/r1", "b/r2"]);
+    assert_eq!(
+        a.resource::<Counter>().unwrap().0.load(Ordering::Relaxed),
+        30
+    );
+    assert_eq!(
+        b.resource::<Counter>().unwrap().0.load(Ordering::Relaxed),
+        30
+    );
+}
