@@ -209,7 +209,7 @@ pub(crate) fn cause_of(frame: &Frame) -> Option<Cause> {
     let event = frame.event?;
     let handler = match frame.handler {
         HandlerKey::None => None,
-        HandlerKey::Static(name) => Some(Cow::Borrowed(name)),
+        HandlerKey::Static(name) => Some(Cow::Borrowed(*name)),
         HandlerKey::Subscription(id) => Some(
             names()
                 .get(&id)
@@ -218,7 +218,7 @@ pub(crate) fn cause_of(frame: &Frame) -> Option<Cause> {
         ),
     };
     Some(Cause {
-        event: Cow::Borrowed(event),
+        event: Cow::Borrowed(*event),
         sequence: frame.sequence,
         event_id: frame.event_id.and_then(|id| EventId::from_u128(id.get())),
         handler,

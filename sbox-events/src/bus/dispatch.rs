@@ -232,7 +232,7 @@ impl EventBus {
         }
         report.sequence = sequence;
         let frame = Frame {
-            event: Some(E::NAME),
+            event: Some(const { &E::NAME }),
             sequence,
             event_id: given.event_id.and_then(|id| NonZeroU128::new(id.as_u128())),
             handler: HandlerKey::None,
@@ -341,7 +341,7 @@ impl EventBus {
                 let statics = E::__slot().statics();
                 report.delivered = statics.len();
                 for record in statics {
-                    trace::set_handler(HandlerKey::Static(record.name));
+                    trace::set_handler(HandlerKey::Static(&record.name));
                     if let Err(failure) = isolate(|| (record.call)(event, ctx)) {
                         self.static_failed(record, failure, ctx, report);
                     }

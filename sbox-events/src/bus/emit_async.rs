@@ -69,7 +69,7 @@ impl EmitState {
             replaying: REPLAYING.with(Cell::get),
             cause: trace::current_frame(),
             frame: Frame {
-                event: Some(E::NAME),
+                event: Some(const { &E::NAME }),
                 sequence,
                 event_id: event_id.and_then(|id| NonZeroU128::new(id.as_u128())),
                 handler: HandlerKey::None,
@@ -402,13 +402,13 @@ impl EventBus {
                         let mark = flight.is_some().then(|| FlightLog::mark(&report));
                         let result = match record.future {
                             Some(future) => {
-                                let key = HandlerKey::Static(record.name);
+                                let key = HandlerKey::Static(&record.name);
                                 trace::set_handler(key);
                                 CatchUnwind::new(future(&event, &ctx), self, record.name, key, &ctx)
                                     .await
                             }
                             None => {
-                                trace::set_handler(HandlerKey::Static(record.name));
+                                trace::set_handler(HandlerKey::Static(&record.name));
                                 isolate(|| (record.call)(&event, &ctx))
                             }
                         };

@@ -145,7 +145,7 @@ impl EventBus {
                 let statics = E::__slot().statics();
                 report.delivered = statics.len();
                 for record in statics {
-                    trace::set_handler(HandlerKey::Static(record.name));
+                    trace::set_handler(HandlerKey::Static(&record.name));
                     let mark = FlightLog::mark(report);
                     let result = isolate(|| (record.call)(event, ctx)).map(|()| Called::Yes);
                     let end = Instant::now();

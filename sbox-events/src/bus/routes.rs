@@ -224,7 +224,7 @@ impl<E: Event> Entry<E> {
     #[inline]
     pub(crate) fn key(&self) -> HandlerKey {
         match self {
-            Entry::Static(record) | Entry::StaticAsync(record) => HandlerKey::Static(record.name),
+            Entry::Static(record) | Entry::StaticAsync(record) => HandlerKey::Static(&record.name),
             Entry::Typed(sub) | Entry::TypedAsync(sub) => HandlerKey::Subscription(sub.id),
             Entry::Erased(entry) => HandlerKey::Subscription(entry.id),
         }

@@ -19,8 +19,9 @@ pub(crate) enum HandlerKey {
     /// the bus's own), or outside any emit.
     #[default]
     None,
-    /// A `#[handler]`, by name.
-    Static(&'static str),
+    /// A `#[handler]`, by name (the name in its record: a reference to it
+    /// is one word, so setting the key in the handler loop is one store).
+    Static(&'static &'static str),
     /// A run-time subscription, by id.
     Subscription(u64),
 }
@@ -29,8 +30,9 @@ pub(crate) enum HandlerKey {
 /// event emitted now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(crate) struct Frame {
-    /// The event's name; `None` outside any emit.
-    pub(crate) event: Option<&'static str>,
+    /// The event's name; `None` outside any emit. One word: see
+    /// `HandlerKey::Static`.
+    pub(crate) event: Option<&'static &'static str>,
     pub(crate) sequence: u64,
     /// The event's id, if it had one made (by a recorder, a stream, a
     /// handler asking for it) before the cause was read.
@@ -39,63 +41,65 @@ pub(crate) struct Frame {
 }
 
 thread_local! {
-    static EVENT: Cell<Option<&'static str>> = const { Cell::new(None) };
-    /// Also the floor of the sequence numbers handed out on this thread.
-    static SEQUENCE: Cell<u64> = const { Cell::new(0) };
-    static EVENT_ID: Cell<Option<NonZeroU128>> = const { Cell::new(None) };
-    static HANDLER: Cell<HandlerKey> = const { Cell::new(HandlerKey::None) };
+    /// One cell, so that saving and restoring a frame around an emit is a
+    /// few wide moves. Its `sequence` is also the floor of the sequence
+    /// numbers handed out on this thread.
+    static FRAME: Cell<Frame> = const {
+        Cell::new(Frame {
+            event: None,
+            sequence: 0,
+            event_id: None,
+            handler: HandlerKey::None,
+        })
+    };
 }
 
 /// The frame now (what an event emitted now is caused by).
 #[inline]
 pub(crate) fn current_frame() -> Frame {
-    Frame {
-        event: EVENT.with(Cell::get),
-        sequence: SEQUENCE.with(Cell::get),
-        event_id: EVENT_ID.with(Cell::get),
-        handler: HANDLER.with(Cell::get),
-    }
+    FRAME.with(Cell::get)
 }
 
 /// The sequence number of the event whose handlers run now (0 if none).
 #[inline]
 pub(crate) fn current_sequence() -> u64 {
-    SEQUENCE.with(Cell::get)
+    FRAME.with(|frame| frame.get().sequence)
 }
 
 /// Makes `frame` current; returns the one it replaces.
 #[inline]
 pub(crate) fn replace_frame(frame: Frame) -> Frame {
-    Frame {
-        event: EVENT.with(|c| c.replace(frame.event)),
-        sequence: SEQUENCE.with(|c| c.replace(frame.sequence)),
-        event_id: EVENT_ID.with(|c| c.replace(frame.event_id)),
-        handler: HANDLER.with(|c| c.replace(frame.handler)),
-    }
+    FRAME.with(|current| current.replace(frame))
 }
 
 /// Puts `frame` back (also during thread teardown, where it does nothing).
 #[inline]
 pub(crate) fn restore_frame(frame: Frame) {
-    let _ = EVENT.try_with(|c| c.set(frame.event));
-    let _ = SEQUENCE.try_with(|c| c.set(frame.sequence));
-    let _ = EVENT_ID.try_with(|c| c.set(frame.event_id));
-    let _ = HANDLER.try_with(|c| c.set(frame.handler));
+    let _ = FRAME.try_with(|current| current.set(frame));
 }
 
 /// The handler about to be called (of the current event).
 #[inline]
 pub(crate) fn set_handler(handler: HandlerKey) {
-    HANDLER.with(|c| c.set(handler));
+    FRAME.with(|current| {
+        current.set(Frame {
+            handler,
+            ..current.get()
+        })
+    });
 }
 
 /// The id of the event numbered `sequence`, made while its handlers run:
 /// events they emit from now on record it in their cause.
 #[inline]
 pub(crate) fn event_id_made(sequence: u64, id: u128) {
-    let _ = SEQUENCE.try_with(|current| {
-        if current.get() == sequence {
-            let _ = EVENT_ID.try_with(|c| c.set(NonZeroU128::new(id)));
+    let _ = FRAME.try_with(|current| {
+        let frame = current.get();
+        if frame.sequence == sequence {
+            current.set(Frame {
+                event_id: NonZeroU128::new(id),
+                ..frame
+            });
         }
     });
 }
