@@ -3,12 +3,12 @@
 use super::hooks::types_with_hooks;
 use super::resources::{BuildError, Held, MissingResource, index_of};
 use super::routes::{Control, RouteConfig, RouteTable};
+use super::table::Tables;
 use super::{BusInner, EmitReport, EventBus, Recorder};
 use crate::any::EventType;
 use crate::envelope::{Cause, EventId, Metadata};
 use crate::handler::HandlerOrigin;
 use crate::trace::TraceId;
-use arc_swap::ArcSwap;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -252,7 +252,7 @@ impl EventBusBuilder {
             inner: Arc::new(BusInner {
                 config: self.config,
                 recorder: self.recorder,
-                routes: ArcSwap::from_pointee(RouteTable::default()),
+                routes: Tables::new(RouteTable::default()),
                 control: Mutex::new(control),
                 resources: resources.into_boxed_slice(),
             }),

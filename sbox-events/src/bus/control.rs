@@ -97,7 +97,7 @@ impl Drop for BusInner {
     fn drop(&mut self) {
         // Every closure still subscribed is released here: isolated, and
         // logged (there is no bus left to emit `error.occurred` on).
-        let table = self.routes.swap(Arc::default());
+        let table = self.routes.take();
         table.release_counts();
         drop(table);
         let control = match self.control.get_mut() {
@@ -163,9 +163,13 @@ impl BusInner {
         let mut table = RouteTable::clone(&current);
         let removed = change(self.config.routes(), &mut control, &mut table);
         let table = Arc::new(table);
-        current.swap_counts(&table, || self.routes.store(Arc::clone(&table)));
+        let mut released = None;
+        current.swap_counts(&table, || {
+            released = self.routes.replace(Arc::clone(&table))
+        });
         drop(control);
         drop(current);
+        drop(released);
         removed
     }
 }

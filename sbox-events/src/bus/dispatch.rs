@@ -275,32 +275,46 @@ impl EventBus {
         {
             self.record(&**recorder, event, &ctx, &mut report);
         }
-        let slot = E::__slot();
         // While no bus has a route for `E`, skip loading the table: the
         // answer would be "no route" (see `EventSlot::routed`).
-        let table = (slot.routed.load(Ordering::Relaxed) != 0).then(|| self.inner.routes.load());
-        let route = table
-            .as_ref()
-            .and_then(|table| table.route::<E>(slot.index()));
+        if E::__slot().routed.load(Ordering::Relaxed) != 0 {
+            self.dispatch_routed(event, &ctx, &mut report);
+        } else if config.flight_recorder {
+            self.dispatch_flight(None, event, &ctx, &mut report);
+        } else {
+            self.run_handlers(None, event, &ctx, &mut report);
+        }
+        report
+    }
+
+    /// The handlers of `dispatch` when some bus has a route for `E`: read
+    /// this bus's table. Out of line, so that the path of `#[handler]`s
+    /// alone is compiled (and its registers allocated) without it.
+    #[inline(never)]
+    fn dispatch_routed<E: Event>(
+        &self,
+        event: &E,
+        ctx: &EventContext<'_>,
+        report: &mut EmitReport,
+    ) {
+        let table = self.inner.routes.load();
+        let route = table.route::<E>(E::__slot().index());
         if let Some((route, _)) = route
             && !route.recorders.is_empty()
         {
-            self.run_recorders(&route.recorders, event, &ctx, &mut report);
+            self.run_recorders(&route.recorders, event, ctx, report);
         }
-        if config.flight_recorder {
-            self.dispatch_flight(route, event, &ctx, &mut report);
+        if self.inner.config.flight_recorder {
+            self.dispatch_flight(route, event, ctx, report);
         } else {
-            self.run_handlers(route, event, &ctx, &mut report);
+            self.run_handlers(route, event, ctx, report);
         }
-        if let Some(table) = table {
-            // The table may be the last holder of a removed closure: its
-            // release is isolated, and a panic in it reported here.
-            drop(table);
-            if release_failed() {
-                self.announce_release_failures(Some(&mut report));
-            }
+        // The table may be the last holder of a removed closure: its
+        // release is isolated, and a panic in it reported here.
+        drop(table);
+        if release_failed() {
+            self.announce_release_failures(Some(report));
         }
-        report
     }
 
     /// The handler loops of `dispatch` (without the flight recorder).
@@ -317,7 +331,18 @@ impl EventBus {
             Some((route, [])) => {
                 report.delivered = route.entries.len();
                 for entry in route.entries.iter() {
-                    match call_entry(entry, event, ctx) {
+                    // A closure without a filter, the common entry, is
+                    // told apart by one comparison (not the jump table of
+                    // `call_entry`'s match).
+                    let result = if let Entry::Typed(sub) = entry
+                        && sub.filter.is_none()
+                    {
+                        trace::set_handler(HandlerKey::Subscription(sub.id));
+                        isolate(|| (sub.call)(event, ctx)).map(|()| Called::Yes)
+                    } else {
+                        call_entry(entry, event, ctx)
+                    };
+                    match result {
                         Ok(Called::Yes) => {}
                         Ok(Called::Filtered) => report.delivered -= 1,
                         Ok(Called::Skipped) => skipped(entry.skip(), ctx, report),

@@ -363,8 +363,8 @@ impl EventBus {
                 self.record(&**recorder, &event, &ctx, &mut report);
             }
             let slot = E::__slot();
-            // An `Arc` of the table, not an `arc-swap` guard: it is held across
-            // the handlers' `.await`s.
+            // An `Arc` of the table, not a guard of this thread's hazard
+            // slot: it is held across the handlers' `.await`s.
             let table =
                 (slot.routed.load(Ordering::Relaxed) != 0).then(|| self.inner.routes.load_full());
             let route = table

@@ -2,7 +2,8 @@
 //! calls, in order, merged from `#[handler]`s, typed subscriptions and
 //! type-erased (`subscribe_any`) subscriptions.
 //!
-//! Readers (`emit`) load an immutable [`RouteTable`] through `arc-swap`.
+//! Readers (`emit`) load an immutable [`RouteTable`] through hazard slots
+//! (`table.rs`: no read-modify-write).
 //! Writers (subscribe, unsubscribe, enable/disable) take the bus's control
 //! mutex, copy the table, rebuild the affected event types' routes and store
 //! the new table: copy-on-write, so a running emit keeps the table it loaded.
@@ -17,7 +18,7 @@ use crate::handler::{HandlerInfo, HandlerOrigin, SkipReason};
 use crate::registry::HandlerRecord;
 use crate::stats::StatsCell;
 use crate::trace::HandlerKey;
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
@@ -66,8 +67,12 @@ pub(crate) struct RouteTable {
 
 #[derive(Clone)]
 struct Slot {
-    /// A `Route<E>` for the slot's event type.
-    route: Arc<dyn Any + Send + Sync>,
+    /// A `Route<E>` for the slot's event type (read through `data`).
+    _route: Arc<dyn Any + Send + Sync>,
+    /// `TypeId::of::<Route<E>>()`, and where `route`'s `Route<E>` is: an
+    /// emit reads its route with a comparison, not a call through `dyn Any`.
+    type_id: TypeId,
+    data: *const (),
     /// The event type's count of buses with a route (`EventSlot::routed`).
     routed: &'static AtomicUsize,
     /// Parallel to the route's entries when the bus collects handler
@@ -75,11 +80,38 @@ struct Slot {
     stats: Arc<[Arc<StatsCell>]>,
 }
 
+// SAFETY: `data` points into `route`, which is `Send + Sync` and never
+// changed; a slot gives only shared access to it.
+unsafe impl Send for Slot {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Slot {}
+
+impl Slot {
+    fn new<E: Event>(route: Route<E>, stats: Arc<[Arc<StatsCell>]>) -> Slot {
+        let route = Arc::new(route);
+        let data = Arc::as_ptr(&route).cast::<()>();
+        Slot {
+            _route: route,
+            type_id: TypeId::of::<Route<E>>(),
+            data,
+            routed: &E::__slot().routed,
+            stats,
+        }
+    }
+}
+
 impl RouteTable {
     #[inline]
     pub(crate) fn route<E: Event>(&self, index: usize) -> Option<(&Route<E>, &[Arc<StatsCell>])> {
         let slot = self.slots.get(index)?.as_ref()?;
-        Some((slot.route.downcast_ref::<Route<E>>()?, &slot.stats))
+        if slot.type_id != TypeId::of::<Route<E>>() {
+            return None;
+        }
+        // SAFETY: `Slot::new::<E>` is the only maker of slots: with equal
+        // type ids, `data` points at the `Route<E>` that `slot._route` keeps
+        // alive (unchanged) while `self` is borrowed.
+        let route = unsafe { &*slot.data.cast::<Route<E>>() };
+        Some((route, &slot.stats))
     }
 
     /// The statistics cells of the route at `index` (empty if none).
@@ -404,14 +436,7 @@ pub(crate) fn rebuild_route<E: Event>(
         recorders: recorders.into_iter().map(Arc::clone).collect(),
         subscribers,
     };
-    table.set(
-        index,
-        Some(Slot {
-            route: Arc::new(route),
-            routed: &E::__slot().routed,
-            stats,
-        }),
-    );
+    table.set(index, Some(Slot::new(route, stats)));
 }
 
 /// `E`'s typed subscribers in `table`.

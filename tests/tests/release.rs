@@ -1,0 +1,291 @@
+//! When a subscription's closure is released, with emits running on other
+//! threads: dropping a `Subscription` releases its closure (everything it
+//! captured) before `drop` returns, unless an emit that started earlier is
+//! still running it; then as soon as that emit ends. An idle thread, or
+//! one that has ended, never keeps a closure alive. Captures record when
+//! they are dropped, and complain if they are called after it.
+
+use sbox_events::{Event, EventBus, EventContext, Subscription};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+#[derive(Event, Serialize, Deserialize, Clone)]
+#[event(name = "release.ping")]
+struct Ping(u64);
+
+#[derive(Event, Serialize, Deserialize, Clone)]
+#[event(name = "release.dive")]
+struct Dive(u32);
+
+/// A capture that records its drop, and fails loudly if the closure
+/// holding it runs after it.
+struct Canary {
+    dropped: Arc<AtomicBool>,
+    alive: AtomicBool,
+}
+
+impl Canary {
+    fn new() -> (Canary, Arc<AtomicBool>) {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let canary = Canary {
+            dropped: Arc::clone(&dropped),
+            alive: AtomicBool::new(true),
+        };
+        (canary, dropped)
+    }
+
+    fn check(&self) {
+        assert!(
+            self.alive.load(Ordering::SeqCst),
+            "closure called after its release"
+        );
+    }
+}
+
+impl Drop for Canary {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::SeqCst);
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+fn subscribe_canary(bus: &EventBus) -> (Subscription, Arc<AtomicBool>) {
+    let (canary, dropped) = Canary::new();
+    let sub = bus.subscribe(move |_: &Ping, _: &EventContext| canary.check());
+    (sub, dropped)
+}
+
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn idle_and_ended_threads_keep_no_closure_alive() {
+    let bus = EventBus::new();
+    // Threads that emitted (so they hold hazard records), then idle or end.
+    let (park_tx, park_rx) = mpsc::channel::<()>();
+    let park_rx = Arc::new(Mutex::new(park_rx));
+    let idle: Vec<_> = (0..3)
+        .map(|_| {
+            let (bus, park_rx) = (bus.clone(), Arc::clone(&park_rx));
+            std::thread::spawn(move || {
+                let (sub, _) = subscribe_canary(&bus);
+                // The other threads' closures may be subscribed too.
+                assert!(bus.emit(Ping(1)).delivered() >= 1);
+                drop(sub);
+                let _ = park_rx.lock().unwrap().recv();
+            })
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| bus.emit(Ping(2)));
+        }
+    });
+    // The idle threads have emitted and wait; the scoped ones have ended.
+    for round in 0..100 {
+        let (sub, dropped) = subscribe_canary(&bus);
+        assert_eq!(bus.emit(Ping(round)).delivered(), 1);
+        drop(sub);
+        assert!(dropped.load(Ordering::SeqCst), "round {round}: kept alive");
+    }
+    drop(park_tx);
+    for handle in idle {
+        handle.join().unwrap();
+    }
+}
+
+#[test]
+fn a_closure_running_elsewhere_is_released_when_that_emit_ends() {
+    let bus = EventBus::new();
+    let entered = Arc::new(Barrier::new(2));
+    let release = Arc::new(Barrier::new(2));
+    let (canary, dropped) = Canary::new();
+    let (e, r) = (Arc::clone(&entered), Arc::clone(&release));
+    let sub = bus.subscribe(move |ping: &Ping, _: &EventContext| {
+        canary.check();
+        if ping.0 == 1 {
+            e.wait(); // running on the emitter thread
+            r.wait(); // until the test has dropped the subscription
+            canary.check();
+        }
+    });
+    let emitter = {
+        let bus = bus.clone();
+        std::thread::spawn(move || bus.emit(Ping(1)).delivered())
+    };
+    entered.wait();
+    drop(sub);
+    // The emit that started earlier still runs the closure.
+    assert!(!dropped.load(Ordering::SeqCst));
+    assert_eq!(bus.emit(Ping(2)).delivered(), 0);
+    release.wait();
+    assert_eq!(emitter.join().unwrap(), 1);
+    // Released by the emitter as its emit ended.
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+#[test]
+fn a_handler_that_unsubscribes_itself_is_released_when_its_emit_ends() {
+    let bus = EventBus::new();
+    let holder: Arc<Mutex<Option<Subscription>>> = Arc::new(Mutex::new(None));
+    let (canary, dropped) = Canary::new();
+    let (h, d) = (Arc::clone(&holder), Arc::clone(&dropped));
+    let sub = bus.subscribe(move |_: &Ping, _: &EventContext| {
+        canary.check();
+        drop(h.lock().unwrap().take());
+        // Still running: not released under our feet.
+        assert!(!d.load(Ordering::SeqCst));
+        canary.check();
+    });
+    *holder.lock().unwrap() = Some(sub);
+    assert_eq!(bus.emit(Ping(1)).delivered(), 1);
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+#[test]
+fn deeply_nested_emits_release_closures_as_they_end() {
+    // Deeper than the per-thread hazard slots: the innermost emits read
+    // the route table another way, and everything still holds.
+    let bus = EventBus::builder().max_depth(30).build().unwrap();
+    let victim: Arc<Mutex<Option<Subscription>>> = Arc::new(Mutex::new(None));
+    let (canary, dropped) = Canary::new();
+    *victim.lock().unwrap() = Some(bus.subscribe(move |_: &Dive, _: &EventContext| canary.check()));
+    let deepest = Arc::new(AtomicU64::new(0));
+    let (v, d, deep) = (
+        Arc::clone(&victim),
+        Arc::clone(&dropped),
+        Arc::clone(&deepest),
+    );
+    let _diver = bus.subscribe(move |dive: &Dive, ctx: &EventContext| {
+        deep.fetch_max(u64::from(dive.0), Ordering::SeqCst);
+        if dive.0 < 25 {
+            ctx.bus().emit(Dive(dive.0 + 1));
+        } else {
+            // At the bottom: every emit above still runs the victim's
+            // route.
+            drop(v.lock().unwrap().take());
+            assert!(!d.load(Ordering::SeqCst));
+        }
+    });
+    let report = bus.emit(Dive(0));
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(deepest.load(Ordering::SeqCst), 25);
+    assert!(dropped.load(Ordering::SeqCst));
+    // And the next emits work as before.
+    assert_eq!(bus.emit(Dive(25)).delivered(), 1);
+}
+
+thread_local! {
+    /// Emits when the thread ends (after other thread-locals may be gone).
+    static EMIT_AT_EXIT: RefCell<Option<(EventBus, Arc<AtomicUsize>)>> = const { RefCell::new(None) };
+}
+
+struct EmitOnDrop(EventBus, Arc<AtomicUsize>);
+
+impl Drop for EmitOnDrop {
+    fn drop(&mut self) {
+        self.1
+            .fetch_add(self.0.emit(Ping(7)).delivered(), Ordering::SeqCst);
+    }
+}
+
+thread_local! {
+    static EMIT_ON_DROP: RefCell<Option<EmitOnDrop>> = const { RefCell::new(None) };
+}
+
+#[test]
+fn an_emit_during_thread_teardown_still_reaches_closures() {
+    let bus = EventBus::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let _sub = bus.subscribe(move |_: &Ping, _: &EventContext| {
+        c.fetch_add(1, Ordering::SeqCst);
+    });
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let (b, d) = (bus.clone(), Arc::clone(&delivered));
+    std::thread::spawn(move || {
+        // The first emit takes this thread's hazard record; the second
+        // runs from a thread-local destructor, maybe after it is given
+        // back.
+        assert_eq!(b.emit(Ping(1)).delivered(), 1);
+        EMIT_ON_DROP.with(|slot| *slot.borrow_mut() = Some(EmitOnDrop(b.clone(), Arc::clone(&d))));
+        EMIT_AT_EXIT.with(|slot| *slot.borrow_mut() = Some((b, d)));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(delivered.load(Ordering::SeqCst), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn churn_across_threads_never_calls_a_released_closure() {
+    const EMITTERS: usize = 3;
+    const ROUNDS: usize = 400;
+    let bus = EventBus::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Each emitter counts the emits it has finished.
+    let finished: Arc<Vec<AtomicU64>> =
+        Arc::new((0..EMITTERS).map(|_| AtomicU64::new(0)).collect());
+    let _steady = bus.subscribe(|_: &Ping, _: &EventContext| {});
+    let emitters: Vec<_> = (0..EMITTERS)
+        .map(|i| {
+            let (bus, stop, finished) = (bus.clone(), Arc::clone(&stop), Arc::clone(&finished));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let report = bus.emit(Ping(i as u64));
+                    assert!(report.failures().is_empty(), "{report}");
+                    finished[i].fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for round in 0..ROUNDS {
+        let (sub, dropped) = subscribe_canary(&bus);
+        if round % 2 == 0 {
+            // Let some emits reach it.
+            let seen: Vec<u64> = finished.iter().map(|f| f.load(Ordering::SeqCst)).collect();
+            wait_until("emitters to move on", || {
+                finished
+                    .iter()
+                    .zip(&seen)
+                    .all(|(f, s)| f.load(Ordering::SeqCst) > *s)
+            });
+        }
+        drop(sub);
+        // Any emit still running it started before `drop`: once each
+        // emitter has finished the emit it was in, the closure is gone.
+        let seen: Vec<u64> = finished.iter().map(|f| f.load(Ordering::SeqCst)).collect();
+        wait_until("emits running at the drop to end", || {
+            finished
+                .iter()
+                .zip(&seen)
+                .all(|(f, s)| f.load(Ordering::SeqCst) > *s)
+        });
+        if !dropped.load(Ordering::SeqCst) {
+            let start = Instant::now();
+            while !dropped.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(2) {
+                std::thread::yield_now();
+            }
+            panic!(
+                "round {round}: not released; later: {} after {:?}",
+                dropped.load(Ordering::SeqCst),
+                start.elapsed()
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for emitter in emitters {
+        emitter.join().unwrap();
+    }
+}
