@@ -72,36 +72,56 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 #[test]
 fn idle_and_ended_threads_keep_no_closure_alive() {
     let bus = EventBus::new();
-    // Threads that emitted (so they hold hazard records), then idle or end.
-    let (park_tx, park_rx) = mpsc::channel::<()>();
-    let park_rx = Arc::new(Mutex::new(park_rx));
+    // Threads that emit (so they hold hazard records and have read the
+    // table with the checked closure in it), then wait, idle.
     let idle: Vec<_> = (0..3)
         .map(|_| {
-            let (bus, park_rx) = (bus.clone(), Arc::clone(&park_rx));
-            std::thread::spawn(move || {
-                let (sub, _) = subscribe_canary(&bus);
-                // The other threads' closures may be subscribed too.
-                assert!(bus.emit(Ping(1)).delivered() >= 1);
-                drop(sub);
-                let _ = park_rx.lock().unwrap().recv();
-            })
+            let bus = bus.clone();
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            let (done_tx, done_rx) = mpsc::channel::<usize>();
+            let handle = std::thread::spawn(move || {
+                while go_rx.recv().is_ok() {
+                    let report = bus.emit(Ping(1));
+                    assert!(report.failures().is_empty(), "{report}");
+                    let _ = done_tx.send(report.delivered());
+                }
+            });
+            (go_tx, done_rx, handle)
         })
         .collect();
-    std::thread::scope(|s| {
-        for _ in 0..3 {
-            s.spawn(|| bus.emit(Ping(2)));
-        }
-    });
-    // The idle threads have emitted and wait; the scoped ones have ended.
-    for round in 0..100 {
+    for round in 0..50 {
         let (sub, dropped) = subscribe_canary(&bus);
-        assert_eq!(bus.emit(Ping(round)).delivered(), 1);
+        for (go, done, _) in &idle {
+            go.send(()).unwrap();
+            assert_eq!(done.recv().unwrap(), 1, "round {round}");
+        }
+        // And threads that emitted and ended.
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| assert_eq!(bus.emit(Ping(2)).delivered(), 1));
+            }
+        });
         drop(sub);
         assert!(dropped.load(Ordering::SeqCst), "round {round}: kept alive");
     }
-    drop(park_tx);
-    for handle in idle {
+    for (go, _, handle) in idle {
+        drop(go);
         handle.join().unwrap();
+    }
+}
+
+/// A capture whose drop uses the bus it was subscribed on: subscribes,
+/// unsubscribes and emits. Released by a reader, it must not deadlock.
+struct UsesBusOnDrop(EventBus, Arc<AtomicUsize>);
+
+impl Drop for UsesBusOnDrop {
+    fn drop(&mut self) {
+        let seen = Arc::clone(&self.1);
+        let sub = self.0.subscribe(move |_: &Dive, _: &EventContext| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        });
+        self.0.emit(Dive(0));
+        drop(sub);
     }
 }
 
@@ -111,8 +131,11 @@ fn a_closure_running_elsewhere_is_released_when_that_emit_ends() {
     let entered = Arc::new(Barrier::new(2));
     let release = Arc::new(Barrier::new(2));
     let (canary, dropped) = Canary::new();
+    let on_drop = UsesBusOnDrop(bus.clone(), Arc::new(AtomicUsize::new(0)));
+    let seen_on_drop = Arc::clone(&on_drop.1);
     let (e, r) = (Arc::clone(&entered), Arc::clone(&release));
     let sub = bus.subscribe(move |ping: &Ping, _: &EventContext| {
+        let _keep = &on_drop;
         canary.check();
         if ping.0 == 1 {
             e.wait(); // running on the emitter thread
@@ -122,7 +145,11 @@ fn a_closure_running_elsewhere_is_released_when_that_emit_ends() {
     });
     let emitter = {
         let bus = bus.clone();
-        std::thread::spawn(move || bus.emit(Ping(1)).delivered())
+        std::thread::spawn(move || {
+            let report = bus.emit(Ping(1));
+            assert!(report.failures().is_empty(), "{report}");
+            report.delivered()
+        })
     };
     entered.wait();
     drop(sub);
@@ -131,8 +158,10 @@ fn a_closure_running_elsewhere_is_released_when_that_emit_ends() {
     assert_eq!(bus.emit(Ping(2)).delivered(), 0);
     release.wait();
     assert_eq!(emitter.join().unwrap(), 1);
-    // Released by the emitter as its emit ended.
+    // Released by the emitter as its emit ended, including the capture
+    // that used the bus from its drop.
     assert!(dropped.load(Ordering::SeqCst));
+    assert_eq!(seen_on_drop.load(Ordering::SeqCst), 1);
 }
 
 #[test]
@@ -149,7 +178,10 @@ fn a_handler_that_unsubscribes_itself_is_released_when_its_emit_ends() {
         canary.check();
     });
     *holder.lock().unwrap() = Some(sub);
-    assert_eq!(bus.emit(Ping(1)).delivered(), 1);
+    let report = bus.emit(Ping(1));
+    // A failed assertion in the handler would be a failure here.
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.delivered(), 1);
     assert!(dropped.load(Ordering::SeqCst));
 }
 
@@ -160,7 +192,6 @@ fn deeply_nested_emits_release_closures_as_they_end() {
     let bus = EventBus::builder().max_depth(30).build().unwrap();
     let victim: Arc<Mutex<Option<Subscription>>> = Arc::new(Mutex::new(None));
     let (canary, dropped) = Canary::new();
-    *victim.lock().unwrap() = Some(bus.subscribe(move |_: &Dive, _: &EventContext| canary.check()));
     let deepest = Arc::new(AtomicU64::new(0));
     let (v, d, deep) = (
         Arc::clone(&victim),
@@ -170,7 +201,8 @@ fn deeply_nested_emits_release_closures_as_they_end() {
     let _diver = bus.subscribe(move |dive: &Dive, ctx: &EventContext| {
         deep.fetch_max(u64::from(dive.0), Ordering::SeqCst);
         if dive.0 < 25 {
-            ctx.bus().emit(Dive(dive.0 + 1));
+            let report = ctx.bus().emit(Dive(dive.0 + 1));
+            assert!(report.is_ok(), "{report}");
         } else {
             // At the bottom: every emit above still runs the victim's
             // route.
@@ -178,17 +210,21 @@ fn deeply_nested_emits_release_closures_as_they_end() {
             assert!(!d.load(Ordering::SeqCst));
         }
     });
+    // Subscribed after the diver: on the way back up, each level calls it
+    // (from the table it read), after the bottom dropped it.
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&calls);
+    *victim.lock().unwrap() = Some(bus.subscribe(move |_: &Dive, _: &EventContext| {
+        canary.check();
+        c.fetch_add(1, Ordering::SeqCst);
+    }));
     let report = bus.emit(Dive(0));
     assert!(report.is_ok(), "{report}");
     assert_eq!(deepest.load(Ordering::SeqCst), 25);
+    assert_eq!(calls.load(Ordering::SeqCst), 26);
     assert!(dropped.load(Ordering::SeqCst));
     // And the next emits work as before.
     assert_eq!(bus.emit(Dive(25)).delivered(), 1);
-}
-
-thread_local! {
-    /// Emits when the thread ends (after other thread-locals may be gone).
-    static EMIT_AT_EXIT: RefCell<Option<(EventBus, Arc<AtomicUsize>)>> = const { RefCell::new(None) };
 }
 
 struct EmitOnDrop(EventBus, Arc<AtomicUsize>);
@@ -215,12 +251,12 @@ fn an_emit_during_thread_teardown_still_reaches_closures() {
     let delivered = Arc::new(AtomicUsize::new(0));
     let (b, d) = (bus.clone(), Arc::clone(&delivered));
     std::thread::spawn(move || {
-        // The first emit takes this thread's hazard record; the second
-        // runs from a thread-local destructor, maybe after it is given
-        // back.
+        // Registered before the first emit takes this thread's hazard
+        // record: destructors run in reverse order, so the record is given
+        // back first, and the emit from this destructor reads the table
+        // without it.
+        EMIT_ON_DROP.with(|slot| *slot.borrow_mut() = Some(EmitOnDrop(b.clone(), d)));
         assert_eq!(b.emit(Ping(1)).delivered(), 1);
-        EMIT_ON_DROP.with(|slot| *slot.borrow_mut() = Some(EmitOnDrop(b.clone(), Arc::clone(&d))));
-        EMIT_AT_EXIT.with(|slot| *slot.borrow_mut() = Some((b, d)));
     })
     .join()
     .unwrap();

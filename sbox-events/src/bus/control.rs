@@ -159,7 +159,9 @@ impl BusInner {
         change: impl FnOnce(RouteConfig, &mut Control, &mut RouteTable) -> R,
     ) -> R {
         let mut control = self.lock();
-        let current = self.routes.load_full();
+        // Read without a hazard slot: under the control lock, a read that
+        // ended could otherwise release tables (user code) here.
+        let current = self.routes.load_full_locked();
         let mut table = RouteTable::clone(&current);
         let removed = change(self.config.routes(), &mut control, &mut table);
         let table = Arc::new(table);

@@ -80,7 +80,7 @@ struct Slot {
     stats: Arc<[Arc<StatsCell>]>,
 }
 
-// SAFETY: `data` points into `route`, which is `Send + Sync` and never
+// SAFETY: `data` points into `_route`, which is `Send + Sync` and never
 // changed; a slot gives only shared access to it.
 unsafe impl Send for Slot {}
 // SAFETY: as for `Send`.

@@ -13,13 +13,23 @@
 //! - a replaced table that no slot holds is released at once, before the
 //!   writer returns (so dropping a `Subscription` releases its closure
 //!   before `drop` returns);
-//! - one that slots hold is *retired* with the list of those slots, and
-//!   their records are flagged. Each of those readers, when its emit ends,
-//!   takes its slot off the list; the one that empties it releases the
-//!   table, before its emit returns.
+//! - one that slots hold is *retired* with the list of those slots, whose
+//!   bits in their records are set. Each of those readers, when its read
+//!   ends, takes its slot off the list; the one that empties it releases
+//!   the table, before its emit returns. A reader listed while it was
+//!   between announcing a pointer and checking it (a pointer just
+//!   replaced, or another bus's at a reused address) leaves the lists
+//!   when its check fails, before it reads on.
 //!
-//! An idle thread holds no slot, so it never keeps a table alive, and a
-//! reader that held none of a retired table never touches it.
+//! An idle thread holds no slot, so it never keeps a table alive.
+//!
+//! Costs: a read is a few plain loads and stores in the thread's record
+//! (its first read on a thread takes a record, under a lock; a read whose
+//! slot was listed takes the lock of the retired tables). A write (under
+//! the bus's control lock) scans every record ever made (16 slots each,
+//! one record per thread alive at once) and issues one or two
+//! `membarrier` system calls; writers of all buses serialize on the lock
+//! of the retired tables while they do.
 //!
 //! Ordering: a reader's store into its slot and its next load of the
 //! pointer must not be reordered (else the writer could miss the slot and
@@ -40,20 +50,24 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering, compiler_fence, fence};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU16, Ordering, compiler_fence, fence,
+};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Hazard slots per thread: one per nested emit that holds a table.
 const SLOTS: usize = 16;
+const _: () = assert!(SLOTS <= u16::BITS as usize);
 
 /// One thread's hazard slots: a null slot is free (only the owning thread
 /// stores into them). Records are never freed: a thread that ends gives its
 /// record back for the next thread to take.
 struct Record {
     slots: [AtomicPtr<RouteTable>; SLOTS],
-    /// Set (under the `RETIRED` lock) when a retired table lists one of
-    /// these slots as a holder; read by the owner when a read ends.
-    listed: AtomicBool,
+    /// Bit `i` is set (under the `RETIRED` lock) while a retired table
+    /// lists slot `i` as a holder; read by the owner when that slot's read
+    /// ends.
+    listed: AtomicU16,
     /// Taken by a live thread.
     owned: AtomicBool,
 }
@@ -89,7 +103,7 @@ impl Owner {
         let record = free.unwrap_or_else(|| {
             let record: &'static Record = Box::leak(Box::new(Record {
                 slots: Default::default(),
-                listed: AtomicBool::new(false),
+                listed: AtomicU16::new(0),
                 owned: AtomicBool::new(true),
             }));
             records.push(record);
@@ -102,12 +116,22 @@ impl Owner {
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        // No read is running on this thread: a read's guard lives in a
-        // function body, and thread-local destructors run one at a time
-        // once the thread's code has returned. Later reads on this thread
-        // take the locked path.
+        // Later reads on this thread take the locked path.
         let _ = RECORD.try_with(|record| record.set(ptr::null()));
-        self.0.owned.store(false, Ordering::Release);
+        // Normally no read is running on this thread any more: a read's
+        // guard lives in a function body, and thread-local destructors run
+        // once the thread's code has returned. But `exit` called from a
+        // handler runs them with the read's guard still alive: then the
+        // record is kept (the process is ending), not handed to another
+        // thread with a slot still set.
+        let idle = self
+            .0
+            .slots
+            .iter()
+            .all(|slot| slot.load(Ordering::Relaxed).is_null());
+        if idle {
+            self.0.owned.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -122,7 +146,7 @@ const SYMMETRIC: u8 = 2;
 fn decide_fences() {
     static DECIDE: std::sync::Once = std::sync::Once::new();
     DECIDE.call_once(|| {
-        let mode = if membarrier::register() {
+        let mode = if !cfg!(miri) && membarrier::register() {
             ASYMMETRIC
         } else {
             SYMMETRIC
@@ -158,26 +182,36 @@ mod membarrier {
     const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
     const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
 
-    fn call(command: libc::c_long) -> bool {
+    /// `Err(errno)` on failure.
+    fn call(command: libc::c_long) -> Result<(), i32> {
         let (flags, cpu_id): (libc::c_long, libc::c_long) = (0, 0);
         // SAFETY: `membarrier(cmd, flags, cpu_id)` reads and writes no
         // memory of ours; an unknown command fails with an error code.
-        unsafe { libc::syscall(libc::SYS_membarrier, command, flags, cpu_id) == 0 }
+        match unsafe { libc::syscall(libc::SYS_membarrier, command, flags, cpu_id) } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)),
+        }
     }
 
     /// Registers the process for private expedited barriers, and checks
     /// that one works.
     pub(super) fn register() -> bool {
-        call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) && call(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
+        call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED).is_ok()
+            && call(MEMBARRIER_CMD_PRIVATE_EXPEDITED).is_ok()
     }
 
     /// A full barrier on every running thread of the process.
     pub(super) fn barrier() {
-        // Registered and checked in `register`: the kernel documents no
-        // failure after that. Going on after one would let a writer
-        // release a table a reader uses.
-        if !call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) {
-            std::process::abort();
+        loop {
+            match call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) {
+                Ok(()) => return,
+                // The kernel could not allocate its CPU mask: try again.
+                Err(libc::ENOMEM) => std::thread::yield_now(),
+                // Registered and checked in `register`, so not expected;
+                // going on without the barrier would let a writer release
+                // a table a reader uses.
+                Err(_) => std::process::abort(),
+            }
         }
     }
 }
@@ -243,10 +277,16 @@ fn unlist(record: &'static Record, index: usize) -> Vec<Arc<RouteTable>> {
     });
     let still = retired
         .iter()
-        .any(|entry| entry.holders.iter().any(|&(r, _)| ptr::eq(r, record)));
+        .flat_map(|entry| &entry.holders)
+        .filter(|&&(r, _)| ptr::eq(r, record))
+        .fold(0u16, |bits, &(_, i)| bits | 1 << i);
     record.listed.store(still, Ordering::Relaxed);
     free
 }
+
+// Readers on any thread get `&RouteTable` through `Tables` (a raw pointer,
+// which asks for nothing): the table must be shareable.
+static_assertions::assert_impl_all!(RouteTable: Send, Sync);
 
 /// A bus's current route table.
 pub(crate) struct Tables {
@@ -273,7 +313,7 @@ impl Tables {
 
     /// The current table, held until the guard drops: plain stores and
     /// loads in this thread's record, no read-modify-write.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn load(&self) -> TableGuard<'_> {
         let record = RECORD.get();
         if record.is_null() {
@@ -302,6 +342,11 @@ impl Tables {
             if now == table {
                 break;
             }
+            // `table` was replaced (or was another bus's, at an address
+            // reused): a writer may have listed this slot as its holder.
+            // Leave those lists before announcing `now`, so that this read
+            // does not delay their release.
+            self.leave_lists(record, index);
             table = now;
         }
         TableGuard {
@@ -316,6 +361,19 @@ impl Tables {
             record,
             index,
             _tables: PhantomData,
+        }
+    }
+
+    /// Clears slot `index` of `record` (this thread's) and takes it off
+    /// the lists of retired tables, dropping the ones it was the last
+    /// holder of.
+    #[cold]
+    #[inline(never)]
+    fn leave_lists(&self, record: &'static Record, index: usize) {
+        record.slots[index].store(ptr::null_mut(), Ordering::Release);
+        light_fence();
+        if record.listed.load(Ordering::Relaxed) & 1 << index != 0 {
+            drop(unlist(record, index));
         }
     }
 
@@ -339,12 +397,16 @@ impl Tables {
         }
     }
 
-    fn load_full_locked(&self) -> Arc<RouteTable> {
+    /// The current table as an `Arc`, under the lock writers swap under:
+    /// no slot, so never a release (for writers, who hold the bus's control
+    /// lock, and the locked read path).
+    pub(crate) fn load_full_locked(&self) -> Arc<RouteTable> {
         let _write = self.write();
         let table = self.current.load(Ordering::Acquire);
         // SAFETY: `current` came from `Arc::into_raw` and owns a strong
-        // count; writers replace it (and give up that count) only under
-        // this lock, so it is alive here.
+        // count. Writers swap it out under this lock, so while the lock is
+        // held it is not swapped out, and the count added here comes
+        // before the one `current` owned can be given up (after the swap).
         unsafe {
             Arc::increment_strong_count(table);
             Arc::from_raw(table)
@@ -387,8 +449,8 @@ impl Tables {
         if candidates.is_empty() {
             return Some(old_table);
         }
-        for (record, _) in &candidates {
-            record.listed.store(true, Ordering::Relaxed);
+        for &(record, index) in &candidates {
+            record.listed.fetch_or(1 << index, Ordering::Relaxed);
         }
         // A holder that has cleared its slot is seen to have, or sees its
         // record flagged when its read ends (and then waits for the lock).
@@ -428,7 +490,7 @@ impl Drop for Tables {
 /// The record of guards that hold a strong count instead of a slot.
 static NO_RECORD: Record = Record {
     slots: [const { AtomicPtr::new(ptr::null_mut()) }; SLOTS],
-    listed: AtomicBool::new(false),
+    listed: AtomicU16::new(0),
     owned: AtomicBool::new(true),
 };
 
@@ -466,7 +528,7 @@ impl Drop for TableGuard<'_> {
         };
         slot.store(ptr::null_mut(), Ordering::Release);
         light_fence();
-        if self.record.listed.load(Ordering::Relaxed) {
+        if self.record.listed.load(Ordering::Relaxed) & 1 << self.index != 0 {
             // The last listed holder of a retired table releases it: its
             // closures' release is isolated (`release`) and reported by
             // whoever asked for the table.
