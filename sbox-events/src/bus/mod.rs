@@ -178,8 +178,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// subscription or a disabled handler for the event type (a per-type count
 /// that only subscribe/unsubscribe write), it does not even look at the
 /// bus's route table; otherwise it reads it with plain loads and stores in
-/// a per-thread slot (no lock, no read-modify-write; writers pay instead:
-/// see below). An emit
+/// a per-thread slot (no lock, no read-modify-write, unless the table it
+/// read was replaced meanwhile: then it takes a lock once to give it back;
+/// writers pay instead: see below). An emit
 /// outside any trace scope gets a fresh trace id made from its sequence
 /// number (two multiplications; see [`crate::trace`]), and an emit nobody
 /// observes makes it only when its report is asked. No clock is read

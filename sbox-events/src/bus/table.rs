@@ -6,7 +6,7 @@
 //! announces the pointer it is about to use in a slot of its thread's
 //! record (a plain store), then checks that the pointer is still current;
 //! it clears the slot when its emit ends (another plain store) and looks at
-//! its record's flag (a load). A writer (subscribe, unsubscribe, under the
+//! its slot's bit in its record (a load). A writer (subscribe, unsubscribe, under the
 //! bus's control lock) swaps the pointer and looks at every thread's
 //! slots:
 //!
@@ -23,18 +23,26 @@
 //!
 //! An idle thread holds no slot, so it never keeps a table alive.
 //!
-//! Costs: a read is a few plain loads and stores in the thread's record
-//! (its first read on a thread takes a record, under a lock; a read whose
-//! slot was listed takes the lock of the retired tables). A write (under
-//! the bus's control lock) scans every record ever made (16 slots each,
-//! one record per thread alive at once) and issues one or two
-//! `membarrier` system calls; writers of all buses serialize on the lock
-//! of the retired tables while they do.
+//! Costs: a read is a few plain loads and stores in the thread's record.
+//! Its first read on a thread takes a record, under a lock. A read whose
+//! slot was listed, or whose check failed while its slot was listed, takes
+//! the lock of the retired tables (waiting behind a writer's system calls)
+//! and may release tables there (user code: closures' captures) before it
+//! goes on. A write (under the bus's control lock) scans every record ever
+//! made (16 slots each, one record per thread alive at once) and issues one
+//! or two `membarrier` system calls; writers of all buses serialize on the
+//! lock of the retired tables while they do.
+//!
+//! One exception to "released before `drop` returns": a reader on another
+//! bus, stopped by the scheduler within the few instructions between
+//! announcing a pointer and checking it, whose pointer was a table since
+//! freed whose address the replaced table now has. It is listed as a
+//! holder, and releases the table as soon as it runs again.
 //!
 //! Ordering: a reader's store into its slot and its next load of the
 //! pointer must not be reordered (else the writer could miss the slot and
 //! release the table under the reader), and likewise a reader's clearing
-//! of its slot and its load of its record's flag (else neither side would
+//! of its slot and its load of the slot's bit (else neither side would
 //! take the slot off the list). On Linux the reader only keeps the
 //! compiler from reordering them, and the writer makes every thread of the
 //! process execute a full barrier (`membarrier`, private expedited) before
@@ -61,12 +69,13 @@ const _: () = assert!(SLOTS <= u16::BITS as usize);
 
 /// One thread's hazard slots: a null slot is free (only the owning thread
 /// stores into them). Records are never freed: a thread that ends gives its
-/// record back for the next thread to take.
+/// record back for the next thread to take (unless a slot is still set:
+/// see `Owner`'s drop).
 struct Record {
     slots: [AtomicPtr<RouteTable>; SLOTS],
-    /// Bit `i` is set (under the `RETIRED` lock) while a retired table
-    /// lists slot `i` as a holder; read by the owner when that slot's read
-    /// ends.
+    /// Bit `i` is set while a retired table lists slot `i` as a holder
+    /// (written only under the `RETIRED` lock, where it is kept exact); read
+    /// by the owner when that slot's read ends.
     listed: AtomicU16,
     /// Taken by a live thread.
     owned: AtomicBool,
@@ -205,7 +214,8 @@ mod membarrier {
         loop {
             match call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) {
                 Ok(()) => return,
-                // The kernel could not allocate its CPU mask: try again.
+                // The kernel could not allocate its CPU mask: try again
+                // (the writer holds its bus's control lock meanwhile).
                 Err(libc::ENOMEM) => std::thread::yield_now(),
                 // Registered and checked in `register`, so not expected;
                 // going on without the barrier would let a writer release
@@ -275,13 +285,19 @@ fn unlist(record: &'static Record, index: usize) -> Vec<Arc<RouteTable>> {
         }
         true
     });
-    let still = retired
+    record
+        .listed
+        .store(listed_bits(&retired, record), Ordering::Relaxed);
+    free
+}
+
+/// The bits `record.listed` must have: its slots that `retired` lists.
+fn listed_bits(retired: &[Retired], record: &'static Record) -> u16 {
+    retired
         .iter()
         .flat_map(|entry| &entry.holders)
         .filter(|&&(r, _)| ptr::eq(r, record))
-        .fold(0u16, |bits, &(_, i)| bits | 1 << i);
-    record.listed.store(still, Ordering::Relaxed);
-    free
+        .fold(0, |bits, &(_, index)| bits | 1 << index)
 }
 
 // Readers on any thread get `&RouteTable` through `Tables` (a raw pointer,
@@ -453,24 +469,32 @@ impl Tables {
             record.listed.fetch_or(1 << index, Ordering::Relaxed);
         }
         // A holder that has cleared its slot is seen to have, or sees its
-        // record flagged when its read ends (and then waits for the lock).
+        // slot's bit set when its read ends (and then waits for the lock).
         heavy_fence();
-        let holders: Vec<_> = candidates
+        let (holders, cleared): (Vec<_>, Vec<_>) = candidates
             .into_iter()
-            .filter(|&(record, index)| record.slots[index].load(Ordering::Acquire) == old)
-            .collect();
-        if holders.is_empty() {
-            return Some(old_table);
+            .partition(|&(record, index)| record.slots[index].load(Ordering::Acquire) == old);
+        let released = if holders.is_empty() {
+            Some(old_table)
+        } else {
+            retired.push(Retired {
+                table: old_table,
+                holders,
+            });
+            None
+        };
+        // The slots that cleared meanwhile keep no bit they do not need.
+        for (record, _) in cleared {
+            record
+                .listed
+                .store(listed_bits(&retired, record), Ordering::Relaxed);
         }
-        retired.push(Retired {
-            table: old_table,
-            holders,
-        });
-        None
+        released
     }
 
-    /// The current table, for the bus's drop (no reader is left: none can
-    /// hold the bus; so no retired table of this bus is left either).
+    /// The current table, for the bus's drop (no reader of this bus is
+    /// left: none can hold the bus. A retired table of this bus still
+    /// listed is released by its listed holders, as ever).
     pub(crate) fn take(&mut self) -> Arc<RouteTable> {
         let empty = Arc::into_raw(Arc::new(RouteTable::default())).cast_mut();
         let current = std::mem::replace(self.current.get_mut(), empty);
