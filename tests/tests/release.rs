@@ -264,6 +264,18 @@ fn an_emit_during_thread_teardown_still_reaches_closures() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
+/// Waits until every emitter has finished one more emit than now (so the
+/// one each is in, if any, has ended).
+fn each_finishes_one_more(finished: &[AtomicU64], what: &str) {
+    let seen: Vec<u64> = finished.iter().map(|f| f.load(Ordering::SeqCst)).collect();
+    wait_until(what, || {
+        finished
+            .iter()
+            .zip(&seen)
+            .all(|(f, s)| f.load(Ordering::SeqCst) > *s)
+    });
+}
+
 #[test]
 fn churn_across_threads_never_calls_a_released_closure() {
     const EMITTERS: usize = 3;
@@ -290,24 +302,12 @@ fn churn_across_threads_never_calls_a_released_closure() {
         let (sub, dropped) = subscribe_canary(&bus);
         if round % 2 == 0 {
             // Let some emits reach it.
-            let seen: Vec<u64> = finished.iter().map(|f| f.load(Ordering::SeqCst)).collect();
-            wait_until("emitters to move on", || {
-                finished
-                    .iter()
-                    .zip(&seen)
-                    .all(|(f, s)| f.load(Ordering::SeqCst) > *s)
-            });
+            each_finishes_one_more(&finished, "emitters to move on");
         }
         drop(sub);
         // Any emit still running it started before `drop`: once each
         // emitter has finished the emit it was in, the closure is gone.
-        let seen: Vec<u64> = finished.iter().map(|f| f.load(Ordering::SeqCst)).collect();
-        wait_until("emits running at the drop to end", || {
-            finished
-                .iter()
-                .zip(&seen)
-                .all(|(f, s)| f.load(Ordering::SeqCst) > *s)
-        });
+        each_finishes_one_more(&finished, "emits running at the drop to end");
         if !dropped.load(Ordering::SeqCst) {
             let start = Instant::now();
             while !dropped.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(2) {

@@ -20,7 +20,8 @@ pub(crate) enum HandlerKey {
     #[default]
     None,
     /// A `#[handler]`, by name (the name in its record: a reference to it
-    /// is one word, so setting the key in the handler loop is one store).
+    /// is one word, so setting the key in the handler loop stores the tag
+    /// and one word, not the tag and a two-word `&str`).
     Static(&'static &'static str),
     /// A run-time subscription, by id.
     Subscription(u64),
