@@ -307,6 +307,16 @@ impl<'a> EventContext<'a> {
         }
     }
 
+    /// Whether [`cause`](EventContext::cause) is `Some` (without making
+    /// it).
+    #[cfg_attr(not(feature = "history"), allow(dead_code))]
+    pub(crate) fn has_cause(&self) -> bool {
+        match self.cause {
+            CauseOf::Frame(frame) => frame.event.is_some(),
+            CauseOf::Given(cause) => cause.is_some(),
+        }
+    }
+
     /// The instance id of the process this event came from, when a bridge
     /// received it from another process (and `None` for events emitted
     /// here). The event keeps its original id, trace id and timestamp.

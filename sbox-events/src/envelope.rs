@@ -207,6 +207,17 @@ pub struct Cause {
 }
 
 impl Cause {
+    /// Heap bytes of this cause in a box: the box and its owned text (for
+    /// the history's accounting).
+    #[cfg_attr(not(feature = "history"), allow(dead_code))]
+    pub(crate) fn boxed_bytes(&self) -> usize {
+        let owned = |s: &Cow<'static, str>| match s {
+            Cow::Owned(s) => s.capacity(),
+            Cow::Borrowed(_) => 0,
+        };
+        std::mem::size_of::<Cause>() + owned(&self.event) + self.handler.as_ref().map_or(0, owned)
+    }
+
     /// A cause, as a bridge or a tool reading records rebuilds it.
     pub fn new(
         event: impl Into<Cow<'static, str>>,
@@ -333,24 +344,6 @@ impl Envelope {
     /// See [`EventContext::cause`](crate::EventContext::cause).
     pub fn cause(&self) -> Option<&Cause> {
         self.cause.as_deref()
-    }
-
-    /// Heap bytes this envelope owns (for the history's accounting).
-    #[cfg_attr(not(feature = "history"), allow(dead_code))]
-    pub(crate) fn heap_bytes(&self) -> usize {
-        let source = match &self.source {
-            Cow::Owned(s) => s.capacity(),
-            Cow::Borrowed(_) => 0,
-        };
-        let cause = self.cause.as_deref().map_or(0, |cause| {
-            let boxed = std::mem::size_of::<Cause>();
-            let owned = |s: &Cow<'static, str>| match s {
-                Cow::Owned(s) => s.capacity(),
-                Cow::Borrowed(_) => 0,
-            };
-            boxed + owned(&cause.event) + cause.handler.as_ref().map_or(0, owned)
-        });
-        source + self.metadata.heap_bytes() + self.remote.as_ref().map_or(0, |r| r.len()) + cause
     }
 }
 

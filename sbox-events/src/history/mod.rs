@@ -32,11 +32,13 @@
 //! as soon as it is over, so refusing a huge event costs at most the budget).
 //!
 //! Cost when on: the clock is read at emit (so handlers and the history see
-//! the same timestamp), the event is serialized to JSON (into a per-thread
-//! buffer that is reused, then copied once into the record: one allocation
-//! per record, plus its source and metadata when they are not the
-//! defaults), and one mutex shared by all emitting threads is taken to
-//! append. Replays are not recorded
+//! the same timestamp) and the event's id is made, the event is serialized
+//! to JSON (into a per-thread buffer that is reused), and one mutex shared
+//! by all emitting threads is taken to append: the JSON is copied into one
+//! ring of bytes that all records share (evicting the oldest moves its
+//! start) and the envelope into a slot. No allocation per record once the
+//! ring has grown, except for a source or metadata that are not the
+//! defaults, and a nested event's cause. Replays are not recorded
 //! (unless [`EventBusBuilder::record_replays`](crate::EventBusBuilder::record_replays)).
 //!
 //! # JSON Lines
@@ -56,12 +58,14 @@
 //! error, which still carries every valid record; lenient mode skips bad
 //! lines and lists them.
 
+mod bytes;
 mod import;
 mod query;
 mod record;
 mod render;
 mod replay;
 mod ring;
+mod slot;
 mod tree;
 
 pub use import::{

@@ -59,11 +59,21 @@ impl HistoryQuery {
 
     /// Whether `record` is selected.
     pub fn matches(&self, record: &RecordedEvent) -> bool {
-        self.events
-            .as_ref()
-            .is_none_or(|s| s.matches(record.name()))
-            && self.trace_id.is_none_or(|t| t == record.envelope.trace_id)
-            && self.since.is_none_or(|t| record.envelope.timestamp >= t)
-            && self.until.is_none_or(|t| record.envelope.timestamp < t)
+        let envelope = &record.envelope;
+        self.matches_parts(record.name(), envelope.trace_id, envelope.timestamp)
+    }
+
+    /// Whether the record of an event with this name, trace and timestamp
+    /// is selected.
+    pub(crate) fn matches_parts(
+        &self,
+        name: &str,
+        trace_id: TraceId,
+        timestamp: SystemTime,
+    ) -> bool {
+        self.events.as_ref().is_none_or(|s| s.matches(name))
+            && self.trace_id.is_none_or(|t| t == trace_id)
+            && self.since.is_none_or(|t| timestamp >= t)
+            && self.until.is_none_or(|t| timestamp < t)
     }
 }

@@ -2,7 +2,6 @@
 //! being emitted becomes one (serialization that stops at the budget).
 
 use crate::any::{AnyEvent, EventType};
-use crate::context::EventContext;
 use crate::envelope::Envelope;
 use crate::event::{Event, JsonBuffer};
 use crate::flight::HandlerRun;
@@ -56,11 +55,6 @@ impl RecordedEvent {
     /// The typed event, if it is an `E`.
     pub fn to_event<E: Event>(&self) -> Option<Result<E, serde_json::Error>> {
         (self.event_type == EventType::of::<E>()).then(|| serde_json::from_str(&self.data))
-    }
-
-    /// Heap bytes this record owns.
-    pub(crate) fn heap_bytes(&self) -> usize {
-        self.envelope.heap_bytes() + self.data.len() + runs_bytes(&self.handlers)
     }
 
     /// The record as a JSON Lines line (fails for a timestamp RFC 3339
@@ -121,60 +115,48 @@ pub(crate) enum NotRecorded {
     Serialize(String),
 }
 
-/// Makes a record of an event being emitted now, unless its JSON is longer
-/// than `limit` bytes: serialization stops as soon as it is, so a huge event
-/// costs at most `limit` bytes to refuse.
-pub(crate) fn record(
-    event: &AnyEvent<'_>,
-    limit: usize,
-    ctx: &EventContext<'_>,
-) -> Result<RecordedEvent, NotRecorded> {
-    let data = serialize(event, limit)?;
-    Ok(RecordedEvent {
-        event_type: event.event_type(),
-        envelope: ctx.envelope(),
-        data,
-        handlers: Vec::new(),
-    })
-}
-
 thread_local! {
-    /// Where events are serialized before their record takes an exact copy:
-    /// reused, so a record costs one allocation of its own size instead of
-    /// a growing buffer's several.
+    /// Where events are serialized before the history copies their JSON
+    /// into its ring: reused, so recording allocates nothing once it has
+    /// grown to the largest event's size.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A scratch buffer larger than this is freed after use rather than kept.
 const SCRATCH_KEPT: usize = 64 * 1024;
 
-/// The event's JSON, at most `limit` bytes.
-fn serialize(event: &AnyEvent<'_>, limit: usize) -> Result<Box<str>, NotRecorded> {
-    let into = |buf: &mut Vec<u8>| {
+/// Serializes an event being emitted now and gives its JSON to `keep`,
+/// unless it is longer than `limit` bytes: serialization stops as soon as
+/// it is, so a huge event costs at most `limit` bytes to refuse.
+pub(crate) fn with_json<R>(
+    event: &AnyEvent<'_>,
+    limit: usize,
+    keep: impl FnOnce(&[u8]) -> R,
+) -> Result<R, NotRecorded> {
+    let mut keep = Some(keep);
+    let mut into = |buf: &mut Vec<u8>| {
         buf.clear();
-        if let Err(err) = event.write_json(&mut JsonBuffer { buf, limit }) {
-            return Err(if err.is_io() {
-                NotRecorded::Oversized
-            } else {
-                NotRecorded::Serialize(err.to_string())
-            });
+        match event.write_json(&mut JsonBuffer { buf, limit }) {
+            // Called once: `try_with` ran it, or it did not and its
+            // fallback does.
+            Ok(()) => Ok(keep.take().map(|keep| keep(buf))),
+            Err(err) if err.is_io() => Err(NotRecorded::Oversized),
+            Err(err) => Err(NotRecorded::Serialize(err.to_string())),
         }
-        let text = std::str::from_utf8(buf)
-            .map_err(|_| NotRecorded::Serialize("the JSON is not UTF-8".to_owned()))?;
-        Ok(Box::<str>::from(text))
     };
     SCRATCH
         .try_with(|scratch| match scratch.try_borrow_mut() {
             Ok(mut buf) => {
-                let data = into(&mut buf);
+                let kept = into(&mut buf);
                 if buf.capacity() > SCRATCH_KEPT {
                     *buf = Vec::new();
                 }
-                data
+                kept
             }
             // An event whose `Serialize` emits (and so records) in turn.
             Err(_) => into(&mut Vec::new()),
         })
         // The thread is exiting and its scratch buffer is gone.
         .unwrap_or_else(|_| into(&mut Vec::new()))
+        .map(|kept| kept.expect("serialized once"))
 }

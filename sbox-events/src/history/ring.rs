@@ -1,7 +1,9 @@
 //! The bounded ring of records: [`History`], its byte accounting, and how it
 //! plugs into a bus as its recorder.
 
+use super::bytes::Bytes;
 use super::record::{self, NotRecorded};
+use super::slot::Slot;
 use super::{HistoryQuery, MAX_HISTORY_BYTES, RecordedEvent, TraceTree, export_jsonl};
 use crate::any::AnyEvent;
 use crate::bus::{EventBus, EventBusBuilder, Recorder};
@@ -24,7 +26,11 @@ pub struct History {
 
 #[derive(Default)]
 struct Ring {
-    entries: VecDeque<RecordedEvent>,
+    /// One slot per record, oldest first.
+    entries: VecDeque<Slot>,
+    /// The records' JSON, in the same order.
+    data: Bytes,
+    /// Heap bytes the slots own besides (sources, metadata, causes, runs).
     heap_bytes: usize,
     recorded: u64,
     evicted: u64,
@@ -32,22 +38,52 @@ struct Ring {
     unserializable: u64,
 }
 
-const SLOT: usize = size_of::<RecordedEvent>();
+const SLOT: usize = size_of::<Slot>();
+
+/// The bytes' first allocation, unless the budget is smaller, and the
+/// least they shrink to.
+const MIN_BYTES: usize = 4096;
+
+/// The slot array's first allocation, unless the budget is smaller, and
+/// the least it shrinks to.
+const MIN_SLOTS: usize = 16;
 
 impl Ring {
     fn bytes(&self) -> usize {
-        self.entries.capacity() * SLOT + self.heap_bytes
+        self.entries.capacity() * SLOT + self.data.capacity() + self.heap_bytes
     }
 
     fn pop_oldest(&mut self) -> bool {
         match self.entries.pop_front() {
             Some(old) => {
-                self.heap_bytes -= old.heap_bytes();
+                self.heap_bytes -= old.heap;
+                self.data.pop(old.data_len);
                 self.evicted += 1;
                 true
             }
             None => false,
         }
+    }
+
+    /// The record `slot` holds, as an owned value.
+    fn record(&self, slot: &Slot) -> RecordedEvent {
+        let (head, tail) = self.data.span(slot.data_at, slot.data_len);
+        let data = String::from_utf8([head, tail].concat())
+            // serde_json writes UTF-8 only: not reached.
+            .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned());
+        RecordedEvent {
+            event_type: slot.event_type,
+            envelope: slot.envelope(),
+            data: data.into_boxed_str(),
+            handlers: slot.handlers().to_vec(),
+        }
+    }
+
+    /// After the budget shrank the room of a ring holding one record: the
+    /// slot array and the bytes at that record's size.
+    fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
+        self.data.reallocate(self.data.len());
     }
 }
 
@@ -98,61 +134,83 @@ impl History {
         ring.oversized += 1;
     }
 
-    pub(crate) fn push(&self, record: RecordedEvent) {
-        let size = record.heap_bytes();
+    /// Keeps the record of an event whose JSON is `json`, evicting the
+    /// oldest records as needed to stay within the budget.
+    fn push(&self, mut slot: Slot, json: &[u8]) {
+        let (n, heap) = (json.len(), slot.heap);
         let mut ring = self.ring();
         ring.recorded += 1;
-        if size + SLOT > self.cap {
+        if SLOT + n + heap > self.cap {
             ring.oversized += 1;
             return;
         }
+        // Room for the JSON: grow the bytes as far as they fit beside the
+        // slot array, what the slots own and the new record, or evict.
+        while ring.data.free() < n {
+            let room = self
+                .cap
+                .saturating_sub(ring.entries.capacity() * SLOT + ring.heap_bytes + heap);
+            let need = ring.data.len() + n;
+            if room >= need {
+                let grown = (ring.data.capacity() * 2).max(need).max(MIN_BYTES);
+                ring.data.reallocate(grown.min(room));
+            } else if ring.entries.capacity() > 4 * ring.entries.len().max(MIN_SLOTS) {
+                // The slot array is mostly empty (the records grew larger):
+                // give the room to the bytes.
+                let len = ring.entries.len();
+                ring.entries.shrink_to((2 * len).max(MIN_SLOTS));
+            } else if !ring.pop_oldest() {
+                // Nothing left to evict, and the slot array leaves too
+                // little room: give it back (the record alone fits).
+                ring.entries = VecDeque::new();
+                ring.data.reallocate(n);
+            }
+        }
+        // Room for the slot: grow the array as far as it fits beside the
+        // bytes, what the slots own and the new record; else reuse a slot.
         if ring.entries.len() == ring.entries.capacity() {
-            // Grow the slot array only as far as it fits beside the data
-            // already held and the new record; otherwise reuse a slot.
             let len = ring.entries.len();
-            let room = self.cap.saturating_sub(ring.heap_bytes + size) / SLOT;
-            let target = (len * 2).max(16).min(room);
+            let room = |ring: &Ring| {
+                self.cap
+                    .saturating_sub(ring.heap_bytes + heap + ring.data.capacity())
+                    / SLOT
+            };
+            let mut target = (len * 2).max(MIN_SLOTS).min(room(&ring));
+            let held = ring.data.len() + n;
+            if target <= len && ring.data.capacity() > 4 * held.max(MIN_BYTES) {
+                // The bytes are mostly free (the records grew smaller):
+                // give the room to the slot array.
+                ring.data.reallocate((2 * held).max(MIN_BYTES));
+                target = (len * 2).max(MIN_SLOTS).min(room(&ring));
+            }
             if target > len {
                 ring.entries.reserve_exact(target - len);
-            } else {
-                ring.pop_oldest();
+            } else if !ring.pop_oldest() {
+                ring.entries.reserve_exact(1);
             }
         }
-        ring.heap_bytes += size;
-        ring.entries.push_back(record);
-        while ring.bytes() > self.cap {
-            if ring.entries.len() > 1 {
-                ring.pop_oldest();
-            } else {
-                // Only the new record is left and the slot array is too big
-                // for it: give the array back (the record alone fits).
-                ring.entries.shrink_to_fit();
-                break;
-            }
-        }
+        slot.data_at = ring.data.push(json);
+        ring.heap_bytes += heap;
+        ring.entries.push_back(slot);
+        ring.fit(self.cap);
     }
 
     /// The records matching `query`, oldest first.
     pub fn query(&self, query: &HistoryQuery) -> Vec<RecordedEvent> {
-        self.ring()
-            .entries
+        let ring = self.ring();
+        ring.entries
             .iter()
-            .filter(|r| query.matches(r))
-            .cloned()
+            .filter(|slot| {
+                query.matches_parts(slot.event_type.name(), slot.trace_id, slot.timestamp)
+            })
+            .map(|slot| ring.record(slot))
             .collect()
     }
 
     /// The causal tree of the trace `trace_id` among the records held now
     /// (see [`TraceTree`]).
     pub fn tree(&self, trace_id: TraceId) -> TraceTree {
-        let ring = self.ring();
-        let records: Vec<RecordedEvent> = ring
-            .entries
-            .iter()
-            .filter(|r| r.envelope.trace_id == trace_id)
-            .cloned()
-            .collect();
-        drop(ring);
+        let records = self.query(&HistoryQuery::new().trace_id(trace_id));
         TraceTree::from_records(&records, trace_id)
     }
 
@@ -174,6 +232,7 @@ impl History {
     pub fn clear(&self) {
         let mut ring = self.ring();
         ring.entries = VecDeque::new();
+        ring.data.clear();
         ring.heap_bytes = 0;
     }
 
@@ -201,11 +260,12 @@ impl Recorder for History {
         // event's `Serialize` (which may panic: the bus catches it, this
         // guard's drop still counts it).
         let unserializable = CountUnserializable(self);
-        let record = record::record(event, self.data_limit(), ctx);
-        match record {
-            Ok(record) => {
+        let pushed = record::with_json(event, self.data_limit(), |json| {
+            self.push(Slot::of(event.event_type(), ctx, json.len()), json);
+        });
+        match pushed {
+            Ok(()) => {
                 std::mem::forget(unserializable);
-                self.push(record);
                 Ok(())
             }
             Err(NotRecorded::Oversized) => {
@@ -225,27 +285,37 @@ impl Recorder for History {
             return;
         }
         runs.shrink_to_fit();
-        let added = record::runs_bytes(&runs);
         let mut ring = self.ring();
         // The event's record: behind it only what its handlers emitted.
-        let Some(at) = ring.entries.iter().rposition(|r| {
-            r.envelope.sequence == ctx.sequence && r.envelope.trace_id == ctx.trace_id
-        }) else {
+        let Some(at) = ring
+            .entries
+            .iter()
+            .rposition(|slot| slot.sequence == ctx.sequence && slot.trace_id == ctx.trace_id)
+        else {
             return; // not kept (too large), or evicted already
         };
-        let old = record::runs_bytes(&ring.entries[at].handlers);
-        if ring.entries[at].heap_bytes() - old + added + SLOT > self.cap {
+        let slot = &ring.entries[at];
+        let (old, new) = (slot.heap, slot.heap_with(&runs));
+        if new + slot.data_len + SLOT > self.cap {
             return; // the record alone would not fit with them
         }
-        ring.entries[at].handlers = runs;
-        ring.heap_bytes = ring.heap_bytes - old + added;
-        while ring.bytes() > self.cap {
-            if ring.entries.len() > 1 {
-                ring.pop_oldest();
+        ring.entries[at].set_handlers(runs);
+        ring.heap_bytes = ring.heap_bytes - old + new;
+        ring.fit(self.cap);
+    }
+}
+
+impl Ring {
+    /// Evicts the oldest records until the ring is within `cap` bytes
+    /// (the newest record alone always fits).
+    fn fit(&mut self, cap: usize) {
+        while self.bytes() > cap {
+            if self.entries.len() > 1 {
+                self.pop_oldest();
             } else {
-                // As in `push`: the record alone fits, the slot array
-                // beside it did not.
-                ring.entries.shrink_to_fit();
+                // Only the newest record is left and the slot array or the
+                // bytes are too big beside it: give the rest back.
+                self.shrink_to_fit();
                 break;
             }
         }
