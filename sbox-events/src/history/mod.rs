@@ -24,8 +24,11 @@
 //! ([`DEFAULT_HISTORY_BYTES`], 8 MiB, is a good size) and no history holds more than
 //! [`MAX_HISTORY_BYTES`] (10 MB, the original design's budget; larger
 //! requests are clamped). The bytes counted are everything the history keeps
-//! alive: its slot array (`capacity × size_of::<RecordedEvent>()`) plus each
-//! record's heap data (the event as JSON, an owned source, metadata). When a
+//! alive: its slot array (its capacity × 112 bytes on 64-bit Linux), the
+//! ring of bytes that holds the records' JSON (its whole capacity), and what
+//! records own besides (an owned source, metadata, a remote mark, a cause,
+//! handler runs). Both grow by doubling within the budget, and each gives
+//! its unused room to the other when the records' sizes shift. When a
 //! new record does not fit, the oldest are evicted first and counted
 //! ([`HistoryStats::evicted`]); a record larger than the whole budget is not
 //! kept and counted as [`HistoryStats::oversized`] (its serialization stops

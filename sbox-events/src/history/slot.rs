@@ -1,5 +1,5 @@
 //! A record as the history's ring keeps it: [`Slot`], small (112 bytes on
-//! 64-bit targets, against 152 for an [`Envelope`] alone), so that
+//! 64-bit Linux, where an [`Envelope`] alone takes more), so that
 //! recording moves and evicts little memory. Its JSON lives in the ring's
 //! bytes; what most records lack (an owned source, metadata, a remote mark,
 //! a cause, handler runs) is boxed apart.
@@ -28,6 +28,10 @@ pub(super) struct Slot {
     replay: bool,
     rest: Option<Box<Rest>>,
 }
+
+// What the history's docs and README say a slot takes.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+const _: () = assert!(size_of::<Slot>() == 112);
 
 /// The parts of a record that most records lack.
 #[derive(Default)]
@@ -133,5 +137,13 @@ impl Rest {
             + self.remote.as_ref().map_or(0, |remote| remote.len())
             + self.cause.as_deref().map_or(0, Cause::boxed_bytes)
             + runs_bytes(&self.handlers)
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_pointer_width = "64"))]
+mod tests {
+    #[test]
+    fn a_slot_is_smaller_than_an_envelope() {
+        assert!(size_of::<crate::envelope::Envelope>() > size_of::<super::Slot>());
     }
 }
