@@ -10,7 +10,7 @@
 // Replay is used by the `history` feature only.
 #![cfg_attr(not(feature = "history"), allow(dead_code))]
 
-use crate::trace::{self, Frame};
+use crate::trace::{self, Frame, SavedFrame};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -85,7 +85,7 @@ fn refill(cell: &Cell<(u64, u64)>, parent: u64) -> u64 {
 /// run, and which) when an emit ends (or unwinds).
 pub(super) struct DepthGuard {
     depth: u32,
-    parent: Frame,
+    parent: SavedFrame,
 }
 
 impl DepthGuard {
@@ -102,7 +102,7 @@ impl DepthGuard {
     /// The frame this emit replaced: what caused its event.
     #[inline]
     pub(super) fn parent(&self) -> &Frame {
-        &self.parent
+        self.parent.frame()
     }
 }
 

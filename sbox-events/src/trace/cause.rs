@@ -10,6 +10,7 @@
 
 use core::num::NonZeroU128;
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 
 /// Which handler runs: a `#[handler]` by its name, or a subscription by its
 /// id (its name is looked up only when a cause is read).
@@ -67,16 +68,64 @@ pub(crate) fn current_sequence() -> u64 {
     FRAME.with(|frame| frame.get().sequence)
 }
 
-/// Makes `frame` current; returns the one it replaces.
-#[inline]
-pub(crate) fn replace_frame(frame: Frame) -> Frame {
-    FRAME.with(|current| current.replace(frame))
+/// A frame saved to be put back, kept as the memory it was read from: three
+/// 16-byte blocks, copied only as such.
+///
+/// Why: an emit saves the thread's frame and puts it back when it ends, and
+/// the next emit on the thread saves it again a few dozen instructions
+/// later, while the stores that put it back may still wait in the store
+/// buffer. A load is served from that buffer only if one store holds all of
+/// its bytes; a `Frame` copied field by field or by a memcpy of the
+/// compiler's choice loads blocks that straddle two of those stores, and
+/// each such load waits for both to reach the cache. Copying whole blocks
+/// both ways keeps every load within one store.
+#[derive(Clone, Copy)]
+pub(crate) struct SavedFrame(MaybeUninit<[u128; 3]>);
+
+const _: () = assert!(
+    size_of::<Frame>() == size_of::<SavedFrame>() && align_of::<Frame>() == align_of::<SavedFrame>()
+);
+
+impl SavedFrame {
+    /// The saved frame.
+    #[inline]
+    pub(crate) fn frame(&self) -> &Frame {
+        // SAFETY: the blocks are the bytes of a `Frame` (`replace_frame`
+        // read them from one), and the two types have the same size and
+        // alignment (asserted above).
+        unsafe { &*(&raw const self.0).cast::<Frame>() }
+    }
 }
 
-/// Puts `frame` back (also during thread teardown, where it does nothing).
+/// Makes `frame` current; returns the one it replaces.
 #[inline]
-pub(crate) fn restore_frame(frame: Frame) {
-    let _ = FRAME.try_with(|current| current.set(frame));
+pub(crate) fn replace_frame(frame: Frame) -> SavedFrame {
+    FRAME.with(|current| {
+        // SAFETY: the cell's content is a valid `Frame` that nothing
+        // borrows (a `Cell` never lends it out); reading its bytes as
+        // possibly uninitialized blocks of the same size and alignment
+        // (asserted above) is reading memory we may read.
+        let saved = unsafe { current.as_ptr().cast::<MaybeUninit<[u128; 3]>>().read() };
+        current.set(frame);
+        SavedFrame(saved)
+    })
+}
+
+/// Puts a saved frame back (also during thread teardown, where it does
+/// nothing).
+#[inline]
+pub(crate) fn restore_frame(saved: SavedFrame) {
+    let _ = FRAME.try_with(|current| {
+        // SAFETY: the blocks are the bytes of a valid `Frame` (read by
+        // `replace_frame`), written back whole into the cell, which nothing
+        // borrows: the cell holds a valid `Frame` again.
+        unsafe {
+            current
+                .as_ptr()
+                .cast::<MaybeUninit<[u128; 3]>>()
+                .write(saved.0);
+        }
+    });
 }
 
 /// The handler about to be called (of the current event).

@@ -2,7 +2,7 @@
 //! the implicit trace of an emit, and carrying a trace into a new thread.
 
 use super::TraceId;
-use super::cause::{Frame, current_frame, replace_frame, restore_frame};
+use super::cause::{Frame, SavedFrame, current_frame, replace_frame, restore_frame};
 use core::fmt;
 use core::marker::PhantomData;
 use std::cell::{Cell, RefCell};
@@ -303,7 +303,7 @@ impl CapturedTrace {
 }
 
 /// Puts the frame a captured trace replaced back (also on unwind).
-struct FrameGuard(Frame);
+struct FrameGuard(SavedFrame);
 
 impl Drop for FrameGuard {
     fn drop(&mut self) {
