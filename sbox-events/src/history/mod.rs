@@ -27,22 +27,35 @@
 //! alive: its slot array (its capacity × 112 bytes on 64-bit Linux), the
 //! ring of bytes that holds the records' JSON (its whole capacity), and what
 //! records own besides (an owned source, metadata, a remote mark, a cause,
-//! handler runs). Both grow by doubling within the budget, and each gives
-//! its unused room to the other when the records' sizes shift. When a
+//! handler runs). Both grow as records come (by doubling, or by at least a
+//! sixty-fourth of the budget: each growth copies what is held), and each
+//! gives its unused room to the other when the records' sizes shift. When a
 //! new record does not fit, the oldest are evicted first and counted
 //! ([`HistoryStats::evicted`]); a record larger than the whole budget is not
 //! kept and counted as [`HistoryStats::oversized`] (its serialization stops
 //! as soon as it is over, so refusing a huge event costs at most the budget).
 //!
+//! They grow only into the budget less a reserve (a thirty-second of it),
+//! which records' heap takes first: a record with an owned source, say,
+//! does not evict the many records whose room stays allocated. Growing or
+//! shrinking one of them copies what it holds into a new allocation, so for
+//! that moment the old and the new one are both alive; the budget holds
+//! between calls.
+//!
 //! Cost when on: the clock is read at emit (so handlers and the history see
 //! the same timestamp) and the event's id is made, the event is serialized
-//! to JSON (into a per-thread buffer that is reused), and one mutex shared
-//! by all emitting threads is taken to append: the JSON is copied into one
-//! ring of bytes that all records share (evicting the oldest moves its
-//! start) and the envelope into a slot. No allocation per record once the
-//! ring has grown, except for a source or metadata that are not the
-//! defaults, and a nested event's cause. Replays are not recorded
-//! (unless [`EventBusBuilder::record_replays`](crate::EventBusBuilder::record_replays)).
+//! to JSON (into a per-thread buffer that is reused, up to 64 KiB), and one
+//! mutex shared by all emitting threads is taken to append: the JSON is
+//! copied into the ring of bytes (evicting the oldest moves its start) and
+//! the rest of the record into a slot. No allocation per record once the
+//! ring has grown, for a record with the defaults: no source of its own, no
+//! metadata, no remote mark and no cause (emitted outside any handler).
+//! Other records take one allocation for what they have besides the
+//! defaults, plus a copy of an owned source, of metadata, of a remote mark,
+//! and of a run-time subscription's name in a cause; with the flight
+//! recorder, a record's runs are attached in the same way. Replays are not
+//! recorded (unless
+//! [`EventBusBuilder::record_replays`](crate::EventBusBuilder::record_replays)).
 //!
 //! # JSON Lines
 //!

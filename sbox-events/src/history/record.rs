@@ -8,7 +8,7 @@ use crate::flight::HandlerRun;
 use crate::jsonl::Line;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::fmt;
 
 /// One recorded (or imported) event: its [`Envelope`] and its fields as
@@ -118,8 +118,21 @@ pub(crate) enum NotRecorded {
 thread_local! {
     /// Where events are serialized before the history copies their JSON
     /// into its ring: reused, so recording allocates nothing once it has
-    /// grown to the largest event's size.
+    /// grown to the largest event's size (up to [`SCRATCH_KEPT`]; a larger
+    /// buffer is freed after use).
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The scratch buffer, borrowed: freed on the way out if it grew past
+/// [`SCRATCH_KEPT`], also when the event's `Serialize` panics.
+struct Scratch<'a>(RefMut<'a, Vec<u8>>);
+
+impl Drop for Scratch<'_> {
+    fn drop(&mut self) {
+        if self.0.capacity() > SCRATCH_KEPT {
+            *self.0 = Vec::new();
+        }
+    }
 }
 
 /// A scratch buffer larger than this is freed after use rather than kept.
@@ -146,13 +159,7 @@ pub(crate) fn with_json<R>(
     };
     SCRATCH
         .try_with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut buf) => {
-                let kept = into(&mut buf);
-                if buf.capacity() > SCRATCH_KEPT {
-                    *buf = Vec::new();
-                }
-                kept
-            }
+            Ok(buf) => into(&mut Scratch(buf).0),
             // An event whose `Serialize` emits (and so records) in turn.
             Err(_) => into(&mut Vec::new()),
         })

@@ -127,6 +127,12 @@ impl History {
         self.cap.saturating_sub(SLOT)
     }
 
+    /// The part of the budget capacity does not grow into: what records'
+    /// heap takes first (a thirty-second of the budget).
+    fn reserve(&self) -> usize {
+        self.cap / 32
+    }
+
     /// Counts a record that was not kept because it exceeds the budget.
     pub(crate) fn push_oversized(&self) {
         let mut ring = self.ring();
@@ -144,15 +150,21 @@ impl History {
             ring.oversized += 1;
             return;
         }
-        // Room for the JSON: grow the bytes as far as they fit beside the
-        // slot array, what the slots own and the new record, or evict.
+        // Capacity grows only into the budget less a reserve, which the
+        // heap of later records (a source, metadata, a cause, handler runs)
+        // takes first, so that such a record does not evict records whose
+        // room stays allocated; and only by a real step (doubling, or at
+        // least half the reserve), since each growth copies what is held.
+        let reserve = self.reserve();
+        let step = reserve / 2;
+        // Room for the JSON: grow the bytes, or evict.
         while ring.data.free() < n {
             let room = self
                 .cap
-                .saturating_sub(ring.entries.capacity() * SLOT + ring.heap_bytes + heap);
-            let need = ring.data.len() + n;
-            if room >= need {
-                let grown = (ring.data.capacity() * 2).max(need).max(MIN_BYTES);
+                .saturating_sub(ring.entries.capacity() * SLOT + ring.heap_bytes + heap + reserve);
+            let (held, need) = (ring.data.capacity(), ring.data.len() + n);
+            if room >= need && (room >= 2 * held || room - held >= step) {
+                let grown = (2 * held).max(need).max(MIN_BYTES);
                 ring.data.reallocate(grown.min(room));
             } else if ring.entries.capacity() > 4 * ring.entries.len().max(MIN_SLOTS) {
                 // The slot array is mostly empty (the records grew larger):
@@ -166,25 +178,32 @@ impl History {
                 ring.data.reallocate(n);
             }
         }
-        // Room for the slot: grow the array as far as it fits beside the
-        // bytes, what the slots own and the new record; else reuse a slot.
+        // Room for the slot: grow the array, or reuse the oldest slot.
         if ring.entries.len() == ring.entries.capacity() {
             let len = ring.entries.len();
-            let room = |ring: &Ring| {
-                self.cap
-                    .saturating_sub(ring.heap_bytes + heap + ring.data.capacity())
-                    / SLOT
+            let target = |ring: &Ring| {
+                let room = self
+                    .cap
+                    .saturating_sub(ring.heap_bytes + heap + ring.data.capacity() + reserve)
+                    / SLOT;
+                let target = (2 * len).max(MIN_SLOTS).min(room);
+                // A real step only (see above).
+                if target >= 2 * len || target.saturating_sub(len) * SLOT >= step {
+                    target
+                } else {
+                    len
+                }
             };
-            let mut target = (len * 2).max(MIN_SLOTS).min(room(&ring));
+            let mut grown = target(&ring);
             let held = ring.data.len() + n;
-            if target <= len && ring.data.capacity() > 4 * held.max(MIN_BYTES) {
+            if grown <= len && ring.data.capacity() > 4 * held.max(MIN_BYTES) {
                 // The bytes are mostly free (the records grew smaller):
                 // give the room to the slot array.
                 ring.data.reallocate((2 * held).max(MIN_BYTES));
-                target = (len * 2).max(MIN_SLOTS).min(room(&ring));
+                grown = target(&ring);
             }
-            if target > len {
-                ring.entries.reserve_exact(target - len);
+            if grown > len {
+                ring.entries.reserve_exact(grown - len);
             } else if !ring.pop_oldest() {
                 ring.entries.reserve_exact(1);
             }
@@ -192,7 +211,7 @@ impl History {
         slot.data_at = ring.data.push(json);
         ring.heap_bytes += heap;
         ring.entries.push_back(slot);
-        ring.fit(self.cap);
+        ring.fit(self.cap, reserve);
     }
 
     /// The records matching `query`, oldest first.
@@ -301,22 +320,33 @@ impl Recorder for History {
         }
         ring.entries[at].set_handlers(runs);
         ring.heap_bytes = ring.heap_bytes - old + new;
-        ring.fit(self.cap);
+        ring.fit(self.cap, self.reserve());
     }
 }
 
 impl Ring {
-    /// Evicts the oldest records until the ring is within `cap` bytes
-    /// (the newest record alone always fits).
-    fn fit(&mut self, cap: usize) {
+    /// Brings the ring within `cap` bytes, giving back unused capacity
+    /// first: evicting a record that owns no heap frees nothing the budget
+    /// counts, only room in the slot array and the bytes, and the room it
+    /// leaves is given back in steps of at least `reserve` (each copies what
+    /// is held). The newest record alone always fits.
+    fn fit(&mut self, cap: usize, reserve: usize) {
         while self.bytes() > cap {
-            if self.entries.len() > 1 {
-                self.pop_oldest();
-            } else {
+            if self.entries.len() <= 1 {
                 // Only the newest record is left and the slot array or the
                 // bytes are too big beside it: give the rest back.
                 self.shrink_to_fit();
                 break;
+            }
+            let step = (self.bytes() - cap).max(reserve);
+            let spare_slots = self.entries.capacity() - self.entries.len();
+            if self.data.free() >= step {
+                self.data.reallocate(self.data.capacity() - step);
+            } else if spare_slots * SLOT >= step {
+                let capacity = self.entries.capacity() - step.div_ceil(SLOT);
+                self.entries.shrink_to(capacity);
+            } else {
+                self.pop_oldest();
             }
         }
     }

@@ -83,7 +83,8 @@ pub(crate) fn current_sequence() -> u64 {
 pub(crate) struct SavedFrame(MaybeUninit<[u128; 3]>);
 
 const _: () = assert!(
-    size_of::<Frame>() == size_of::<SavedFrame>() && align_of::<Frame>() == align_of::<SavedFrame>()
+    size_of::<Frame>() == size_of::<SavedFrame>()
+        && align_of::<Frame>() == align_of::<SavedFrame>()
 );
 
 impl SavedFrame {
