@@ -68,33 +68,28 @@ pub(crate) fn current_sequence() -> u64 {
     FRAME.with(|frame| frame.get().sequence)
 }
 
-/// A frame saved to be put back, kept as the memory it was read from: three
-/// 16-byte blocks, copied only as such.
+/// A frame saved to be put back, kept as the memory it was read from and
+/// copied only as such (a `MaybeUninit`, which the compiler copies as a
+/// block of bytes: on x86-64, three 16-byte moves).
 ///
 /// Why: an emit saves the thread's frame and puts it back when it ends, and
 /// the next emit on the thread saves it again a few dozen instructions
 /// later, while the stores that put it back may still wait in the store
 /// buffer. A load is served from that buffer only if one store holds all of
-/// its bytes; a `Frame` copied field by field or by a memcpy of the
-/// compiler's choice loads blocks that straddle two of those stores, and
-/// each such load waits for both to reach the cache. Copying whole blocks
-/// both ways keeps every load within one store.
+/// its bytes. A `Frame` read with `Cell::get` is copied field by field
+/// (loads that straddled two of those stores, each then waiting for both to
+/// reach the cache); copied as bytes both ways, every load matches one
+/// store.
 #[derive(Clone, Copy)]
-pub(crate) struct SavedFrame(MaybeUninit<[u128; 3]>);
-
-const _: () = assert!(
-    size_of::<Frame>() == size_of::<SavedFrame>()
-        && align_of::<Frame>() == align_of::<SavedFrame>()
-);
+pub(crate) struct SavedFrame(MaybeUninit<Frame>);
 
 impl SavedFrame {
     /// The saved frame.
     #[inline]
     pub(crate) fn frame(&self) -> &Frame {
-        // SAFETY: the blocks are the bytes of a `Frame` (`replace_frame`
-        // read them from one), and the two types have the same size and
-        // alignment (asserted above).
-        unsafe { &*(&raw const self.0).cast::<Frame>() }
+        // SAFETY: `replace_frame` read these bytes from the cell, which
+        // held a valid `Frame`.
+        unsafe { self.0.assume_init_ref() }
     }
 }
 
@@ -102,11 +97,10 @@ impl SavedFrame {
 #[inline]
 pub(crate) fn replace_frame(frame: Frame) -> SavedFrame {
     FRAME.with(|current| {
-        // SAFETY: the cell's content is a valid `Frame` that nothing
-        // borrows (a `Cell` never lends it out); reading its bytes as
-        // possibly uninitialized blocks of the same size and alignment
-        // (asserted above) is reading memory we may read.
-        let saved = unsafe { current.as_ptr().cast::<MaybeUninit<[u128; 3]>>().read() };
+        // SAFETY: the cell holds a valid `Frame` that nothing borrows (a
+        // `Cell` never lends its content out), and `MaybeUninit<Frame>` has
+        // the layout of `Frame`: this copies its bytes.
+        let saved = unsafe { current.as_ptr().cast::<MaybeUninit<Frame>>().read() };
         current.set(frame);
         SavedFrame(saved)
     })
@@ -117,14 +111,11 @@ pub(crate) fn replace_frame(frame: Frame) -> SavedFrame {
 #[inline]
 pub(crate) fn restore_frame(saved: SavedFrame) {
     let _ = FRAME.try_with(|current| {
-        // SAFETY: the blocks are the bytes of a valid `Frame` (read by
+        // SAFETY: the bytes are those of a valid `Frame` (read by
         // `replace_frame`), written back whole into the cell, which nothing
         // borrows: the cell holds a valid `Frame` again.
         unsafe {
-            current
-                .as_ptr()
-                .cast::<MaybeUninit<[u128; 3]>>()
-                .write(saved.0);
+            current.as_ptr().cast::<MaybeUninit<Frame>>().write(saved.0);
         }
     });
 }
