@@ -107,3 +107,32 @@ fn the_flight_recorder_attaches_runs_without_emptying_the_history() {
     let last = history.query(&Default::default()).pop().expect("kept");
     assert_eq!(last.handlers().len(), 1, "its run is attached");
 }
+
+#[test]
+fn a_record_with_heap_larger_than_either_area_keeps_what_still_fits() {
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .history(DEFAULT_HISTORY_BYTES)
+        .build()
+        .unwrap();
+    for i in 0..200_000 {
+        bus.emit(plain(i));
+    }
+    let history = bus.history().expect("enabled");
+    let full = history.stats();
+    // 5 MiB of metadata: more than the slot array or the JSON bytes hold
+    // alone, less than the budget.
+    let large = "m".repeat(5 << 20);
+    let report = bus.emit_with(plain(0), EmitOptions::new().metadata("large", large));
+    assert!(report.not_recorded().is_empty());
+    let stats = history.stats();
+    assert_eq!(stats.oversized, 0, "{stats:?}");
+    assert!(stats.bytes <= stats.capacity_bytes, "{stats:?}");
+    // About 3 MiB is left for the others: over a third of them stay.
+    assert!(
+        stats.entries > full.entries / 3,
+        "{} records held, {} before: {stats:?}",
+        stats.entries,
+        full.entries
+    );
+}

@@ -37,10 +37,15 @@
 //!
 //! They grow only into the budget less a reserve (a thirty-second of it),
 //! which records' heap takes first: a record with an owned source, say,
-//! does not evict the many records whose room stays allocated. Growing or
-//! shrinking one of them copies what it holds into a new allocation, so for
-//! that moment the old and the new one are both alive; the budget holds
-//! between calls.
+//! does not evict the many records whose room stays allocated. When that
+//! heap outgrows the reserve, the oldest records are evicted until the
+//! room they leave covers it and another reserve, and that room is given
+//! back at once (so up to about a thirty-second of the budget more is
+//! evicted than the new record needed). A record that fits only alone
+//! (within a reserve of the whole budget) evicts all others. Growing or
+//! shrinking the slot array or the bytes copies what they hold into a new
+//! allocation, so for that moment the old and the new one are both alive;
+//! the budget holds between calls.
 //!
 //! Cost when on: the clock is read at emit (so handlers and the history see
 //! the same timestamp) and the event's id is made, the event is serialized

@@ -41,11 +41,11 @@ struct Ring {
 const SLOT: usize = size_of::<Slot>();
 
 /// The bytes' first allocation, unless the budget is smaller, and the
-/// least they shrink to.
+/// least they shrink to when mostly free beside a full slot array.
 const MIN_BYTES: usize = 4096;
 
 /// The slot array's first allocation, unless the budget is smaller, and
-/// the least it shrinks to.
+/// the least it shrinks to when mostly empty beside full bytes.
 const MIN_SLOTS: usize = 16;
 
 impl Ring {
@@ -327,9 +327,13 @@ impl Recorder for History {
 impl Ring {
     /// Brings the ring within `cap` bytes, giving back unused capacity
     /// first: evicting a record that owns no heap frees nothing the budget
-    /// counts, only room in the slot array and the bytes, and the room it
-    /// leaves is given back in steps of at least `reserve` (each copies what
-    /// is held). The newest record alone always fits.
+    /// counts, only room in the slot array and the bytes. That room is
+    /// given back (from the bytes first, then the slot array) once there is
+    /// enough of it: the overrun, and at least `reserve` (each shrink copies
+    /// what is held, so a shrink makes room for the next records' heap too;
+    /// the records evicted for it are at most about a `reserve` of the
+    /// budget more than the overrun needed). The newest record alone
+    /// always fits.
     fn fit(&mut self, cap: usize, reserve: usize) {
         while self.bytes() > cap {
             if self.entries.len() <= 1 {
@@ -338,15 +342,20 @@ impl Ring {
                 self.shrink_to_fit();
                 break;
             }
-            let step = (self.bytes() - cap).max(reserve);
+            let give = (self.bytes() - cap).max(reserve);
             let spare_slots = self.entries.capacity() - self.entries.len();
-            if self.data.free() >= step {
-                self.data.reallocate(self.data.capacity() - step);
-            } else if spare_slots * SLOT >= step {
-                let capacity = self.entries.capacity() - step.div_ceil(SLOT);
-                self.entries.shrink_to(capacity);
-            } else {
+            if self.data.free() + spare_slots * SLOT < give {
                 self.pop_oldest();
+                continue;
+            }
+            let from_bytes = self.data.free().min(give);
+            if from_bytes > 0 {
+                self.data.reallocate(self.data.capacity() - from_bytes);
+            }
+            let from_slots = (give - from_bytes).div_ceil(SLOT);
+            if from_slots > 0 {
+                let capacity = self.entries.capacity() - from_slots;
+                self.entries.shrink_to(capacity);
             }
         }
     }

@@ -70,16 +70,18 @@ pub(crate) fn current_sequence() -> u64 {
 
 /// A frame saved to be put back, kept as the memory it was read from and
 /// copied only as such (a `MaybeUninit`, which the compiler copies as a
-/// block of bytes: on x86-64, three 16-byte moves).
+/// block of bytes: with rustc 1.95 on x86-64, three 16-byte moves).
 ///
 /// Why: an emit saves the thread's frame and puts it back when it ends, and
 /// the next emit on the thread saves it again a few dozen instructions
 /// later, while the stores that put it back may still wait in the store
 /// buffer. A load is served from that buffer only if one store holds all of
-/// its bytes. A `Frame` read with `Cell::get` is copied field by field
-/// (loads that straddled two of those stores, each then waiting for both to
-/// reach the cache); copied as bytes both ways, every load matches one
-/// store.
+/// its bytes. A `Frame` read with `Cell::get` was copied in pieces that
+/// straddled two of those stores, each load then waiting for both to reach
+/// the cache; copied as the same blocks both ways, each load of the next
+/// save matches one store of the last restore. (A nested emit's save
+/// follows the handler key's stores instead, which are not blocks: that
+/// case is not helped. The layout of the copies is the compiler's choice.)
 #[derive(Clone, Copy)]
 pub(crate) struct SavedFrame(MaybeUninit<Frame>);
 
@@ -106,8 +108,8 @@ pub(crate) fn replace_frame(frame: Frame) -> SavedFrame {
     })
 }
 
-/// Puts a saved frame back (also during thread teardown, where it does
-/// nothing).
+/// Puts a saved frame back (also during thread teardown: the cell has no
+/// destructor, so it is still there).
 #[inline]
 pub(crate) fn restore_frame(saved: SavedFrame) {
     let _ = FRAME.try_with(|current| {
