@@ -21,8 +21,8 @@ fn plain(i: u64) -> Plain {
     }
 }
 
-#[test]
-fn one_record_with_an_owned_source_evicts_about_one_record() {
+/// A bus whose default-size history is full of records without heap.
+fn full_history() -> EventBus {
     let bus = EventBus::builder()
         .static_handlers(false)
         .history(DEFAULT_HISTORY_BYTES)
@@ -31,6 +31,12 @@ fn one_record_with_an_owned_source_evicts_about_one_record() {
     for i in 0..200_000 {
         bus.emit(plain(i));
     }
+    bus
+}
+
+#[test]
+fn one_record_with_an_owned_source_evicts_about_one_record() {
+    let bus = full_history();
     let history = bus.history().expect("enabled");
     let before = history.stats();
     assert!(before.evicted > 0, "full: {before:?}");
@@ -46,14 +52,7 @@ fn one_record_with_an_owned_source_evicts_about_one_record() {
 
 #[test]
 fn a_share_of_records_with_heap_keeps_the_history_about_as_full() {
-    let bus = EventBus::builder()
-        .static_handlers(false)
-        .history(DEFAULT_HISTORY_BYTES)
-        .build()
-        .unwrap();
-    for i in 0..200_000 {
-        bus.emit(plain(i));
-    }
+    let bus = full_history();
     let history = bus.history().expect("enabled");
     let full = history.stats().entries;
     // One in a hundred with metadata, then one in a hundred nested (its
@@ -110,14 +109,7 @@ fn the_flight_recorder_attaches_runs_without_emptying_the_history() {
 
 #[test]
 fn a_record_with_heap_larger_than_either_area_keeps_what_still_fits() {
-    let bus = EventBus::builder()
-        .static_handlers(false)
-        .history(DEFAULT_HISTORY_BYTES)
-        .build()
-        .unwrap();
-    for i in 0..200_000 {
-        bus.emit(plain(i));
-    }
+    let bus = full_history();
     let history = bus.history().expect("enabled");
     let full = history.stats();
     // 5 MiB of metadata: more than the slot array or the JSON bytes hold
