@@ -207,7 +207,7 @@ pub(crate) fn forget_subscription_name(id: u64) {
 /// The cause a frame describes, with the handler's name.
 pub(crate) fn cause_of(frame: &Frame) -> Option<Cause> {
     let event = frame.event?;
-    let handler = match frame.handler {
+    let handler = match frame.handler.key() {
         HandlerKey::None => None,
         HandlerKey::Static(name) => Some(Cow::Borrowed(*name)),
         HandlerKey::Subscription(id) => Some(

@@ -15,7 +15,7 @@ pub(super) fn check_declared(cause: &Frame, event: &'static str) {
     if event == crate::events::ErrorOccurred::NAME {
         return;
     }
-    if let crate::trace::HandlerKey::Static(handler) = cause.handler {
+    if let crate::trace::HandlerKey::Static(handler) = cause.handler.key() {
         check(handler, event);
     }
 }

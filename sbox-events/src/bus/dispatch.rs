@@ -30,7 +30,7 @@ use crate::envelope::{Cause, EventId, Metadata};
 use crate::event::Event;
 use crate::events::ErrorOccurred;
 use crate::stats::{Outcome, StatsCell};
-use crate::trace::{self, Frame, HandlerKey, TraceBits, TraceId};
+use crate::trace::{self, Frame, HandlerKey, HandlerWord, TraceBits, TraceId};
 use core::num::NonZeroU128;
 use std::any::TypeId;
 use std::cell::Cell;
@@ -245,7 +245,7 @@ impl EventBus {
             event: Some(const { &E::NAME }),
             sequence,
             event_id: given.event_id.and_then(|id| NonZeroU128::new(id.as_u128())),
-            handler: HandlerKey::None,
+            handler: HandlerWord::NONE,
         };
         let depth_guard = DepthGuard::enter(depth, frame);
         if given.cause.is_none() {
@@ -376,6 +376,10 @@ impl EventBus {
                 // `delivered` is set when the report is made (see
                 // `dispatch_heard`).
                 let statics = E::__slot().statics();
+                // Read through the slice (the record's address is loaded
+                // again after the key's store): copied out with `&record`,
+                // one instruction fewer, 100 handlers timed about 10% slower
+                // here (best of several runs each, rustc 1.95, x86-64).
                 for record in statics {
                     trace::set_handler(HandlerKey::Static(&record.name));
                     if let Err(failure) = isolate(|| (record.call)(event, ctx)) {

@@ -25,7 +25,7 @@ use crate::events::ErrorOccurred;
 use crate::handler::{HandlerError, HandlerFuture};
 use core::num::NonZeroU128;
 
-use crate::trace::{self, Frame, HandlerKey, TraceId};
+use crate::trace::{self, Frame, HandlerKey, HandlerWord, TraceId};
 use pin_project_lite::pin_project;
 use std::any::TypeId;
 use std::cell::Cell;
@@ -72,7 +72,7 @@ impl EmitState {
                 event: Some(const { &E::NAME }),
                 sequence,
                 event_id: event_id.and_then(|id| NonZeroU128::new(id.as_u128())),
-                handler: HandlerKey::None,
+                handler: HandlerWord::NONE,
             },
         }
     }

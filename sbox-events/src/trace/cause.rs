@@ -21,11 +21,63 @@ pub(crate) enum HandlerKey {
     #[default]
     None,
     /// A `#[handler]`, by name (the name in its record: a reference to it
-    /// is one word, so setting the key in the handler loop stores the tag
-    /// and one word, not the tag and a two-word `&str`).
+    /// is one word, which a frame holds as one word: see `HandlerWord`).
     Static(&'static &'static str),
     /// A run-time subscription, by id.
     Subscription(u64),
+}
+
+/// A `HandlerKey` in one word, as a frame holds it: setting the handler in
+/// a handler loop is one 8-byte store (an enum's tag and payload were two).
+///
+/// - 0: no handler;
+/// - odd: a subscription, its id shifted left by one (ids are numbered
+///   from 1 by one counter per process: they stay below 2^63);
+/// - any other value: the address of a `#[handler]`'s name in its record,
+///   a `&'static &'static str`, with its provenance exposed. A reference to
+///   a `&str` is aligned to a word, so the address is even.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct HandlerWord(u64);
+
+impl HandlerWord {
+    /// No handler.
+    pub(crate) const NONE: HandlerWord = HandlerWord(0);
+
+    /// The key this word holds.
+    #[inline]
+    pub(crate) fn key(self) -> HandlerKey {
+        match self.0 {
+            0 => HandlerKey::None,
+            word if word & 1 == 1 => HandlerKey::Subscription(word >> 1),
+            // A word's bits fit a `usize`: `from` made this one from one.
+            address => {
+                let name = std::ptr::with_exposed_provenance::<&'static str>(address as usize);
+                // SAFETY: only `from` makes an even word other than 0, from
+                // a `&'static &'static str` whose provenance it exposed:
+                // this is that reference again, valid for `'static`.
+                HandlerKey::Static(unsafe { &*name })
+            }
+        }
+    }
+}
+
+impl From<HandlerKey> for HandlerWord {
+    #[inline(always)]
+    fn from(key: HandlerKey) -> Self {
+        const { assert!(std::mem::align_of::<&'static str>() >= 2) };
+        HandlerWord(match key {
+            HandlerKey::None => 0,
+            HandlerKey::Static(name) => {
+                std::ptr::from_ref::<&'static str>(name).expose_provenance() as u64
+            }
+            HandlerKey::Subscription(id) => {
+                // A larger id would come back without its top bit (a wrong
+                // name in a cause, nothing worse): none is ever made.
+                debug_assert!(id >> 63 == 0, "subscription id {id} out of range");
+                (id << 1) | 1
+            }
+        })
+    }
 }
 
 /// The event whose handlers run now, and which handler: the cause of an
@@ -39,7 +91,7 @@ pub(crate) struct Frame {
     /// The event's id, if it had one made (by a recorder, a stream, a
     /// handler asking for it) before the cause was read.
     pub(crate) event_id: Option<NonZeroU128>,
-    pub(crate) handler: HandlerKey,
+    pub(crate) handler: HandlerWord,
 }
 
 thread_local! {
@@ -51,7 +103,7 @@ thread_local! {
             event: None,
             sequence: 0,
             event_id: None,
-            handler: HandlerKey::None,
+            handler: HandlerWord::NONE,
         })
     };
 }
@@ -80,7 +132,7 @@ pub(crate) fn current_sequence() -> u64 {
 /// straddled two of those stores, each load then waiting for both to reach
 /// the cache; copied as the same blocks both ways, each load of the next
 /// save matches one store of the last restore. (A nested emit's save
-/// follows the handler key's stores instead, which are not blocks: that
+/// follows the handler word's 8-byte store instead, not a block: that
 /// case is not helped. The layout of the copies is the compiler's choice.)
 #[derive(Clone, Copy)]
 pub(crate) struct SavedFrame(MaybeUninit<Frame>);
@@ -125,6 +177,7 @@ pub(crate) fn restore_frame(saved: SavedFrame) {
 /// The handler about to be called (of the current event).
 #[inline]
 pub(crate) fn set_handler(handler: HandlerKey) {
+    let handler = HandlerWord::from(handler);
     FRAME.with(|current| {
         current.set(Frame {
             handler,
@@ -146,4 +199,29 @@ pub(crate) fn event_id_made(sequence: u64, id: u128) {
             });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{HandlerKey, HandlerWord};
+
+    #[test]
+    fn a_handler_word_gives_back_the_key_it_was_made_from() {
+        static NAME: &str = "parse";
+        let keys = [
+            HandlerKey::None,
+            HandlerKey::Static(&NAME),
+            HandlerKey::Subscription(1),
+            HandlerKey::Subscription(2),
+            HandlerKey::Subscription((1 << 63) - 1),
+        ];
+        for key in keys {
+            assert_eq!(HandlerWord::from(key).key(), key);
+        }
+        let HandlerKey::Static(name) = HandlerWord::from(HandlerKey::Static(&NAME)).key() else {
+            panic!("a static key")
+        };
+        assert!(std::ptr::eq(name, &NAME));
+        assert_eq!(HandlerWord::default(), HandlerWord::NONE);
+    }
 }

@@ -79,8 +79,8 @@ mod parent;
 mod scope;
 
 pub(crate) use cause::{
-    Frame, HandlerKey, SavedFrame, current_frame, current_sequence, event_id_made, replace_frame,
-    restore_frame, set_handler,
+    Frame, HandlerKey, HandlerWord, SavedFrame, current_frame, current_sequence, event_id_made,
+    replace_frame, restore_frame, set_handler,
 };
 #[cfg(feature = "fmt")]
 pub use format::TraceIdFormat;
