@@ -224,3 +224,31 @@ fn stream_deliveries_carry_the_cause() {
         ("flow.fetched", Some("parser"))
     );
 }
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "flow.inspected")]
+struct Inspected;
+
+/// What `trace::capture()` gave inside the `inspect` handler, as `{:?}`.
+static CAPTURED_DEBUG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+#[handler(name = "inspect")]
+fn inspect(_: &Inspected) {
+    let captured = trace::capture();
+    assert_eq!(captured, captured.clone());
+    CAPTURED_DEBUG.lock().unwrap().push(format!("{captured:?}"));
+}
+
+#[test]
+fn a_captured_trace_shows_the_running_handler_by_name_in_debug_output() {
+    let bus = EventBus::new();
+    let report = bus.emit(Inspected);
+    assert!(report.failures().is_empty(), "{:?}", report.failures());
+    let shown = CAPTURED_DEBUG.lock().unwrap().clone();
+    assert_eq!(shown.len(), 1);
+    assert!(
+        shown[0].contains(r#"Static("inspect")"#),
+        "the handler by name, not as a number: {}",
+        shown[0]
+    );
+}

@@ -28,16 +28,37 @@ pub(crate) enum HandlerKey {
 }
 
 /// A `HandlerKey` in one word, as a frame holds it: setting the handler in
-/// a handler loop is one 8-byte store (an enum's tag and payload were two).
+/// a handler loop is one store of a `u64` (an enum's tag and payload were
+/// two; on a 32-bit target a `u64` takes two stores itself).
 ///
 /// - 0: no handler;
-/// - odd: a subscription, its id shifted left by one (ids are numbered
-///   from 1 by one counter per process: they stay below 2^63);
+/// - odd: a subscription, `(id << 1) | 1` (ids are numbered from 1 by one
+///   counter per process: they stay below 2^63);
 /// - any other value: the address of a `#[handler]`'s name in its record,
 ///   a `&'static &'static str`, with its provenance exposed. A reference to
-///   a `&str` is aligned to a word, so the address is even.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+///   a `&str` is aligned to at least two bytes, so the address is even.
+///
+/// The field is private to this module: `NONE`, `Default` and
+/// `From<HandlerKey>` are the only makers of a word, which `key` relies on.
+/// Shown and compared as the key it holds (a `#[handler]` by its name, as
+/// `HandlerKey` does), never as the number: `CapturedTrace`, which holds a
+/// frame, is public and derives `Debug` and `Eq`.
+#[derive(Clone, Copy, Default)]
 pub(crate) struct HandlerWord(u64);
+
+impl std::fmt::Debug for HandlerWord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.key(), f)
+    }
+}
+
+impl PartialEq for HandlerWord {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for HandlerWord {}
 
 impl HandlerWord {
     /// No handler.
@@ -223,5 +244,11 @@ mod tests {
         };
         assert!(std::ptr::eq(name, &NAME));
         assert_eq!(HandlerWord::default(), HandlerWord::NONE);
+        // Shown and compared as keys: a `#[handler]` by its name.
+        static SAME_NAME: &str = "parse";
+        let word = HandlerWord::from(HandlerKey::Static(&NAME));
+        assert_eq!(word, HandlerWord::from(HandlerKey::Static(&SAME_NAME)));
+        assert_ne!(word, HandlerWord::from(HandlerKey::Subscription(1)));
+        assert_eq!(format!("{word:?}"), r#"Static("parse")"#);
     }
 }
