@@ -380,7 +380,8 @@ impl EventBus {
                 // again after the handler word's store): with `for &record`
                 // (the address copied out before the store), one instruction
                 // fewer, 100 handlers timed about 10% slower here (best of
-                // several runs each, rustc 1.95, x86-64).
+                // several interleaved runs each, rustc 1.95, x86-64; the
+                // code's placement in the binary may account for part).
                 for record in statics {
                     trace::set_handler(HandlerKey::Static(&record.name));
                     if let Err(failure) = isolate(|| (record.call)(event, ctx)) {
