@@ -85,6 +85,41 @@ impl Ring {
         self.entries.shrink_to_fit();
         self.data.reallocate(self.data.len());
     }
+
+    /// Brings the ring within `cap` bytes, giving back unused capacity
+    /// first: evicting a record that owns no heap frees nothing the budget
+    /// counts, only room in the slot array and the bytes. That room is
+    /// given back (from the bytes first, then the slot array) once there is
+    /// enough of it: the overrun, and at least `reserve` (each shrink copies
+    /// what is held, so a shrink makes room for the next records' heap too;
+    /// the records evicted for it are at most about a `reserve` of the
+    /// budget more than the overrun needed). The newest record alone
+    /// always fits.
+    fn fit(&mut self, cap: usize, reserve: usize) {
+        while self.bytes() > cap {
+            if self.entries.len() <= 1 {
+                // Only the newest record is left and the slot array or the
+                // bytes are too big beside it: give the rest back.
+                self.shrink_to_fit();
+                break;
+            }
+            let give = (self.bytes() - cap).max(reserve);
+            let spare_slots = self.entries.capacity() - self.entries.len();
+            if self.data.free() + spare_slots * SLOT < give {
+                self.pop_oldest();
+                continue;
+            }
+            let from_bytes = self.data.free().min(give);
+            if from_bytes > 0 {
+                self.data.reallocate(self.data.capacity() - from_bytes);
+            }
+            let from_slots = (give - from_bytes).div_ceil(SLOT);
+            if from_slots > 0 {
+                let capacity = self.entries.capacity() - from_slots;
+                self.entries.shrink_to(capacity);
+            }
+        }
+    }
 }
 
 /// Counters of a [`History`].
@@ -321,43 +356,6 @@ impl Recorder for History {
         ring.entries[at].set_handlers(runs);
         ring.heap_bytes = ring.heap_bytes - old + new;
         ring.fit(self.cap, self.reserve());
-    }
-}
-
-impl Ring {
-    /// Brings the ring within `cap` bytes, giving back unused capacity
-    /// first: evicting a record that owns no heap frees nothing the budget
-    /// counts, only room in the slot array and the bytes. That room is
-    /// given back (from the bytes first, then the slot array) once there is
-    /// enough of it: the overrun, and at least `reserve` (each shrink copies
-    /// what is held, so a shrink makes room for the next records' heap too;
-    /// the records evicted for it are at most about a `reserve` of the
-    /// budget more than the overrun needed). The newest record alone
-    /// always fits.
-    fn fit(&mut self, cap: usize, reserve: usize) {
-        while self.bytes() > cap {
-            if self.entries.len() <= 1 {
-                // Only the newest record is left and the slot array or the
-                // bytes are too big beside it: give the rest back.
-                self.shrink_to_fit();
-                break;
-            }
-            let give = (self.bytes() - cap).max(reserve);
-            let spare_slots = self.entries.capacity() - self.entries.len();
-            if self.data.free() + spare_slots * SLOT < give {
-                self.pop_oldest();
-                continue;
-            }
-            let from_bytes = self.data.free().min(give);
-            if from_bytes > 0 {
-                self.data.reallocate(self.data.capacity() - from_bytes);
-            }
-            let from_slots = (give - from_bytes).div_ceil(SLOT);
-            if from_slots > 0 {
-                let capacity = self.entries.capacity() - from_slots;
-                self.entries.shrink_to(capacity);
-            }
-        }
     }
 }
 
