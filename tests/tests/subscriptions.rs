@@ -326,6 +326,91 @@ fn filters_pick_events_by_fields_source_and_metadata() {
     );
 }
 
+/// What each emit ran, in order, and which handlers failed.
+fn ran(
+    bus: &EventBus,
+    log: &Mutex<Vec<&'static str>>,
+    tick: Tick,
+) -> (Vec<&'static str>, Vec<String>) {
+    let report = bus.emit(tick);
+    let failed = report
+        .failures()
+        .iter()
+        .map(|f| f.handler().to_owned())
+        .collect();
+    (std::mem::take(&mut *log.lock().expect("log")), failed)
+}
+
+#[test]
+fn plain_closures_keep_order_and_failures_as_filtered_and_erased_ones_come_and_go() {
+    let bus = bus();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let plain = |name: &'static str, priority: i32| {
+        let log = Arc::clone(&log);
+        bus.subscribe_with(
+            SubscribeOptions::new().name(name).priority(priority),
+            move |t: &Tick, _: &EventContext| {
+                log.lock().expect("log").push(name);
+                match t.n {
+                    13 if name == "second" => panic!("unlucky"),
+                    7 if name == "third" => Err("seven".to_owned()),
+                    _ => Ok(()),
+                }
+            },
+        )
+    };
+    let _third = plain("third", 1);
+    let _first = plain("first", 3);
+    let _second = plain("second", 2);
+    let all = vec!["first", "second", "third"];
+    assert_eq!(ran(&bus, &log, Tick { n: 1 }), (all.clone(), vec![]));
+    assert_eq!(
+        ran(&bus, &log, Tick { n: 13 }),
+        (all.clone(), vec!["second".to_owned()])
+    );
+    assert_eq!(
+        ran(&bus, &log, Tick { n: 7 }),
+        (all.clone(), vec!["third".to_owned()])
+    );
+
+    // A filtered subscription between them, then a type-erased one.
+    let l = Arc::clone(&log);
+    let even = bus.subscribe_filtered(
+        SubscribeOptions::new().name("even").priority(2),
+        |t: &Tick, _: &EventContext| t.n.is_multiple_of(2),
+        move |_: &Tick, _: &EventContext| l.lock().expect("log").push("even"),
+    );
+    let l = Arc::clone(&log);
+    let any = bus.subscribe_any_with(
+        SubscribeOptions::new().name("any").priority(-1),
+        sbox_events::EventSelector::names(["test.tick"]).expect("a known event"),
+        move |_: &sbox_events::AnyEvent, _: &EventContext| l.lock().expect("log").push("any"),
+    );
+    assert_eq!(
+        ran(&bus, &log, Tick { n: 2 }),
+        (vec!["first", "second", "even", "third", "any"], vec![])
+    );
+    assert_eq!(
+        ran(&bus, &log, Tick { n: 13 }),
+        (
+            vec!["first", "second", "third", "any"],
+            vec!["second".to_owned()]
+        )
+    );
+    drop((even, any));
+
+    // Plain closures alone again.
+    assert_eq!(
+        ran(&bus, &log, Tick { n: 7 }),
+        (all.clone(), vec!["third".to_owned()])
+    );
+    drop(_first);
+    assert_eq!(
+        ran(&bus, &log, Tick { n: 13 }),
+        (vec!["second", "third"], vec!["second".to_owned()])
+    );
+}
+
 #[test]
 fn a_panicking_filter_is_the_subscriptions_failure() {
     let bus = bus();

@@ -18,7 +18,7 @@
 use super::declared::check_declared;
 use super::failures::{Failure, isolate, validate};
 use super::release::release_failed;
-use super::routes::{Entry, ErasedEntry, Route};
+use super::routes::{Direct, Entry, ErasedEntry, Route};
 use super::skip::skipped;
 use super::state::{
     DEPTH, DepthGuard, ErrorScope, REPLAYING, next_sequence, next_sequence_in_block,
@@ -101,6 +101,14 @@ impl<'a> Given<'a> {
     }
 }
 
+/// Whether some bus had a route for the event type when the emit began
+/// (`EventSlot::routed` not 0): read once per emit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Routed {
+    Yes,
+    No,
+}
+
 impl EventBus {
     /// `emit` and `emit_ref`: one function per event type, out of line, so
     /// that an emit nobody hears is a short call with no stack frame to set
@@ -109,15 +117,27 @@ impl EventBus {
     pub(super) fn dispatch_plain<E: Event>(&self, event: &E) -> EmitReport {
         match self.unheard_plain::<E>() {
             Some(report) => report,
+            None if E::__slot().routed.load(Ordering::Relaxed) != 0 => {
+                self.dispatch_plain_routed(event)
+            }
             None => self.dispatch_plain_slow(event),
         }
     }
 
-    /// `dispatch_plain` when its fast check does not decide: the full
-    /// dispatch (which checks again, and may still find nobody listening).
+    /// `dispatch_plain` when its fast check does not decide and no bus has
+    /// a route for `E`: the full dispatch (which checks again, and may
+    /// still find nobody listening), compiled for `#[handler]`s alone.
     #[inline(never)]
     fn dispatch_plain_slow<E: Event>(&self, event: &E) -> EmitReport {
-        self.dispatch(event, &Given::new::<E>())
+        self.dispatch_as(event, &Given::new::<E>(), Routed::No)
+    }
+
+    /// `dispatch_plain` when some bus has a route for `E` (subscriptions):
+    /// the full dispatch with this bus's route read in the same function
+    /// (no second call and stack frame).
+    #[inline(never)]
+    fn dispatch_plain_routed<E: Event>(&self, event: &E) -> EmitReport {
+        self.dispatch_as(event, &Given::new::<E>(), Routed::Yes)
     }
 
     /// `emit_with`: out of line, like `dispatch_plain`.
@@ -159,10 +179,22 @@ impl EventBus {
 
     #[inline(always)]
     pub(super) fn dispatch<E: Event>(&self, event: &E, given: &Given<'_>) -> EmitReport {
-        if let Some(report) = self.unheard::<E>(given) {
+        let routed = match E::__slot().routed.load(Ordering::Relaxed) {
+            0 => Routed::No,
+            _ => Routed::Yes,
+        };
+        self.dispatch_as(event, given, routed)
+    }
+
+    /// `dispatch` once `E`'s count of buses with a route (`routed`) is read:
+    /// read once per emit, so that each caller can compile the path it
+    /// takes alone.
+    #[inline(always)]
+    fn dispatch_as<E: Event>(&self, event: &E, given: &Given<'_>, routed: Routed) -> EmitReport {
+        if let Some(report) = self.unheard::<E>(given, routed) {
             return report;
         }
-        self.dispatch_heard(event, given)
+        self.dispatch_heard(event, given, routed)
     }
 
     /// The emit nobody can observe: no route for `E` on any bus (no
@@ -174,12 +206,12 @@ impl EventBus {
     /// when any of that does not hold, or the emit is one the full path
     /// refuses (too deep).
     #[inline(always)]
-    fn unheard<E: Event>(&self, given: &Given<'_>) -> Option<EmitReport> {
+    fn unheard<E: Event>(&self, given: &Given<'_>, routed: Routed) -> Option<EmitReport> {
         let inner = &*self.inner;
         let slot = E::__slot();
         // Cheapest first: a type with `#[handler]`s is heard.
         let quiet = (slot.statics().is_empty() || !inner.config.static_handlers)
-            && slot.routed.load(Ordering::Relaxed) == 0
+            && routed == Routed::No
             && inner.recorder.is_none()
             && !inner.config.validate_on_emit;
         if !quiet {
@@ -210,7 +242,7 @@ impl EventBus {
 
     /// Everything else: the context, the recorder, the handlers.
     #[inline(always)]
-    fn dispatch_heard<E: Event>(&self, event: &E, given: &Given<'_>) -> EmitReport {
+    fn dispatch_heard<E: Event>(&self, event: &E, given: &Given<'_>, routed: Routed) -> EmitReport {
         let config = &self.inner.config;
         let depth = DEPTH.with(Cell::get);
         let _given_trace = given.trace_id.map(trace::install);
@@ -287,7 +319,7 @@ impl EventBus {
         }
         // While no bus has a route for `E`, skip loading the table: the
         // answer would be "no route" (see `EventSlot::routed`).
-        if E::__slot().routed.load(Ordering::Relaxed) != 0 {
+        if routed == Routed::Yes {
             self.dispatch_routed(event, &ctx, &mut report);
         } else if config.flight_recorder {
             self.dispatch_flight(None, event, &ctx, &mut report);
@@ -298,9 +330,12 @@ impl EventBus {
     }
 
     /// The handlers of `dispatch` when some bus has a route for `E`: read
-    /// this bus's table. Out of line, so that the path of `#[handler]`s
-    /// alone is compiled (and its registers allocated) without it.
-    #[inline(never)]
+    /// this bus's table. Inlined: `emit` and `emit_ref` compile it and the
+    /// path of `#[handler]`s alone into two functions
+    /// (`dispatch_plain_routed`, `dispatch_plain_slow`), each with its
+    /// registers allocated for its own path; `emit_with` and the emit by
+    /// name compile both into one.
+    #[inline(always)]
     fn dispatch_routed<E: Event>(
         &self,
         event: &E,
@@ -308,22 +343,52 @@ impl EventBus {
         report: &mut EmitReport,
     ) {
         let table = self.inner.routes.load();
-        let route = table.route::<E>(E::__slot().index());
-        if let Some((route, _)) = route
-            && !route.recorders.is_empty()
-        {
-            self.run_recorders(&route.recorders, event, ctx, report);
-        }
-        if self.inner.config.flight_recorder {
-            self.dispatch_flight(route, event, ctx, report);
-        } else {
-            self.run_handlers(route, event, ctx, report);
+        let found = table.route_to_emit::<E>(E::__slot().index());
+        match found {
+            Some(found) if !found.direct.is_empty() && !self.inner.config.flight_recorder => {
+                self.run_direct(found.route, found.direct, event, ctx, report);
+            }
+            _ => {
+                let route = found.map(|found| (found.route, found.stats));
+                if let Some((route, _)) = route
+                    && !route.recorders.is_empty()
+                {
+                    self.run_recorders(&route.recorders, event, ctx, report);
+                }
+                if self.inner.config.flight_recorder {
+                    self.dispatch_flight(route, event, ctx, report);
+                } else {
+                    self.run_handlers(route, event, ctx, report);
+                }
+            }
         }
         // The table may be the last holder of a removed closure: its
         // release is isolated, and a panic in it reported here.
         drop(table);
         if release_failed() {
             self.announce_release_failures(Some(report));
+        }
+    }
+
+    /// The loop of a route of closures alone, none filtered, with nothing
+    /// else to do (`Route::direct`): no match per entry, no vtable.
+    #[inline(always)]
+    fn run_direct<E: Event>(
+        &self,
+        route: &Route<E>,
+        direct: &[Direct<E>],
+        event: &E,
+        ctx: &EventContext<'_>,
+        report: &mut EmitReport,
+    ) {
+        report.delivered = direct.len();
+        for call in direct {
+            trace::set_handler_word(call.word);
+            if let Err(failure) = isolate(|| call.call(event, ctx)) {
+                // Its entry found only now: counting positions in the loop
+                // costs every call two instructions.
+                self.entry_failed(route.entry_of(call), failure, ctx, report);
+            }
         }
     }
 

@@ -17,12 +17,13 @@ use crate::handler::{HandlerError, HandlerFuture};
 use crate::handler::{HandlerInfo, HandlerOrigin, SkipReason};
 use crate::registry::HandlerRecord;
 use crate::stats::StatsCell;
-use crate::trace::HandlerKey;
+use crate::trace::{HandlerKey, HandlerWord};
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -72,16 +73,22 @@ struct Slot {
     /// `TypeId::of::<Route<E>>()`, and where `route`'s `Route<E>` is: an
     /// emit reads its route with a comparison, not a call through `dyn Any`.
     type_id: TypeId,
-    data: *const (),
+    data: NonNull<()>,
     /// The event type's count of buses with a route (`EventSlot::routed`).
     routed: &'static AtomicUsize,
     /// Parallel to the route's entries when the bus collects handler
     /// statistics, empty otherwise.
     stats: Arc<[Arc<StatsCell>]>,
+    /// The route's `direct` calls (a `*const Direct<E>`, `direct_len` of
+    /// them) when an emit needs nothing else of it: no recorder, no
+    /// statistics. Read from here, an emit of closures alone does not
+    /// load the route first. Empty (`direct_len` 0) otherwise.
+    direct: *const (),
+    direct_len: usize,
 }
 
-// SAFETY: `data` points into `_route`, which is `Send + Sync` and never
-// changed; a slot gives only shared access to it.
+// SAFETY: `data` and `direct` point into `_route`, which is `Send + Sync`
+// and never changed; a slot gives only shared access to it.
 unsafe impl Send for Slot {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Slot {}
@@ -89,8 +96,15 @@ unsafe impl Sync for Slot {}
 impl Slot {
     fn new<E: Event>(route: Route<E>, stats: Arc<[Arc<StatsCell>]>) -> Slot {
         let route = Arc::new(route);
-        let data = Arc::as_ptr(&route).cast::<()>();
+        let data = NonNull::from(&*route).cast::<()>();
+        let direct_len = if route.recorders.is_empty() && stats.is_empty() {
+            route.direct.len()
+        } else {
+            0
+        };
         Slot {
+            direct: route.direct.as_ptr().cast::<()>(),
+            direct_len,
             _route: route,
             type_id: TypeId::of::<Route<E>>(),
             data,
@@ -110,8 +124,32 @@ impl RouteTable {
         // SAFETY: `Slot::new::<E>` is the only maker of slots: with equal
         // type ids, `data` points at the `Route<E>` that `slot._route` keeps
         // alive (unchanged) while `self` is borrowed.
-        let route = unsafe { &*slot.data.cast::<Route<E>>() };
+        let route = unsafe { slot.data.cast::<Route<E>>().as_ref() };
         Some((route, &slot.stats))
+    }
+
+    /// [`route`](Self::route) for an emit: also the route's `direct` calls
+    /// when they are all it needs (no recorder, no statistics; see
+    /// `Slot::direct`), and empty otherwise.
+    #[inline(always)]
+    pub(crate) fn route_to_emit<E: Event>(&self, index: usize) -> Option<RouteToEmit<'_, E>> {
+        let slot = self.slots.get(index)?.as_ref()?;
+        if slot.type_id != TypeId::of::<Route<E>>() {
+            return None;
+        }
+        // SAFETY: as in `route`. `direct` and `direct_len` were taken in
+        // `Slot::new::<E>` from that same route's `direct` (or are empty),
+        // which the route never changes.
+        let (route, direct) = unsafe {
+            let direct =
+                std::slice::from_raw_parts(slot.direct.cast::<Direct<E>>(), slot.direct_len);
+            (slot.data.cast::<Route<E>>().as_ref(), direct)
+        };
+        Some(RouteToEmit {
+            route,
+            stats: &slot.stats,
+            direct,
+        })
     }
 
     /// The statistics cells of the route at `index` (empty if none).
@@ -157,9 +195,22 @@ impl RouteTable {
     }
 }
 
+/// What [`RouteTable::route_to_emit`] finds.
+pub(crate) struct RouteToEmit<'a, E: Event> {
+    pub(crate) route: &'a Route<E>,
+    pub(crate) stats: &'a [Arc<StatsCell>],
+    /// The route's `direct` calls if they are all an emit needs; else empty.
+    pub(crate) direct: &'a [Direct<E>],
+}
+
 /// This bus's handlers for one event type, in dispatch order.
-pub(crate) struct Route<E: 'static> {
+pub(crate) struct Route<E: Event> {
     pub(crate) entries: Box<[Entry<E>]>,
+    /// When every entry is a synchronous typed subscription without a
+    /// filter (the common route of closures): their calls, parallel to
+    /// `entries`, read without the `dyn` vtable or the entry's match.
+    /// Empty otherwise.
+    pub(crate) direct: Box<[Direct<E>]>,
     /// Test recorders: they see the event before any handler, in
     /// subscription order, and are not handlers (not counted, not listed).
     pub(crate) recorders: Box<[Arc<ErasedEntry>]>,
@@ -167,9 +218,57 @@ pub(crate) struct Route<E: 'static> {
     subscribers: Vec<Arc<Subscriber<E>>>,
 }
 
+impl<E: Event> Route<E> {
+    /// The entry that `direct`, one of `self.direct`, calls.
+    pub(crate) fn entry_of(&self, direct: &Direct<E>) -> &Entry<E> {
+        let offset = std::ptr::from_ref(direct).addr() - self.direct.as_ptr().addr();
+        // `direct` parallels `entries`.
+        &self.entries[offset / size_of::<Direct<E>>()]
+    }
+}
+
+/// A filterless synchronous typed subscription's closure as its route
+/// calls it: the closure's address and a function made for its type (one
+/// load less than through the `dyn` vtable), and the frame's word for it
+/// made once.
+pub(crate) struct Direct<E: Event> {
+    pub(crate) word: HandlerWord,
+    data: *const (),
+    call: ThinCall<E>,
+}
+
+// SAFETY: `data` is a shared borrow of a subscription's closure, which is
+// `Send + Sync` (`add_typed` requires it): calling it through `&` from any
+// thread is what `Sync` allows.
+unsafe impl<E: Event> Send for Direct<E> {}
+// SAFETY: as for `Send`.
+unsafe impl<E: Event> Sync for Direct<E> {}
+
+impl<E: Event> Direct<E> {
+    /// The direct call of `sub`'s closure. `sub` must stay alive while
+    /// the result is used: its route holds `sub` in its entries.
+    fn of(sub: &Subscriber<E>) -> Direct<E> {
+        Direct {
+            word: HandlerWord::from(HandlerKey::Subscription(sub.id)),
+            data: std::ptr::from_ref::<TypedFn<E>>(&**sub.call).cast::<()>(),
+            call: sub.thin,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn call(&self, event: &E, ctx: &EventContext<'_>) -> Result<(), HandlerError> {
+        // SAFETY: `data` is the address of the closure that `call` was made
+        // for (`typed_handler` makes both from one closure, and `of` takes
+        // both from one subscriber). The route holding this `Direct` holds
+        // that subscriber in its entries, and a subscriber's closure is
+        // released only by its `Drop`: the closure is alive and unmoved.
+        unsafe { (self.call)(self.data, event, ctx) }
+    }
+}
+
 /// One handler of a route. Async handlers have their own variants, so the
 /// synchronous dispatch loop tells them apart in the match it does anyway.
-pub(crate) enum Entry<E: 'static> {
+pub(crate) enum Entry<E: Event> {
     Static(&'static HandlerRecord<E>),
     StaticAsync(&'static HandlerRecord<E>),
     Typed(Arc<Subscriber<E>>),
@@ -284,8 +383,38 @@ fn subscription_info(name: &str, event: &'static str, priority: i32, id: u64) ->
     }
 }
 
-pub(crate) type TypedHandler<E> =
-    Box<dyn Fn(&E, &EventContext<'_>) -> Result<(), HandlerError> + Send + Sync>;
+pub(crate) type TypedFn<E> =
+    dyn Fn(&E, &EventContext<'_>) -> Result<(), HandlerError> + Send + Sync;
+
+pub(crate) type TypedHandler<E> = Box<TypedFn<E>>;
+
+/// Calls a [`TypedHandler`]'s closure given its address (see [`Direct`]).
+pub(crate) type ThinCall<E> =
+    unsafe fn(*const (), &E, &EventContext<'_>) -> Result<(), HandlerError>;
+
+/// `handler` boxed as a subscriber's `call`, and the function that calls it
+/// through its address (its `thin`): made together, so they agree.
+pub(crate) fn typed_handler<E, G>(handler: G) -> (ManuallyDrop<TypedHandler<E>>, ThinCall<E>)
+where
+    E: Event,
+    G: Fn(&E, &EventContext<'_>) -> Result<(), HandlerError> + Send + Sync + 'static,
+{
+    /// # Safety
+    /// `data` is the address of a live `G`.
+    unsafe fn call_as<E, G>(
+        data: *const (),
+        event: &E,
+        ctx: &EventContext<'_>,
+    ) -> Result<(), HandlerError>
+    where
+        G: Fn(&E, &EventContext<'_>) -> Result<(), HandlerError>,
+    {
+        // SAFETY: the caller's contract.
+        let handler = unsafe { &*data.cast::<G>() };
+        handler(event, ctx)
+    }
+    (ManuallyDrop::new(Box::new(handler)), call_as::<E, G>)
+}
 
 /// A `subscribe_async` closure: called synchronously, it returns the future
 /// to await (which owns what it needs: `'static`).
@@ -299,17 +428,18 @@ pub(crate) type TypedFilter<E> = Box<dyn Fn(&E, &EventContext<'_>) -> bool + Sen
 
 pub(crate) type ErasedFilter = Arc<dyn Fn(&AnyEvent<'_>, &EventContext<'_>) -> bool + Send + Sync>;
 
-pub(crate) struct Subscriber<E: 'static> {
+pub(crate) struct Subscriber<E: Event> {
     pub(crate) id: u64,
     pub(crate) name: Cow<'static, str>,
-    /// The event's name (for reports of its release).
-    pub(crate) event: &'static str,
     pub(crate) priority: i32,
     /// Events it rejects are not passed to `call` (and not counted).
     pub(crate) filter: Option<TypedFilter<E>>,
     /// The handler; for an async subscription, a stand-in the bus never
     /// calls (its entry is `Entry::TypedAsync`). Dropped only by `Drop`.
     pub(crate) call: ManuallyDrop<TypedHandler<E>>,
+    /// Calls `call`'s closure given its address: made with it by
+    /// [`typed_handler`].
+    pub(crate) thin: ThinCall<E>,
     /// The async handler of a `subscribe_async` subscription.
     pub(crate) future: Option<AsyncTypedHandler<E>>,
     /// Set once a synchronous `emit` has warned that it skipped this (async)
@@ -344,14 +474,14 @@ pub(crate) struct ErasedEntry {
 // A subscription's closures are user code down to their captures' `Drop`:
 // released inside isolation, by whoever holds the last reference.
 
-impl<E> Drop for Subscriber<E> {
+impl<E: Event> Drop for Subscriber<E> {
     fn drop(&mut self) {
         forget_subscription_name(self.id);
         // SAFETY: `call` is taken here only, once, and never used again:
         // `drop` runs once and the subscriber is gone after it.
         let call = unsafe { ManuallyDrop::take(&mut self.call) };
         let closures = (call, self.filter.take(), self.future.take());
-        release(&self.name, self.event, closures);
+        release(&self.name, E::NAME, closures);
     }
 }
 
@@ -431,8 +561,17 @@ pub(crate) fn rebuild_route<E: Event>(
     } else {
         Arc::new([])
     };
+    let direct = entries
+        .iter()
+        .map(|entry| match entry {
+            Entry::Typed(sub) if sub.filter.is_none() => Some(Direct::of(sub)),
+            _ => None,
+        })
+        .collect::<Option<Box<[_]>>>()
+        .unwrap_or_default();
     let route = Route {
         entries: entries.into_boxed_slice(),
+        direct,
         recorders: recorders.into_iter().map(Arc::clone).collect(),
         subscribers,
     };

@@ -38,15 +38,16 @@ impl EventBus {
         R: IntoHandlerResult,
     {
         let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
+        let (call, thin) = routes::typed_handler(move |event: &E, ctx: &EventContext<'_>| {
+            handler(event, ctx).into_handler_result()
+        });
         let subscriber = Arc::new(Subscriber {
             id,
             name: options.name_or(std::any::type_name::<F>()),
-            event: E::NAME,
             priority: options.priority,
             filter,
-            call: ManuallyDrop::new(Box::new(move |event: &E, ctx: &EventContext<'_>| {
-                handler(event, ctx).into_handler_result()
-            })),
+            call,
+            thin,
             future: None,
             skip_warned: AtomicBool::new(false),
         });
@@ -64,19 +65,20 @@ impl EventBus {
             let future = handler(event, ctx);
             Box::pin(async move { future.await.into_handler_result() })
         });
+        let (stand_in, thin) = routes::typed_handler(|_: &E, _: &EventContext<'_>| {
+            Err(HandlerError::new(
+                "an async subscription was called by a synchronous emit",
+                "sbox_events::AsyncHandler",
+            ))
+        });
         let subscriber = Arc::new(Subscriber {
             id,
             name: options.name_or(std::any::type_name::<F>()),
-            event: E::NAME,
             priority: options.priority,
             filter: None,
             // A zero-sized closure: boxing it allocates nothing.
-            call: ManuallyDrop::new(Box::new(|_: &E, _: &EventContext<'_>| {
-                Err(HandlerError::new(
-                    "an async subscription was called by a synchronous emit",
-                    "sbox_events::AsyncHandler",
-                ))
-            })),
+            call: stand_in,
+            thin,
             future: Some(call),
             skip_warned: AtomicBool::new(false),
         });
@@ -88,6 +90,9 @@ impl EventBus {
         register_subscription_name(id, subscriber.name.clone());
         self.change(|config, control, table| {
             let mut subscribers = routes::subscribers_of::<E>(table);
+            // The clone is exactly full: room for one more, not twice as
+            // many (the route keeps this vector).
+            subscribers.reserve_exact(1);
             subscribers.push(subscriber);
             routes::rebuild_route::<E>(config, control, table, Some(subscribers));
         });

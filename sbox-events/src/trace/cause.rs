@@ -198,7 +198,13 @@ pub(crate) fn restore_frame(saved: SavedFrame) {
 /// The handler about to be called (of the current event).
 #[inline]
 pub(crate) fn set_handler(handler: HandlerKey) {
-    let handler = HandlerWord::from(handler);
+    set_handler_word(HandlerWord::from(handler));
+}
+
+/// [`set_handler`] with the word made beforehand (once per subscription,
+/// not once per call).
+#[inline(always)]
+pub(crate) fn set_handler_word(handler: HandlerWord) {
     FRAME.with(|current| {
         current.set(Frame {
             handler,

@@ -80,7 +80,7 @@ mod scope;
 
 pub(crate) use cause::{
     Frame, HandlerKey, HandlerWord, SavedFrame, current_frame, current_sequence, event_id_made,
-    replace_frame, restore_frame, set_handler,
+    replace_frame, restore_frame, set_handler, set_handler_word,
 };
 #[cfg(feature = "fmt")]
 pub use format::TraceIdFormat;
