@@ -412,6 +412,39 @@ fn plain_closures_keep_order_and_failures_as_filtered_and_erased_ones_come_and_g
 }
 
 #[test]
+fn handler_statistics_count_a_route_of_plain_closures_alone() {
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .error_events(false)
+        .handler_stats(true)
+        .build()
+        .unwrap();
+    let _quiet = bus.subscribe_with(
+        SubscribeOptions::new().name("quiet"),
+        |_: &Tick, _: &EventContext| {},
+    );
+    let _odd = bus.subscribe_with(
+        SubscribeOptions::new().name("odd"),
+        |t: &Tick, _: &EventContext| match t.n % 2 {
+            1 => Err("odd"),
+            _ => Ok(()),
+        },
+    );
+    for n in 0..5 {
+        bus.emit(Tick { n });
+    }
+    let stats = bus.handler_stats();
+    let counts = |name: &str| {
+        let s = stats
+            .iter()
+            .find(|s| s.handler == name)
+            .unwrap_or_else(|| panic!("no stats for {name}: {stats:#?}"));
+        (s.calls, s.errors)
+    };
+    assert_eq!((counts("quiet"), counts("odd")), ((5, 0), (5, 2)));
+}
+
+#[test]
 fn a_panicking_filter_is_the_subscriptions_failure() {
     let bus = bus();
     let _sub = bus.subscribe_filtered(

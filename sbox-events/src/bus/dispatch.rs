@@ -102,7 +102,10 @@ impl<'a> Given<'a> {
 }
 
 /// Whether some bus had a route for the event type when the emit began
-/// (`EventSlot::routed` not 0): read once per emit.
+/// (`EventSlot::routed` not 0): read once per emit. An emit of a type that
+/// had no route then runs its `#[handler]`s alone, even if its validator or
+/// its `Serialize` (for a history) subscribes to it meanwhile: the running
+/// emit finishes with the handlers it started with.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Routed {
     Yes,

@@ -87,8 +87,9 @@ struct Slot {
     direct_len: usize,
 }
 
-// SAFETY: `data` and `direct` point into `_route`, which is `Send + Sync`
-// and never changed; a slot gives only shared access to it.
+// SAFETY: `data` points at `_route`'s route and `direct` into the slice
+// that route owns; the route is `Send + Sync` and never changed, and a slot
+// gives only shared access to it.
 unsafe impl Send for Slot {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Slot {}
@@ -245,9 +246,12 @@ unsafe impl<E: Event> Send for Direct<E> {}
 unsafe impl<E: Event> Sync for Direct<E> {}
 
 impl<E: Event> Direct<E> {
-    /// The direct call of `sub`'s closure. `sub` must stay alive while
-    /// the result is used: its route holds `sub` in its entries.
-    fn of(sub: &Subscriber<E>) -> Direct<E> {
+    /// The direct call of `sub`'s closure.
+    ///
+    /// # Safety
+    /// `sub` must outlive every call of the result: the route that holds
+    /// the result holds `sub` in its entries.
+    unsafe fn of(sub: &Subscriber<E>) -> Direct<E> {
         Direct {
             word: HandlerWord::from(HandlerKey::Subscription(sub.id)),
             data: std::ptr::from_ref::<TypedFn<E>>(&**sub.call).cast::<()>(),
@@ -259,9 +263,9 @@ impl<E: Event> Direct<E> {
     pub(crate) fn call(&self, event: &E, ctx: &EventContext<'_>) -> Result<(), HandlerError> {
         // SAFETY: `data` is the address of the closure that `call` was made
         // for (`typed_handler` makes both from one closure, and `of` takes
-        // both from one subscriber). The route holding this `Direct` holds
-        // that subscriber in its entries, and a subscriber's closure is
-        // released only by its `Drop`: the closure is alive and unmoved.
+        // both from one subscriber). That subscriber outlives this call
+        // (`of`'s contract), and a subscriber's closure is released only by
+        // its `Drop`: the closure is alive and unmoved.
         unsafe { (self.call)(self.data, event, ctx) }
     }
 }
@@ -564,7 +568,9 @@ pub(crate) fn rebuild_route<E: Event>(
     let direct = entries
         .iter()
         .map(|entry| match entry {
-            Entry::Typed(sub) if sub.filter.is_none() => Some(Direct::of(sub)),
+            // SAFETY: `direct` goes into the route below, with `entries`,
+            // which holds `sub`.
+            Entry::Typed(sub) if sub.filter.is_none() => Some(unsafe { Direct::of(sub) }),
             _ => None,
         })
         .collect::<Option<Box<[_]>>>()

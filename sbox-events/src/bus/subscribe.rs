@@ -90,8 +90,8 @@ impl EventBus {
         register_subscription_name(id, subscriber.name.clone());
         self.change(|config, control, table| {
             let mut subscribers = routes::subscribers_of::<E>(table);
-            // The clone is exactly full: room for one more, not twice as
-            // many (the route keeps this vector).
+            // Room for one more, not twice as many (the clone is usually
+            // exactly full; the route keeps this vector).
             subscribers.reserve_exact(1);
             subscribers.push(subscriber);
             routes::rebuild_route::<E>(config, control, table, Some(subscribers));
