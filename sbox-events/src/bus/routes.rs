@@ -116,31 +116,28 @@ impl Slot {
 }
 
 impl RouteTable {
+    /// `E`'s route at `index` and its statistics cells (empty unless the
+    /// bus collects them); `None` if this bus has no route for `E`.
     #[inline]
     pub(crate) fn route<E: Event>(&self, index: usize) -> Option<(&Route<E>, &[Arc<StatsCell>])> {
-        let slot = self.slots.get(index)?.as_ref()?;
-        if slot.type_id != TypeId::of::<Route<E>>() {
-            return None;
-        }
-        // SAFETY: `Slot::new::<E>` is the only maker of slots: with equal
-        // type ids, `data` points at the `Route<E>` that `slot._route` keeps
-        // alive (unchanged) while `self` is borrowed.
-        let route = unsafe { slot.data.cast::<Route<E>>().as_ref() };
-        Some((route, &slot.stats))
+        self.route_to_emit::<E>(index)
+            .map(|found| (found.route, found.stats))
     }
 
-    /// [`route`](Self::route) for an emit: also the route's `direct` calls
-    /// when they are all it needs (no recorder, no statistics; see
-    /// `Slot::direct`), and empty otherwise.
+    /// What [`route`](Self::route) finds, and the route's `direct` calls
+    /// when they are all an emit needs (no recorder, no statistics; see
+    /// `Slot::direct`), empty otherwise.
     #[inline(always)]
     pub(crate) fn route_to_emit<E: Event>(&self, index: usize) -> Option<RouteToEmit<'_, E>> {
         let slot = self.slots.get(index)?.as_ref()?;
         if slot.type_id != TypeId::of::<Route<E>>() {
             return None;
         }
-        // SAFETY: as in `route`. `direct` and `direct_len` were taken in
-        // `Slot::new::<E>` from that same route's `direct` (or are empty),
-        // which the route never changes.
+        // SAFETY: `Slot::new::<E>` is the only maker of slots: with equal
+        // type ids, `data` points at the `Route<E>` that `slot._route` keeps
+        // alive (unchanged) while `self` is borrowed, and `direct` and
+        // `direct_len` were taken there from that route's `direct` (or are
+        // empty), which the route never changes.
         let (route, direct) = unsafe {
             let direct =
                 std::slice::from_raw_parts(slot.direct.cast::<Direct<E>>(), slot.direct_len);
