@@ -104,6 +104,22 @@ impl<T: Copy> Lazy<T> {
         }
     }
 
+    /// `get_or_init` on a `Lazy` nobody shares (`&mut`): plain reads and
+    /// writes, no atomic read-modify-write. If `make` unwinds, the `Lazy`
+    /// stays empty.
+    #[inline]
+    pub(crate) fn get_or_init_mut(&mut self, make: impl FnOnce() -> T) -> T {
+        if *self.state.get_mut() != READY {
+            // With `&mut`, nobody is making it (a maker holds `&self`, and
+            // puts the state back to EMPTY if it unwinds).
+            *self.value.get_mut() = MaybeUninit::new(make());
+            *self.state.get_mut() = READY;
+        }
+        // SAFETY: READY: the value was written above, or before READY was
+        // stored (and this `&mut` comes after that store).
+        unsafe { self.value.get_mut().assume_init() }
+    }
+
     /// Gives the value before anyone asks for it: a no-op (`value` ignored)
     /// once it is made or while another caller makes it (only called on a
     /// context not shared yet, where neither happens).
@@ -163,6 +179,14 @@ impl<T: Copy> Lazy<T> {
             }
         }
     }
+}
+
+/// A fresh id for the event numbered `sequence`, stamped `timestamp`.
+fn fresh_event_id(timestamp: SystemTime, sequence: u64) -> EventId {
+    let id = EventId::new(timestamp);
+    // Events its handlers emit from now on record it as their cause's id.
+    trace::event_id_made(sequence, id.as_u128());
+    id
 }
 
 /// Puts a `Lazy` back to `EMPTY` if its maker unwinds.
@@ -285,13 +309,17 @@ impl<'a> EventContext<'a> {
     /// received from another process, recorded by a history) keeps it. An
     /// event whose id nobody asks for costs nothing.
     pub fn event_id(&self) -> EventId {
-        self.event_id.get_or_init(|| {
-            let id = EventId::new(self.timestamp());
-            // Events its handlers emit from now on record it as their
-            // cause's id.
-            trace::event_id_made(self.sequence, id.as_u128());
-            id
-        })
+        self.event_id
+            .get_or_init(|| fresh_event_id(self.timestamp(), self.sequence))
+    }
+
+    /// The timestamp and the id, made now if nobody made them yet, on a
+    /// context nobody shares (no compare-exchange): what a recorder keeps.
+    pub(crate) fn stamp(&mut self) {
+        let timestamp = self.timestamp.get_or_init_mut(SystemTime::now);
+        let sequence = self.sequence;
+        self.event_id
+            .get_or_init_mut(|| fresh_event_id(timestamp, sequence));
     }
 
     /// What caused this event: the event being handled when it was emitted

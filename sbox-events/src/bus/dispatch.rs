@@ -291,7 +291,7 @@ impl EventBus {
         let _error_scope =
             (TypeId::of::<E>() == TypeId::of::<ErrorOccurred>()).then(ErrorScope::enter);
         let replay = given.replayed.is_some() || REPLAYING.with(Cell::get);
-        let ctx = EventContext {
+        let mut ctx = EventContext {
             bus: self,
             name: E::NAME,
             source: given.source,
@@ -318,7 +318,7 @@ impl EventBus {
         if let Some(recorder) = &self.inner.recorder
             && (!replay || config.record_replays)
         {
-            self.record(&**recorder, event, &ctx, &mut report);
+            self.record(&**recorder, event, &mut ctx, &mut report);
         }
         // While no bus has a route for `E`, skip loading the table: the
         // answer would be "no route" (see `EventSlot::routed`).
@@ -546,7 +546,7 @@ pub(super) enum Called {
 
 impl EventBus {
     /// Hands the event being dispatched to a recorder (the history), with
-    /// the timestamp handlers will see (read now). The recorder runs the
+    /// the timestamp and id handlers will see (made now). The recorder runs the
     /// event's `Serialize`: isolated, and a failure is reported as the event
     /// not being recorded.
     #[inline(never)]
@@ -554,10 +554,12 @@ impl EventBus {
         &self,
         recorder: &dyn Recorder,
         event: &E,
-        ctx: &EventContext<'_>,
+        ctx: &mut EventContext<'_>,
         report: &mut EmitReport,
     ) {
-        ctx.timestamp();
+        // Made now, before the context is shared: the recorder keeps both.
+        ctx.stamp();
+        let ctx = &*ctx;
         if let Err(failure) = isolate(|| recorder.record(&AnyEvent::new(event), ctx)) {
             self.not_recorded(recorder.name(), failure, ctx, report);
         }

@@ -333,7 +333,7 @@ impl EventBus {
                 return self.refuse(report, Refusal::Invalid { reason });
             }
             report.sequence = state.sequence;
-            let ctx = EventContext {
+            let mut ctx = EventContext {
                 bus: self,
                 name: E::NAME,
                 source: options.source.as_deref().unwrap_or(E::SOURCE),
@@ -360,7 +360,7 @@ impl EventBus {
             if let Some(recorder) = &self.inner.recorder
                 && (!state.replaying || config.record_replays)
             {
-                self.record(&**recorder, &event, &ctx, &mut report);
+                self.record(&**recorder, &event, &mut ctx, &mut report);
             }
             let slot = E::__slot();
             // An `Arc` of the table, not a guard of this thread's hazard
