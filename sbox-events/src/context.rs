@@ -57,8 +57,9 @@ pub struct EventContext<'a> {
 /// no drop.
 pub(crate) struct Lazy<T: Copy> {
     state: AtomicU8,
-    /// Written once, by the caller that moved `state` from `EMPTY` to
-    /// `BUSY`, before it stores `READY`; read only after `READY` is seen.
+    /// Written once, before `READY` is stored: by the caller that moved
+    /// `state` from `EMPTY` to `BUSY`, or by a holder of `&mut`
+    /// (`get_or_init_mut`, nothing shared); read only after `READY` is seen.
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
@@ -67,8 +68,9 @@ const BUSY: u8 = 1;
 const READY: u8 = 2;
 
 // SAFETY: `value` is written by one thread only (the one whose
-// compare-exchange took `state` from EMPTY to BUSY), before it publishes
-// READY with release ordering; every read happens after an acquire load of
+// compare-exchange took `state` from EMPTY to BUSY, or the holder of `&mut`
+// in `get_or_init_mut`, when nobody else can see the `Lazy`), before it
+// publishes READY (with release ordering when shared); every read happens after an acquire load of
 // READY, so it sees the completed write and no write follows. Sharing a
 // `Lazy` therefore shares `T` values by copy: `T: Send` is what it needs.
 unsafe impl<T: Copy + Send> Sync for Lazy<T> {}
@@ -306,15 +308,17 @@ impl<'a> EventContext<'a> {
     /// (from the event's [`timestamp`](EventContext::timestamp), so asking
     /// for it reads the clock if nobody has yet), then the same for every
     /// handler of the event; an event that already had one (replayed,
-    /// received from another process, recorded by a history) keeps it. An
-    /// event whose id nobody asks for costs nothing.
+    /// received from another process) keeps it. An event handed to a
+    /// history gets its id before its handlers run (also one the history
+    /// then refuses); an event whose id nobody asks for costs nothing.
     pub fn event_id(&self) -> EventId {
         self.event_id
             .get_or_init(|| fresh_event_id(self.timestamp(), self.sequence))
     }
 
     /// The timestamp and the id, made now if nobody made them yet, on a
-    /// context nobody shares (no compare-exchange): what a recorder keeps.
+    /// context nobody shares (no compare-exchange): for a recorder, which
+    /// reads both.
     pub(crate) fn stamp(&mut self) {
         let timestamp = self.timestamp.get_or_init_mut(SystemTime::now);
         let sequence = self.sequence;

@@ -546,9 +546,10 @@ pub(super) enum Called {
 
 impl EventBus {
     /// Hands the event being dispatched to a recorder (the history), with
-    /// the timestamp and id handlers will see (made now). The recorder runs the
-    /// event's `Serialize`: isolated, and a failure is reported as the event
-    /// not being recorded.
+    /// the timestamp and id handlers will see (made now, also for an event
+    /// the recorder then refuses). The recorder runs the event's
+    /// `Serialize`: isolated, and a failure is reported as the event not
+    /// being recorded.
     #[inline(never)]
     pub(super) fn record<E: Event>(
         &self,
@@ -557,7 +558,7 @@ impl EventBus {
         ctx: &mut EventContext<'_>,
         report: &mut EmitReport,
     ) {
-        // Made now, before the context is shared: the recorder keeps both.
+        // Made now, before the context is shared: the recorder reads both.
         ctx.stamp();
         let ctx = &*ctx;
         if let Err(failure) = isolate(|| recorder.record(&AnyEvent::new(event), ctx)) {
