@@ -58,8 +58,9 @@ pub struct EventContext<'a> {
 pub(crate) struct Lazy<T: Copy> {
     state: AtomicU8,
     /// Written once, before `READY` is stored: by the caller that moved
-    /// `state` from `EMPTY` to `BUSY`, or by a holder of `&mut`
-    /// (`get_or_init_mut`, nothing shared); read only after `READY` is seen.
+    /// `state` from `EMPTY` to `BUSY`, by a holder of `&mut`
+    /// (`get_or_init_mut`, nothing shared), or when it is made (`given`);
+    /// read only after `READY` is seen.
     value: UnsafeCell<MaybeUninit<T>>,
 }
 
@@ -68,11 +69,12 @@ const BUSY: u8 = 1;
 const READY: u8 = 2;
 
 // SAFETY: `value` is written by one thread only (the one whose
-// compare-exchange took `state` from EMPTY to BUSY, or the holder of `&mut`
-// in `get_or_init_mut`, when nobody else can see the `Lazy`), before it
-// publishes READY (with release ordering when shared); every read happens after an acquire load of
-// READY, so it sees the completed write and no write follows. Sharing a
-// `Lazy` therefore shares `T` values by copy: `T: Send` is what it needs.
+// compare-exchange took `state` from EMPTY to BUSY, the holder of `&mut` in
+// `get_or_init_mut`, or `given` as it makes the `Lazy`: nobody else can see
+// it then), before READY is published (with release ordering when shared);
+// every read happens after an acquire load of READY, so it sees the
+// completed write and no write follows. Sharing a `Lazy` therefore shares
+// `T` values by copy: `T: Send` is what it needs.
 unsafe impl<T: Copy + Send> Sync for Lazy<T> {}
 
 impl<T: Copy> Lazy<T> {
@@ -81,6 +83,20 @@ impl<T: Copy> Lazy<T> {
         Lazy {
             state: AtomicU8::new(EMPTY),
             value: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
+
+    /// Made already when `value` is given (a replay's or `EmitOptions`'
+    /// timestamp and id), else empty: a plain write, before anyone can see
+    /// it.
+    #[inline(always)]
+    pub(crate) fn given(value: Option<T>) -> Lazy<T> {
+        match value {
+            Some(value) => Lazy {
+                state: AtomicU8::new(READY),
+                value: UnsafeCell::new(MaybeUninit::new(value)),
+            },
+            None => Lazy::new(),
         }
     }
 
@@ -120,16 +136,6 @@ impl<T: Copy> Lazy<T> {
         // SAFETY: READY: the value was written above, or before READY was
         // stored (and this `&mut` comes after that store).
         unsafe { self.value.get_mut().assume_init() }
-    }
-
-    /// Gives the value before anyone asks for it: a no-op (`value` ignored)
-    /// once it is made or while another caller makes it (only called on a
-    /// context not shared yet, where neither happens).
-    #[inline]
-    pub(crate) fn set(&self, value: T) {
-        if self.claim() {
-            self.publish(value);
-        }
     }
 
     /// Takes the right to write `value`: true for one caller only.

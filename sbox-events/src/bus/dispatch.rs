@@ -300,8 +300,8 @@ impl EventBus {
             trace_id,
             sequence,
             depth,
-            timestamp: Lazy::new(),
-            event_id: Lazy::new(),
+            timestamp: Lazy::given(given.timestamp),
+            event_id: Lazy::given(given.event_id),
             replay,
             remote: given.remote,
             cause: match given.cause {
@@ -309,12 +309,6 @@ impl EventBus {
                 None => CauseOf::Frame(depth_guard.parent()),
             },
         };
-        if let Some(timestamp) = given.timestamp {
-            ctx.timestamp.set(timestamp);
-        }
-        if let Some(event_id) = given.event_id {
-            ctx.event_id.set(event_id);
-        }
         if let Some(recorder) = &self.inner.recorder
             && (!replay || config.record_replays)
         {

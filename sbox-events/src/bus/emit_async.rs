@@ -342,8 +342,8 @@ impl EventBus {
                 trace_id,
                 sequence: state.sequence,
                 depth: state.depth,
-                timestamp: Lazy::new(),
-                event_id: Lazy::new(),
+                timestamp: Lazy::given(options.timestamp),
+                event_id: Lazy::given(options.event_id),
                 replay: state.replaying,
                 remote: options.remote.as_deref(),
                 cause: match &options.cause {
@@ -351,12 +351,6 @@ impl EventBus {
                     None => CauseOf::Frame(&state.cause),
                 },
             };
-            if let Some(timestamp) = options.timestamp {
-                ctx.timestamp.set(timestamp);
-            }
-            if let Some(event_id) = options.event_id {
-                ctx.event_id.set(event_id);
-            }
             if let Some(recorder) = &self.inner.recorder
                 && (!state.replaying || config.record_replays)
             {
