@@ -7,7 +7,10 @@
 //! library works). An emit never waits for the consumer: when the queue is
 //! full, the [`Overflow`] policy drops the oldest or the newest event, and
 //! the stream yields [`StreamItem::Lagged`] with the count at the place of
-//! the gap, so a consumer cannot miss that it missed something.
+//! the gap, so a consumer cannot miss that it missed something. An event
+//! the stream cannot copy (its `Clone` panics; for a JSON stream, its
+//! `Serialize` fails) is such a gap too, besides a failure in its emit's
+//! report.
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
@@ -64,8 +67,10 @@ pub enum Overflow {
 pub enum StreamItem<E> {
     /// An event, with its envelope.
     Event(Delivery<E>),
-    /// This many events were dropped here because the stream was full (see
-    /// [`Overflow`]).
+    /// This many events were dropped here: the stream was full (see
+    /// [`Overflow`]), or an event could not be copied into it (its `Clone`
+    /// panicked, or for a JSON stream its `Serialize` failed or panicked;
+    /// that failure is also in the emit's report).
     Lagged(u64),
 }
 
@@ -176,6 +181,34 @@ impl<E> Shared<E> {
         drop(dropped);
         if let Some(waker) = waker {
             waker.wake();
+        }
+    }
+
+    /// Counts an event the stream could not copy (its `Clone` panicked, or
+    /// its `Serialize` failed) as dropped at its place, then wakes the
+    /// consumer: it sees the gap as [`StreamItem::Lagged`] like an overflow.
+    fn lost(&self) {
+        let mut state = self.lock();
+        state.tail_lag += 1;
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// `copy()` (user code: the event's `Clone` or `Serialize`), with the
+    /// event counted as [`lost`](Shared::lost) if it panics; the panic then
+    /// goes on to the emit, which reports it. Counted after the unwind is
+    /// caught, not from a drop guard: waking the consumer runs its waker
+    /// (user code too), which must not run while a panic unwinds.
+    fn copy<T>(&self, copy: impl FnOnce() -> T) -> T {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(copy)) {
+            Ok(value) => value,
+            Err(payload) => {
+                self.lost();
+                std::panic::resume_unwind(payload)
+            }
         }
     }
 
@@ -343,8 +376,12 @@ impl EventBus {
     /// [`Overflow`] policies and [`StreamItem::Lagged`]; an emit never
     /// waits), except that each event is serialized instead of cloned. The
     /// subscription is named `sbox_events::stream::JsonStream`; an event
-    /// whose `Serialize` fails is that subscription's failure in the
-    /// emit's report.
+    /// whose `Serialize` fails (or panics) is that subscription's failure in
+    /// the emit's report, and a [`StreamItem::Lagged`] in the stream.
+    ///
+    /// Only event types linked into the program can be emitted, so a
+    /// `selector` that picks none of them gives a stream that ends at once
+    /// (its first item is `None`).
     ///
     /// ```
     /// use sbox_events::events::ConfigExported;
@@ -385,7 +422,8 @@ impl EventBus {
             let sender = Arc::clone(&sender);
             let push: ErasedHandler =
                 Arc::new(move |event: &AnyEvent<'_>, ctx: &EventContext<'_>| {
-                    let json = event.to_json_string().map_err(|err| {
+                    let json = sender.0.copy(|| event.to_json_string()).map_err(|err| {
+                        sender.0.lost();
                         HandlerError::new(
                             err.to_string(),
                             std::any::type_name::<serde_json::Error>(),
@@ -417,8 +455,15 @@ impl EventBus {
     /// and its [`Envelope`] into the queue: per emit, one `E::clone`, a clock
     /// read (the envelope's timestamp) and an event id, a copy of the source
     /// if it is not the event's default and of the metadata if any, and a
-    /// short lock that the consumer also takes, never for long. It never blocks the
-    /// emit: on a full queue, `overflow` decides what is dropped.
+    /// short lock that the consumer also takes, never for long. An event
+    /// emitted inside a handler also has its [`Cause`](crate::Cause)
+    /// copied: one allocation (its box), and when that handler is a
+    /// subscription, its name, looked up under a process-wide lock that
+    /// subscribing and unsubscribing also take (one more allocation if the
+    /// name was given as a `String`). It never blocks the emit: on a full
+    /// queue, `overflow` decides what is dropped; an event whose `clone`
+    /// panics is reported as the subscription's failure and yielded as a
+    /// [`StreamItem::Lagged`].
     ///
     /// # Panics
     ///
@@ -432,8 +477,9 @@ impl EventBus {
         let sender = Sender(Arc::clone(&shared));
         let options = SubscribeOptions::new().name(std::any::type_name::<EventStream<E>>());
         let subscription = self.subscribe_with(options, move |event: &E, ctx: &EventContext| {
+            let event = sender.0.copy(|| event.clone());
             sender.0.push(Delivery {
-                event: event.clone(),
+                event,
                 envelope: ctx.envelope(),
             });
         });
