@@ -164,7 +164,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 ///
 /// # Cost
 ///
-/// `emit` takes no lock. `emit` and `emit_ref` call one out-of-line function
+/// `emit` takes no lock on its usual path (the exceptions: below, and a
+/// history's mutex). `emit` and `emit_ref` call one out-of-line function
 /// per event type. When nobody can hear the event (no `#[handler]` for it or
 /// static handlers off; nothing routed for it on any bus: subscription,
 /// stream, selector, disabled handler, handler statistics; no history or
@@ -180,13 +181,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// bus's route table; otherwise it reads it with plain loads and stores in
 /// a per-thread slot (no lock, no read-modify-write, unless the table it
 /// read was replaced meanwhile: then it takes a lock once to give it back;
-/// writers pay instead: see below). An emit
+/// and a read nested deeper than 16 emits on one thread, or a thread's
+/// first, takes that lock and clones an `Arc` instead; writers pay
+/// otherwise: see below). An emit
 /// outside any trace scope gets a fresh trace id made from its sequence
 /// number (two multiplications; see [`crate::trace`]), and an emit nobody
 /// observes makes it only when its report is asked. No clock is read
 /// unless someone asks for the timestamp (or the bus keeps a history).
-/// Nothing is allocated unless a handler fails (or an async handler is
-/// skipped: see [`emit`](EventBus::emit)), with or without a `tracing`
+/// Nothing is allocated unless a handler fails or is skipped (an async
+/// handler in a sync emit, see [`emit`](EventBus::emit), or one taking a
+/// resource the bus lacks: [`SkipReason`](crate::SkipReason)), with or
+/// without a `tracing`
 /// subscriber (an emit outside a trace scope opens no span; see
 /// [`crate::trace`] for how logs still show its id); a test counts it. A
 /// bus with a history also serializes the event and takes the history's
