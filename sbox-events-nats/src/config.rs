@@ -124,7 +124,9 @@ impl BridgeBuilder {
     /// Receives events from the broker through the durable consumer
     /// `durable` (its position survives restarts; processes sharing it
     /// share the work), and emits those that `selector` picks on the local
-    /// bus (others are acknowledged and skipped).
+    /// bus (others are acknowledged and skipped). `durable` is letters,
+    /// digits, `_` or `-` (as JetStream recommends; `start` refuses
+    /// anything else with [`BridgeError::Name`]).
     ///
     /// Processes that share a durable must use the same selector, and none
     /// of them should publish what the durable takes: a process skips (and
@@ -203,7 +205,8 @@ impl BridgeBuilder {
     }
 
     /// Delays before each redelivery of a message whose handlers failed
-    /// (default 1 s, 5 s, 30 s; the last repeats).
+    /// (default 1 s, 5 s, 30 s; the last repeats). The messages behind it
+    /// are handled meanwhile: a redelivered message comes after them.
     pub fn redelivery_backoff(mut self, delays: Vec<Duration>) -> Self {
         if !delays.is_empty() {
             self.backoff = delays;
@@ -342,7 +345,11 @@ impl BridgeBuilder {
     }
 }
 
-pub(crate) fn check_names(prefix: &str, stream: &str) -> Result<(), BridgeError> {
+pub(crate) fn check_names(
+    prefix: &str,
+    stream: &str,
+    durable: Option<&str>,
+) -> Result<(), BridgeError> {
     let token_ok = |t: &str| {
         !t.is_empty()
             && t.chars()
@@ -355,13 +362,26 @@ pub(crate) fn check_names(prefix: &str, stream: &str) -> Result<(), BridgeError>
             ),
         });
     }
-    if stream.is_empty()
-        || !stream
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    // JetStream refuses `.`, `*`, `>`, spaces and path separators in
+    // stream and consumer names; these are the names it recommends.
+    let name_ok = |name: &str| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !name_ok(stream) {
         return Err(BridgeError::Name {
             message: format!("stream name {stream:?} must be letters, digits, `_` or `-`"),
+        });
+    }
+    if let Some(durable) = durable
+        && !name_ok(durable)
+    {
+        return Err(BridgeError::Name {
+            message: format!(
+                "durable consumer name {durable:?} must be letters, digits, `_` or `-`"
+            ),
         });
     }
     Ok(())
@@ -384,11 +404,17 @@ mod tests {
 
     #[test]
     fn names_are_checked() {
-        assert!(check_names("sbox", "SBOX_EVENTS").is_ok());
-        assert!(check_names("acme.sbox", "EVENTS-1").is_ok());
-        assert!(check_names("sb ox", "S").is_err());
-        assert!(check_names("sbox.*", "S").is_err());
-        assert!(check_names("sbox.", "S").is_err());
-        assert!(check_names("sbox", "S.E").is_err());
+        assert!(check_names("sbox", "SBOX_EVENTS", None).is_ok());
+        assert!(check_names("acme.sbox", "EVENTS-1", Some("audit_eu-1")).is_ok());
+        assert!(check_names("sb ox", "S", None).is_err());
+        assert!(check_names("sbox.*", "S", None).is_err());
+        assert!(check_names("sbox.", "S", None).is_err());
+        assert!(check_names("sbox", "S.E", None).is_err());
+        for durable in ["", "audit.eu", "a b", "a*", "a>", "a/b", "\u{1b}[31m"] {
+            assert!(
+                check_names("sbox", "S", Some(durable)).is_err(),
+                "{durable:?}"
+            );
+        }
     }
 }

@@ -47,7 +47,9 @@
 //! * **Order per subject** (one subject per event name), as published; a
 //!   message lost on the wire when the connection breaks is sent again
 //!   after the ones behind it in the window ([`BridgeBuilder::max_in_flight`]
-//!   `= 1` keeps the order exactly, at a cost).
+//!   `= 1` keeps the broker's order exactly, at a cost). A received
+//!   message whose handlers fail is redelivered after its backoff
+//!   ([`BridgeBuilder::redelivery_backoff`]), so after the ones behind it.
 //! * **Schemas are checked.** Each message carries its type's
 //!   [fingerprint](sbox_events::Event::FINGERPRINT); a receiver whose type
 //!   differs refuses it rather than misread it.
@@ -253,7 +255,8 @@ impl BridgeBuilder {
     /// forwarding and receiving on `bus`. Fails at once on a malformed URL
     /// or names, or a spool that cannot be opened.
     pub fn start(self, bus: &EventBus) -> Result<NatsBridge, BridgeError> {
-        config::check_names(&self.prefix, &self.stream)?;
+        let durable = self.consume.as_ref().map(|(durable, _)| durable.as_str());
+        config::check_names(&self.prefix, &self.stream, durable)?;
         self.check_settings()?;
         let server = config::redact(&self.url);
         let instance = self.instance.clone().unwrap_or_else(|| {

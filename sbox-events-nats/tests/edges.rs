@@ -1,10 +1,10 @@
 //! The bridge at its edges, against a real `nats-server`: a spool with
 //! damaged lines, an event the stream refuses for good, events emitted on
 //! the bridge's own thread under `Policy::Block`, a handler that never
-//! finishes when the bridge is dropped.
+//! finishes when the bridge is dropped; names the broker would refuse.
 
 use sbox_events::{Event, EventBus, EventContext, EventSelector};
-use sbox_events_nats::{NatsBridge, Policy};
+use sbox_events_nats::{BridgeError, NatsBridge, Policy};
 use sbox_events_tests::nats::{Server, eventually};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -236,4 +236,28 @@ fn dropping_a_bridge_whose_handler_never_finishes_returns() {
     });
     done.recv_timeout(LONG)
         .expect("the bridge stops without waiting for the handler");
+}
+
+#[test]
+fn a_durable_name_the_broker_would_refuse_fails_at_start() {
+    // Refused before connecting: no server is needed, and nothing retries
+    // a consumer that could never be created.
+    let bus = plain_bus();
+    for durable in ["audit.eu", "audit eu", "audit*", "audit>", "", "a/b"] {
+        let started = NatsBridge::builder("nats://127.0.0.1:1")
+            .consume(durable, EventSelector::all())
+            .start(&bus);
+        match started {
+            Err(BridgeError::Name { message }) => assert_eq!(
+                message,
+                format!("durable consumer name {durable:?} must be letters, digits, `_` or `-`")
+            ),
+            other => panic!("{durable:?} accepted: {other:?}"),
+        }
+    }
+    let fine = NatsBridge::builder("nats://127.0.0.1:1")
+        .consume("audit_eu-1", EventSelector::all())
+        .start(&bus)
+        .expect("a valid durable starts (the broker is retried in the background)");
+    drop(fine);
 }
