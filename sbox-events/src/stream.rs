@@ -379,10 +379,6 @@ impl EventBus {
     /// whose `Serialize` fails (or panics) is that subscription's failure in
     /// the emit's report, and a [`StreamItem::Lagged`] in the stream.
     ///
-    /// Only event types linked into the program can be emitted, so a
-    /// `selector` that picks none of them gives a stream that ends at once
-    /// (its first item is `None`).
-    ///
     /// ```
     /// use sbox_events::events::ConfigExported;
     /// use sbox_events::stream::{Overflow, StreamItem};
@@ -417,6 +413,7 @@ impl EventBus {
             name: "sbox_events::stream::JsonStream".into(),
             priority: 0,
             recorder: false,
+            keep: Some(Box::new(Arc::clone(&sender))),
         };
         let subscription = self.subscribe_each(options, selector, None, |event_type| {
             let sender = Arc::clone(&sender);

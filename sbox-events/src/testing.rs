@@ -107,6 +107,7 @@ impl Recorder {
             name: "sbox_events::testing::Recorder".into(),
             priority: 0,
             recorder: true,
+            keep: None,
         };
         let subscription =
             bus.subscribe_each(options, selector, None, |_| Some(Arc::clone(&record)));

@@ -9,7 +9,9 @@ use sbox_events::history::HistoryQuery;
 use sbox_events::stream::{Overflow, StreamItem};
 use sbox_events::testing::Recorder;
 use sbox_events::trace::{self, TraceFutureExt, TraceId};
-use sbox_events::{Event, EventBus, EventContext, Refusal, SubscribeOptions, Subscription};
+use sbox_events::{
+    AnyEvent, Event, EventBus, EventContext, EventSelector, Refusal, SubscribeOptions, Subscription,
+};
 use sbox_events_tests::exec::{block_on, poll_once, yield_now};
 use sbox_events_tests::within;
 use serde::{Deserialize, Serialize, Serializer};
@@ -281,6 +283,40 @@ fn a_panicking_capture_does_not_escape_unsubscribe_or_the_bus_drop() {
     })
     .detach();
     assert!(catch_unwind(AssertUnwindSafe(move || drop(bus))).is_ok());
+}
+
+#[test]
+fn a_closure_that_selects_no_event_type_is_kept_until_unsubscribed_then_released_in_isolation() {
+    let bus = plain_bus();
+    let (errors, _errors) = errors_of(&bus);
+    let nothing = EventSelector::pattern("isolation.nothing.*").unwrap();
+    let (dropped, released) = mpsc::channel::<()>();
+    struct Flag(mpsc::Sender<()>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    let flag = Flag(dropped);
+    let sub = bus.subscribe_any(nothing.clone(), move |_: &AnyEvent, _: &EventContext| {
+        let _ = &flag;
+    });
+    assert!(released.try_recv().is_err(), "kept while subscribed");
+    drop(sub);
+    assert!(released.try_recv().is_ok(), "released at unsubscribe");
+
+    let bomb = PanicOnDrop("dropped at unsubscribe, selecting nothing");
+    let subscribed = catch_unwind(AssertUnwindSafe(|| {
+        bus.subscribe_any(nothing, move |_: &AnyEvent, _: &EventContext| {
+            let _ = &bomb;
+        })
+    }));
+    let sub = subscribed.expect("subscribing drops nothing");
+    assert!(errors.lock().unwrap().is_empty());
+    assert!(catch_unwind(AssertUnwindSafe(move || drop(sub))).is_ok());
+    let errors = errors.lock().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].1, "dropped at unsubscribe, selecting nothing");
 }
 
 /// A waker that emits on a bus when it is dropped.

@@ -454,6 +454,9 @@ pub(crate) struct ErasedSubscription {
     pub(crate) selector: EventSelector,
     /// Keyed by event index.
     pub(crate) entries: HashMap<usize, Arc<ErasedEntry>>,
+    /// What it shares with its entries' closures, held for as long as it
+    /// is subscribed also when it selects no event type (with its name).
+    pub(crate) kept: Option<(Cow<'static, str>, Box<dyn Any + Send + Sync>)>,
 }
 
 pub(crate) struct ErasedEntry {
@@ -489,6 +492,9 @@ impl<E: Event> Drop for Subscriber<E> {
 impl Drop for ErasedSubscription {
     fn drop(&mut self) {
         forget_subscription_name(self.id);
+        if let Some((name, kept)) = self.kept.take() {
+            release(&name, "(no event type)", kept);
+        }
     }
 }
 

@@ -118,6 +118,7 @@ impl EventBus {
             name,
             priority: options.priority,
             recorder: false,
+            keep: Some(Box::new(Arc::clone(&call))),
         };
         self.subscribe_each(options, selector, filter, |_| Some(Arc::clone(&call)))
     }
@@ -159,6 +160,7 @@ impl EventBus {
             id,
             selector,
             entries,
+            kept: options.keep.map(|kept| (options.name, kept)),
         });
         self.change(|config, control, table| {
             control.erased.push(subscription);
@@ -207,13 +209,16 @@ fn remove_erased(bus: &EventBus, id: u64) {
     });
 }
 
-/// How [`EventBus::subscribe_each`] subscribes: name, priority, and whether
+/// How [`EventBus::subscribe_each`] subscribes: name, priority, whether
 /// the subscription is a recorder (it sees each event before its handlers,
-/// and is not one of them).
+/// and is not one of them), and what it keeps until it is unsubscribed
+/// (what its closures share, so that a selector picking no event type does
+/// not drop it at once; released in isolation like the closures).
 pub(crate) struct EachOptions {
     pub(crate) name: Cow<'static, str>,
     pub(crate) priority: i32,
     pub(crate) recorder: bool,
+    pub(crate) keep: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Name and priority of a subscription; see [`EventBus::subscribe_with`].

@@ -150,6 +150,7 @@ impl MetricsCollector {
             name: "metrics::count".into(),
             priority: PRIORITY,
             recorder: false,
+            keep: None,
         };
         subscriptions.push(bus.subscribe_each(
             each,
