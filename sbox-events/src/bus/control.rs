@@ -105,6 +105,8 @@ impl Drop for BusInner {
             Err(poisoned) => std::mem::take(poisoned.into_inner()),
         };
         drop(control);
+        // Resources too (each `Held` releases its value in isolation).
+        drop(std::mem::take(&mut self.resources));
         log_release_failures();
     }
 }

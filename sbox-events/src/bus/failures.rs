@@ -247,7 +247,8 @@ impl EventBus {
     }
 }
 
-const RELEASE_FAILED: &str = "a removed subscription's closure panicked while it was dropped";
+const RELEASE_FAILED: &str =
+    "a removed subscription's closure, or a bus's resource, panicked while it was dropped";
 
 /// Logs the release failures on this thread (when the bus itself is gone).
 #[cold]

@@ -135,15 +135,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// # User code
 ///
 /// The bus runs user code beyond handlers: closures and filters, the `Drop`
-/// of their captures and of async handlers' futures, an event's `Serialize`
+/// of their captures, of async handlers' futures and of its resources (when
+/// the bus is dropped, or a builder's resource is replaced), an event's `Serialize`
 /// (for a history or a test recorder), `Deserialize` (replay, the recorder's
 /// `events`) and `validate`, the `Display` of handler errors, and the
 /// wakers of stream consumers. Two rules hold for all of it:
 ///
 /// * **A panic is caught where it happens** and never unwinds out of
 ///   `emit`, `emit_async`, a `drop` (of a [`Subscription`], an
-///   [`EmitAsync`] future, the bus) or any bus method. It is logged and
-///   emitted as `error.occurred`, and when an emit is running it is in its
+///   [`EmitAsync`] future, the bus, its builder) or any bus or builder
+///   method. It is logged and emitted as `error.occurred` (by the next
+///   emit on that thread if none is running; only logged when the bus
+///   itself is being dropped), and when an emit is running it is in its
 ///   report: a handler's in [`EmitReport::failures`], a recorder's in
 ///   [`EmitReport::not_recorded`] (the handlers still run), the release of
 ///   a removed closure in [`EmitReport::drop_failures`]; a panicking

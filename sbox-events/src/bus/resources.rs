@@ -8,12 +8,14 @@
 //! remembers the index in a static of its own. So an emit reads a resource
 //! with a load, a bounds check and a type check: no hashing, no lock.
 
+use super::release::release;
 use super::{EventBus, EventBusBuilder};
 use crate::context::EventContext;
 use crate::handler::{HandlerError, HandlerFuture, ResourceNeed};
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,21 +31,34 @@ pub(crate) type Resources = Box<[Option<Held>]>;
 #[derive(Clone)]
 pub(crate) struct Held {
     /// An `Arc<Arc<T>>`: keeps the `T` alive and unchanged (read through
-    /// `data` only).
-    _any: Arc<dyn Any + Send + Sync>,
+    /// `data` only). Dropped only by `Drop`.
+    any: ManuallyDrop<Arc<dyn Any + Send + Sync>>,
+    /// `std::any::type_name::<T>()`, for a panic in its `Drop`.
+    name: &'static str,
     /// `TypeId::of::<T>()`.
     type_id: TypeId,
-    /// The bits of the `*const T` of the `Arc<T>` inside `_any` (not null):
+    /// The bits of the `*const T` of the `Arc<T>` inside `any` (not null):
     /// one word, or two for an unsized `T` (a trait object's vtable).
     data: [usize; 2],
 }
 
-// SAFETY: `data` points at the `T` that `_any` (`Send + Sync`, never
+// SAFETY: `data` points at the `T` that `any` (`Send + Sync`, never
 // changed) keeps alive; `Held` gives only shared access to it (`get`), and
 // `T: Send + Sync` (`new`).
 unsafe impl Send for Held {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Held {}
+
+impl Drop for Held {
+    /// The last `Held` of a resource drops it: user code, released in
+    /// isolation like a subscription's closure (the bus's drop, a resource
+    /// replaced or a bus not built; a panic is logged or reported).
+    fn drop(&mut self) {
+        // SAFETY: `any` is taken here only, once, and never used again.
+        let any = unsafe { ManuallyDrop::take(&mut self.any) };
+        release(self.name, "(resource)", any);
+    }
+}
 
 impl Held {
     pub(crate) fn new<T: ?Sized + Send + Sync + 'static>(value: Arc<T>) -> Held {
@@ -57,7 +72,8 @@ impl Held {
                 .write(Arc::as_ptr(&value))
         };
         Held {
-            _any: Arc::new(value),
+            any: ManuallyDrop::new(Arc::new(value)),
+            name: std::any::type_name::<T>(),
             type_id: TypeId::of::<T>(),
             data,
         }
@@ -80,7 +96,7 @@ impl Held {
     #[inline]
     unsafe fn get_unchecked<T: ?Sized + 'static>(&self) -> &T {
         // SAFETY: `new::<T>` wrote a `*const T` at the start of `data`
-        // (aligned for it), pointing at the `T` that `self._any` keeps alive
+        // (aligned for it), pointing at the `T` that `self.any` keeps alive
         // and unchanged for as long as `self` is borrowed.
         // Read as a `NonNull`: the compiler then knows the reference made
         // from it is not null (one test and branch fewer per read).
