@@ -3,7 +3,6 @@
 //! (`emit_async`). The rules users rely on (order, re-entrancy, failures,
 //! cost) are documented on [`EventBus`].
 //!
-//!
 //! # Where things are
 //!
 //! * this file: [`EventBus`] and its emit and subscribe API;
@@ -15,9 +14,8 @@
 //!   closures inside isolation; `resources.rs`: application state for
 //!   `#[handler]`s;
 //! * `subscribe.rs`: run-time subscriptions and their removal; `routes.rs`:
-//!   the per-type route tables; `control.rs`: enabling handlers,
-//!   statistics, the copy-on-write change of the routes, and the bus's
-//!   `Default`/`Debug`;
+//!   the per-type route tables; `control.rs`: enabling handlers, statistics,
+//!   the copy-on-write change of the routes, the bus's `Default`/`Debug`;
 //! * `skip.rs`: async handlers a plain emit skips; `report.rs`: what an
 //!   emit returns; `builder.rs`: the options;
 //! * `hooks.rs`: what the bus hands to lower layers (per-type operations)
@@ -134,25 +132,24 @@ use std::sync::{Arc, Mutex, OnceLock};
 ///
 /// # User code
 ///
-/// The bus runs user code beyond handlers: closures and filters, the `Drop`
-/// of their captures, of async handlers' futures and of its resources (when
-/// the bus is dropped, or a builder's resource is replaced), an event's `Serialize`
-/// (for a history or a test recorder), `Deserialize` (replay, the recorder's
-/// `events`) and `validate`, the `Display` of handler errors, and the
-/// wakers of stream consumers. Two rules hold for all of it:
+/// The bus runs user code beyond handlers: closures and filters, the `Drop` of
+/// their captures, of async handlers' futures and of its resources (when the
+/// bus is dropped, or a builder's resource is replaced), an event's
+/// `Serialize` (for a history or a test recorder), `Deserialize` (replay, the
+/// recorder's `events`) and `validate`, the `Display` of handler errors, and
+/// the wakers of stream consumers. Two rules hold for all of it:
 ///
-/// * **A panic is caught where it happens** and never unwinds out of
-///   `emit`, `emit_async`, a `drop` (of a [`Subscription`], an
-///   [`EmitAsync`] future, the bus, its builder) or any bus or builder
-///   method. It is logged and emitted as `error.occurred` (by the next
-///   emit on that thread if none is running; only logged when the bus
-///   itself is being dropped), and when an emit is running it is in its
-///   report: a handler's in [`EmitReport::failures`], a recorder's in
-///   [`EmitReport::not_recorded`] (the handlers still run), the release of
-///   a removed closure in [`EmitReport::drop_failures`]; a panicking
-///   validator is a [`Refusal::Invalid`]. A cancelled `emit_async` has no
-///   report: a panic while its handler's future is dropped is logged and
-///   emitted as `error.occurred`.
+/// * **A panic is caught where it happens** and never unwinds out of `emit`,
+///   `emit_async`, a `drop` (of a [`Subscription`], an [`EmitAsync`] future,
+///   the bus, its builder) or any bus or builder method. It is logged and
+///   emitted as `error.occurred` (only logged when the bus itself is being
+///   dropped), and when an emit is running it is in its report: a handler's in
+///   [`EmitReport::failures`], a recorder's in [`EmitReport::not_recorded`]
+///   (the handlers still run), the release of a removed closure in
+///   [`EmitReport::drop_failures`]; a panicking validator is a
+///   [`Refusal::Invalid`]. A cancelled `emit_async` has no report: a panic
+///   while its handler's future is dropped is logged and emitted as
+///   `error.occurred`.
 /// * **No user code runs while a lock of the library is held**: removed
 ///   subscriptions and replaced route tables are dropped after the control
 ///   lock is released (so a closure may own subscriptions of the same bus,
@@ -167,45 +164,42 @@ use std::sync::{Arc, Mutex, OnceLock};
 ///
 /// # Cost
 ///
-/// `emit` takes no lock on its usual path (the exceptions: below, and a
-/// history's mutex). `emit` and `emit_ref` call one out-of-line function
-/// per event type. When nobody can hear the event (no `#[handler]` for it or
-/// static handlers off; nothing routed for it on any bus: subscription,
-/// stream, selector, disabled handler, handler statistics; no history or
-/// recorder; no validation), that function takes a sequence number and
-/// returns the report: a few loads and stores, and in release builds no
-/// further call. Otherwise it reads a few thread-locals (trace, depth,
-/// sequence block), builds the context on the stack, and calls each handler
-/// through a function pointer (a boxed closure for subscriptions) inside
-/// `catch_unwind`. Sequence numbers come from a per-thread block of 1024, so
-/// one emit in 1024 does a shared atomic `fetch_add`. While no bus has a
-/// subscription or a disabled handler for the event type (a per-type count
-/// that only subscribe/unsubscribe write), it does not even look at the
-/// bus's route table; otherwise it reads it with plain loads and stores in
-/// a per-thread slot (no lock, no read-modify-write, unless the table it
-/// read was replaced meanwhile: then it takes a lock once to give it back;
-/// and a read nested deeper than 16 emits on one thread, or a thread's
-/// first, takes that lock and clones an `Arc` instead; writers pay
-/// otherwise: see below). An emit
-/// outside any trace scope gets a fresh trace id made from its sequence
-/// number (two multiplications; see [`crate::trace`]), and an emit nobody
-/// observes makes it only when its report is asked. No clock is read
-/// unless someone asks for the timestamp (or the bus keeps a history).
-/// Nothing is allocated unless a handler fails or is skipped (an async
-/// handler in a sync emit, see [`emit`](EventBus::emit), or one taking a
-/// resource the bus lacks: [`SkipReason`](crate::SkipReason)), with or
-/// without a `tracing`
+/// `emit` takes no lock on its usual path (exceptions below). `emit` and
+/// `emit_ref` call one out-of-line function per event type. When nobody can
+/// hear the event (no `#[handler]` for it or static handlers off; nothing
+/// routed for it on any bus: subscription, stream, selector, disabled handler,
+/// handler statistics; no history or recorder; no validation), that function
+/// takes a sequence number and returns the report: a few loads and stores, and
+/// in release builds no further call. Otherwise it reads a few thread-locals
+/// (trace, depth, sequence block), builds the context on the stack, and calls
+/// each handler through a function pointer (a boxed closure for subscriptions)
+/// inside `catch_unwind`. Sequence numbers come from a per-thread block of
+/// 1024, so one emit in 1024 does a shared atomic `fetch_add`. While no bus
+/// has a subscription or a disabled handler for the event type (a per-type
+/// count that only subscribe/unsubscribe write), it does not even look at the
+/// bus's route table; otherwise it reads it with plain loads and stores in a
+/// per-thread slot (no lock, no read-modify-write, unless the table it read
+/// was replaced meanwhile: then it takes a lock once to give it back; and a
+/// read nested deeper than 16 emits on one thread, or a thread's first, takes
+/// that lock and clones an `Arc` instead; writers pay otherwise: see below).
+/// An emit outside any trace scope gets a fresh trace id made from its
+/// sequence number (two multiplications; see [`crate::trace`]), and an emit
+/// nobody observes makes it only when its report is asked. No clock is read
+/// unless someone asks for the timestamp (or the bus keeps a history). Nothing
+/// is allocated unless a handler fails or is skipped (an async handler in a
+/// sync emit, see [`emit`](EventBus::emit), or one taking a resource the bus
+/// lacks: [`SkipReason`](crate::SkipReason)), with or without a `tracing`
 /// subscriber (an emit outside a trace scope opens no span; see
-/// [`crate::trace`] for how logs still show its id); a test counts it. A
-/// bus with a history also serializes the event and takes the history's
-/// mutex ([`crate::history`]); one with handler statistics counts every
-/// handler call and times one in eight (two clock reads;
-/// [`HandlerStats`](crate::HandlerStats)).
-/// Subscribing and unsubscribing copy the route table (copy-on-write, under a
-/// mutex only writers take) and, on Linux, make every thread of the process
-/// pass a memory barrier (`membarrier`: a system call of a few
-/// microseconds), so that emits need none. Measured costs are in the README
-/// (`cargo bench -p sbox-events --bench emit`).
+/// [`crate::trace`] for how logs still show its id); a test counts it. A bus
+/// with a history also serializes the event and takes the history's mutex
+/// ([`crate::history`]); one with handler statistics counts every handler call
+/// and times one in eight (two clock reads;
+/// [`HandlerStats`](crate::HandlerStats)). Subscribing and unsubscribing copy
+/// the route table (copy-on-write, under a mutex only writers take) and, on
+/// Linux, make every thread of the process pass a memory barrier
+/// (`membarrier`: a system call of a few microseconds), so that emits need
+/// none. Measured costs are in the README (`cargo bench -p sbox-events --bench
+/// emit`).
 #[derive(Clone)]
 pub struct EventBus {
     inner: Arc<BusInner>,
