@@ -28,7 +28,8 @@ pub struct LogSafe<'a>(pub &'a str);
 pub(crate) fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(c,
-            '\u{200b}'..='\u{200f}' // zero-width spaces and marks, LRM/RLM
+            '\u{61c}' // Arabic letter mark (a bidi control, like LRM/RLM)
+            | '\u{200b}'..='\u{200f}' // zero-width spaces and marks, LRM/RLM
             | '\u{2028}'..='\u{202e}' // line/paragraph separators, embeddings, overrides
             | '\u{2066}'..='\u{2069}' // isolates
             | '\u{feff}')
@@ -99,6 +100,11 @@ mod tests {
             ("\x1b[31mred\x7f", r"\u{1b}[31mred\u{7f}"),
             ("\u{9b}31m", r"\u{9b}31m"),
             ("abc\u{202e}cba", r"abc\u{202e}cba"),
+            // Every Bidi_Control character: ALM, LRM, RLM, the embeddings
+            // and overrides, the isolates.
+            ("a\u{61c}b\u{200e}c\u{200f}", r"a\u{61c}b\u{200e}c\u{200f}"),
+            ("\u{202a}\u{202b}\u{202c}\u{202d}", r"\u{202a}\u{202b}\u{202c}\u{202d}"),
+            ("\u{2066}\u{2067}\u{2068}\u{2069}", r"\u{2066}\u{2067}\u{2068}\u{2069}"),
             ("\u{feff}bom", r"\u{feff}bom"),
             ("naïve ✓ 東京", "naïve ✓ 東京"),
             (r"C:\path", r"C:\path"),
