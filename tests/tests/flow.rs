@@ -376,6 +376,41 @@ fn a_crafted_file_with_a_cycle_of_causes_still_gives_a_tree() {
 }
 
 #[test]
+fn a_cycle_of_causes_cuts_one_link_and_keeps_the_events_that_lead_into_it() {
+    let trace = TraceId::random();
+    let line = |seq: u64, parent: u64| {
+        format!(
+            r#"{{"name":"flow2.parsed","source":"s","trace_id":"{trace}","timestamp":"2026-12-03T10:00:00Z","sequence":{seq},"cause":{{"event":"flow2.parsed","sequence":{parent}}},"data":{{"n":1}}}}"#
+        )
+    };
+    // #1 is caused by #2; #2 and #3 cause each other; #4 by #1.
+    let text = [line(1, 2), line(2, 3), line(3, 2), line(4, 1)].join("\n");
+    let imported = import_jsonl(text.as_bytes(), &ImportOptions::new()).unwrap();
+    let tree = TraceTree::from_records(&imported.events, trace);
+    let roots: Vec<u64> = tree
+        .roots()
+        .iter()
+        .map(|root| root.record().envelope().sequence())
+        .collect();
+    assert_eq!(roots, [2], "one link of the cycle cut (the first record's): {tree}");
+    let sequences = |nodes: Vec<&sbox_events::history::EventNode>| -> Vec<u64> {
+        let mut sequences: Vec<u64> = nodes
+            .iter()
+            .map(|node| node.record().envelope().sequence())
+            .collect();
+        sequences.sort();
+        sequences
+    };
+    let root = &tree.roots()[0];
+    assert_eq!(sequences(root.children().collect()), [1, 3], "{tree}");
+    let first = root
+        .children()
+        .find(|node| node.record().envelope().sequence() == 1)
+        .expect("#1 under #2");
+    assert_eq!(sequences(first.children().collect()), [4], "{tree}");
+}
+
+#[test]
 fn a_cause_is_found_by_its_event_id_when_it_has_one_and_by_name_and_sequence_otherwise() {
     let trace = TraceId::random();
     let line = |name: &str, seq: u64, id: &str, cause: &str| {

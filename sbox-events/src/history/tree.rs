@@ -193,9 +193,9 @@ impl HandlerNode {
 /// Each record's parent (the record its cause names): by event id when the
 /// cause has one (a cause whose event is not among the records, say in
 /// another process, makes a root); otherwise by sequence number and event
-/// name, from the same process (sequence numbers are per process). A cause
-/// that would close a cycle or go deeper than [`MAX_DEPTH`] (only a crafted
-/// file has those) is dropped.
+/// name, from the same process (sequence numbers are per process). Of a
+/// cycle of causes, the first record's cause is dropped, and so is a cause
+/// that would go deeper than [`MAX_DEPTH`] (only a crafted file has those).
 fn parents(records: &[&RecordedEvent]) -> Vec<Option<usize>> {
     let mut by_id = HashMap::with_capacity(records.len());
     let mut by_sequence = HashMap::with_capacity(records.len());
@@ -223,12 +223,13 @@ fn parents(records: &[&RecordedEvent]) -> Vec<Option<usize>> {
             (parent != at).then_some(parent)
         })
         .collect();
+    cut_cycles(&mut parents);
     for start in 0..parents.len() {
         let mut at = start;
         let mut depth = 0;
         while let Some(parent) = parents[at] {
             depth += 1;
-            if parent == start || depth > MAX_DEPTH {
+            if depth > MAX_DEPTH {
                 parents[start] = None;
                 break;
             }
@@ -236,6 +237,41 @@ fn parents(records: &[&RecordedEvent]) -> Vec<Option<usize>> {
         }
     }
     parents
+}
+
+/// Cuts one link of every cycle of `parents`: the one from the cycle's
+/// first record. Events leading into a cycle keep theirs. Each walk up
+/// stops at a record an earlier walk finished, so each link is followed
+/// once.
+fn cut_cycles(parents: &mut [Option<usize>]) {
+    const NEW: u8 = 0;
+    const ON_WALK: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![NEW; parents.len()];
+    let mut walk = Vec::new();
+    for start in 0..parents.len() {
+        let mut at = Some(start);
+        while let Some(here) = at {
+            match state[here] {
+                DONE => break,
+                ON_WALK => {
+                    // Back on this walk: `walk[from..]` is a cycle.
+                    let from = walk.iter().position(|&p| p == here).unwrap_or(0);
+                    let first = walk[from..].iter().copied().min().unwrap_or(here);
+                    parents[first] = None;
+                    break;
+                }
+                _ => {
+                    state[here] = ON_WALK;
+                    walk.push(here);
+                    at = parents[here];
+                }
+            }
+        }
+        for done in walk.drain(..) {
+            state[done] = DONE;
+        }
+    }
 }
 
 /// The deepest a tree goes: an event further down starts a tree of its own
