@@ -103,8 +103,14 @@ mod tests {
             // Every Bidi_Control character: ALM, LRM, RLM, the embeddings
             // and overrides, the isolates.
             ("a\u{61c}b\u{200e}c\u{200f}", r"a\u{61c}b\u{200e}c\u{200f}"),
-            ("\u{202a}\u{202b}\u{202c}\u{202d}", r"\u{202a}\u{202b}\u{202c}\u{202d}"),
-            ("\u{2066}\u{2067}\u{2068}\u{2069}", r"\u{2066}\u{2067}\u{2068}\u{2069}"),
+            (
+                "\u{202a}\u{202b}\u{202c}\u{202d}",
+                r"\u{202a}\u{202b}\u{202c}\u{202d}",
+            ),
+            (
+                "\u{2066}\u{2067}\u{2068}\u{2069}",
+                r"\u{2066}\u{2067}\u{2068}\u{2069}",
+            ),
             ("\u{feff}bom", r"\u{feff}bom"),
             ("naïve ✓ 東京", "naïve ✓ 東京"),
             (r"C:\path", r"C:\path"),

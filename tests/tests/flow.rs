@@ -392,7 +392,11 @@ fn a_cycle_of_causes_cuts_one_link_and_keeps_the_events_that_lead_into_it() {
         .iter()
         .map(|root| root.record().envelope().sequence())
         .collect();
-    assert_eq!(roots, [2], "one link of the cycle cut (the first record's): {tree}");
+    assert_eq!(
+        roots,
+        [2],
+        "one link of the cycle cut (the first record's): {tree}"
+    );
     let sequences = |nodes: Vec<&sbox_events::history::EventNode>| -> Vec<u64> {
         let mut sequences: Vec<u64> = nodes
             .iter()

@@ -334,6 +334,24 @@ fn every_import_error_names_its_line_and_reason() {
 }
 
 #[test]
+fn the_line_limit_counts_neither_a_byte_order_mark_nor_a_crlf_ending() {
+    let long = format!("{GOOD}{}", " ".repeat(40));
+    let input = format!("\u{feff}{GOOD}\r\n{long}\r\n{GOOD}\r\n");
+    let options = ImportOptions::new().max_line_bytes(GOOD.len());
+    let err = import_jsonl(input.as_bytes(), &options).expect_err("line 2 is too long");
+    assert_eq!(err.imported().len(), 2, "line 1 is exactly at the limit");
+    let described: Vec<String> = err.errors().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        described,
+        [format!(
+            "line 2: line is {} bytes, longer than the limit of {}",
+            long.len(),
+            GOOD.len()
+        )]
+    );
+}
+
+#[test]
 fn a_read_error_is_reported_at_its_line() {
     struct Failing(usize);
     impl std::io::Read for Failing {

@@ -281,6 +281,13 @@ pub fn import_jsonl(
     let mut errors = Vec::new();
     let mut buf = Vec::new();
     let mut line = 0;
+    // A byte order mark before the first line is skipped, not counted in
+    // its length (a read error here is met again, and reported, below).
+    if let Ok(start) = input.fill_buf()
+        && start.starts_with(BOM)
+    {
+        input.consume(BOM.len());
+    }
     loop {
         buf.clear();
         let read = match read_line_limited(&mut input, &mut buf, options.max_line_bytes) {
@@ -344,6 +351,8 @@ fn read_line_limited(
 ) -> io::Result<Option<usize>> {
     let mut length = 0;
     let mut any = false;
+    // The line's last byte, also when it was not kept.
+    let mut last = None;
     loop {
         let available = match input.fill_buf() {
             Ok(available) => available,
@@ -359,6 +368,9 @@ fn read_line_limited(
             None => (available, false),
         };
         length += chunk.len();
+        if let Some(&byte) = chunk.last() {
+            last = Some(byte);
+        }
         if length <= limit.saturating_add(1) {
             buf.extend_from_slice(chunk);
         } else {
@@ -370,8 +382,10 @@ fn read_line_limited(
             break;
         }
     }
-    if buf.last() == Some(&b'\r') {
-        buf.pop();
+    if last == Some(b'\r') {
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
         length -= 1;
     }
     Ok(any.then_some(length))
@@ -508,6 +522,12 @@ mod tests {
         assert_eq!(
             read_line_limited(&mut reader, &mut buf, 5).expect("read"),
             None
+        );
+        // A long line's `\r\n` is not counted either.
+        let mut reader = &b"0123456789\r\n"[..];
+        assert_eq!(
+            read_line_limited(&mut reader, &mut buf, 5).expect("read"),
+            Some(10)
         );
     }
 }
