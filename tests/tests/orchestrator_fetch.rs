@@ -376,3 +376,38 @@ fn https_is_verified_against_the_trusted_roots() {
     assert_eq!(run.exit_code, 2, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("--ca-cert"), "{}", run.stderr);
 }
+
+#[test]
+fn an_https_subscription_is_never_fetched_over_http_through_a_redirect() {
+    use sbox_events_tests::http::TestCa;
+    let dir = scratch("https-downgrade");
+    let plain = Server::start(|_| Response::ok(sample()));
+    let target = plain.url("/sub.txt?token=t0ps3cretvalue");
+    let ca = TestCa::new();
+    let server = Server::start_tls(&ca, move |request| match request.path.as_str() {
+        "/same" => Response::redirect("/sub"),
+        "/sub" => Response::ok(sample()),
+        _ => Response::redirect(&target),
+    });
+    let pem = dir.join("ca.pem");
+    std::fs::write(&pem, &ca.ca_pem).expect("write");
+
+    let mut downgraded = options(&dir, &server.url("/down"));
+    downgraded.ca_cert = vec![pem.clone()];
+    let run = run(&downgraded);
+    assert_eq!(run.exit_code, 1, "{}{}", run.stdout, run.stderr);
+    let (kind, message) = run.failure();
+    assert_eq!(kind, "redirects", "{message}");
+    assert!(
+        message.contains("https") && message.contains("http"),
+        "{message}"
+    );
+    assert!(plain.requests().is_empty(), "nothing was asked over http");
+    assert!(!run.everything().contains("t0ps3cretvalue"));
+
+    // A redirect that stays on https is followed.
+    let mut same = options(&dir, &server.url("/same"));
+    same.ca_cert = vec![pem];
+    let run = self::run(&same);
+    assert_eq!(run.exit_code, 0, "{}{}", run.stdout, run.stderr);
+}

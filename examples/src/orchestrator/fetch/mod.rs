@@ -93,7 +93,7 @@ impl FetchError {
 
 /// Fetches `url` (conditionally, when a cached copy exists).
 pub fn fetch(url: &str, options: &FetchOptions) -> Result<Download, FetchError> {
-    let agent = agent(options)?;
+    let agent = agent(options, url)?;
     let cache = options.cache_dir.as_deref().and_then(|dir| {
         std::fs::create_dir_all(dir).ok()?;
         Some(CacheEntry::open(dir, url))
@@ -149,13 +149,19 @@ pub fn read_certificates(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'stati
     }
 }
 
-fn agent(options: &FetchOptions) -> Result<ureq::Agent, FetchError> {
+fn agent(options: &FetchOptions, url: &str) -> Result<ureq::Agent, FetchError> {
     use ureq::tls::{RootCerts, TlsConfig};
     let mut tls = TlsConfig::builder();
     if !options.ca_certs.is_empty() {
         tls = tls.root_certs(RootCerts::new_with_certs(&options.ca_certs));
     }
+    // A subscription asked for over https is never fetched over http: every
+    // redirect hop is checked (its body holds every server's credentials).
+    let https = url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
     let config = ureq::Agent::config_builder()
+        .https_only(https)
         .http_status_as_error(false)
         .max_redirects(options.max_redirects)
         .timeout_connect(Some(options.connect_timeout))
@@ -324,6 +330,11 @@ fn classify(error: ureq::Error) -> FetchError {
         Error::TooManyRedirects | Error::RedirectFailed => {
             FetchError::new("redirects", format!("redirects: {text}"))
         }
+        // Its text names the URL (secrets and all).
+        Error::RequireHttpsOnly(_) => FetchError::new(
+            "redirects",
+            "redirects: a redirect from https to http was refused",
+        ),
         Error::Tls(_) | Error::Pem(_) | Error::Rustls(_) => {
             FetchError::new("tls", format!("TLS: {text}"))
         }
