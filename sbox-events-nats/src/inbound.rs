@@ -296,8 +296,13 @@ async fn handle(
         }
     };
     let report = emit.await;
-    if let Some(Refusal::Invalid { reason }) = report.refused() {
-        let reason = reason.clone();
+    // Refused here (validation, or the bus's depth limit): no handler ran,
+    // and a redelivery would be refused the same way.
+    if let Some(refusal) = report.refused() {
+        let reason = match refusal {
+            Refusal::Invalid { reason } => reason.clone(),
+            other => other.to_string(),
+        };
         return refuse(
             consumer,
             message,

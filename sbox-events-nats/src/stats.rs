@@ -17,7 +17,8 @@ pub enum RefusedReason {
     Foreign,
     /// The sender's schema fingerprint differs from this binary's.
     Fingerprint,
-    /// The event failed validation here ([`Refusal`](sbox_events::Refusal)).
+    /// The bus here refused to emit it (a [`Refusal`](sbox_events::Refusal):
+    /// it failed validation, or it would exceed the bus's depth limit).
     Invalid,
     /// Its handlers kept failing until `max_deliver` deliveries.
     HandlersFailed,
