@@ -534,35 +534,6 @@ fn failing_handlers_get_redeliveries_with_backoff_then_termination() {
     assert_eq!(audit.stats().redelivered, 2);
 }
 
-#[test]
-#[ignore = "needs nats-server"]
-fn a_message_the_local_bus_refuses_is_refused_not_received() {
-    let server = Server::start();
-    // A bus whose depth limit refuses every emit: no handler can run.
-    let bus = EventBus::builder()
-        .static_handlers(false)
-        .max_depth(0)
-        .build()
-        .unwrap();
-    let calls = Arc::new(Mutex::new(0));
-    let c = Arc::clone(&calls);
-    bus.subscribe(move |_: &OrderPlaced, _: &EventContext| {
-        *c.lock().unwrap() += 1;
-    })
-    .detach();
-    let audit = consumer(&server, "audit", &bus);
-    let sender_bus = plain_bus();
-    let sender = publisher(&server.url(), Policy::default(), &sender_bus);
-    sender_bus.emit(OrderPlaced { order: 1 });
-    sender.flush(LONG).unwrap();
-    eventually(LONG, "refused", || {
-        audit.stats().refused(RefusedReason::Invalid) == 1
-    });
-    let stats = audit.stats();
-    assert_eq!((stats.received, stats.redelivered), (0, 0), "{stats:?}");
-    assert_eq!(*calls.lock().unwrap(), 0);
-}
-
 const SLOW_CHILD: &str = "a_consumer_killed_before_its_ack_gets_the_message_handled_once";
 
 #[test]

@@ -1,10 +1,11 @@
 //! The bridge at its edges, against a real `nats-server`: a spool with
 //! damaged lines, an event the stream refuses for good, events emitted on
 //! the bridge's own thread under `Policy::Block`, a handler that never
-//! finishes when the bridge is dropped; names the broker would refuse.
+//! finishes when the bridge is dropped; names the broker would refuse; a
+//! message the receiving bus refuses.
 
 use sbox_events::{Event, EventBus, EventContext, EventSelector};
-use sbox_events_nats::{BridgeError, NatsBridge, Policy};
+use sbox_events_nats::{BridgeError, NatsBridge, Policy, RefusedReason};
 use sbox_events_tests::nats::{Server, eventually};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -260,4 +261,34 @@ fn a_durable_name_the_broker_would_refuse_fails_at_start() {
         .start(&bus)
         .expect("a valid durable starts (the broker is retried in the background)");
     drop(fine);
+}
+
+#[test]
+#[ignore = "needs nats-server"]
+fn a_message_the_local_bus_refuses_is_refused_not_received() {
+    let server = Server::start();
+    // A bus whose depth limit refuses every emit: no handler can run.
+    let received = EventBus::builder()
+        .static_handlers(false)
+        .max_depth(0)
+        .build()
+        .unwrap();
+    let seen = collect(&received);
+    let audit = NatsBridge::builder(server.url())
+        .consume("audit", EventSelector::all())
+        .start(&received)
+        .expect("starts");
+    let bus = plain_bus();
+    let sender = NatsBridge::builder(server.url())
+        .publish(EventSelector::all())
+        .start(&bus)
+        .expect("starts");
+    bus.emit(note(1));
+    sender.flush(LONG).expect("published");
+    eventually(LONG, "refused", || {
+        audit.stats().refused(RefusedReason::Invalid) == 1
+    });
+    let stats = audit.stats();
+    assert_eq!((stats.received, stats.redelivered), (0, 0), "{stats:?}");
+    assert!(seen.lock().unwrap().is_empty());
 }
