@@ -1,7 +1,7 @@
 //! [`TraceId`] and its short form, and the per-thread generator of fresh
 //! ids.
 
-use super::parent::{ErrorKind, ParseTraceError, Subject, parse_hex};
+use super::parent::{ErrorKind, ParseTraceError, Subject, char_at, parse_hex};
 use core::fmt;
 use core::num::NonZeroU128;
 use core::str::FromStr;
@@ -133,6 +133,17 @@ impl TraceId {
     pub fn parse(input: &str) -> Result<TraceId, ParseTraceError> {
         let bytes = input.as_bytes();
         if bytes.len() != 32 {
+            // 32 characters in more bytes: one is not ASCII, and that is
+            // what is wrong (the length is counted in characters).
+            if input.chars().count() == 32
+                && let Some(at) = input.find(|c: char| !c.is_ascii())
+            {
+                parse_hex(input, 0, at, Subject::TraceId)?;
+                let kind = ErrorKind::NotHex {
+                    found: char_at(input, at),
+                };
+                return Err(ParseTraceError::new(Subject::TraceId, at, kind));
+            }
             return Err(ParseTraceError::new(
                 Subject::TraceId,
                 0,

@@ -144,6 +144,15 @@ mod tests {
                 "4bf92f3577b34da6a3ce929d0e0e47é",
                 "invalid trace id at byte 30: 'é' is not a hex digit",
             ),
+            // 32 characters, 33 bytes: the character is what is wrong.
+            (
+                "4bf92f3577b34da6a3ce929d0e0e473\u{435}",
+                "invalid trace id at byte 31: '\u{435}' is not a hex digit",
+            ),
+            (
+                "4bf92f3577b34da6a3ce929d0e0e4736\u{e9}",
+                "invalid trace id at byte 0: expected 32 lowercase hex digits, found 33 characters",
+            ),
         ];
         for (input, message) in cases {
             let err = TraceId::parse(input).expect_err(input);

@@ -165,7 +165,7 @@ pub(super) fn parse_hex(
 /// The character starting at byte `at`, or U+FFFD when `at` falls inside a
 /// multi-byte character: the dashes are checked before the hex fields, so
 /// the bytes before `at` are not necessarily all ASCII.
-fn char_at(input: &str, at: usize) -> char {
+pub(super) fn char_at(input: &str, at: usize) -> char {
     input
         .get(at..)
         .and_then(|rest| rest.chars().next())
