@@ -6,12 +6,13 @@ use sbox_events::events::{
     ConfigBuilt, ConfigExported, ErrorOccurred, SubscriptionFailed, SubscriptionFetched,
     SubscriptionProcessed,
 };
-use sbox_events::metrics::MetricsCollector;
+use sbox_events::metrics::{Family, MetricsCollector, MetricsSource};
 use sbox_events::trace::{self, TraceId};
 use sbox_events::{EmitOptions, Event, EventBus, EventContext, EventSelector};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -357,6 +358,7 @@ fn metrics_count_the_known_sequence() {
 /// family's samples, valid names and labels, numeric values.
 fn check_prometheus(text: &str) -> BTreeMap<String, String> {
     let mut types = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
     let mut current: Option<String> = None;
     for (n, line) in text.lines().enumerate() {
         let fail = |why: &str| -> ! { panic!("line {}: {why}: {line:?}", n + 1) };
@@ -376,7 +378,11 @@ fn check_prometheus(text: &str) -> BTreeMap<String, String> {
             if !["counter", "gauge", "histogram", "summary"].contains(&kind) {
                 fail("unknown type");
             }
-            types.insert(name.to_owned(), kind.to_owned());
+            if types.insert(name.to_owned(), kind.to_owned()).is_some() {
+                fail("a family written twice");
+            }
+        } else if line.starts_with('#') {
+            // A comment: ignored by readers.
         } else {
             let family = current
                 .as_deref()
@@ -402,6 +408,11 @@ fn check_prometheus(text: &str) -> BTreeMap<String, String> {
                 fail("bad metric name");
             }
             check_labels(labels).unwrap_or_else(|why| fail(&why));
+            let mut labels: Vec<&str> = labels.split(',').collect();
+            labels.sort();
+            if !seen.insert((name.to_owned(), labels.join(","))) {
+                fail("a series written twice");
+            }
         }
     }
     types
@@ -483,5 +494,61 @@ fn prometheus_output_is_well_formed_and_escapes_labels() {
     assert!(
         check_labels("a=\"x\nb\"").is_err(),
         "the checker itself rejects raw newlines"
+    );
+}
+
+/// A source whose families repeat themselves and the collector's names.
+struct Repeating;
+
+impl MetricsSource for Repeating {
+    fn families(&self) -> Vec<Family> {
+        let mut jobs = Family::counter("app_jobs_total", "Jobs.").unwrap();
+        jobs.sample(&[("queue", "a"), ("host", "h")], 1.0);
+        jobs.sample(&[("host", "h"), ("queue", "a")], 2.0);
+        let mut again = Family::counter("app_jobs_total", "Jobs.").unwrap();
+        again.sample(&[("queue", "b")], 4.0);
+        let as_gauge = Family::gauge("app_jobs_total", "Jobs, as a gauge.").unwrap();
+        let mut taken = Family::counter("sbox_events_total", "Mine.").unwrap();
+        taken.sample(&[("event", "x")], 5.0);
+        vec![jobs, again, as_gauge, taken]
+    }
+}
+
+#[test]
+fn prometheus_output_has_each_family_and_series_once_and_counters_never_go_down() {
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .handler_stats(true)
+        .build()
+        .unwrap();
+    let metrics = MetricsCollector::attach(&bus);
+    // A second collector: its subscriptions have the first one's names.
+    let _second = MetricsCollector::attach(&bus);
+    let source = Arc::new(Repeating);
+    metrics.register(source.clone());
+    metrics.register(source);
+    bus.emit(processed("u", u64::MAX - 1, 30));
+    bus.emit(processed("u", 5, 30));
+    let text = metrics.render_prometheus();
+    check_prometheus(&text);
+    assert!(
+        text.contains(&format!("sbox_servers_total {}\n", u64::MAX)),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "sbox_handler_calls_total{event=\"subscription.processed\",handler=\"metrics::totals\"} 4\n"
+        ),
+        "two handlers of one name, two events each: {text}"
+    );
+    assert!(
+        text.contains("app_jobs_total{queue=\"a\",host=\"h\"} 6\n"),
+        "{text}"
+    );
+    assert!(text.contains("app_jobs_total{queue=\"b\"} 8\n"), "{text}");
+    assert!(!text.contains("sbox_events_total{event=\"x\"}"), "{text}");
+    assert!(
+        text.contains("# sbox-events: a registered family named sbox_events_total was left out"),
+        "{text}"
     );
 }

@@ -129,12 +129,40 @@ impl fmt::Display for MetricNameError {
 
 impl std::error::Error for MetricNameError {}
 
-pub(super) struct Prometheus(pub(super) String);
+/// The text being written, and the names its families took (with the
+/// `_bucket`, `_sum` and `_count` of histograms and summaries).
+pub(super) struct Prometheus(pub(super) String, Vec<String>);
 
 impl Prometheus {
+    pub(super) fn new() -> Prometheus {
+        Prometheus(String::new(), Vec::new())
+    }
+
     pub(super) fn header(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
         let _ = writeln!(self.0, "# TYPE {name} {kind}");
+        self.1.push(name.to_owned());
+        if matches!(kind, "histogram" | "summary") {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                self.1.push(format!("{name}{suffix}"));
+            }
+        }
+    }
+
+    /// The registered families after the collector's own: merged by name
+    /// ([`merge_families`]), with a comment for each one left out.
+    pub(super) fn families(&mut self, families: &[Family]) {
+        let (families, left_out) = merge_families(families, &self.1);
+        for family in &families {
+            self.family(family);
+        }
+        for name in left_out {
+            // Comments other than HELP and TYPE are ignored by readers.
+            let _ = writeln!(
+                self.0,
+                "# sbox-events: a registered family named {name} was left out: the name is taken"
+            );
+        }
     }
 
     pub(super) fn scalar(&mut self, name: &str, kind: &str, help: &str, value: u64) {
@@ -170,7 +198,7 @@ impl Prometheus {
         let _ = writeln!(self.0, "{name}_count {}", h.count);
     }
 
-    pub(super) fn family(&mut self, family: &Family) {
+    fn family(&mut self, family: &Family) {
         let kind = match family.kind {
             MetricKind::Counter => "counter",
             MetricKind::Gauge => "gauge",
@@ -192,6 +220,7 @@ impl Prometheus {
     }
 
     pub(super) fn handlers(&mut self, handlers: &[HandlerStats]) {
+        let handlers = &merge_handlers(handlers);
         let labels = |h: &HandlerStats| {
             format!(
                 "event=\"{}\",handler=\"{}\"",
@@ -244,6 +273,79 @@ impl Prometheus {
         self.header(name, "gauge", "Slowest handler call.");
         for h in handlers {
             let _ = writeln!(self.0, "{name}{{{}}} {}", labels(h), h.max.as_secs_f64());
+        }
+    }
+}
+
+/// Handlers with the same event and name (two subscriptions named alike)
+/// as one series each: their counts and times added, their quantiles and
+/// slowest call the larger (Prometheus refuses a series written twice).
+fn merge_handlers(handlers: &[HandlerStats]) -> Vec<HandlerStats> {
+    let mut merged: Vec<HandlerStats> = Vec::with_capacity(handlers.len());
+    for h in handlers {
+        match merged
+            .iter_mut()
+            .find(|m| m.event == h.event && m.handler == h.handler)
+        {
+            Some(m) => {
+                m.calls = m.calls.saturating_add(h.calls);
+                m.errors = m.errors.saturating_add(h.errors);
+                m.panics = m.panics.saturating_add(h.panics);
+                m.timed = m.timed.saturating_add(h.timed);
+                m.total = m.total.saturating_add(h.total);
+                m.max = m.max.max(h.max);
+                m.p50 = m.p50.max(h.p50);
+                m.p99 = m.p99.max(h.p99);
+            }
+            None => merged.push(h.clone()),
+        }
+    }
+    merged
+}
+
+/// The registered families as Prometheus can read them: one per name (the
+/// samples of families with the same name and kind together, those with
+/// the same labels added), none with the name of one of the collector's
+/// own (`taken`) or of an earlier family of another kind. Returns them with
+/// the names of those left out.
+fn merge_families(families: &[Family], taken: &[String]) -> (Vec<Family>, Vec<String>) {
+    let mut merged: Vec<Family> = Vec::new();
+    let mut left_out = Vec::new();
+    for family in families {
+        if taken.contains(&family.name) {
+            left_out.push(family.name.clone());
+            continue;
+        }
+        let Some(into) = merged.iter_mut().find(|m| m.name == family.name) else {
+            let mut first = family.clone();
+            first.samples.clear();
+            merged.push(first);
+            let last = merged.len() - 1;
+            add_samples(&mut merged[last], &family.samples);
+            continue;
+        };
+        if into.kind != family.kind {
+            left_out.push(family.name.clone());
+            continue;
+        }
+        add_samples(into, &family.samples);
+    }
+    (merged, left_out)
+}
+
+/// Adds `samples` to `family`, a sample with the labels of one it has
+/// (in any order) to that one.
+fn add_samples(family: &mut Family, samples: &[Sample]) {
+    let key = |sample: &Sample| {
+        let mut labels = sample.labels.clone();
+        labels.sort();
+        labels
+    };
+    for sample in samples {
+        let labels = key(sample);
+        match family.samples.iter_mut().find(|s| key(s) == labels) {
+            Some(same) => same.value += sample.value,
+            None => family.samples.push(sample.clone()),
         }
     }
 }

@@ -104,8 +104,7 @@ impl MetricsCollector {
             options(),
             move |e: &SubscriptionProcessed, _: &EventContext| {
                 s.subscriptions_processed.fetch_add(1, Ordering::Relaxed);
-                s.servers_total
-                    .fetch_add(e.servers_count, Ordering::Relaxed);
+                add(&s.servers_total, e.servers_count);
                 s.processing.record_ms(e.duration_ms);
             },
         )];
@@ -134,8 +133,7 @@ impl MetricsCollector {
             options(),
             move |e: &ConfigExported, _: &EventContext| {
                 s.configs_exported.fetch_add(1, Ordering::Relaxed);
-                s.config_bytes_exported
-                    .fetch_add(e.file_size, Ordering::Relaxed);
+                add(&s.config_bytes_exported, e.file_size);
             },
         ));
         let s = Arc::clone(&state);
@@ -282,6 +280,14 @@ impl fmt::Debug for MetricsCollector {
     }
 }
 
+/// Adds a value from an event to a counter, stopping at `u64::MAX` (a
+/// counter never goes down: wrapping would read as a reset).
+fn add(counter: &AtomicU64, value: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+        Some(now.saturating_add(value))
+    });
+}
+
 fn increment(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
     let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
     match map.get_mut(key) {
@@ -308,7 +314,7 @@ impl Histogram {
             .position(|&bound| seconds <= bound)
             .unwrap_or(BUCKETS_SECONDS.len());
         self.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_ms.fetch_add(ms, Ordering::Relaxed);
+        add(&self.sum_ms, ms);
     }
 
     fn snapshot(&self) -> HistogramSnapshot {
@@ -373,9 +379,15 @@ pub struct MetricsSnapshot {
 }
 
 impl MetricsSnapshot {
-    /// These values in the Prometheus text exposition format (0.0.4).
+    /// These values in the Prometheus text exposition format (0.0.4), each
+    /// series once: handlers that share an event and a name are one series
+    /// (their counts added; their quantiles and slowest call the larger),
+    /// and registered families are merged by name (samples with the same
+    /// labels added); a family whose name one of the collector's own (or an
+    /// earlier one of another kind) has is left out, with a comment line
+    /// saying so.
     pub fn render_prometheus(&self) -> String {
-        let mut out = Prometheus(String::new());
+        let mut out = Prometheus::new();
         out.scalar(
             "sbox_subscriptions_processed_total",
             "counter",
@@ -445,9 +457,7 @@ impl MetricsSnapshot {
         if !self.handlers.is_empty() {
             out.handlers(&self.handlers);
         }
-        for family in &self.families {
-            out.family(family);
-        }
+        out.families(&self.families);
         out.0
     }
 }
