@@ -352,3 +352,39 @@ fn an_emit_nobody_listens_to_reports_the_trace_it_ran_in() {
         .expect("thread");
     assert_eq!(there, here);
 }
+
+#[test]
+fn lines_inside_a_scope_show_its_id_when_a_filter_disables_its_span() {
+    use sbox_events::trace::TraceIdFormat;
+    use sbox_events_tests::CapturedLogs;
+    use tracing_subscriber::layer::SubscriberExt;
+    let captured = CapturedLogs::default();
+    let writer = captured.clone();
+    // A usual setup: only the application's own target is logged, so the
+    // `trace` span of `sbox_events` is disabled.
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .event_format(TraceIdFormat::new(
+            tracing_subscriber::fmt::format().without_time(),
+        ))
+        .finish()
+        .with(
+            tracing_subscriber::filter::Targets::new().with_target("my_app", tracing::Level::INFO),
+        );
+    let id = TraceId::random();
+    tracing::subscriber::with_default(subscriber, || {
+        trace::with_trace_id(id, || {
+            tracing::info!(target: "my_app", "inside the scope");
+        });
+        tracing::info!(target: "my_app", "outside any trace");
+    });
+    let text = captured.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with(&format!("trace{{trace_id={id}}} ")),
+        "{text}"
+    );
+    assert!(!lines[1].contains("trace_id"), "{text}");
+}

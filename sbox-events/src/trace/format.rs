@@ -9,7 +9,8 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// Wraps a `tracing_subscriber::fmt` event format: a line written while an
-/// emit runs in its implicit trace (started outside any scope) begins with
+/// emit runs in its implicit trace (started outside any scope), or inside a
+/// scope whose span the subscriber's filter disabled, begins with
 /// `trace{trace_id=…} `, as lines inside a scope show the scope's span.
 ///
 /// The id is read when a line is written, so an emit costs nothing for it:

@@ -29,7 +29,8 @@ pub trait TraceFutureExt: Future + Sized {
         Traced::new(Some(id), self)
     }
 
-    /// Carries the trace current *now* (if any) into every poll.
+    /// Carries the trace current *now* into every poll. If none is, each
+    /// poll runs in whatever trace the polling thread has.
     fn in_current_trace(self) -> Traced<Self> {
         Traced::new(current(), self)
     }

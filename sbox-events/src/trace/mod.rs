@@ -47,12 +47,15 @@
 //! field, so a subscriber that prints span fields (such as
 //! `tracing_subscriber::fmt`) shows `trace{trace_id=…}` on every log line
 //! written inside it. The span is at ERROR level so that it is on whenever
-//! logging is; none is created before a subscriber is installed.
+//! logging is; none is created before a subscriber is installed, and a
+//! filter by target (one that logs only the application's own, say)
+//! disables it.
 //!
 //! The implicit trace of an emit outside any scope opens **no** span: that
 //! would allocate on every emit. Its id is read when a line is written
 //! instead: wrap the `fmt` event format in [`TraceIdFormat`] (feature
 //! `fmt`, on by default), or read [`implicit`] in a formatter of your own.
+//! Both also show the id of a scope whose span is disabled.
 //! Events the bus itself logs (failures, refusals, audit records) carry a
 //! `trace_id` field in any case.
 //!

@@ -21,6 +21,9 @@ thread_local! {
     static SCOPES: RefCell<Vec<(u64, u128)>> = const { RefCell::new(Vec::new()) };
     /// `SCOPES.len()`, readable without touching the `RefCell`.
     static OPEN_SCOPES: Cell<usize> = const { Cell::new(0) };
+    /// How many open scopes entered their `tracing` span (a subscriber's
+    /// filter may disable it: then log lines do not show the id by it).
+    static SPANNED_SCOPES: Cell<usize> = const { Cell::new(0) };
     static NEXT_SCOPE: Cell<u64> = const { Cell::new(1) };
 }
 
@@ -115,6 +118,9 @@ pub fn enter(id: TraceId) -> TraceScope {
         _not_send: PhantomData,
     };
     scope._span = span_for(id);
+    if scope._span.is_some() {
+        SPANNED_SCOPES.with(|n| n.set(n.get() + 1));
+    }
     scope
 }
 
@@ -141,6 +147,9 @@ impl Drop for TraceScope {
             }
         });
         let _ = OPEN_SCOPES.try_with(|n| n.set(n.get().saturating_sub(1)));
+        if self._span.is_some() {
+            let _ = SPANNED_SCOPES.try_with(|n| n.set(n.get().saturating_sub(1)));
+        }
         refresh_current();
     }
 }
@@ -211,15 +220,17 @@ pub(crate) enum Installed {
     Scope { _scope: TraceScope },
 }
 
-/// The current trace when it is the implicit trace of an emit started
-/// outside any scope (no scope's span shows it in logs), else `None`. For
-/// log formatters: see the [module docs](crate::trace#logs).
+/// The current trace when no scope's span shows it in logs, else `None`:
+/// the implicit trace of an emit started outside any scope, or a scope's
+/// whose `trace` span the subscriber's filter disabled (say, one that logs
+/// only the application's own target). For log formatters: see the
+/// [module docs](crate::trace#logs).
 #[inline]
 pub fn implicit() -> Option<TraceId> {
-    if OPEN_SCOPES.with(Cell::get) != 0 {
+    if SPANNED_SCOPES.with(Cell::get) != 0 {
         return None;
     }
-    TraceId::from_u128(ROOT.with(Cell::get))
+    TraceId::from_u128(CURRENT.with(Cell::get))
 }
 
 /// The `trace` span of an explicit scope, entered;
@@ -291,8 +302,10 @@ impl CapturedTrace {
         self.trace
     }
 
-    /// Runs `f` with the captured trace current (or none, if none was), and
-    /// the captured handler as the cause of what `f` emits.
+    /// Runs `f` with the captured trace current, and the captured handler
+    /// as the cause of what `f` emits. If no trace was current when it was
+    /// captured, `f` runs in whatever trace this thread has (none, on a
+    /// fresh thread).
     pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
         let _frame = FrameGuard(replace_frame(self.frame));
         match self.trace {
