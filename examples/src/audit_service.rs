@@ -73,7 +73,7 @@ pub fn run(options: &Options, out: &mut dyn Write, err: &mut dyn Write) -> Outco
         .attach(&bus)
     {
         Ok(audit) => audit,
-        Err(e) => return setup_failed(err, e.to_string()),
+        Err(e) => return setup_failed(err, format!("{e}: {}", e.io_error())),
     };
     // Each received event, as a line for the terminal (after the audit
     // logger, which runs at a higher priority).

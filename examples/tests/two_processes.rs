@@ -98,3 +98,29 @@ fn the_orchestrator_and_the_audit_service_share_one_trace_over_nats() {
         .count();
     assert_eq!(in_trace, 7, "{audit}");
 }
+
+#[test]
+fn the_audit_service_says_why_its_log_cannot_be_opened() {
+    use sbox_events_examples::audit_service::{self, Options};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = Options {
+        nats: "nats://127.0.0.1:1".into(),
+        audit_log: dir.path().join("no such dir").join("audit.jsonl"),
+        durable: "audit-service".into(),
+        count: None,
+        idle_exit: None,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let outcome = audit_service::run(&options, &mut out, &mut err);
+    assert_eq!(outcome.exit_code, 2);
+    let err = String::from_utf8(err).expect("UTF-8");
+    assert!(
+        err.starts_with("audit_service: cannot open audit log "),
+        "{err}"
+    );
+    assert!(
+        err.contains(&std::io::Error::from(std::io::ErrorKind::NotFound).to_string())
+            || err.contains("No such file or directory"),
+        "the OS's reason: {err}"
+    );
+}
