@@ -144,6 +144,15 @@ pub fn parse_handler_args(tokens: TokenStream) -> syn::Result<HandlerArgs> {
                     "expected an integer priority, e.g. `priority = 10` (higher runs first)",
                 )
             })?;
+            if !lit.suffix().is_empty() {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format_args!(
+                        "a priority is an i32: write it without a suffix, `priority = {}`",
+                        lit.base10_digits()
+                    ),
+                ));
+            }
             let digits = lit.base10_digits();
             let text = if negative {
                 format!("-{digits}")

@@ -87,7 +87,8 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
     let sig = input.validate()?;
     let func = input.func;
     let fn_ident = &func.sig.ident;
-    let fn_name = fn_ident.to_string();
+    // `fn r#async` is named `module::async`, as its fields are (`unraw`).
+    let fn_name = syn::ext::IdentExt::unraw(fn_ident).to_string();
     let event = sig.event;
 
     let path = quote!(::core::concat!(::core::module_path!(), "::", #fn_name));
@@ -99,9 +100,11 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
 
     // Each piece is spanned at the user's tokens it depends on, so type errors
     // point at the parameter or return type that is wrong.
-    let mut args = vec![quote!(event)];
+    // The wrapper's own names all start with `__sbox_events_`: a handler
+    // named `event`, `ctx` or `result` is not shadowed by them.
+    let mut args = vec![quote!(__sbox_events_event)];
     if let Some(ctx_ty) = sig.context {
-        args.push(quote_spanned!(ctx_ty.span()=> ctx));
+        args.push(quote_spanned!(ctx_ty.span()=> __sbox_events_ctx));
     }
     // Each resource is read from the bus by an index resolved once (a
     // static per parameter), never by hashing; a missing one makes the
@@ -120,8 +123,8 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
         fetches.push(quote! {
             static #slot: ::sbox_events::__private::ResourceSlot<#ty> =
                 ::sbox_events::__private::ResourceSlot::new();
-            let #var: &#ty = match #slot.get(ctx) {
-                ::core::option::Option::Some(resource) => resource,
+            let #var: &#ty = match #slot.get(__sbox_events_ctx) {
+                ::core::option::Option::Some(__sbox_events_found) => __sbox_events_found,
                 ::core::option::Option::None => {
                     return #missing(::sbox_events::__private::missing_resource::<#ty>());
                 }
@@ -139,8 +142,8 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
     // The result gets the return type's span, so "cannot be returned by an
     // event handler" points at the return type.
     let result = match &func.sig.output {
-        ReturnType::Default => quote!(result),
-        ReturnType::Type(_, ty) => quote_spanned!(ty.span()=> result),
+        ReturnType::Default => quote!(__sbox_events_result),
+        ReturnType::Type(_, ty) => quote_spanned!(ty.span()=> __sbox_events_result),
     };
     let (constructor, wrapper) = if sig.is_async {
         // The boxed future must be `Send`: the coercion is spanned at the
@@ -155,10 +158,10 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
         };
         let wrapper = quote! {
             fn __sbox_events_handler<'a>(
-                event: &'a #event,
-                ctx: &'a ::sbox_events::EventContext<'_>,
+                __sbox_events_event: &'a #event,
+                __sbox_events_ctx: &'a ::sbox_events::EventContext<'_>,
             ) -> ::sbox_events::__private::HandlerFuture<'a> {
-                let _ = ctx;
+                let _ = __sbox_events_ctx;
                 #(#fetches)*
                 #boxed
             }
@@ -167,10 +170,10 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
     } else {
         let wrapper = quote! {
             fn __sbox_events_handler(
-                event: &#event,
-                ctx: &::sbox_events::EventContext<'_>,
+                __sbox_events_event: &#event,
+                __sbox_events_ctx: &::sbox_events::EventContext<'_>,
             ) -> ::core::result::Result<(), ::sbox_events::HandlerError> {
-                let _ = ctx;
+                let _ = __sbox_events_ctx;
                 #(#fetches)*
                 let #result = #call;
                 ::sbox_events::IntoHandlerResult::into_handler_result(#result)
@@ -211,9 +214,9 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
     // `handler_parameter_is_an_event`"), not a path inside sbox_events.
     let submit = quote_spanned! {event.span()=>
         const fn handler_parameter_is_an_event<E: ::sbox_events::Event>(
-            record: ::sbox_events::__private::HandlerRecord<E>,
+            __sbox_events_record: ::sbox_events::__private::HandlerRecord<E>,
         ) -> <E as ::sbox_events::Event>::__Registry {
-            ::sbox_events::__private::registration(record)
+            ::sbox_events::__private::registration(__sbox_events_record)
         }
         ::sbox_events::__private::inventory::submit! {
             handler_parameter_is_an_event::<#event>(#record)

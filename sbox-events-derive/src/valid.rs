@@ -280,6 +280,69 @@ const SHAPE: &str = "write `fn name(event: &MyEvent)`, \
                      `fn name(event: &MyEvent, ctx: &EventContext)`, \
                      and any resources after them: `storage: &Storage`";
 
+/// `ty` as written in Rust, for an error's suggestion: a space only between
+/// two words (`dyn Store`, `&'a T`), none around punctuation.
+fn written(ty: &Type) -> String {
+    fn join(tokens: proc_macro2::TokenStream, out: &mut String, word_before: &mut bool) {
+        use proc_macro2::{Delimiter, TokenTree};
+        for token in tokens {
+            match token {
+                TokenTree::Ident(ident) => {
+                    if *word_before {
+                        out.push(' ');
+                    }
+                    out.push_str(&ident.to_string());
+                    *word_before = true;
+                }
+                TokenTree::Literal(literal) => {
+                    if *word_before {
+                        out.push(' ');
+                    }
+                    out.push_str(&literal.to_string());
+                    *word_before = true;
+                }
+                TokenTree::Punct(punct) => {
+                    // `+` reads better spaced: `dyn Store + Send`.
+                    if punct.as_char() == '+' {
+                        out.push_str(" + ");
+                    } else {
+                        out.push(punct.as_char());
+                    }
+                    // A lifetime's quote joins the word after it.
+                    *word_before = false;
+                }
+                TokenTree::Group(group) => {
+                    let (open, close) = match group.delimiter() {
+                        Delimiter::Parenthesis => ("(", ")"),
+                        Delimiter::Bracket => ("[", "]"),
+                        Delimiter::Brace => ("{", "}"),
+                        Delimiter::None => ("", ""),
+                    };
+                    out.push_str(open);
+                    *word_before = false;
+                    join(group.stream(), out, word_before);
+                    out.push_str(close);
+                    *word_before = !close.is_empty() || *word_before;
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    join(quote::quote!(#ty), &mut out, &mut false);
+    out
+}
+
+/// The `impl Trait` a parameter's type is, or refers to (`&impl Trait`).
+fn impl_trait(ty: &Type) -> Option<&syn::TypeImplTrait> {
+    match ty {
+        Type::ImplTrait(found) => Some(found),
+        Type::Reference(r) => impl_trait(&r.elem),
+        Type::Paren(p) => impl_trait(&p.elem),
+        Type::Group(g) => impl_trait(&g.elem),
+        _ => None,
+    }
+}
+
 /// Whether `ty` is `&EventContext` (any path ending in `EventContext`, with
 /// or without a lifetime): the second parameter is the context then, and a
 /// resource otherwise.
@@ -309,6 +372,17 @@ impl<'a> HandlerInput<'a> {
                 syn::Error::new(
                     name.span(),
                     "handler name must not be empty; leave `name` out to use the function's path",
+                ),
+            );
+        } else if let Some(name) = &self.name
+            && name.value().chars().any(char::is_control)
+        {
+            push(
+                &mut errors,
+                syn::Error::new(
+                    name.span(),
+                    "handler name must not contain control characters (it is shown in logs \
+                     and reports), e.g. `name = \"audit\"`",
                 ),
             );
         }
@@ -418,10 +492,7 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
                 &mut errors,
                 syn::Error::new_spanned(
                     other,
-                    format_args!(
-                        "take the event by reference: `&{}`",
-                        quote::quote!(#other).to_string().replace(' ', "")
-                    ),
+                    format_args!("take the event by reference: `&{}`", written(other)),
                 ),
             );
             None
@@ -434,8 +505,31 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
         Some((second, after)) if is_context(&second.ty) => (Some(&*second.ty), after),
         _ => (None, rest),
     };
+    for arg in &typed {
+        if let Some(found) = impl_trait(&arg.ty) {
+            push(
+                &mut errors,
+                syn::Error::new_spanned(
+                    found,
+                    "handlers cannot be generic, and `impl Trait` in a parameter makes one: \
+                     name the type, e.g. `event: &SubscriptionFetched`, `store: &dyn Store`",
+                ),
+            );
+        }
+    }
     let mut resources = Vec::new();
     for arg in resource_args {
+        if is_context(&arg.ty) {
+            push(
+                &mut errors,
+                syn::Error::new_spanned(
+                    &arg.ty,
+                    "the context goes second, right after the event: \
+                     `fn name(event: &MyEvent, ctx: &EventContext, storage: &Storage)`",
+                ),
+            );
+            continue;
+        }
         match &*arg.ty {
             Type::Reference(r) if r.mutability.is_none() => resources.push(&*r.elem),
             Type::Reference(r) => {
@@ -447,7 +541,7 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
                         format_args!(
                             "resources are shared by every handler on every thread: take \
                              `&{}` and use interior mutability (`Mutex`, atomics) to change it",
-                            quote::quote!(#inner).to_string().replace(' ', "")
+                            written(inner)
                         ),
                     ),
                 );
@@ -466,7 +560,7 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
                     format_args!(
                         "parameters after the event are resources, taken by shared reference: \
                          `&{}` (the bus owns them; add them with `EventBus::builder().resource(..)`)",
-                        quote::quote!(#other).to_string().replace(' ', "")
+                        written(other)
                     ),
                 ),
             ),

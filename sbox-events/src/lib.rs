@@ -195,15 +195,25 @@ pub use sbox_events_derive::Event;
 /// count(&ReportWritten { path: "out.json".into() });
 /// ```
 ///
-/// The function takes `&E` or `(&E, &EventContext)` and returns `()` or
-/// `Result<(), Err>` with `Err: Display`. It may not be a method, generic or
-/// `unsafe`. Options:
+/// The function takes `&E` or `(&E, &EventContext)`, then any resources
+/// the bus holds for it (`&T`, see [`EventBusBuilder::resource`]), and
+/// returns `()` or `Result<(), Err>` with `Err: Display`. It must be a free
+/// function (not a method, nor an associated function in an `impl` block),
+/// and not generic (no `impl Trait` parameter either) nor `unsafe`. Options:
 ///
 /// * `priority = <i32>`: higher runs first (default 0); see [`EventBus`] for
 ///   the full order.
 /// * `name = "..."`: the name used in reports, logs,
 ///   [`EventBus::disable_handler`]; default: the function's full path
 ///   (`my_crate::module::function`).
+/// * `emits = [A, B]`: the event types its calls may emit (`[]` for none):
+///   shown by [`HandlerInfo::emits`](crate::HandlerInfo::emits) and the
+///   catalog; in debug builds, an event it emits that is not listed is
+///   logged as a warning.
+///
+/// The code both macros generate names this crate `::sbox_events`: a crate
+/// that renames the dependency in its `Cargo.toml` adds
+/// `extern crate new_name as sbox_events;` at its root.
 ///
 /// The handler runs on every bus built with
 /// [`static_handlers(true)`](EventBusBuilder::static_handlers) (the default).
@@ -311,7 +321,7 @@ struct ReadmeDoctests;
 macro_rules! __register_event {
     ($event:ty, $name:expr) => {
         #[doc(hidden)]
-        #[derive(Debug)]
+        #[derive(::core::fmt::Debug)]
         #[repr(transparent)]
         pub struct __SboxEventsRegistry($crate::__private::HandlerRecord<$event>);
 

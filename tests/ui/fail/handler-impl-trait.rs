@@ -1,0 +1,16 @@
+use sbox_events::{handler, Event};
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "order.placed")]
+struct OrderPlaced;
+
+trait Store: Send + Sync {}
+
+#[handler]
+fn any_event(_: &impl Event) {}
+
+#[handler]
+fn any_store(_: &OrderPlaced, _store: &impl Store) {}
+
+fn main() {}

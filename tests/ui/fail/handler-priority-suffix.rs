@@ -1,0 +1,11 @@
+use sbox_events::{handler, Event};
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "order.placed")]
+struct OrderPlaced;
+
+#[handler(priority = 10u64)]
+fn on_placed(_: &OrderPlaced) {}
+
+fn main() {}
