@@ -18,6 +18,7 @@ mod attr;
 mod expand;
 mod fallback;
 mod valid;
+mod written;
 
 use proc_macro::TokenStream;
 
