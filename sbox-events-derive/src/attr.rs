@@ -144,7 +144,7 @@ pub fn parse_handler_args(tokens: TokenStream) -> syn::Result<HandlerArgs> {
                     "expected an integer priority, e.g. `priority = 10` (higher runs first)",
                 )
             })?;
-            if !lit.suffix().is_empty() {
+            if !matches!(lit.suffix(), "" | "i32") {
                 return Err(syn::Error::new(
                     lit.span(),
                     format_args!(

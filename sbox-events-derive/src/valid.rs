@@ -292,6 +292,30 @@ fn impl_trait(ty: &Type) -> Option<&syn::TypeImplTrait> {
     }
 }
 
+/// Whether `ty` is `&EventContext` written as this crate's (`EventContext`
+/// or `sbox_events::EventContext`, with or without a lifetime): after a
+/// resource it is a mistake then, where a type of the user's own of that
+/// name (`&app::EventContext`) may be a resource.
+fn is_this_crates_context(ty: &Type) -> bool {
+    let Type::Reference(r) = ty else {
+        return false;
+    };
+    let Type::Path(path) = &*r.elem else {
+        return false;
+    };
+    let names: Vec<String> = path
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    path.qself.is_none()
+        && matches!(
+            names.iter().map(String::as_str).collect::<Vec<_>>()[..],
+            ["EventContext"] | ["sbox_events", "EventContext"]
+        )
+}
+
 /// Whether `ty` is `&EventContext` (any path ending in `EventContext`, with
 /// or without a lifetime): the second parameter is the context then, and a
 /// resource otherwise.
@@ -468,7 +492,7 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
     }
     let mut resources = Vec::new();
     for arg in resource_args {
-        if is_context(&arg.ty) {
+        if is_this_crates_context(&arg.ty) {
             push(
                 &mut errors,
                 syn::Error::new_spanned(

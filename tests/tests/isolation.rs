@@ -319,31 +319,6 @@ fn a_closure_that_selects_no_event_type_is_kept_until_unsubscribed_then_released
     assert_eq!(errors[0].1, "dropped at unsubscribe, selecting nothing");
 }
 
-#[test]
-fn a_resource_whose_drop_panics_escapes_neither_the_builder_nor_the_bus_drop() {
-    let bus = catch_unwind(|| {
-        EventBus::builder()
-            .static_handlers(false)
-            .resource(PanicOnDrop("replaced resource dropped"))
-            .resource(PanicOnDrop("resource dropped with the bus"))
-            .build()
-            .unwrap()
-    })
-    .expect("replacing a resource drops the old one in isolation");
-    // The replaced one's panic is reported by the next report on this thread.
-    let (errors, _errors) = errors_of(&bus);
-    bus.emit(Job { id: 1 });
-    assert_eq!(
-        errors.lock().unwrap()[..],
-        [(
-            "isolation::PanicOnDrop".to_owned(),
-            "replaced resource dropped".to_owned()
-        )]
-    );
-    drop(_errors);
-    assert!(catch_unwind(AssertUnwindSafe(move || drop(bus))).is_ok());
-}
-
 /// A waker that emits on a bus when it is dropped.
 struct EmittingWaker(EventBus);
 

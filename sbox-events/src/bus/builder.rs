@@ -180,6 +180,10 @@ impl EventBusBuilder {
         if error.missing.is_empty() && error.unknown_handlers.is_empty() {
             Ok(self.build_unchecked())
         } else {
+            // Its resources are released now: a panic in one's `Drop` is
+            // logged here (no bus exists to report it).
+            drop(self);
+            super::failures::log_release_failures();
             Err(error)
         }
     }

@@ -240,6 +240,9 @@ impl EventBusBuilder {
     pub fn shared_resource<T: ?Sized + Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
         let index = index_of(TypeId::of::<T>());
         self.resources.retain(|(i, _, _)| *i != index);
+        // A replaced value released in isolation: a panic in its `Drop` is
+        // logged here (no bus exists yet to report it).
+        super::failures::log_release_failures();
         self.resources
             .push((index, Held::new(value), std::any::type_name::<T>()));
         self

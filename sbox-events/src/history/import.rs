@@ -283,10 +283,12 @@ pub fn import_jsonl(
     let mut line = 0;
     // A byte order mark before the first line is skipped, not counted in
     // its length (a read error here is met again, and reported, below).
+    let mut bom_skipped = false;
     if let Ok(start) = input.fill_buf()
         && start.starts_with(BOM)
     {
         input.consume(BOM.len());
+        bom_skipped = true;
     }
     loop {
         buf.clear();
@@ -304,7 +306,8 @@ pub fn import_jsonl(
         };
         let Some(mut length) = read else { break };
         line += 1;
-        if line == 1 && buf.starts_with(BOM) {
+        // (Here when the first read held less than the mark: one mark only.)
+        if line == 1 && !bom_skipped && buf.starts_with(BOM) {
             buf.drain(..BOM.len());
             length -= BOM.len();
         }

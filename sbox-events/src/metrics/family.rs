@@ -282,12 +282,11 @@ impl Prometheus {
 /// slowest call the larger (Prometheus refuses a series written twice).
 fn merge_handlers(handlers: &[HandlerStats]) -> Vec<HandlerStats> {
     let mut merged: Vec<HandlerStats> = Vec::with_capacity(handlers.len());
+    let mut at: std::collections::HashMap<(&str, &str), usize> = Default::default();
     for h in handlers {
-        match merged
-            .iter_mut()
-            .find(|m| m.event == h.event && m.handler == h.handler)
-        {
-            Some(m) => {
+        match at.get(&(h.event, h.handler.as_str())) {
+            Some(&i) => {
+                let m = &mut merged[i];
                 m.calls = m.calls.saturating_add(h.calls);
                 m.errors = m.errors.saturating_add(h.errors);
                 m.panics = m.panics.saturating_add(h.panics);
@@ -297,7 +296,10 @@ fn merge_handlers(handlers: &[HandlerStats]) -> Vec<HandlerStats> {
                 m.p50 = m.p50.max(h.p50);
                 m.p99 = m.p99.max(h.p99);
             }
-            None => merged.push(h.clone()),
+            None => {
+                at.insert((h.event, &h.handler), merged.len());
+                merged.push(h.clone());
+            }
         }
     }
     merged
@@ -309,45 +311,51 @@ fn merge_handlers(handlers: &[HandlerStats]) -> Vec<HandlerStats> {
 /// own (`taken`) or of an earlier family of another kind. Returns them with
 /// the names of those left out.
 fn merge_families(families: &[Family], taken: &[String]) -> (Vec<Family>, Vec<String>) {
+    use std::collections::HashMap;
     let mut merged: Vec<Family> = Vec::new();
+    // Each merged family's position by name, and its samples' positions by
+    // their labels, sorted (a series is its set of labels): linear in the
+    // number of samples.
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    let mut by_labels: Vec<HashMap<Vec<(&str, &str)>, usize>> = Vec::new();
     let mut left_out = Vec::new();
     for family in families {
         if taken.contains(&family.name) {
             left_out.push(family.name.clone());
             continue;
         }
-        let Some(into) = merged.iter_mut().find(|m| m.name == family.name) else {
-            let mut first = family.clone();
-            first.samples.clear();
-            merged.push(first);
-            let last = merged.len() - 1;
-            add_samples(&mut merged[last], &family.samples);
-            continue;
+        let at = match by_name.get(family.name.as_str()) {
+            Some(&at) if merged[at].kind != family.kind => {
+                left_out.push(family.name.clone());
+                continue;
+            }
+            Some(&at) => at,
+            None => {
+                let mut first = family.clone();
+                first.samples.clear();
+                merged.push(first);
+                by_labels.push(HashMap::new());
+                by_name.insert(&family.name, merged.len() - 1);
+                merged.len() - 1
+            }
         };
-        if into.kind != family.kind {
-            left_out.push(family.name.clone());
-            continue;
+        for sample in &family.samples {
+            let mut labels: Vec<(&str, &str)> = sample
+                .labels
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            labels.sort_unstable();
+            match by_labels[at].get(&labels) {
+                Some(&same) => merged[at].samples[same].value += sample.value,
+                None => {
+                    by_labels[at].insert(labels, merged[at].samples.len());
+                    merged[at].samples.push(sample.clone());
+                }
+            }
         }
-        add_samples(into, &family.samples);
     }
     (merged, left_out)
-}
-
-/// Adds `samples` to `family`, a sample with the labels of one it has
-/// (in any order) to that one.
-fn add_samples(family: &mut Family, samples: &[Sample]) {
-    let key = |sample: &Sample| {
-        let mut labels = sample.labels.clone();
-        labels.sort();
-        labels
-    };
-    for sample in samples {
-        let labels = key(sample);
-        match family.samples.iter_mut().find(|s| key(s) == labels) {
-            Some(same) => same.value += sample.value,
-            None => family.samples.push(sample.clone()),
-        }
-    }
 }
 
 /// A sample value as Prometheus writes it (`+Inf`, `-Inf`, `NaN`).

@@ -48,8 +48,9 @@
 //! `tracing_subscriber::fmt`) shows `trace{trace_id=…}` on every log line
 //! written inside it. The span is at ERROR level so that it is on whenever
 //! logging is; none is created before a subscriber is installed, and a
-//! filter by target (one that logs only the application's own, say)
-//! disables it.
+//! subscriber-wide filter by target (one that logs only the application's
+//! own, say) disables it. (A filter on one layer of several does not: the
+//! span exists, and that layer's lines show no id.)
 //!
 //! The implicit trace of an emit outside any scope opens **no** span: that
 //! would allocate on every emit. Its id is read when a line is written

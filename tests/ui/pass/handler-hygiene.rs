@@ -40,10 +40,22 @@ fn result(_: &OrderPlaced, _: &Storage) {}
 #[handler]
 fn r#async(_: &OrderPlaced) {}
 
+/// A type of the application's own named like the context is a resource.
+mod app {
+    pub struct EventContext;
+}
+
+#[handler(priority = 10i32)]
+fn own_context(_: &OrderPlaced, _: &Storage, _: &app::EventContext) {}
+
 fn main() {
-    let bus = EventBus::builder().resource(Storage).build().unwrap();
+    let bus = EventBus::builder()
+        .resource(Storage)
+        .resource(app::EventContext)
+        .build()
+        .unwrap();
     let report = bus.emit(OrderPlaced { r#type: 1 });
-    assert_eq!(report.delivered(), 4);
+    assert_eq!(report.delivered(), 5);
     let handlers = bus.handlers::<OrderPlaced>();
     let names: ::std::vec::Vec<&str> = handlers.iter().map(|h| h.name()).collect();
     // `r#async` is named without its `r#`.
