@@ -46,7 +46,7 @@ pub struct EventBusBuilder {
     pub(super) config: Config,
     pub(super) recorder: Option<Arc<dyn Recorder>>,
     /// (type index, the resource as the bus holds it, the type's name).
-    pub(super) resources: Vec<(usize, Held, &'static str)>,
+    pub(super) resources: Vec<(usize, Held)>,
     /// `#[handler]`s enabled or disabled by name.
     pub(super) overrides: Vec<(String, bool)>,
 }
@@ -61,7 +61,7 @@ impl fmt::Debug for EventBusBuilder {
                 &self
                     .resources
                     .iter()
-                    .map(|(_, _, name)| *name)
+                    .map(|(_, held)| held.name())
                     .collect::<Vec<_>>(),
             )
             .field("overrides", &self.overrides)
@@ -196,7 +196,7 @@ impl EventBusBuilder {
             .iter()
             .map(|(name, enabled)| (name.as_str(), *enabled))
             .collect();
-        let held: Vec<usize> = self.resources.iter().map(|(index, _, _)| *index).collect();
+        let held: Vec<usize> = self.resources.iter().map(|(index, _)| *index).collect();
         let mut missing = Vec::new();
         let mut known = BTreeSet::new();
         for event_type in EventType::all() {
@@ -240,11 +240,11 @@ impl EventBusBuilder {
         let size = self
             .resources
             .iter()
-            .map(|(index, _, _)| index + 1)
+            .map(|(index, _)| index + 1)
             .max()
             .unwrap_or(0);
         let mut resources: Vec<Option<Held>> = vec![None; size];
-        for (index, value, _) in self.resources {
+        for (index, value) in self.resources {
             resources[index] = Some(value);
         }
         let control = Control {

@@ -79,6 +79,11 @@ impl Held {
         }
     }
 
+    /// `std::any::type_name::<T>()` of the resource.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// The resource, if it is a `T`.
     #[inline]
     pub(crate) fn get<T: ?Sized + 'static>(&self) -> Option<&T> {
@@ -239,12 +244,11 @@ impl EventBusBuilder {
     /// a test double).
     pub fn shared_resource<T: ?Sized + Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
         let index = index_of(TypeId::of::<T>());
-        self.resources.retain(|(i, _, _)| *i != index);
+        self.resources.retain(|(i, _)| *i != index);
         // A replaced value released in isolation: a panic in its `Drop` is
         // logged here (no bus exists yet to report it).
         super::failures::log_release_failures();
-        self.resources
-            .push((index, Held::new(value), std::any::type_name::<T>()));
+        self.resources.push((index, Held::new(value)));
         self
     }
 }
