@@ -31,7 +31,7 @@ use std::path::PathBuf;
 #[command(
     after_help = "Without --trace, lists the file's traces (or shows the only one). \
                         Exit status: 0 shown; 1 no such trace; 2 bad arguments, or the \
-                        file cannot be read."
+                        file (or none of its lines) cannot be read."
 )]
 pub struct Options {
     /// The history (or audit log), one event per line
@@ -82,6 +82,10 @@ pub fn run(options: &Options, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     if imported.skipped.len() > 5 {
         let more = imported.skipped.len() - 5;
         let _ = writeln!(err, "flow: {shown}: {more} more lines skipped");
+    }
+    if imported.events.is_empty() && !imported.skipped.is_empty() {
+        let _ = writeln!(err, "flow: {shown}: no event could be read");
+        return 2;
     }
     let traces = traces(&imported.events);
     let chosen = match (&options.trace, traces.len()) {

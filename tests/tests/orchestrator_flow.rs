@@ -278,6 +278,18 @@ fn the_flow_tool_shows_a_written_history() {
         "a malformed id is a bad argument"
     );
 
+    // A file none of whose lines could be read (another program's events,
+    // or not JSON at all): status 2, not an empty list of traces.
+    let unreadable = dir.join("unreadable.jsonl");
+    std::fs::write(
+        &unreadable,
+        b"not json\n{\"name\":\"other.event\",\"data\":{}}\n",
+    )
+    .expect("write");
+    let (status, out, err) = flow_run(&[unreadable.to_str().expect("utf-8 path")]);
+    assert_eq!((status, out.as_str()), (2, ""), "{err}");
+    assert!(err.contains("no event could be read"), "{err}");
+
     // A file that is not there is status 2.
     let (status, _, err) = flow_run(&[dir.join("nope.jsonl").to_str().expect("utf-8 path")]);
     assert_eq!(status, 2);
