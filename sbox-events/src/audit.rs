@@ -61,6 +61,14 @@
 //! file's only writer: another process appending at the same time could see
 //! its partial record truncated.
 //!
+//! The file is opened once, by [`attach`](AuditLoggerBuilder::attach), for
+//! reading and appending (it reads the file's last byte to tell whether it
+//! ends mid-line, so a write-only file is refused), and kept open: a log
+//! rotated by renaming keeps receiving records under its new name. Rotate
+//! by copying and truncating (appends then continue at the new end), or by
+//! attaching a new logger to the new file and then dropping the old one
+//! (until it is dropped, records go to both files).
+//!
 //! # Order and cost
 //!
 //! The logger subscribes at [`PRIORITY`], ahead of ordinary handlers, so its
@@ -206,7 +214,8 @@ impl AuditLoggerBuilder {
         self
     }
 
-    /// Subscribes to `bus`. Fails if the file cannot be opened for appending.
+    /// Subscribes to `bus`. Fails if the file cannot be opened for reading
+    /// and appending.
     pub fn attach(self, bus: &EventBus) -> Result<AuditLogger, AuditError> {
         let file = match &self.path {
             Some(path) => Some(Mutex::new(LogFile::open(path).map_err(|source| {
