@@ -289,10 +289,9 @@ impl<'a> EventContext<'a> {
     /// and higher for a nested event than for the event whose handler
     /// emitted it, also when that handler is an async one that moved to
     /// another thread, and when the parent is a replayed record (whose
-    /// original number is kept; a record numbered within 2^32 of
-    /// `u64::MAX`, which only a file from elsewhere can hold, keeps its
-    /// number but its children get ordinary ones, so that numbers never
-    /// wrap and repeat). Across unrelated threads numbers are unique
+    /// original number is kept; a record numbered above 2^63, which only a
+    /// file from elsewhere can hold, keeps its number but its children get
+    /// ordinary ones, so that numbers never wrap and repeat). Across unrelated threads numbers are unique
     /// but only roughly ordered (threads take them in blocks, to avoid a
     /// shared counter on every emit).
     pub fn sequence(&self) -> u64 {

@@ -32,8 +32,7 @@ static NEXT_SEQUENCE_BLOCK: AtomicU64 = AtomicU64::new(1);
 /// the process, and above the sequence of the event whose handler emits it
 /// (its parent), wherever that number came from: this thread's block,
 /// another thread's (an `emit_async` task that moved), or a replayed record
-/// (unless that record's number is within 2^32 of `u64::MAX`: see
-/// `refill`).
+/// (unless that record's number is above 2^63: see `refill`).
 #[inline]
 pub(super) fn next_sequence() -> u64 {
     match next_sequence_in_block() {
@@ -56,10 +55,12 @@ pub(super) fn next_sequence_in_block() -> Option<u64> {
     None
 }
 
-/// Parents numbered this high (only a record from elsewhere can be: a
-/// process hands out 2^64 numbers in no lifetime) do not move the counter:
-/// past them it would wrap and hand out numbers again.
-const LAST_PARENT_FOLLOWED: u64 = u64::MAX - (1 << 32);
+/// Parents numbered higher (only a record from elsewhere can be: a process
+/// hands out 2^63 numbers in no lifetime) do not move the counter: after
+/// following one, at least 2^63 numbers are left before it would wrap and
+/// hand out numbers again (thousands of years of emits; 2^32 left, as near
+/// the end of the range, would last about a minute on one thread).
+const LAST_PARENT_FOLLOWED: u64 = 1 << 63;
 
 /// Takes a new block of numbers, all above `parent` (unless `parent` is
 /// above [`LAST_PARENT_FOLLOWED`]: then ordinary ones, still unique).
