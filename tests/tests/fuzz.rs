@@ -55,6 +55,12 @@ fn check_import(bytes: &[u8]) {
             .iter()
             .all(|e| e.line() >= 1 && e.line() <= lines)
     );
+    // Text quoted from the input is escaped, by the error and by its kind.
+    for error in &lenient.skipped {
+        for text in [error.to_string(), error.kind().to_string()] {
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+        }
+    }
     match import_jsonl(bytes, &ImportOptions::new()) {
         Ok(strict) => {
             assert!(lenient.skipped.is_empty());

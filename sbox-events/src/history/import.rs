@@ -204,14 +204,24 @@ pub enum LineErrorKind {
 
 impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Parser messages may quote the input: escape what they quote.
-        write!(f, "line {}: {}", self.line, EscapedDisplay(&self.kind))
+        write!(f, "line {}: {}", self.line, self.kind)
     }
 }
 
 impl fmt::Display for LineErrorKind {
+    /// Escaped ([`LogSafe`](crate::escape::LogSafe)): parser messages and
+    /// names may quote the input.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        write!(f, "{}", EscapedDisplay(Unescaped(self)))
+    }
+}
+
+/// A [`LineErrorKind`]'s text as it is, for [`EscapedDisplay`].
+struct Unescaped<'a>(&'a LineErrorKind);
+
+impl fmt::Display for Unescaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
             LineErrorKind::TooLong { bytes, limit } => {
                 write!(f, "line is {bytes} bytes, longer than the limit of {limit}")
             }

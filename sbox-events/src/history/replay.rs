@@ -2,6 +2,7 @@
 
 use super::RecordedEvent;
 use crate::bus::{EmitReport, EventBus, Given, JsonRecord, ReplayScope, hooks_of};
+use crate::escape::LogSafe;
 use crate::trace;
 use std::fmt;
 
@@ -116,7 +117,8 @@ impl ReplayError {
         self.sequence
     }
 
-    /// Why it could not be replayed.
+    /// Why it could not be replayed, as written (it may quote the record;
+    /// the error's `Display` escapes it).
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -124,10 +126,14 @@ impl ReplayError {
 
 impl fmt::Display for ReplayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The message is the record's `Deserialize`'s: it may quote the
+        // record.
         write!(
             f,
             "cannot replay `{}` #{}: {}",
-            self.event, self.sequence, self.message
+            self.event,
+            self.sequence,
+            LogSafe(&self.message)
         )
     }
 }
