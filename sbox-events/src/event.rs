@@ -227,7 +227,13 @@ impl<E: Event> ErasedEvent for EventVTable<E> {
             serde_json::from_str(json).map_err(|e| e.to_string())
         })
         .map_err(JsonProblem::Schema)?;
-        catch_panic("validation", || event.validate()).map_err(JsonProblem::Invalid)
+        let validated = catch_panic("validation", || event.validate());
+        // Its `Drop` too: a value that panics when dropped is refused.
+        let dropped = catch_panic("the event's `Drop`", move || {
+            drop(event);
+            Ok(())
+        });
+        validated.and(dropped).map_err(JsonProblem::Invalid)
     }
 
     fn write_json(&self, value: &dyn Any, out: &mut JsonBuffer<'_>) -> serde_json::Result<()> {

@@ -1,10 +1,15 @@
 //! Replay and import at their edges: what user code (`Deserialize`, `Drop`)
 //! does there, and what text from records reaches a terminal.
 
-use sbox_events::history::HistoryQuery;
-use sbox_events::{Event, EventBus};
+use sbox_events::events::ErrorOccurred;
+use sbox_events::history::{
+    HistoryQuery, ImportOptions, LineErrorKind, export_jsonl, import_jsonl,
+};
+use sbox_events::{EmitOptions, Event, EventBus, EventContext};
 use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
 
 /// Recorded fine, refused when read back, with a message that holds a
 /// terminal escape.
@@ -37,4 +42,118 @@ fn a_replay_error_escapes_what_the_records_deserialize_said() {
     let shown = error.to_string();
     assert!(!shown.chars().any(char::is_control), "{shown:?}");
     assert!(shown.contains(r"\u{1b}[2J screen cleared"), "{shown}");
+}
+
+/// Panics when dropped armed: what an event read back from JSON is.
+#[derive(Serialize, Deserialize)]
+struct Fuse(bool);
+
+impl Drop for Fuse {
+    fn drop(&mut self) {
+        if self.0 {
+            panic!("fuse blew");
+        }
+    }
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "edge.fused")]
+struct Fused {
+    fuse: Fuse,
+}
+
+/// The lines of one recorded `Fused` event, armed.
+fn fused_records(bus: &EventBus) -> Vec<sbox_events::history::RecordedEvent> {
+    let armed = Fused { fuse: Fuse(true) };
+    assert!(bus.emit_ref(&armed).is_ok());
+    std::mem::forget(armed);
+    bus.history().expect("history").query(&HistoryQuery::new())
+}
+
+fn errors_seen(bus: &EventBus) -> Arc<Mutex<Vec<String>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    bus.subscribe(move |e: &ErrorOccurred, _: &EventContext| {
+        s.lock()
+            .expect("seen")
+            .push(format!("{}: {}", e.handler, e.error));
+    })
+    .detach();
+    seen
+}
+
+#[test]
+fn an_event_the_bus_decoded_and_whose_drop_panics_is_reported_not_unwound() {
+    let bus = history_bus();
+    let records = fused_records(&bus);
+    let seen = errors_seen(&bus);
+
+    // Replay: the event ran, and its `Drop`'s panic is in its report.
+    let replayed =
+        catch_unwind(AssertUnwindSafe(|| bus.replay(&records))).expect("no unwind out of replay");
+    assert!(replayed.errors().is_empty());
+    let report = &replayed.reports()[0];
+    assert!(!report.is_ok());
+    assert_eq!(report.drop_failures().len(), 1, "{report}");
+    assert!(report.to_string().contains("fuse blew"), "{report}");
+    assert_eq!(
+        seen.lock().expect("seen").len(),
+        1,
+        "emitted as error.occurred"
+    );
+
+    // By name, synchronously and asynchronously.
+    let json = records[0].data();
+    let report = catch_unwind(AssertUnwindSafe(|| {
+        bus.emit_json("edge.fused", json, EmitOptions::new())
+    }))
+    .expect("no unwind out of emit_json")
+    .expect("decoded");
+    assert_eq!(report.drop_failures().len(), 1, "{report}");
+    let emit = bus
+        .emit_json_async("edge.fused", json, EmitOptions::new())
+        .expect("decoded");
+    let report = catch_unwind(AssertUnwindSafe(|| block_on(emit)))
+        .expect("no unwind out of emit_json_async");
+    assert_eq!(report.drop_failures().len(), 1, "{report}");
+    // An unfinished one, dropped: logged and emitted only.
+    let before = seen.lock().expect("seen").len();
+    let emit = bus
+        .emit_json_async("edge.fused", json, EmitOptions::new())
+        .expect("decoded");
+    catch_unwind(AssertUnwindSafe(|| drop(emit))).expect("no unwind out of its drop");
+    assert_eq!(seen.lock().expect("seen").len(), before + 1);
+
+    // Import: the line is refused, saying why; the line before it kept.
+    let plain = history_bus();
+    assert!(plain.emit(Plain).is_ok());
+    let mut file = Vec::new();
+    let before = plain
+        .history()
+        .expect("history")
+        .query(&HistoryQuery::new());
+    export_jsonl(before.iter().chain(&records), &mut file).expect("export");
+    let imported = catch_unwind(|| import_jsonl(&file[..], &ImportOptions::new().lenient(true)))
+        .expect("no unwind out of import_jsonl")
+        .expect("lenient");
+    assert_eq!(imported.events.len(), 1);
+    assert_eq!(imported.skipped[0].line(), 2);
+    match imported.skipped[0].kind() {
+        LineErrorKind::Invalid { reason, .. } => assert!(reason.contains("fuse blew"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "edge.plain")]
+struct Plain;
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+    }
 }

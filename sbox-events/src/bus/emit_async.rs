@@ -131,11 +131,28 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             let _entered = (!*this.done).then(|| this.state.enter());
-            // SAFETY: this is the only place `inner` is dropped, and it runs
-            // once: `PinnedDrop::drop` is called exactly once, when the
-            // `EmitAsync` itself is dropped, and `inner` is not used after
-            // it. Dropping in place keeps the pinning promise.
-            unsafe { ManuallyDrop::drop(this.inner.get_unchecked_mut()) }
+            // SAFETY: `inner` is not moved out of: it is dropped in place
+            // below, which keeps the pinning promise.
+            let inner = unsafe { this.inner.get_unchecked_mut() };
+            match *this.done {
+                // Finished: the event was dropped (isolated) before the
+                // report was returned; nothing of the user's is left.
+                // SAFETY: this is the only place `inner` is dropped, and it
+                // runs once: `PinnedDrop::drop` is called exactly once, when
+                // the `EmitAsync` itself is dropped, and `inner` is not used
+                // after it.
+                true => unsafe { ManuallyDrop::drop(inner) },
+                // Cancelled: the event (given to `emit_async`, or decoded
+                // for an emit by name) is dropped with the future, isolated
+                // (handler futures have their own isolation, `CatchUnwind`).
+                false => {
+                    let event = this.state.frame.event.map_or("", |name| *name);
+                    // SAFETY: as in the arm above; the closure is called
+                    // once, right away, by `drop_isolated`.
+                    let drop_inner = move || unsafe { ManuallyDrop::drop(inner) };
+                    this.bus.drop_isolated(event, this.state.trace_id, drop_inner);
+                }
+            }
             // A cancelled emit may have released a removed closure last. (A
             // finished one reported its own before returning; what is
             // pending then came from elsewhere and is reported here, in the
@@ -325,12 +342,16 @@ impl EventBus {
             let mut report = EmitReport::new(E::NAME, trace_id);
             if state.depth >= config.max_depth {
                 let (depth, limit) = (state.depth, config.max_depth);
-                return self.refuse(report, Refusal::DepthLimit { depth, limit });
+                let mut report = self.refuse(report, Refusal::DepthLimit { depth, limit });
+                self.drop_event(event, &mut report);
+                return report;
             }
             if config.validate_on_emit
                 && let Err(reason) = validate(&event)
             {
-                return self.refuse(report, Refusal::Invalid { reason });
+                let mut report = self.refuse(report, Refusal::Invalid { reason });
+                self.drop_event(event, &mut report);
+                return report;
             }
             report.sequence = state.sequence;
             let mut ctx = EventContext {
@@ -426,6 +447,7 @@ impl EventBus {
                     self.announce_release_failures(Some(&mut report));
                 }
             }
+            self.drop_event(event, &mut report);
             report
         }
     }

@@ -101,6 +101,44 @@ impl EventBus {
         }
     }
 
+    /// Drops an event the bus owns (one it decoded, for a replay or an
+    /// emit by name, or one given to `emit_async`), isolated: a panic in
+    /// its `Drop` is logged, emitted as `error.occurred` and listed in the
+    /// report's `drop_failures`. No code at all for a type without drop
+    /// glue.
+    #[inline]
+    pub(super) fn drop_event<E>(&self, event: E, report: &mut EmitReport) {
+        if std::mem::needs_drop::<E>() {
+            self.drop_event_isolated(event, report);
+        }
+    }
+
+    #[inline(never)]
+    fn drop_event_isolated<E>(&self, event: E, report: &mut EmitReport) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(event))) {
+            let failure = Failure::Panic(payload);
+            let (failure, payload) = describe(EVENT_DROP, report.event(), failure);
+            self.announce(&failure, payload, report.trace_id(), EVENT_DROP_FAILED);
+            report.issues().drop_failures.push(failure);
+        }
+    }
+
+    /// [`drop_event`](Self::drop_event) where no report is left to list it
+    /// (a cancelled `emit_async`): `drop` runs `f`, which drops the event
+    /// (with whatever else it drops), isolated; a panic is logged and
+    /// emitted as `error.occurred`.
+    pub(super) fn drop_isolated(
+        &self,
+        event: &'static str,
+        trace_id: TraceId,
+        drop: impl FnOnce(),
+    ) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(drop)) {
+            let (failure, payload) = describe(EVENT_DROP, event, Failure::Panic(payload));
+            self.announce(&failure, payload, trace_id, EVENT_DROP_FAILED);
+        }
+    }
+
     /// Reports a failure of user code that the bus ran for `ctx`'s event
     /// outside a handler call, where no report can carry it (the `Drop` of
     /// a cancelled handler future): logged and emitted as `error.occurred`,
@@ -246,6 +284,11 @@ impl EventBus {
         }
     }
 }
+
+/// What a panic in an event's own `Drop` is named in reports.
+pub(crate) const EVENT_DROP: &str = "the event's `Drop`";
+
+const EVENT_DROP_FAILED: &str = "an event panicked while the bus dropped it";
 
 const RELEASE_FAILED: &str =
     "a removed subscription's closure, or a bus's resource, panicked while it was dropped";

@@ -62,7 +62,9 @@ fn rebuild<E: Event>(config: RouteConfig, control: &mut Control, table: &mut Rou
 
 fn dispatch_json<E: Event>(bus: &EventBus, event: &JsonRecord<'_>) -> Result<EmitReport, String> {
     let value: E = decode(event.json)?;
-    Ok(bus.dispatch(&value, &event.given))
+    let mut report = bus.dispatch(&value, &event.given);
+    bus.drop_event(value, &mut report);
+    Ok(report)
 }
 
 fn dispatch_json_async<'b, E: Event>(

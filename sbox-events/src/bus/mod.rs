@@ -136,8 +136,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// their captures, of async handlers' futures and of its resources (when the
 /// bus is dropped, or a builder's resource is replaced), an event's
 /// `Serialize` (for a history or a test recorder), `Deserialize` (replay, the
-/// recorder's `events`) and `validate`, the `Display` of handler errors, and
-/// the wakers of stream consumers. Two rules hold for all of it:
+/// recorder's `events`), `validate` and `Drop` (of an event the bus owns:
+/// decoded, or given to `emit_async`; not `emit`'s), the `Display` of
+/// handler errors, and the wakers of stream consumers. Two rules hold:
 ///
 /// * **A panic is caught where it happens** and never unwinds out of `emit`,
 ///   `emit_async`, a `drop` (of a [`Subscription`], an [`EmitAsync`] future,
@@ -145,11 +146,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 ///   emitted as `error.occurred` (only logged when the bus itself is being
 ///   dropped), and when an emit is running it is in its report: a handler's in
 ///   [`EmitReport::failures`], a recorder's in [`EmitReport::not_recorded`]
-///   (the handlers still run), the release of a removed closure in
-///   [`EmitReport::drop_failures`]; a panicking validator is a
-///   [`Refusal::Invalid`]. A cancelled `emit_async` has no report: a panic
-///   while its handler's future is dropped is logged and emitted as
-///   `error.occurred`.
+///   (the handlers still run), the release of a removed closure or the
+///   event's drop in [`EmitReport::drop_failures`]; a panicking validator is
+///   a [`Refusal::Invalid`]. A cancelled `emit_async` has no report: a panic
+///   while its event or handler's future is dropped is logged and emitted.
 /// * **No user code runs while a lock of the library is held**: removed
 ///   subscriptions and replaced route tables are dropped after the control
 ///   lock is released (so a closure may own subscriptions of the same bus,

@@ -1,6 +1,7 @@
 //! What an emit returns: [`EmitReport`] (delivered, failures, refusal), and
 //! the errors of the bus's own API.
 
+use super::failures::EVENT_DROP;
 use crate::escape::LogSafe;
 use crate::handler::{HandlerFailure, SkipReason};
 use crate::registry::StaticName;
@@ -139,6 +140,14 @@ impl EmitReport {
     /// last, and whose captures' `Drop` panicked then: each failure names the
     /// subscription. Such a panic is caught wherever the release happens;
     /// here it was this emit's.
+    ///
+    /// Also the event itself, when the bus owned it (decoded for
+    /// [`replay`](crate::EventBus::replay) or an emit by name, or given to
+    /// [`emit_async`](crate::EventBus::emit_async)) and its `Drop` panicked
+    /// after the handlers ran: that failure's handler is
+    /// ``the event's `Drop` ``. (An event given to
+    /// [`emit`](crate::EventBus::emit) is dropped as in any function it is given
+    /// to: its `Drop` is not isolated; `emit_ref` leaves it to the caller.)
     pub fn drop_failures(&self) -> &[HandlerFailure] {
         self.issues.as_ref().map_or(&[], |i| &i.drop_failures)
     }
@@ -213,7 +222,14 @@ impl fmt::Display for EmitReport {
             )?;
         }
         for failure in self.drop_failures() {
-            write!(f, "; {failure} (while its closure was dropped)")?;
+            match failure.handler() {
+                EVENT_DROP => write!(
+                    f,
+                    "; the event panicked while it was dropped: {}",
+                    LogSafe(failure.message())
+                )?,
+                _ => write!(f, "; {failure} (while its closure was dropped)")?,
+            }
         }
         let asyncs = self
             .skips()
