@@ -148,7 +148,9 @@ impl<'a> AnyEvent<'a> {
         self.value.downcast_ref::<E>()
     }
 
-    /// The event's fields as JSON (serialized on each call).
+    /// The event's fields as JSON (serialized on each call). A NaN or
+    /// infinite float is an error naming its field (JSON has no such
+    /// number; it would read back as `null`).
     pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         self.event_type.0.to_json(self.value)
     }

@@ -7,6 +7,7 @@
 //! type, dispatching a type from JSON) are not reachable from here: the bus
 //! hands them down as opaque hooks stored in each [`EventMeta`].
 
+use crate::finite::Finite;
 use crate::handler::catch_panic;
 use crate::registry::{EventSlot, HandlerRecord, HandlerRegistry};
 use std::any::Any;
@@ -238,7 +239,7 @@ impl<E: Event> ErasedEvent for EventVTable<E> {
 
     fn write_json(&self, value: &dyn Any, out: &mut JsonBuffer<'_>) -> serde_json::Result<()> {
         match value.downcast_ref::<E>() {
-            Some(event) => serde_json::to_writer(out, event),
+            Some(event) => serde_json::to_writer(out, &Finite::new(event)),
             None => Err(serde::ser::Error::custom(format_args!(
                 "value is not a `{}`",
                 std::any::type_name::<E>()
@@ -248,7 +249,7 @@ impl<E: Event> ErasedEvent for EventVTable<E> {
 
     fn to_json(&self, value: &dyn Any) -> Result<serde_json::Value, serde_json::Error> {
         match value.downcast_ref::<E>() {
-            Some(event) => serde_json::to_value(event),
+            Some(event) => serde_json::to_value(Finite::new(event)),
             None => Err(serde::ser::Error::custom(format_args!(
                 "value is not a `{}`",
                 std::any::type_name::<E>()

@@ -107,6 +107,7 @@ pub mod envelope;
 pub mod escape;
 mod event;
 pub mod events;
+mod finite;
 pub mod flight;
 mod handler;
 #[cfg(feature = "history")]

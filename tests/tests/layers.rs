@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Bottom to top. A module folder (`bus/`) is one module.
 const LAYERS: &[&[&str]] = &[
-    &["trace", "escape"],
+    &["trace", "escape", "finite"],
     &["handler"],
     &["envelope", "flight"],
     &["context"],

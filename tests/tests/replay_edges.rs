@@ -5,7 +5,7 @@ use sbox_events::events::ErrorOccurred;
 use sbox_events::history::{
     HistoryQuery, ImportOptions, LineErrorKind, export_jsonl, import_jsonl,
 };
-use sbox_events::{EmitOptions, Event, EventBus, EventContext};
+use sbox_events::{EmitOptions, Event, EventBus, EventContext, EventSelector};
 use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -156,4 +156,45 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
             return value;
         }
     }
+}
+
+#[derive(Event, Serialize, Deserialize, Debug)]
+#[event(name = "edge.ratio_measured")]
+struct RatioMeasured {
+    server: String,
+    ratio: f64,
+}
+
+#[test]
+fn a_nan_is_refused_when_written_not_when_read_back() {
+    let bus = history_bus();
+    let report = bus.emit(RatioMeasured {
+        server: "nl-1".into(),
+        ratio: f64::NAN,
+    });
+    // Not recorded (JSON has no NaN: it would be written as null, which
+    // replay and import then refuse), saying which field; the handlers ran.
+    assert_eq!(report.not_recorded().len(), 1, "{report}");
+    let message = report.not_recorded()[0].message();
+    assert!(message.contains("field `ratio` is NaN"), "{message}");
+    let history = bus.history().expect("history");
+    assert_eq!(history.stats().unserializable, 1);
+    let ratios =
+        HistoryQuery::new().events(EventSelector::names(["edge.ratio_measured"]).expect("a name"));
+    assert!(history.query(&ratios).is_empty());
+
+    // Finite values are recorded and replay as they were.
+    let report = bus.emit(RatioMeasured {
+        server: "nl-1".into(),
+        ratio: 0.5,
+    });
+    assert!(report.is_ok(), "{report}");
+    let records = history.query(&ratios);
+    assert_eq!(records[0].data(), r#"{"server":"nl-1","ratio":0.5}"#);
+    assert!(bus.replay(&records).is_ok());
+    let infinite = RatioMeasured {
+        server: "nl-1".into(),
+        ratio: f64::INFINITY,
+    };
+    assert!(!bus.emit(infinite).not_recorded().is_empty());
 }

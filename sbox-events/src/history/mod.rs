@@ -62,6 +62,15 @@
 //! recorded (unless
 //! [`EventBusBuilder::record_replays`](crate::EventBusBuilder::record_replays)).
 //!
+//! An event whose `Serialize` fails or panics is not recorded (counted in
+//! [`HistoryStats::unserializable`], listed in its emit's
+//! [`EmitReport::not_recorded`](crate::EmitReport::not_recorded)); so is one
+//! holding a NaN or infinite float, which JSON has no number for (serde_json
+//! would write `null`, which does not read back as a float), and the error
+//! names the field. The same holds wherever an event is written as JSON
+//! (the audit log, JSON streams, [`AnyEvent::to_json`](crate::AnyEvent::to_json),
+//! a broker bridge).
+//!
 //! # JSON Lines
 //!
 //! [`History::export_jsonl`] writes one envelope per line:

@@ -138,8 +138,8 @@ pub struct HistoryStats {
     pub evicted: u64,
     /// Records not kept because they alone exceed the budget.
     pub oversized: u64,
-    /// Events not kept because their `Serialize` failed or panicked (each
-    /// also reported in its emit's
+    /// Events not kept because their `Serialize` failed or panicked, or
+    /// they held a NaN or infinite float (each also reported in its emit's
     /// [`EmitReport::not_recorded`](crate::EmitReport::not_recorded)).
     pub unserializable: u64,
 }
