@@ -1,8 +1,9 @@
 //! When a subscription's closure is released, with emits running on other
 //! threads: dropping a `Subscription` releases its closure (everything it
 //! captured) before `drop` returns, unless an emit that started earlier is
-//! still running it; then as soon as that emit ends. An idle thread, or
-//! one that has ended, never keeps a closure alive. Captures record when
+//! still running (a synchronous one of any type; a pending `emit_async` of
+//! the closure's type only); then as soon as that emit ends. An idle
+//! thread, or one that has ended, never keeps a closure alive. Captures record when
 //! they are dropped, and complain if they are called after it.
 
 use sbox_events::{Event, EventBus, EventContext, Subscription};
@@ -324,4 +325,29 @@ fn churn_across_threads_never_calls_a_released_closure() {
     for emitter in emitters {
         emitter.join().unwrap();
     }
+}
+
+#[derive(Event, Serialize, Deserialize, Clone)]
+#[event(name = "release.waited")]
+struct Waited(u8);
+
+#[test]
+fn a_pending_emit_async_of_another_type_keeps_no_released_closure() {
+    let bus = EventBus::new();
+    // An async handler that never finishes: its emit stays pending.
+    let _waiting = bus.subscribe_async(|_: &Waited, _: &EventContext| std::future::pending::<()>());
+    let (canary, dropped) = Canary::new();
+    let ping = bus.subscribe(move |_: &Ping, _: &EventContext| canary.check());
+    let mut emit = Box::pin(bus.emit_async(Waited(0)));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(emit.as_mut().poll(&mut cx).is_pending());
+
+    // That emit can never run a `Ping` closure: dropping the subscription
+    // releases it now, not when the emit is dropped.
+    drop(ping);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "kept by a pending emit of another type"
+    );
+    drop(emit);
 }

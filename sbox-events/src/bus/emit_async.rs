@@ -15,7 +15,7 @@ use super::dispatch::{Called, call_entry};
 use super::failures::{Failure, drop_payload, isolate, validate};
 use super::flight::FlightLog;
 use super::release::release_failed;
-use super::routes::Entry;
+use super::routes::{Entry, HeldRoute};
 use super::state::{DEPTH, DepthGuard, IN_ERROR_EVENT, REPLAYING, next_sequence};
 use super::{EmitOptions, EmitReport, EventBus, Refusal};
 use crate::context::{CauseOf, EventContext, Lazy};
@@ -378,13 +378,15 @@ impl EventBus {
                 self.record(&**recorder, &event, &mut ctx, &mut report);
             }
             let slot = E::__slot();
-            // An `Arc` of the table, not a guard of this thread's hazard
-            // slot: it is held across the handlers' `.await`s.
-            let table =
-                (slot.routed.load(Ordering::Relaxed) != 0).then(|| self.inner.routes.load_full());
-            let route = table
-                .as_deref()
-                .and_then(|table| table.route::<E>(slot.index()));
+            // `E`'s route alone, owned: it is held across the handlers'
+            // `.await`s, and holding the table (or a guard of this thread's
+            // hazard slot) would keep every closure unsubscribed meanwhile
+            // alive, whatever its type, for as long as this future lives.
+            let held = match slot.routed.load(Ordering::Relaxed) {
+                0 => None,
+                _ => self.inner.routes.load().hold_route::<E>(slot.index()),
+            };
+            let route = held.as_ref().and_then(HeldRoute::get);
             if let Some((route, _)) = route
                 && !route.recorders.is_empty()
             {
@@ -440,12 +442,11 @@ impl EventBus {
                 None => {}
             }
             drop(flight); // hands the runs over
-            if let Some(table) = table {
-                // Possibly the last holder of a removed closure (see `dispatch`).
-                drop(table);
-                if release_failed() {
-                    self.announce_release_failures(Some(&mut report));
-                }
+            // Possibly the last holder of a removed closure (see `dispatch`;
+            // the table's guard, dropped above, may have been too).
+            drop(held);
+            if release_failed() {
+                self.announce_release_failures(Some(&mut report));
             }
             self.drop_event(event, &mut report);
             report

@@ -27,6 +27,9 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+mod held;
+pub(crate) use held::HeldRoute;
+
 /// Writer-side state of a bus; `emit` never takes its lock.
 #[derive(Default)]
 pub(crate) struct Control {

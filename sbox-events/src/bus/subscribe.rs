@@ -257,6 +257,16 @@ impl SubscribeOptions {
 /// The change applies from the next emit (an emit already running on another
 /// thread, or an outer emit on this one, may still call the handler once).
 /// To keep the handler for the bus's lifetime, call [`detach`](Subscription::detach).
+///
+/// The closure, and everything it captured (a stream's sender included), is
+/// released before `drop` returns, unless an emit of this bus is running at
+/// that moment: a synchronous emit holds the bus's whole route table while
+/// it runs, so any such emit (on any thread, of any event type; an outer
+/// emit on this thread too) delays the release until the last of them
+/// ends. A pending [`emit_async`](crate::EventBus::emit_async) holds only
+/// its own event type's route across its `.await`s: it delays the release
+/// of that type's closures, until it finishes or is dropped. An idle
+/// thread never keeps a closure alive.
 #[must_use = "dropping a Subscription unsubscribes at once; call .detach() to keep it"]
 pub struct Subscription {
     bus: Weak<BusInner>,

@@ -21,7 +21,10 @@
 //!   replaced, or another bus's at a reused address) leaves the lists
 //!   when its check fails, before it reads on.
 //!
-//! An idle thread holds no slot, so it never keeps a table alive.
+//! An idle thread holds no slot, so it never keeps a table alive. A reader
+//! holds the whole table (every event type's routes) for the length of one
+//! synchronous emit; `emit_async` reads its type's route and holds only
+//! that across its `.await`s.
 //!
 //! Costs: a read is a few plain loads and stores in the thread's record.
 //! Its first read on a thread takes a record, under a lock. A read whose
@@ -423,19 +426,6 @@ impl Tables {
         // count. Writers swap it out under this lock, so while the lock is
         // held it is not swapped out, and the count added here comes
         // before the one `current` owned can be given up (after the swap).
-        unsafe {
-            Arc::increment_strong_count(table);
-            Arc::from_raw(table)
-        }
-    }
-
-    /// The current table, as an `Arc` (held as long as wanted: across an
-    /// `.await`, for instance).
-    pub(crate) fn load_full(&self) -> Arc<RouteTable> {
-        let guard = self.load();
-        let table = guard.table.as_ptr().cast_const();
-        // SAFETY: the guard keeps the table alive, and it came from
-        // `Arc::into_raw`.
         unsafe {
             Arc::increment_strong_count(table);
             Arc::from_raw(table)
