@@ -198,3 +198,42 @@ fn a_nan_is_refused_when_written_not_when_read_back() {
     };
     assert!(!bus.emit(infinite).not_recorded().is_empty());
 }
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "edge.fetched")]
+struct Fetched;
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "edge.parsed")]
+struct Parsed;
+
+#[test]
+fn a_recorded_replay_and_its_original_each_keep_their_own_children() {
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .history(1 << 20)
+        .record_replays(true)
+        .build()
+        .unwrap();
+    bus.subscribe(|_: &Fetched, ctx: &EventContext| {
+        ctx.bus().emit(Parsed);
+    })
+    .detach();
+    let report = bus.emit(Fetched);
+    let history = bus.history().expect("history");
+    let original = history.query(&HistoryQuery::new());
+    assert_eq!(original.len(), 2);
+    // The replay keeps the original's event id (and is recorded).
+    assert!(bus.replay(&original[..1]).is_ok());
+
+    let tree = history.tree(report.trace_id());
+    assert_eq!(tree.len(), 4);
+    let roots = tree.roots();
+    assert_eq!(roots.len(), 2, "the original and its replay");
+    for root in roots {
+        let children: Vec<_> = root.children().collect();
+        assert_eq!(children.len(), 1, "each with its own child");
+        let replayed = root.record().envelope().is_replay();
+        assert_eq!(children[0].record().envelope().is_replay(), replayed);
+    }
+}

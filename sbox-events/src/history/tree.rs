@@ -196,22 +196,49 @@ impl HandlerNode {
 /// name, from the same process (sequence numbers are per process). Of a
 /// cycle of causes, the first record's cause is dropped, and so is a cause
 /// that would go deeper than [`MAX_DEPTH`] (only a crafted file has those).
+///
+/// Records can share an event id: a recorded replay keeps its original's,
+/// a redelivered event from elsewhere its first delivery's. A child then
+/// goes under the one that is a replay as it is (or is not), the closest
+/// before it.
 fn parents(records: &[&RecordedEvent]) -> Vec<Option<usize>> {
-    let mut by_id = HashMap::with_capacity(records.len());
+    let mut by_id: HashMap<_, usize> = HashMap::with_capacity(records.len());
+    // Ids held by several records: all of them, in order.
+    let mut shared: HashMap<_, Vec<usize>> = HashMap::new();
     let mut by_sequence = HashMap::with_capacity(records.len());
     for (at, record) in records.iter().enumerate() {
-        by_id.insert(record.envelope().event_id(), at);
+        let id = record.envelope().event_id();
+        if let Some(&first) = by_id.get(&id) {
+            shared.entry(id).or_insert_with(|| vec![first]).push(at);
+        } else {
+            by_id.insert(id, at);
+        }
         by_sequence
             .entry(record.envelope().sequence())
             .or_insert(at);
     }
+    let holder = |id, child: usize| match shared.get(&id) {
+        None => by_id.get(&id).copied(),
+        Some(all) => {
+            let replay = records[child].envelope().is_replay();
+            let alike = |&&at: &&usize| records[at].envelope().is_replay() == replay;
+            let before = |&&at: &&usize| at < child;
+            all.iter()
+                .rev()
+                .find(|at| alike(at) && before(at))
+                .or_else(|| all.iter().find(alike))
+                .or_else(|| all.iter().rev().find(before))
+                .or(all.first())
+                .copied()
+        }
+    };
     let mut parents: Vec<Option<usize>> = records
         .iter()
         .enumerate()
         .map(|(at, record)| {
             let cause = record.envelope().cause()?;
             let parent = match cause.event_id() {
-                Some(id) => *by_id.get(&id)?,
+                Some(id) => holder(id, at)?,
                 None => {
                     let parent = *by_sequence.get(&cause.sequence())?;
                     let found = records[parent];
