@@ -345,7 +345,7 @@ impl EventBus {
     /// cancellation.
     ///
     /// Cost, beyond `emit`: the future's state (about 1 KiB plus the
-    /// event: 1,040 bytes for an 8-byte event in a release build with
+    /// event: 1,056 bytes for an 8-byte event in a release build with
     /// rustc 1.95, and it varies with the compiler; box it if you store
     /// many), one allocation per async
     /// handler call (its boxed future), and per poll a few thread-local
