@@ -18,7 +18,9 @@ use std::time::Duration;
 /// log-linear histogram (four buckets per power of two, so a percentile is
 /// reported within 25 % of the true value, never below it). An async
 /// handler's duration runs from its call to its completion under
-/// [`emit_async`](crate::EventBus::emit_async), `.await`s included.
+/// [`emit_async`](crate::EventBus::emit_async), `.await`s included, or to
+/// the drop of the emit's future if it is dropped while the call is
+/// pending (a cancelled call counts in `calls`, and is timed like any).
 ///
 /// Cost: off by default, and then nothing is measured: the dispatch loop does
 /// not even look. When on, every call costs one relaxed atomic add (the call

@@ -518,3 +518,27 @@ fn handler_statistics_count_async_calls_and_their_failures() {
     );
     assert_eq!(stats[0].timed, 1, "the first call of eight");
 }
+
+#[test]
+fn handler_statistics_time_a_call_cancelled_mid_way() {
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .handler_stats(true)
+        .build()
+        .unwrap();
+    let _sub = bus.subscribe_async_with(
+        SubscribeOptions::new().name("never finishes"),
+        |_: &Nested, _: &EventContext| std::future::pending::<()>(),
+    );
+    {
+        let mut emit = pin!(bus.emit_async(Nested { level: 0 }));
+        assert!(poll_once(emit.as_mut()).is_pending());
+        std::thread::sleep(Duration::from_millis(2));
+        // The caller gives up: the future is dropped inside the handler.
+    }
+    let stats = bus.handler_stats();
+    assert_eq!((stats[0].calls, stats[0].errors), (1, 0));
+    // The first call is the one timed, cancelled or not: up to its drop.
+    assert_eq!(stats[0].timed, 1, "the first call of eight");
+    assert!(stats[0].max >= Duration::from_millis(2), "{:?}", stats[0]);
+}

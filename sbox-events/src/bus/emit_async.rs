@@ -23,6 +23,7 @@ use crate::envelope::EventId;
 use crate::event::Event;
 use crate::events::ErrorOccurred;
 use crate::handler::{HandlerError, HandlerFuture};
+use crate::stats::StatsCell;
 use core::num::NonZeroU128;
 
 use crate::trace::{self, Frame, HandlerKey, HandlerWord, TraceId};
@@ -402,11 +403,13 @@ impl EventBus {
                     for (position, entry) in route.entries.iter().enumerate() {
                         let stats = stats.get(position).map(|cell| &**cell);
                         let started = stats.and_then(|s| s.start().then(Instant::now));
+                        // Times the call also if this future is dropped in it.
+                        let timer = CallTimer { stats, started };
                         let mark = flight.is_some().then(|| FlightLog::mark(&report));
                         let result = call_entry_async(self, entry, &event, &ctx).await;
                         // Read only for the flight recorder: a clock read costs.
                         let end = mark.is_some().then(Instant::now);
-                        let timing = stats.map(|stats| (stats, started));
+                        let timing = timer.finished();
                         self.settle(entry, result, timing, &ctx, &mut report);
                         if let (Some(flight), Some(mark), Some(end)) = (&mut flight, mark, end) {
                             flight.ran(entry.name(), mark, end, &report);
@@ -451,6 +454,31 @@ impl EventBus {
             }
             self.drop_event(event, &mut report);
             report
+        }
+    }
+}
+
+/// A handler call's statistics cell and, if the call is timed, its start:
+/// dropped before [`finished`](CallTimer::finished) (the emit's future
+/// dropped while the call is pending), it records the call's duration up
+/// to then, so that a cancelled call is timed like any other.
+struct CallTimer<'a> {
+    stats: Option<&'a StatsCell>,
+    started: Option<Instant>,
+}
+
+impl<'a> CallTimer<'a> {
+    /// The call returned: what `settle` records.
+    fn finished(self) -> Option<(&'a StatsCell, Option<Instant>)> {
+        let this = ManuallyDrop::new(self);
+        this.stats.map(|stats| (stats, this.started))
+    }
+}
+
+impl Drop for CallTimer<'_> {
+    fn drop(&mut self) {
+        if let (Some(stats), Some(started)) = (self.stats, self.started) {
+            stats.timed(started.elapsed());
         }
     }
 }
