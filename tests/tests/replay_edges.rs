@@ -237,3 +237,31 @@ fn a_recorded_replay_and_its_original_each_keep_their_own_children() {
         assert_eq!(children[0].record().envelope().is_replay(), replayed);
     }
 }
+
+#[test]
+fn each_recorded_replay_of_one_record_keeps_its_own_children() {
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .history(1 << 20)
+        .record_replays(true)
+        .build()
+        .unwrap();
+    bus.subscribe(|_: &Fetched, ctx: &EventContext| {
+        ctx.bus().emit(Parsed);
+    })
+    .detach();
+    let report = bus.emit(Fetched);
+    let history = bus.history().expect("history");
+    let original = history.query(&HistoryQuery::new());
+    // The same record replayed twice: three events share one id.
+    assert!(bus.replay(&original[..1]).is_ok());
+    assert!(bus.replay(&original[..1]).is_ok());
+
+    let tree = history.tree(report.trace_id());
+    assert_eq!(tree.len(), 6);
+    let roots = tree.roots();
+    assert_eq!(roots.len(), 3, "the original and its two replays");
+    for root in roots {
+        assert_eq!(root.children().count(), 1, "each with its own child");
+    }
+}

@@ -82,12 +82,17 @@ impl TraceTree {
     /// The tree of `trace_id` among `records` (other traces' records are
     /// left out).
     pub fn from_records(records: &[RecordedEvent], trace_id: TraceId) -> TraceTree {
-        let mut records: Vec<&RecordedEvent> = records
+        // With each record, where it was among `records` (the order it was
+        // recorded in, which `parents` goes by: a replay of the same
+        // record keeps its sequence number and can keep its timestamp).
+        let mut ordered: Vec<(usize, &RecordedEvent)> = records
             .iter()
-            .filter(|r| r.envelope().trace_id() == trace_id)
+            .enumerate()
+            .filter(|(_, r)| r.envelope().trace_id() == trace_id)
             .collect();
-        records.sort_by_key(|r| (r.envelope().sequence(), r.envelope().timestamp()));
-        let parents = parents(&records);
+        ordered.sort_by_key(|(_, r)| (r.envelope().sequence(), r.envelope().timestamp()));
+        let (recorded_at, records): (Vec<usize>, Vec<&RecordedEvent>) = ordered.into_iter().unzip();
+        let parents = parents(&records, &recorded_at);
         let mut children: Vec<Vec<usize>> = vec![Vec::new(); records.len()];
         let mut roots = Vec::new();
         for (child, parent) in parents.iter().enumerate() {
@@ -200,16 +205,24 @@ impl HandlerNode {
 /// Records can share an event id: a recorded replay keeps its original's,
 /// a redelivered event from elsewhere its first delivery's. A child then
 /// goes under the one that is a replay as it is (or is not), the closest
-/// before it.
-fn parents(records: &[&RecordedEvent]) -> Vec<Option<usize>> {
+/// recorded before it (`recorded_at` gives each record's place in the order
+/// they were recorded; a record is recorded before its handlers run, so
+/// before its children).
+fn parents(records: &[&RecordedEvent], recorded_at: &[usize]) -> Vec<Option<usize>> {
     let mut by_id: HashMap<_, usize> = HashMap::with_capacity(records.len());
-    // Ids held by several records: all of them, in order.
-    let mut shared: HashMap<_, Vec<usize>> = HashMap::new();
+    // Ids held by several records: all of them, originals and replays
+    // apart, each in the order recorded.
+    let mut shared: HashMap<_, [Vec<usize>; 2]> = HashMap::new();
     let mut by_sequence = HashMap::with_capacity(records.len());
     for (at, record) in records.iter().enumerate() {
         let id = record.envelope().event_id();
         if let Some(&first) = by_id.get(&id) {
-            shared.entry(id).or_insert_with(|| vec![first]).push(at);
+            let all = shared.entry(id).or_insert_with(|| {
+                let mut all = [Vec::new(), Vec::new()];
+                all[usize::from(records[first].envelope().is_replay())].push(first);
+                all
+            });
+            all[usize::from(record.envelope().is_replay())].push(at);
         } else {
             by_id.insert(id, at);
         }
@@ -217,19 +230,19 @@ fn parents(records: &[&RecordedEvent]) -> Vec<Option<usize>> {
             .entry(record.envelope().sequence())
             .or_insert(at);
     }
+    for all in shared.values_mut().flatten() {
+        all.sort_by_key(|&at| recorded_at[at]);
+    }
+    // The last of `all` recorded before `child`, else the first.
+    let closest = |all: &[usize], child: usize| {
+        let before = all.partition_point(|&at| recorded_at[at] < recorded_at[child]);
+        all.get(before.saturating_sub(1)).copied()
+    };
     let holder = |id, child: usize| match shared.get(&id) {
         None => by_id.get(&id).copied(),
         Some(all) => {
-            let replay = records[child].envelope().is_replay();
-            let alike = |&&at: &&usize| records[at].envelope().is_replay() == replay;
-            let before = |&&at: &&usize| at < child;
-            all.iter()
-                .rev()
-                .find(|at| alike(at) && before(at))
-                .or_else(|| all.iter().find(alike))
-                .or_else(|| all.iter().rev().find(before))
-                .or(all.first())
-                .copied()
+            let replay = usize::from(records[child].envelope().is_replay());
+            closest(&all[replay], child).or_else(|| closest(&all[1 - replay], child))
         }
     };
     let mut parents: Vec<Option<usize>> = records
