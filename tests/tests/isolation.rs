@@ -530,3 +530,56 @@ fn a_panicking_deserialize_fails_one_import_line_or_one_replayed_record() {
         "{bad}"
     );
 }
+
+#[test]
+fn a_report_tells_a_closure_released_from_the_event_dropped_whatever_the_names() {
+    let bus = plain_bus();
+    let doomed: Arc<Mutex<Option<Subscription>>> = Arc::default();
+    let held = Arc::clone(&doomed);
+    let unsubscriber = SubscribeOptions::new().name("unsubscriber").priority(10);
+    bus.subscribe_with(unsubscriber, move |_: &Job, _: &EventContext| {
+        drop(held.lock().unwrap().take());
+    })
+    .detach();
+    // A subscription may be named anything, this too.
+    let bomb = PanicOnDrop("capture dropped badly");
+    let named = SubscribeOptions::new().name("the event's `Drop`");
+    let sub = bus.subscribe_with(named, move |_: &Job, _: &EventContext| {
+        let _ = &bomb;
+    });
+    *doomed.lock().unwrap() = Some(sub);
+    let report = bus.emit(Job { id: 4 });
+    assert_eq!(report.drop_failures().len(), 1, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("while its closure was dropped"), "{text}");
+    assert!(!text.contains("the event panicked"), "{text}");
+}
+
+fn never_valid(_: &Invalid) -> Result<(), String> {
+    Err("never valid".into())
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "test.invalid", validate = never_valid)]
+struct Invalid {
+    #[serde(skip)]
+    _fuse: Option<PanicOnDrop>,
+}
+
+#[test]
+fn a_refused_report_still_shows_the_event_panicking_when_dropped() {
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .validate_on_emit(true)
+        .build()
+        .unwrap();
+    let emit = bus.emit_async(Invalid {
+        _fuse: Some(PanicOnDrop("dropped badly")),
+    });
+    let report = catch_unwind(AssertUnwindSafe(|| block_on(emit))).expect("no unwind");
+    assert!(report.refused().is_some(), "{report}");
+    assert_eq!(report.drop_failures().len(), 1, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("never valid"), "{text}");
+    assert!(text.contains("dropped badly"), "{text}");
+}

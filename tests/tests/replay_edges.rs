@@ -5,7 +5,9 @@ use sbox_events::events::ErrorOccurred;
 use sbox_events::history::{
     HistoryQuery, ImportOptions, LineErrorKind, export_jsonl, import_jsonl,
 };
-use sbox_events::{EmitOptions, Event, EventBus, EventContext, EventSelector};
+use sbox_events::trace::{self, TraceId};
+use sbox_events::{EmitOptions, Event, EventBus, EventContext, EventSelector, SubscribeOptions};
+use sbox_events_tests::exec::block_on;
 use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -148,16 +150,6 @@ fn an_event_the_bus_decoded_and_whose_drop_panics_is_reported_not_unwound() {
 #[event(name = "edge.plain")]
 struct Plain;
 
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut cx) {
-            return value;
-        }
-    }
-}
-
 #[derive(Event, Serialize, Deserialize, Debug)]
 #[event(name = "edge.ratio_measured")]
 struct RatioMeasured {
@@ -264,4 +256,51 @@ fn each_recorded_replay_of_one_record_keeps_its_own_children() {
     for root in roots {
         assert_eq!(root.children().count(), 1, "each with its own child");
     }
+}
+
+/// The `error.occurred` an event panicking in its `Drop` causes: its trace,
+/// and whether a handler is named in its cause.
+type DropErrors = Arc<Mutex<Vec<(TraceId, Option<String>)>>>;
+
+#[test]
+fn the_error_of_an_event_dropped_badly_is_in_its_trace_and_caused_by_no_handler() {
+    let bus = history_bus();
+    let records = fused_records(&bus);
+    let seen: DropErrors = Arc::default();
+    let sink = Arc::clone(&seen);
+    bus.subscribe(move |_: &ErrorOccurred, ctx: &EventContext| {
+        let handler = ctx.cause().and_then(|c| c.handler().map(str::to_owned));
+        sink.lock().expect("seen").push((ctx.trace_id(), handler));
+    })
+    .detach();
+    let reader = SubscribeOptions::new().name("reader");
+    bus.subscribe_with(reader, |_: &Fused, _: &EventContext| {})
+        .detach();
+
+    // Replayed from within another trace: the error is in the replay's.
+    let replayed = trace::with_trace_id(TraceId::random(), || bus.replay(&records));
+    let report = &replayed.reports()[0];
+    assert_eq!(report.drop_failures().len(), 1, "{report}");
+    let (trace_id, handler) = seen.lock().expect("seen").remove(0);
+    assert_eq!(trace_id, report.trace_id());
+    assert_eq!(handler, None);
+
+    // By name, in a trace given, from within another one.
+    let given = TraceId::random();
+    let report = trace::with_trace_id(TraceId::random(), || {
+        let options = EmitOptions::new().trace_id(given);
+        bus.emit_json("edge.fused", records[0].data(), options)
+    })
+    .expect("decoded");
+    assert_eq!(report.drop_failures().len(), 1, "{report}");
+    let (trace_id, handler) = seen.lock().expect("seen").remove(0);
+    assert_eq!(trace_id, given);
+    assert_eq!(handler, None);
+
+    // Given to emit_async: the handler that ran last did not cause it.
+    let report = block_on(bus.emit_async(Fused { fuse: Fuse(true) }));
+    assert_eq!(report.drop_failures().len(), 1, "{report}");
+    let (trace_id, handler) = seen.lock().expect("seen").remove(0);
+    assert_eq!(trace_id, report.trace_id());
+    assert_eq!(handler, None);
 }

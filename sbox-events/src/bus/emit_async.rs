@@ -452,6 +452,8 @@ impl EventBus {
             if release_failed() {
                 self.announce_release_failures(Some(&mut report));
             }
+            // What the event's `Drop` causes, no handler did.
+            trace::set_handler(HandlerKey::None);
             self.drop_event(event, &mut report);
             report
         }

@@ -119,7 +119,9 @@ impl EventBus {
             let failure = Failure::Panic(payload);
             let (failure, payload) = describe(EVENT_DROP, report.event(), failure);
             self.announce(&failure, payload, report.trace_id(), EVENT_DROP_FAILED);
-            report.issues().drop_failures.push(failure);
+            let issues = report.issues();
+            issues.event_drop_failure = Some(issues.drop_failures.len());
+            issues.drop_failures.push(failure);
         }
     }
 
@@ -188,9 +190,12 @@ impl EventBus {
                 event: failure.event().to_owned(),
                 handler: failure.handler().to_owned(),
             };
-            match trace::current() {
-                Some(_) => drop(self.emit(event)),
-                None => drop(trace::with_trace_id(trace_id, || self.emit(event))),
+            // In the failure's trace, even where it is not the current one
+            // (an event dropped after its emit's scope ended).
+            if trace::current() == Some(trace_id) {
+                drop(self.emit(event));
+            } else {
+                drop(trace::with_trace_id(trace_id, || self.emit(event)));
             }
         }
     }

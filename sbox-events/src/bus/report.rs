@@ -1,7 +1,6 @@
 //! What an emit returns: [`EmitReport`] (delivered, failures, refusal), and
 //! the errors of the bus's own API.
 
-use super::failures::EVENT_DROP;
 use crate::escape::LogSafe;
 use crate::handler::{HandlerFailure, SkipReason};
 use crate::registry::StaticName;
@@ -36,6 +35,9 @@ pub(super) struct Issues {
     pub(super) skipped: Vec<(Cow<'static, str>, SkipReason)>,
     pub(super) not_recorded: Vec<HandlerFailure>,
     pub(super) drop_failures: Vec<HandlerFailure>,
+    /// Which of `drop_failures` is the event's own `Drop` (a subscription
+    /// may have any name, that one's too).
+    pub(super) event_drop_failure: Option<usize>,
 }
 
 impl EmitReport {
@@ -201,7 +203,8 @@ impl fmt::Debug for EmitReport {
 impl fmt::Display for EmitReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(refusal) = self.refused() {
-            return write!(f, "`{}` refused: {refusal}", self.event.get());
+            write!(f, "`{}` refused: {refusal}", self.event.get())?;
+            return self.fmt_drop_failures(f);
         }
         write!(
             f,
@@ -221,16 +224,7 @@ impl fmt::Display for EmitReport {
                 LogSafe(failure.message())
             )?;
         }
-        for failure in self.drop_failures() {
-            match failure.handler() {
-                EVENT_DROP => write!(
-                    f,
-                    "; the event panicked while it was dropped: {}",
-                    LogSafe(failure.message())
-                )?,
-                _ => write!(f, "; {failure} (while its closure was dropped)")?,
-            }
-        }
+        self.fmt_drop_failures(f)?;
         let asyncs = self
             .skips()
             .filter(|(_, reason)| *reason == SkipReason::Async)
@@ -247,6 +241,21 @@ impl fmt::Display for EmitReport {
         for (name, reason) in self.skips() {
             if let SkipReason::MissingResource { .. } = reason {
                 write!(f, "; `{}` skipped: {reason}", LogSafe(name))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EmitReport {
+    fn fmt_drop_failures(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let event_drop = self.issues.as_ref().and_then(|i| i.event_drop_failure);
+        for (at, failure) in self.drop_failures().iter().enumerate() {
+            if Some(at) == event_drop {
+                let message = LogSafe(failure.message());
+                write!(f, "; the event panicked while it was dropped: {message}")?;
+            } else {
+                write!(f, "; {failure} (while its closure was dropped)")?;
             }
         }
         Ok(())
