@@ -57,9 +57,11 @@ pub(super) fn next_sequence_in_block() -> Option<u64> {
 
 /// Parents numbered higher (only a record from elsewhere can be: a process
 /// hands out 2^63 numbers in no lifetime) do not move the counter: after
-/// following one, at least 2^63 numbers are left before it would wrap and
-/// hand out numbers again (thousands of years of emits; 2^32 left, as near
-/// the end of the range, would last about a minute on one thread).
+/// following one, at least 2^63 − 1 numbers are left before it would wrap
+/// and hand out numbers again (thousands of years of emits; 2^32 left, as
+/// near the end of the range, would last about a minute on one thread).
+/// Under a parent numbered higher, each nested emit takes a new block (its
+/// numbers are not above the parent's), which costs speed only.
 const LAST_PARENT_FOLLOWED: u64 = 1 << 63;
 
 /// Takes a new block of numbers, all above `parent` (unless `parent` is

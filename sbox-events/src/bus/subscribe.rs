@@ -265,8 +265,13 @@ impl SubscribeOptions {
 /// emit on this thread too) delays the release until the last of them
 /// ends. A pending [`emit_async`](crate::EventBus::emit_async) holds only
 /// its own event type's route across its `.await`s: it delays the release
-/// of that type's closures, until it finishes or is dropped. An idle
-/// thread never keeps a closure alive.
+/// of the closures that route holds, until it finishes or is dropped. A
+/// subscription to several event types (by
+/// [selector](crate::EventBus::subscribe_any), a
+/// [JSON stream](crate::EventBus::subscribe_json_stream), an audit logger)
+/// has one closure shared by all their routes, so a pending `emit_async`
+/// of any type it selects delays it. An idle thread never keeps a closure
+/// alive.
 #[must_use = "dropping a Subscription unsubscribes at once; call .detach() to keep it"]
 pub struct Subscription {
     bus: Weak<BusInner>,

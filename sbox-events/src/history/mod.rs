@@ -66,8 +66,15 @@
 //! [`HistoryStats::unserializable`], listed in its emit's
 //! [`EmitReport::not_recorded`](crate::EmitReport::not_recorded)); so is one
 //! holding a NaN or infinite float, which JSON has no number for (serde_json
-//! would write `null`, which does not read back as a float), and the error
-//! names the field. The same holds wherever an event is written as JSON
+//! would write `null`, which does not read back as a float). The error
+//! names the innermost named field the float is in (for an element of a
+//! sequence, map or tuple, the field holding it), by its serialized name
+//! (after any `#[serde(rename)]`); a float in no named field (of an event
+//! that is a tuple or newtype struct, or in a flattened field) is named
+//! only as "a value". Only what the event gives serde's `Serializer` is checked:
+//! a `serialize_with` that writes JSON text of its own (with
+//! `serde_json::to_string`) passes a `null` unseen. The same holds wherever
+//! an event is written as JSON
 //! (the audit log, JSON streams, [`AnyEvent::to_json`](crate::AnyEvent::to_json),
 //! a broker bridge).
 //!
