@@ -6,7 +6,9 @@ use sbox_events::history::{
     HistoryQuery, ImportOptions, LineErrorKind, export_jsonl, import_jsonl,
 };
 use sbox_events::trace::{self, TraceId};
-use sbox_events::{EmitOptions, Event, EventBus, EventContext, EventSelector, SubscribeOptions};
+use sbox_events::{
+    EmitOptions, Event, EventBus, EventContext, EventSelector, FailurePolicy, SubscribeOptions,
+};
 use sbox_events_tests::exec::block_on;
 use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
@@ -303,4 +305,32 @@ fn the_error_of_an_event_dropped_badly_is_in_its_trace_and_caused_by_no_handler(
     let (trace_id, handler) = seen.lock().expect("seen").remove(0);
     assert_eq!(trace_id, report.trace_id());
     assert_eq!(handler, None);
+}
+
+#[test]
+fn a_propagated_handler_panic_unwinds_past_an_event_that_panics_when_dropped() {
+    let bus = history_bus();
+    let records = fused_records(&bus);
+    let json = records[0].data();
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .failure_policy(FailurePolicy::Propagate)
+        .build()
+        .unwrap();
+    bus.subscribe(|_: &Fused, _: &EventContext| panic!("handler failed"))
+        .detach();
+    let message = |payload: Box<dyn std::any::Any + Send>| match payload.downcast::<&str>() {
+        Ok(message) => *message,
+        Err(_) => "another payload",
+    };
+    // The handler's panic comes out (not an abort: a panic in a `Drop`
+    // while unwinding would be one).
+    let unwound = catch_unwind(AssertUnwindSafe(|| {
+        bus.emit_json("edge.fused", json, EmitOptions::new())
+    }));
+    assert_eq!(unwound.map(drop).map_err(message), Err("handler failed"));
+    let unwound = catch_unwind(AssertUnwindSafe(|| {
+        block_on(bus.emit_async(Fused { fuse: Fuse(true) }))
+    }));
+    assert_eq!(unwound.map(drop).map_err(message), Err("handler failed"));
 }

@@ -283,7 +283,10 @@ pub enum FailurePolicy {
     Isolate,
     /// Log it, then re-raise: a panic resumes with its original payload, an
     /// `Err` panics with the failure's description. Remaining handlers do not
-    /// run. Useful in tests.
+    /// run. Useful in tests. An event the bus owns (decoded for a replay or
+    /// an emit by name, or given to `emit_async`) that panics in its `Drop`
+    /// during that unwind is logged, not re-raised (a second panic while
+    /// unwinding would abort the process).
     Propagate,
 }
 

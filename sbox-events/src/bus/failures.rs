@@ -21,6 +21,8 @@ use crate::trace::{self, TraceId};
 use std::any::Any;
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 /// A handler call that did not return `Ok(())`.
@@ -289,6 +291,63 @@ impl EventBus {
         }
     }
 }
+
+/// An event the bus owns while its handlers run (decoded for a replay or
+/// an emit by name, or given to `emit_async`). Handed back by
+/// [`into_inner`](OwnedEvent::into_inner) to be dropped with
+/// [`EventBus::drop_event`]; dropped while a panic unwinds
+/// ([`FailurePolicy::Propagate`]), a panic of the event's own `Drop` is
+/// caught and logged, since a second panic during an unwind would abort
+/// the process. Dropped otherwise (a cancelled `emit_async`, whose caller
+/// isolates the drop), it drops the event as it is.
+pub(super) struct OwnedEvent<E: Event>(ManuallyDrop<E>);
+
+impl<E: Event> OwnedEvent<E> {
+    #[inline(always)]
+    pub(super) fn new(event: E) -> Self {
+        OwnedEvent(ManuallyDrop::new(event))
+    }
+
+    #[inline(always)]
+    pub(super) fn into_inner(self) -> E {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped (`ManuallyDrop`) nor used again,
+        // so the event is taken out exactly once.
+        unsafe { ManuallyDrop::take(&mut this.0) }
+    }
+}
+
+impl<E: Event> Deref for OwnedEvent<E> {
+    type Target = E;
+
+    #[inline(always)]
+    fn deref(&self) -> &E {
+        &self.0
+    }
+}
+
+impl<E: Event> Drop for OwnedEvent<E> {
+    fn drop(&mut self) {
+        // SAFETY: `drop` runs once and `self.0` is not used after it;
+        // `into_inner`, the only other taker, forgets `self`.
+        let event = unsafe { ManuallyDrop::take(&mut self.0) };
+        if !std::mem::needs_drop::<E>() || !std::thread::panicking() {
+            drop(event);
+            return;
+        }
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(event))) {
+            let (failure, payload) = describe(EVENT_DROP, E::NAME, Failure::Panic(payload));
+            let trace_id = trace::current().unwrap_or_else(TraceId::random);
+            log_failure(&failure, trace_id, EVENT_DROP_FAILED_UNWINDING);
+            if let Some(payload) = payload {
+                drop_payload(payload);
+            }
+        }
+    }
+}
+
+const EVENT_DROP_FAILED_UNWINDING: &str =
+    "an event panicked while the bus dropped it, during the unwind of a propagated failure";
 
 /// What a panic in an event's own `Drop` is named in reports.
 pub(crate) const EVENT_DROP: &str = "the event's `Drop`";

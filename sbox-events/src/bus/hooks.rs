@@ -12,6 +12,7 @@
 #![cfg_attr(not(feature = "history"), allow(dead_code))]
 
 use super::dispatch::Given;
+use super::failures::OwnedEvent;
 use super::routes::{self, Control, RouteConfig, RouteTable};
 use super::{EmitOptions, EmitReport, EventBus};
 use crate::any::{AnyEvent, EventType};
@@ -61,9 +62,9 @@ fn rebuild<E: Event>(config: RouteConfig, control: &mut Control, table: &mut Rou
 }
 
 fn dispatch_json<E: Event>(bus: &EventBus, event: &JsonRecord<'_>) -> Result<EmitReport, String> {
-    let value: E = decode(event.json)?;
-    let mut report = bus.dispatch(&value, &event.given);
-    bus.drop_event(value, &mut report);
+    let value = OwnedEvent::new(decode::<E>(event.json)?);
+    let mut report = bus.dispatch(&*value, &event.given);
+    bus.drop_event(value.into_inner(), &mut report);
     Ok(report)
 }
 
