@@ -202,61 +202,37 @@ struct Fetched;
 struct Parsed;
 
 #[test]
-fn a_recorded_replay_and_its_original_each_keep_their_own_children() {
-    let bus = EventBus::builder()
-        .static_handlers(false)
-        .history(1 << 20)
-        .record_replays(true)
-        .build()
-        .unwrap();
-    bus.subscribe(|_: &Fetched, ctx: &EventContext| {
-        ctx.bus().emit(Parsed);
-    })
-    .detach();
-    let report = bus.emit(Fetched);
-    let history = bus.history().expect("history");
-    let original = history.query(&HistoryQuery::new());
-    assert_eq!(original.len(), 2);
-    // The replay keeps the original's event id (and is recorded).
-    assert!(bus.replay(&original[..1]).is_ok());
+fn a_record_and_each_of_its_recorded_replays_keep_their_own_children() {
+    for replays in 1..=3 {
+        let bus = EventBus::builder()
+            .static_handlers(false)
+            .history(1 << 20)
+            .record_replays(true)
+            .build()
+            .unwrap();
+        bus.subscribe(|_: &Fetched, ctx: &EventContext| {
+            ctx.bus().emit(Parsed);
+        })
+        .detach();
+        let report = bus.emit(Fetched);
+        let history = bus.history().expect("history");
+        let original = history.query(&HistoryQuery::new());
+        assert_eq!(original.len(), 2);
+        // Each replay keeps the original's event id (and is recorded).
+        for _ in 0..replays {
+            assert!(bus.replay(&original[..1]).is_ok());
+        }
 
-    let tree = history.tree(report.trace_id());
-    assert_eq!(tree.len(), 4);
-    let roots = tree.roots();
-    assert_eq!(roots.len(), 2, "the original and its replay");
-    for root in roots {
-        let children: Vec<_> = root.children().collect();
-        assert_eq!(children.len(), 1, "each with its own child");
-        let replayed = root.record().envelope().is_replay();
-        assert_eq!(children[0].record().envelope().is_replay(), replayed);
-    }
-}
-
-#[test]
-fn each_recorded_replay_of_one_record_keeps_its_own_children() {
-    let bus = EventBus::builder()
-        .static_handlers(false)
-        .history(1 << 20)
-        .record_replays(true)
-        .build()
-        .unwrap();
-    bus.subscribe(|_: &Fetched, ctx: &EventContext| {
-        ctx.bus().emit(Parsed);
-    })
-    .detach();
-    let report = bus.emit(Fetched);
-    let history = bus.history().expect("history");
-    let original = history.query(&HistoryQuery::new());
-    // The same record replayed twice: three events share one id.
-    assert!(bus.replay(&original[..1]).is_ok());
-    assert!(bus.replay(&original[..1]).is_ok());
-
-    let tree = history.tree(report.trace_id());
-    assert_eq!(tree.len(), 6);
-    let roots = tree.roots();
-    assert_eq!(roots.len(), 3, "the original and its two replays");
-    for root in roots {
-        assert_eq!(root.children().count(), 1, "each with its own child");
+        let tree = history.tree(report.trace_id());
+        assert_eq!(tree.len(), 2 * (1 + replays));
+        let roots = tree.roots();
+        assert_eq!(roots.len(), 1 + replays, "the original and its replays");
+        for root in roots {
+            let children: Vec<_> = root.children().collect();
+            assert_eq!(children.len(), 1, "each with its own child");
+            let replayed = root.record().envelope().is_replay();
+            assert_eq!(children[0].record().envelope().is_replay(), replayed);
+        }
     }
 }
 
