@@ -347,7 +347,7 @@ impl<E: Event> Drop for OwnedEvent<E> {
 }
 
 const EVENT_DROP_FAILED_UNWINDING: &str =
-    "an event panicked while the bus dropped it, during the unwind of a propagated failure";
+    "an event panicked while the bus dropped it, during an unwind";
 
 /// What a panic in an event's own `Drop` is named in reports.
 pub(crate) const EVENT_DROP: &str = "the event's `Drop`";
