@@ -98,31 +98,46 @@ impl EventInput<'_> {
 const FIELD_PREFIX: &str = "this field's type";
 
 /// Field types that serde handles but that are never `Send + Sync`, found by
-/// name (also inside generic arguments: `Vec<Rc<T>>`): each gets one error
-/// at the field with the type to use instead. Anything else that is not
+/// path (also inside generic arguments: `Vec<Rc<T>>`): each gets one error
+/// at the field with the type to use instead. A macro cannot resolve names,
+/// so only paths that are `std`'s are matched: the bare name (`Cell`, as
+/// imported), the module and name (`cell::Cell`), or the full path
+/// (`std::cell::Cell`, through `core` or `alloc` too). A type of the user's
+/// own with one of these names is written with its path (`sheet::Cell`) and
+/// is not matched; the message says so. Anything else that is not
 /// `Send + Sync` is still caught by the trait bounds, at the struct's name;
 /// types serde cannot handle (references, raw pointers) by serde's derive.
 fn field_type(ty: &Type, errors: &mut Option<syn::Error>) {
     let problem = match ty {
         Type::Path(path) => {
             let segments = &path.path.segments;
-            let last = segments.last();
-            let in_rc = segments.iter().any(|s| s.ident == "rc");
-            let problem = last.and_then(|last| match last.ident.to_string().as_str() {
-                "Rc" => Some(
-                    "is `Rc`, which cannot be shared between threads, and handlers run on \
-                     any thread: use `std::sync::Arc`",
+            let problem = std_path(&path.path).and_then(|(module, name)| {
+                match (module, name.to_string().as_str()) {
+                    (Some("rc") | None, "Rc") => Some(
+                        "is `Rc`, which cannot be shared between threads, and handlers run on \
+                         any thread: use `std::sync::Arc`",
+                    ),
+                    (Some("rc"), "Weak") => Some(
+                        "is `rc::Weak`, which cannot be shared between threads: use \
+                         `std::sync::Weak`",
+                    ),
+                    (Some("cell") | None, "Cell" | "RefCell") => Some(
+                        "has unsynchronized interior mutability, and every handler (on any \
+                         thread) shares the event: use an atomic, `std::sync::Mutex` or \
+                         `RwLock`, or `std::sync::OnceLock`",
+                    ),
+                    _ => None,
+                }
+            });
+            let problem = problem.map(|problem| match segments.len() {
+                // A bare name may be a type of the user's own: say how to
+                // tell it apart.
+                1 => format!(
+                    "{problem} (if this is a type of your own with the same name, write it \
+                     with its path, e.g. `crate::module::{}`)",
+                    segments[0].ident
                 ),
-                "Weak" if in_rc => Some(
-                    "is `rc::Weak`, which cannot be shared between threads: use \
-                     `std::sync::Weak`",
-                ),
-                "Cell" | "RefCell" => Some(
-                    "has unsynchronized interior mutability, and every handler (on any \
-                     thread) shares the event: use an atomic, `std::sync::Mutex` or \
-                     `RwLock`, or `std::sync::OnceLock`",
-                ),
-                _ => None,
+                _ => problem.to_owned(),
             });
             if problem.is_none() {
                 for segment in segments {
@@ -166,6 +181,25 @@ fn field_type(ty: &Type, errors: &mut Option<syn::Error>) {
             errors,
             syn::Error::new_spanned(ty, format_args!("{FIELD_PREFIX} {problem}")),
         );
+    }
+}
+
+/// The module (`cell`, `rc`) and the name of a path that may be `std`'s: a
+/// bare name (no module), `module::Name`, or `std::module::Name` (also
+/// through `core` or `alloc`, with or without a leading `::`). Any other path
+/// names a type of the user's own.
+fn std_path(path: &syn::Path) -> Option<(Option<&'static str>, &syn::Ident)> {
+    let idents: Vec<&syn::Ident> = path.segments.iter().map(|s| &s.ident).collect();
+    let module = |ident: &syn::Ident| ["cell", "rc"].into_iter().find(|m| ident == m);
+    match idents.as_slice() {
+        [name] if path.leading_colon.is_none() => Some((None, name)),
+        [module_ident, name] if path.leading_colon.is_none() => {
+            Some((Some(module(module_ident)?), name))
+        }
+        [krate, module_ident, name] if ["std", "core", "alloc"].iter().any(|k| *krate == k) => {
+            Some((Some(module(module_ident)?), name))
+        }
+        _ => None,
     }
 }
 

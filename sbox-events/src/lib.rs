@@ -165,7 +165,11 @@ pub use stats::HandlerStats;
 ///
 /// The struct (named, tuple or unit) must be `Send + Sync + 'static` and
 /// implement serde's `Serialize` and `Deserialize`; it cannot be generic or
-/// borrow. Enums and unions are rejected: wrap them in a struct.
+/// borrow. Enums and unions are rejected: wrap them in a struct. A field of
+/// `std`'s `Rc`, `rc::Weak`, `Cell` or `RefCell` (written as imported, as
+/// `cell::Cell` or as `std::cell::Cell`) is one error at that field saying
+/// what to use instead; a type of your own with one of those names, written
+/// with its path (`sheet::Cell`), is not mistaken for it.
 pub use sbox_events_derive::Event;
 
 /// Registers a free function as a handler, at link time.

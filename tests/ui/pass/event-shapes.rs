@@ -25,6 +25,31 @@ struct RefundIssued {
     order_id: u64,
 }
 
+// Types of your own may share a name with `std`'s `Cell`, `RefCell` and
+// `Rc`: written with their path, they are fields like any other.
+mod sheet {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Cell(pub u32);
+
+    #[derive(Serialize, Deserialize)]
+    pub struct RefCell(pub String);
+
+    pub mod rc {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        pub struct Rc(pub u8);
+    }
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "sheet.edited")]
+struct SheetEdited {
+    cell: sheet::Cell,
+    cells: Vec<crate::sheet::RefCell>,
+    owner: sheet::rc::Rc,
+}
+
 fn main() {
     // Events can be declared inside a function, too.
     #[derive(Event, Serialize, Deserialize)]
@@ -38,4 +63,9 @@ fn main() {
     bus.emit(Unit);
     bus.emit(RefundIssued { order_id: 1 });
     bus.emit(Local);
+    bus.emit(SheetEdited {
+        cell: sheet::Cell(1),
+        cells: vec![sheet::RefCell("A1".into())],
+        owner: sheet::rc::Rc(0),
+    });
 }
