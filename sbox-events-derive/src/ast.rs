@@ -37,13 +37,20 @@ const MISSING_NAME: &str = "missing event name: add `#[event(name = \"area.happe
                             (lowercase dotted, e.g. \"subscription.fetched\")";
 
 impl<'a> EventInput<'a> {
-    pub fn from_syn(node: &'a DeriveInput) -> syn::Result<Self> {
-        let args = attr::parse_event_args(&node.attrs)?;
+    /// The typed view, when the attributes give at least a name, and the
+    /// errors of the attributes (a view may come with errors: its keys that
+    /// parsed are still checked by `valid`).
+    pub fn from_syn(node: &'a DeriveInput) -> (Option<Self>, Option<syn::Error>) {
+        let (args, mut errors) = attr::parse_event_args(&node.attrs);
         let Some(name) = args.name else {
-            return Err(match &args.first_attr {
-                Some(attr) => syn::Error::new_spanned(attr, MISSING_NAME),
-                None => syn::Error::new(node.ident.span(), MISSING_NAME),
-            });
+            if !args.name_reported {
+                let missing = match &args.first_attr {
+                    Some(attr) => syn::Error::new_spanned(attr, MISSING_NAME),
+                    None => syn::Error::new(node.ident.span(), MISSING_NAME),
+                };
+                attr::push(&mut errors, missing);
+            }
+            return (None, errors);
         };
         let fields = match &node.data {
             Data::Struct(data) => data
@@ -60,14 +67,15 @@ impl<'a> EventInput<'a> {
                 .collect(),
             Data::Enum(_) | Data::Union(_) => Vec::new(),
         };
-        Ok(EventInput {
+        let input = EventInput {
             ident: &node.ident,
             name,
             source: args.source,
             validate: args.validate,
             version: args.version,
             fields,
-        })
+        };
+        (Some(input), errors)
     }
 }
 

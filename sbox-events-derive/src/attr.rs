@@ -20,6 +20,9 @@ pub struct EventArgs {
     pub version: Option<LitInt>,
     /// Where to point "missing name" errors when there is an attribute.
     pub first_attr: Option<TokenStream>,
+    /// Whether an error already covers a missing name (a `name` key with a
+    /// wrong value, a bare `#[event]`): "missing name" would repeat it.
+    pub name_reported: bool,
 }
 
 /// The keys of `#[handler(...)]`.
@@ -37,13 +40,16 @@ const HANDLER_KEYS: &str =
 const EMITS: &str = "expected `emits = [EventType, ...]`, the event types this handler emits \
                      (`emits = []` if none)";
 
-pub fn parse_event_args(attrs: &[Attribute]) -> syn::Result<EventArgs> {
+/// The keys of every `#[event]` attribute, and the errors of those that
+/// were wrong (one per mistake: a wrong key does not hide the next).
+pub fn parse_event_args(attrs: &[Attribute]) -> (EventArgs, Option<syn::Error>) {
     let mut args = EventArgs {
         name: None,
         source: None,
         validate: None,
         version: None,
         first_attr: None,
+        name_reported: false,
     };
     let mut errors: Option<syn::Error> = None;
     for attr in attrs.iter().filter(|a| a.path().is_ident("event")) {
@@ -57,9 +63,11 @@ pub fn parse_event_args(attrs: &[Attribute]) -> syn::Result<EventArgs> {
                     "`#[event]` needs arguments: write `#[event(name = \"area.happened\")]`",
                 ),
             );
+            args.name_reported = true;
             continue;
         }
-        let result = attr.parse_nested_meta(|meta| {
+        let mut key_errors = None;
+        let result = attr.parse_nested_meta(each_key(&mut key_errors, |meta| {
             if meta.path.is_ident("validate") {
                 let input = meta
                     .value()
@@ -92,6 +100,7 @@ pub fn parse_event_args(attrs: &[Attribute]) -> syn::Result<EventArgs> {
                 return Ok(());
             }
             let slot = if meta.path.is_ident("name") {
+                args.name_reported = true;
                 &mut args.name
             } else if meta.path.is_ident("source") {
                 &mut args.source
@@ -101,7 +110,7 @@ pub fn parse_event_args(attrs: &[Attribute]) -> syn::Result<EventArgs> {
                     path_text(&meta.path)
                 )));
             };
-            let value = string_value(&meta, &path_text(&meta.path))?;
+            let value = string_value(meta, &path_text(&meta.path))?;
             if slot.is_some() {
                 return Err(syn::Error::new(
                     meta.path.span(),
@@ -113,22 +122,25 @@ pub fn parse_event_args(attrs: &[Attribute]) -> syn::Result<EventArgs> {
             }
             *slot = Some(value);
             Ok(())
-        });
+        }));
+        if let Some(err) = key_errors {
+            push(&mut errors, err);
+        }
         if let Err(err) = result {
             push(&mut errors, err);
         }
     }
-    match errors {
-        Some(err) => Err(err),
-        None => Ok(args),
-    }
+    (args, errors)
 }
 
-pub fn parse_handler_args(tokens: TokenStream) -> syn::Result<HandlerArgs> {
+/// The keys of `#[handler(...)]`, and the errors of those that were wrong
+/// (one per mistake: a wrong key does not hide the next).
+pub fn parse_handler_args(tokens: TokenStream) -> (HandlerArgs, Option<syn::Error>) {
     let mut args = HandlerArgs::default();
-    let parser = syn::meta::parser(|meta| {
+    let mut errors = None;
+    let parser = syn::meta::parser(each_key(&mut errors, |meta| {
         if meta.path.is_ident("name") {
-            let value = string_value(&meta, "name")?;
+            let value = string_value(meta, "name")?;
             if args.name.replace(value).is_some() {
                 return Err(duplicate(&meta.path, "handler"));
             }
@@ -144,21 +156,20 @@ pub fn parse_handler_args(tokens: TokenStream) -> syn::Result<HandlerArgs> {
                     "expected an integer priority, e.g. `priority = 10` (higher runs first)",
                 )
             })?;
-            if !matches!(lit.suffix(), "" | "i32") {
-                return Err(syn::Error::new(
-                    lit.span(),
-                    format_args!(
-                        "a priority is an i32: write it without a suffix, `priority = {}`",
-                        lit.base10_digits()
-                    ),
-                ));
-            }
             let digits = lit.base10_digits();
             let text = if negative {
                 format!("-{digits}")
             } else {
                 digits.to_owned()
             };
+            if !matches!(lit.suffix(), "" | "i32") {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format_args!(
+                        "a priority is an i32: write it without a suffix, `priority = {text}`"
+                    ),
+                ));
+            }
             let value: i32 = text.parse().map_err(|_| {
                 syn::Error::new(
                     lit.span(),
@@ -190,9 +201,30 @@ pub fn parse_handler_args(tokens: TokenStream) -> syn::Result<HandlerArgs> {
                 path_text(&meta.path)
             )))
         }
-    });
-    parser.parse2(tokens)?;
-    Ok(args)
+    }));
+    let result = parser.parse2(tokens);
+    if let Err(err) = result {
+        push(&mut errors, err);
+    }
+    (args, errors)
+}
+
+/// Wraps the parser of one key: its error is recorded, and the rest of
+/// that key's value is skipped (to the next comma outside any brackets), so
+/// that the keys after it are still parsed and checked.
+fn each_key<'e>(
+    errors: &'e mut Option<syn::Error>,
+    mut key: impl FnMut(&syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> + 'e,
+) -> impl FnMut(syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> + 'e {
+    move |meta| {
+        if let Err(err) = key(&meta) {
+            push(errors, err);
+            while !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                meta.input.parse::<proc_macro2::TokenTree>()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn string_value(meta: &syn::meta::ParseNestedMeta<'_>, key: &str) -> syn::Result<LitStr> {

@@ -6,6 +6,7 @@
 //! is defined there.
 
 use crate::ast::{EventInput, HandlerInput};
+use crate::attr::push;
 use crate::{fallback, valid};
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -15,22 +16,22 @@ use syn::{DeriveInput, ReturnType};
 /// `#[derive(Event)]`: parse, validate, expand; on any error, the errors
 /// and a fallback impl.
 pub fn derive(node: &DeriveInput) -> TokenStream {
-    let input = EventInput::from_syn(node);
-    // The shape is checked on the raw input, so its errors combine with
-    // those of the attributes.
-    let checked = match (&input, valid::event_shape(node)) {
-        (Ok(input), Ok(())) => input.validate(),
-        (Ok(_), Err(shape)) => Err(shape),
-        (Err(err), Ok(())) => Err(err.clone()),
-        (Err(err), Err(mut shape)) => {
-            shape.combine(err.clone());
-            Err(shape)
+    let (input, mut errors) = EventInput::from_syn(node);
+    if let Some(Err(err)) = input.as_ref().map(EventInput::validate) {
+        push(&mut errors, err);
+    }
+    // The shape and the fields are checked on the raw input, so their
+    // errors come with those of the attributes.
+    for rule in [valid::event_shape, valid::event_fields] {
+        if let Err(err) = rule(node) {
+            push(&mut errors, err);
         }
-    };
-    match (checked, input) {
-        (Ok(()), Ok(input)) => impl_event(&input),
-        (Err(err), input) => fallback::expand(node, input.as_ref().ok(), err),
-        (Ok(()), Err(err)) => err.into_compile_error(),
+    }
+    match (errors, input) {
+        (None, Some(input)) => impl_event(&input),
+        (Some(err), _) => fallback::expand(node, err),
+        // Without a name there is always an error.
+        (None, None) => TokenStream::new(),
     }
 }
 

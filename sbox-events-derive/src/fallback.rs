@@ -7,20 +7,16 @@
 //! a union, or fields that can never be shared across threads): the impl
 //! would only repeat the error.
 
-use crate::ast::EventInput;
+use crate::valid;
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{Data, DeriveInput};
 
-pub fn expand(
-    node: &DeriveInput,
-    input: Option<&EventInput<'_>>,
-    error: syn::Error,
-) -> TokenStream {
+pub fn expand(node: &DeriveInput, error: syn::Error) -> TokenStream {
     let error = error.into_compile_error();
     let impossible = !node.generics.params.is_empty()
         || matches!(node.data, Data::Union(_))
-        || input.is_some_and(|input| !input.fields_can_be_events());
+        || valid::event_fields(node).is_err();
     if impossible {
         return error;
     }

@@ -34,24 +34,34 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
     let item2: proc_macro2::TokenStream = item.clone().into();
-    let args = match attr::parse_handler_args(args.into()) {
-        Ok(args) => args,
-        // Keep the function so the user sees only the attribute error, not
-        // a cascade of "cannot find function" errors at its call sites.
-        Err(err) => return with_item(err, item2),
-    };
-    let func = match syn::parse::<syn::ItemFn>(item) {
+    // Every error comes out together: the attribute's (one per mistake) and
+    // the signature's. The function is kept, so that the user sees only
+    // these, not a cascade of "cannot find function" at its call sites.
+    let (args, mut errors) = attr::parse_handler_args(args.into());
+    let func = match syn::parse::<syn::ItemFn>(item.clone()) {
         Ok(func) => func,
-        Err(err) => return with_item(err, item2),
+        Err(err) => {
+            let err = match syn::parse::<syn::Item>(item) {
+                Ok(other) => valid::not_a_function(&other),
+                // Not an item syn understands: its own error says where.
+                Err(_) => err,
+            };
+            attr::push(&mut errors, err);
+            return with_errors(errors, item2);
+        }
     };
     match expand::handler(&ast::HandlerInput::new(args, &func)) {
-        Ok(tokens) => tokens.into(),
-        Err(err) => with_item(err, item2),
+        Ok(tokens) if errors.is_none() => tokens.into(),
+        Ok(_) => with_errors(errors, item2),
+        Err(err) => {
+            attr::push(&mut errors, err);
+            with_errors(errors, item2)
+        }
     }
 }
 
-fn with_item(err: syn::Error, item: proc_macro2::TokenStream) -> TokenStream {
-    let mut tokens = err.into_compile_error();
+fn with_errors(errors: Option<syn::Error>, item: proc_macro2::TokenStream) -> TokenStream {
+    let mut tokens = errors.map(syn::Error::into_compile_error).unwrap_or_default();
     tokens.extend(item);
     tokens.into()
 }

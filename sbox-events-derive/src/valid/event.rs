@@ -5,8 +5,8 @@ use crate::attr::push;
 use syn::{Data, DeriveInput, GenericArgument, GenericParam, LitStr, PathArguments, Type};
 
 impl EventInput<'_> {
-    /// The rules about the values: the name's grammar, the source, and field
-    /// types that can never be shared across threads.
+    /// The rules about the attributes' values: the name's grammar, the
+    /// source and the version.
     pub fn validate(&self) -> syn::Result<()> {
         let mut errors = None;
         if let Err(err) = event_name(&self.name) {
@@ -21,9 +21,6 @@ impl EventInput<'_> {
             && let Err(err) = schema_version(version)
         {
             push(&mut errors, err);
-        }
-        for field in &self.fields {
-            field_type(field.ty, &mut errors);
         }
         errors.map_or(Ok(()), Err)
     }
@@ -77,17 +74,18 @@ impl EventInput<'_> {
     }
 }
 
-impl EventInput<'_> {
-    /// Whether every field type could be part of an event: if not, the
-    /// struct cannot be one at all, and no fallback impl is generated for it
-    /// (its `Send + Sync` bounds would only repeat the error).
-    pub fn fields_can_be_events(&self) -> bool {
-        let mut errors = None;
-        for field in &self.fields {
-            field_type(field.ty, &mut errors);
+/// Field types that can never be shared across threads. Checked on the raw
+/// input, so that a wrong attribute does not hide them; when there is one,
+/// the struct cannot be an event at all and no fallback impl is generated
+/// for it (its `Send + Sync` bounds would only repeat the error).
+pub fn event_fields(input: &DeriveInput) -> syn::Result<()> {
+    let mut errors = None;
+    if let Data::Struct(data) = &input.data {
+        for field in &data.fields {
+            field_type(&field.ty, &mut errors);
         }
-        errors.is_none()
     }
+    errors.map_or(Ok(()), Err)
 }
 
 const FIELD_PREFIX: &str = "this field's type";

@@ -316,3 +316,35 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
     }
 }
 
+
+/// `#[handler]` on an item that is not a function: one error at the item's
+/// keyword and name.
+pub fn not_a_function(item: &syn::Item) -> syn::Error {
+    use quote::ToTokens;
+    use syn::Item;
+    fn pair(keyword: &impl ToTokens, name: &impl ToTokens) -> proc_macro2::TokenStream {
+        let mut tokens = keyword.to_token_stream();
+        name.to_tokens(&mut tokens);
+        tokens
+    }
+    let (what, head) = match item {
+        Item::Struct(i) => ("a struct", pair(&i.struct_token, &i.ident)),
+        Item::Enum(i) => ("an enum", pair(&i.enum_token, &i.ident)),
+        Item::Union(i) => ("a union", pair(&i.union_token, &i.ident)),
+        Item::Const(i) => ("a constant", pair(&i.const_token, &i.ident)),
+        Item::Static(i) => ("a static", pair(&i.static_token, &i.ident)),
+        Item::Trait(i) => ("a trait", pair(&i.trait_token, &i.ident)),
+        Item::Type(i) => ("a type alias", pair(&i.type_token, &i.ident)),
+        Item::Mod(i) => ("a module", pair(&i.mod_token, &i.ident)),
+        Item::Impl(i) => ("an `impl` block", i.impl_token.to_token_stream()),
+        Item::Use(i) => ("a `use` declaration", i.use_token.to_token_stream()),
+        other => ("not a function", other.to_token_stream()),
+    };
+    syn::Error::new_spanned(
+        head,
+        format_args!(
+            "#[handler] goes on a free function, e.g. `fn on_placed(event: &OrderPlaced)`; \
+             this is {what}"
+        ),
+    )
+}

@@ -6,4 +6,5 @@
 mod event;
 mod handler;
 
-pub use event::event_shape;
+pub use event::{event_fields, event_shape};
+pub use handler::not_a_function;

@@ -8,4 +8,8 @@ struct OrderPlaced;
 #[handler(priority = 10u64)]
 fn on_placed(_: &OrderPlaced) {}
 
+// The fix keeps the sign.
+#[handler(priority = -5i64)]
+fn after_placed(_: &OrderPlaced) {}
+
 fn main() {}
