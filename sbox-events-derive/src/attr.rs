@@ -5,7 +5,7 @@
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
-use syn::parse::{Parse, Parser};
+use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{Attribute, LitInt, LitStr, Token};
 
@@ -110,7 +110,13 @@ pub fn parse_event_args(attrs: &[Attribute]) -> (EventArgs, Option<syn::Error>) 
                     path_text(&meta.path)
                 )));
             };
-            let value = string_value(meta, &path_text(&meta.path))?;
+            let key = path_text(&meta.path);
+            let example = if key == "name" {
+                "\"area.happened\""
+            } else {
+                "\"component\""
+            };
+            let value = string_value(meta, &key, example)?;
             if slot.is_some() {
                 return Err(syn::Error::new(
                     meta.path.span(),
@@ -140,7 +146,7 @@ pub fn parse_handler_args(tokens: TokenStream) -> (HandlerArgs, Option<syn::Erro
     let mut errors = None;
     let parser = syn::meta::parser(each_key(&mut errors, |meta| {
         if meta.path.is_ident("name") {
-            let value = string_value(meta, "name")?;
+            let value = string_value(meta, "name", "\"audit\"")?;
             if args.name.replace(value).is_some() {
                 return Err(duplicate(&meta.path, "handler"));
             }
@@ -182,14 +188,20 @@ pub fn parse_handler_args(tokens: TokenStream) -> (HandlerArgs, Option<syn::Erro
             Ok(())
         } else if meta.path.is_ident("emits") {
             let input = meta.value().map_err(|_| meta.error(EMITS))?;
-            let bracketed = || -> syn::Result<syn::parse::ParseBuffer<'_>> {
-                let list;
-                syn::bracketed!(list in input);
-                Ok(list)
+            // The list is parsed on its own (not through a nested buffer of
+            // `input`), so a bad list is one error, ours, not also syn's
+            // "unexpected token".
+            let list = match input.parse::<proc_macro2::TokenTree>() {
+                Ok(proc_macro2::TokenTree::Group(group))
+                    if group.delimiter() == proc_macro2::Delimiter::Bracket =>
+                {
+                    group
+                }
+                Ok(other) => return Err(syn::Error::new(other.span(), EMITS)),
+                Err(err) => return Err(syn::Error::new(err.span(), EMITS)),
             };
-            let list = bracketed().map_err(|err| syn::Error::new(err.span(), EMITS))?;
-            let types = list
-                .parse_terminated(syn::Type::parse, Token![,])
+            let types = syn::punctuated::Punctuated::<syn::Type, Token![,]>::parse_terminated
+                .parse2(list.stream())
                 .map_err(|err| syn::Error::new(err.span(), EMITS))?;
             if args.emits.replace(types.into_iter().collect()).is_some() {
                 return Err(duplicate(&meta.path, "handler"));
@@ -227,11 +239,11 @@ fn each_key<'e>(
     }
 }
 
-fn string_value(meta: &syn::meta::ParseNestedMeta<'_>, key: &str) -> syn::Result<LitStr> {
-    let example = match key {
-        "name" => "\"area.happened\"",
-        _ => "\"component\"",
-    };
+fn string_value(
+    meta: &syn::meta::ParseNestedMeta<'_>,
+    key: &str,
+    example: &str,
+) -> syn::Result<LitStr> {
     let input = meta
         .value()
         .map_err(|_| meta.error(format_args!("expected `{key} = {example}`")))?;

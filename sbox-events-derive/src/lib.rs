@@ -50,6 +50,16 @@ pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
             return with_errors(errors, item2);
         }
     };
+    // A variadic function is kept without its `...`: the compiler's own
+    // errors about it would repeat ours.
+    let item2 = if func.sig.variadic.is_some()
+        && let Ok(mut copy) = syn::parse2::<syn::ItemFn>(item2.clone())
+    {
+        copy.sig.variadic = None;
+        quote::ToTokens::into_token_stream(copy)
+    } else {
+        item2
+    };
     match expand::handler(&ast::HandlerInput::new(args, &func)) {
         Ok(tokens) if errors.is_none() => tokens.into(),
         Ok(_) => with_errors(errors, item2),
@@ -61,7 +71,9 @@ pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn with_errors(errors: Option<syn::Error>, item: proc_macro2::TokenStream) -> TokenStream {
-    let mut tokens = errors.map(syn::Error::into_compile_error).unwrap_or_default();
+    let mut tokens = errors
+        .map(syn::Error::into_compile_error)
+        .unwrap_or_default();
     tokens.extend(item);
     tokens.into()
 }

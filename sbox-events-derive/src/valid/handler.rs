@@ -212,7 +212,10 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
             ),
         );
     }
+    // A parameter of `impl Trait` gets one error, about that (below): not
+    // also "take it by reference", which would not fix it.
     let event = typed.first().and_then(|arg| match &*arg.ty {
+        _ if impl_trait(&arg.ty).is_some() => None,
         Type::Reference(r) if r.mutability.is_none() => Some(&*r.elem),
         Type::Reference(r) => {
             push(
@@ -243,6 +246,18 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
         Some((second, after)) if is_context(&second.ty) => (Some(&*second.ty), after),
         _ => (None, rest),
     };
+    if let Some(Type::Reference(r)) = context
+        && let Some(mutability) = &r.mutability
+    {
+        push(
+            &mut errors,
+            syn::Error::new_spanned(
+                mutability,
+                "every handler of an emit shares its context: take `&EventContext`, not \
+                 `&mut`",
+            ),
+        );
+    }
     for arg in &typed {
         if let Some(found) = impl_trait(&arg.ty) {
             push(
@@ -257,6 +272,9 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
     }
     let mut resources = Vec::new();
     for arg in resource_args {
+        if impl_trait(&arg.ty).is_some() {
+            continue;
+        }
         if is_this_crates_context(&arg.ty) {
             push(
                 &mut errors,
@@ -315,7 +333,6 @@ fn handler_signature(func: &ItemFn) -> syn::Result<HandlerSignature<'_>> {
         (None, None) => Err(syn::Error::new_spanned(&sig.inputs, SHAPE)),
     }
 }
-
 
 /// `#[handler]` on an item that is not a function: one error at the item's
 /// keyword and name.
