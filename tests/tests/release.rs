@@ -351,3 +351,54 @@ fn a_pending_emit_async_of_another_type_keeps_no_released_closure() {
     );
     drop(emit);
 }
+
+/// Panics when dropped: a capture that misbehaves.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("capture dropped badly");
+    }
+}
+
+#[test]
+fn a_release_at_the_end_of_an_emit_is_caused_by_the_event_not_its_last_handler() {
+    let bus = EventBus::builder().static_handlers(false).build().unwrap();
+    // (cause's event, cause's handler) of each `error.occurred`.
+    let causes = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&causes);
+    bus.subscribe(
+        move |_: &sbox_events::events::ErrorOccurred, ctx: &EventContext| {
+            let cause = ctx.cause().expect("a cause");
+            let entry = (cause.event().to_owned(), cause.handler().map(str::to_owned));
+            sink.lock().unwrap().push(entry);
+        },
+    )
+    .detach();
+    let doomed: Arc<Mutex<Option<Subscription>>> = Arc::default();
+    let killer = Arc::clone(&doomed);
+    let first = sbox_events::SubscribeOptions::new().name("killer").priority(10);
+    bus.subscribe_with(first, move |_: &Ping, _: &EventContext| {
+        // Unsubscribed while this emit holds it: released when it ends.
+        drop(killer.lock().unwrap().take());
+    })
+    .detach();
+    let arm = |doomed: &Mutex<Option<Subscription>>| {
+        let bomb = Bomb;
+        let last = sbox_events::SubscribeOptions::new().name("doomed");
+        let sub = bus.subscribe_with(last, move |_: &Ping, _: &EventContext| {
+            let _ = &bomb;
+        });
+        *doomed.lock().unwrap() = Some(sub);
+    };
+
+    arm(&doomed);
+    let report = bus.emit(Ping(1));
+    assert_eq!(report.drop_failures().len(), 1, "{report}");
+    arm(&doomed);
+    let report = sbox_events_tests::exec::block_on(bus.emit_async(Ping(2)));
+    assert_eq!(report.drop_failures().len(), 1, "{report}");
+
+    let expected = ("release.ping".to_owned(), None);
+    assert_eq!(*causes.lock().unwrap(), [expected.clone(), expected]);
+}

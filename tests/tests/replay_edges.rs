@@ -310,3 +310,47 @@ fn a_propagated_handler_panic_unwinds_past_an_event_that_panics_when_dropped() {
     }));
     assert_eq!(unwound.map(drop).map_err(message), Err("handler failed"));
 }
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "edge.outer")]
+struct Outer;
+
+#[test]
+fn an_event_dropped_badly_inside_a_handler_is_its_own_errors_cause() {
+    let bus = history_bus();
+    let records = fused_records(&bus);
+    let json = records[0].data().to_owned();
+    // (cause's event, cause's sequence, cause's handler) of each error.
+    let seen: Arc<Mutex<Vec<(String, u64, Option<String>)>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    bus.subscribe(move |_: &ErrorOccurred, ctx: &EventContext| {
+        let cause = ctx.cause().expect("caused by something");
+        let handler = cause.handler().map(str::to_owned);
+        let entry = (cause.event().to_owned(), cause.sequence(), handler);
+        sink.lock().expect("seen").push(entry);
+    })
+    .detach();
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let (inner_bus, inner_reports) = (bus.clone(), Arc::clone(&reports));
+    let outer = SubscribeOptions::new().name("outer handler");
+    bus.subscribe_with(outer, move |_: &Outer, _: &EventContext| {
+        let by_name = inner_bus.emit_json("edge.fused", &json, EmitOptions::new());
+        let replayed = inner_bus.replay(&records);
+        let mut reports = inner_reports.lock().expect("reports");
+        reports.push(by_name.expect("decoded"));
+        reports.extend(replayed.reports().iter().cloned());
+    })
+    .detach();
+
+    assert!(bus.emit(Outer).is_ok());
+    let reports = reports.lock().expect("reports");
+    assert_eq!(reports.len(), 2);
+    // Neither the outer handler nor its event dropped the event: the
+    // event's own `Drop` did, after its handlers.
+    let seen = seen.lock().expect("seen");
+    let expected: Vec<_> = reports
+        .iter()
+        .map(|report| ("edge.fused".to_owned(), report.sequence(), None))
+        .collect();
+    assert_eq!(*seen, expected);
+}

@@ -8,7 +8,7 @@
 use super::release::{release_failed, take_release_failures};
 use super::routes::Entry;
 use super::skip::{Skip, skipped};
-use super::state::IN_ERROR_EVENT;
+use super::state::{DEPTH, DepthGuard, IN_ERROR_EVENT};
 use super::{EmitReport, EventBus, FailurePolicy, Refusal};
 use crate::context::EventContext;
 use crate::escape::LogSafe;
@@ -17,7 +17,9 @@ use crate::events::ErrorOccurred;
 pub(super) use crate::handler::drop_payload;
 use crate::handler::{FailureKind, HandlerError, HandlerFailure, SkipReason, catch_panic};
 use crate::registry::HandlerRecord;
-use crate::trace::{self, TraceId};
+use crate::envelope::EventId;
+use crate::trace::{self, Frame, HandlerWord, TraceId};
+use core::num::NonZeroU128;
 use std::any::Any;
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -125,6 +127,35 @@ impl EventBus {
             issues.event_drop_failure = Some(issues.drop_failures.len());
             issues.drop_failures.push(failure);
         }
+    }
+
+    /// [`drop_event`](Self::drop_event) for an event the bus decoded (a
+    /// replay, an emit by name), as the last part of its emit: under its
+    /// own trace, frame and nesting depth, with no handler current. What
+    /// its `Drop` causes (an `error.occurred` if it panics, any event it
+    /// emits) is then caused by that event and counts against the nesting
+    /// limit, wherever the emit was called from (inside another event's
+    /// handler, say). A refused event never got that far: it is dropped
+    /// where the caller is.
+    pub(super) fn drop_decoded<E: Event>(
+        &self,
+        event: OwnedEvent<E>,
+        event_id: Option<EventId>,
+        report: &mut EmitReport,
+    ) {
+        let event = event.into_inner();
+        if !std::mem::needs_drop::<E>() || report.refused().is_some() {
+            return self.drop_event(event, report);
+        }
+        let frame = Frame {
+            event: Some(const { &E::NAME }),
+            sequence: report.sequence(),
+            event_id: event_id.and_then(|id| NonZeroU128::new(id.as_u128())),
+            handler: HandlerWord::NONE,
+        };
+        let _trace = trace::install(report.trace_id());
+        let _frame = DepthGuard::enter(DEPTH.with(Cell::get), frame);
+        self.drop_event(event, report);
     }
 
     /// [`drop_event`](Self::drop_event) where no report is left to list it
@@ -282,6 +313,12 @@ impl EventBus {
     #[cold]
     #[inline(never)]
     pub(super) fn announce_release_failures(&self, mut report: Option<&mut EmitReport>) {
+        if report.is_some() {
+            // At the end of an emit, which released what it held: caused by
+            // its event, not by the handler that ran last. (The emit is
+            // over: nothing reads the handler after this.)
+            trace::set_handler(trace::HandlerKey::None);
+        }
         for failure in take_release_failures() {
             let trace_id = trace::current().unwrap_or_else(TraceId::random);
             self.announce(&failure, None, trace_id, RELEASE_FAILED);

@@ -64,7 +64,7 @@ fn rebuild<E: Event>(config: RouteConfig, control: &mut Control, table: &mut Rou
 fn dispatch_json<E: Event>(bus: &EventBus, event: &JsonRecord<'_>) -> Result<EmitReport, String> {
     let value = OwnedEvent::new(decode::<E>(event.json)?);
     let mut report = bus.dispatch(&*value, &event.given);
-    bus.drop_event(value.into_inner(), &mut report);
+    bus.drop_decoded(value, event.given.event_id, &mut report);
     Ok(report)
 }
 
