@@ -377,7 +377,9 @@ fn a_release_at_the_end_of_an_emit_is_caused_by_the_event_not_its_last_handler()
     .detach();
     let doomed: Arc<Mutex<Option<Subscription>>> = Arc::default();
     let killer = Arc::clone(&doomed);
-    let first = sbox_events::SubscribeOptions::new().name("killer").priority(10);
+    let first = sbox_events::SubscribeOptions::new()
+        .name("killer")
+        .priority(10);
     bus.subscribe_with(first, move |_: &Ping, _: &EventContext| {
         // Unsubscribed while this emit holds it: released when it ends.
         drop(killer.lock().unwrap().take());

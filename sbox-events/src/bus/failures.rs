@@ -11,13 +11,13 @@ use super::skip::{Skip, skipped};
 use super::state::{DEPTH, DepthGuard, IN_ERROR_EVENT};
 use super::{EmitReport, EventBus, FailurePolicy, Refusal};
 use crate::context::EventContext;
+use crate::envelope::EventId;
 use crate::escape::LogSafe;
 use crate::event::Event;
 use crate::events::ErrorOccurred;
 pub(super) use crate::handler::drop_payload;
 use crate::handler::{FailureKind, HandlerError, HandlerFailure, SkipReason, catch_panic};
 use crate::registry::HandlerRecord;
-use crate::envelope::EventId;
 use crate::trace::{self, Frame, HandlerWord, TraceId};
 use core::num::NonZeroU128;
 use std::any::Any;
@@ -332,11 +332,14 @@ impl EventBus {
 /// An event the bus owns while its handlers run (decoded for a replay or
 /// an emit by name, or given to `emit_async`). Handed back by
 /// [`into_inner`](OwnedEvent::into_inner) to be dropped with
-/// [`EventBus::drop_event`]; dropped while a panic unwinds
-/// ([`FailurePolicy::Propagate`]), a panic of the event's own `Drop` is
-/// caught and logged, since a second panic during an unwind would abort
-/// the process. Dropped otherwise (a cancelled `emit_async`, whose caller
-/// isolates the drop), it drops the event as it is.
+/// [`EventBus::drop_event`]; dropped while a panic unwinds (a handler's,
+/// under [`FailurePolicy::Propagate`], or any other: an executor dropping
+/// an unfinished `emit_async` as it unwinds), a panic of the event's own
+/// `Drop` is caught and only logged, since a second panic during an unwind
+/// would abort the process (and `error.occurred` would run handlers inside
+/// another panic's unwind). Dropped otherwise
+/// (a cancelled `emit_async`, whose caller isolates the drop), it drops
+/// the event as it is.
 pub(super) struct OwnedEvent<E: Event>(ManuallyDrop<E>);
 
 impl<E: Event> OwnedEvent<E> {

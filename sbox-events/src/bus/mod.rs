@@ -17,9 +17,8 @@
 //!   the per-type route tables; `control.rs`: enabling handlers, statistics,
 //!   the copy-on-write change of the routes, the bus's `Default`/`Debug`;
 //! * `skip.rs`: async handlers a plain emit skips; `report.rs`: what an
-//!   emit returns; `builder.rs`: the options;
-//! * `hooks.rs`: what the bus hands to lower layers (per-type operations)
-//!   and takes from higher ones (recorders such as the history).
+//!   emit returns; `builder.rs`: the options; `hooks.rs`: what the bus hands
+//!   to lower layers (per-type operations) and takes from higher ones.
 
 mod builder;
 mod by_name;
@@ -342,14 +341,15 @@ impl EventBus {
     /// emit's trace in place, so its `Drop` logs carry the trace id), and
     /// the handlers after it never run. The report is lost with the future;
     /// nothing is logged and no `error.occurred` is emitted for the
-    /// cancellation.
+    /// cancellation. The event is dropped too: a panic in its `Drop` is
+    /// logged and emitted as `error.occurred` (only logged if the thread is
+    /// already unwinding from another panic, as an executor may be).
     ///
-    /// Cost, beyond `emit`: the future's state (about 1 KiB plus the
-    /// event: 1,056 bytes for an 8-byte event in a release build with
-    /// rustc 1.95, and it varies with the compiler; box it if you store
-    /// many), one allocation per async
-    /// handler call (its boxed future), and per poll a few thread-local
-    /// writes.
+    /// Cost, beyond `emit`: the future's state (about 1 KiB plus the event:
+    /// 1,056 bytes for an 8-byte event in a release build with rustc 1.95,
+    /// and it varies with the compiler; box it if you store many), one
+    /// allocation per async handler call (its boxed future), and per poll a
+    /// few thread-local writes.
     pub fn emit_async<E: Event>(
         &self,
         event: E,

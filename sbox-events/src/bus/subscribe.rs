@@ -269,9 +269,9 @@ impl SubscribeOptions {
 /// subscription to several event types (by
 /// [selector](crate::EventBus::subscribe_any), a
 /// [JSON stream](crate::EventBus::subscribe_json_stream), an audit logger)
-/// has one closure shared by all their routes, so a pending `emit_async`
-/// of any type it selects delays it. An idle thread never keeps a closure
-/// alive.
+/// shares what it captured (a JSON stream's sender) across all their
+/// routes, so a pending `emit_async` of any type it selects delays its
+/// release. An idle thread never keeps a closure alive.
 #[must_use = "dropping a Subscription unsubscribes at once; call .detach() to keep it"]
 pub struct Subscription {
     bus: Weak<BusInner>,

@@ -80,7 +80,11 @@ pub struct HandlerNode {
 
 impl TraceTree {
     /// The tree of `trace_id` among `records` (other traces' records are
-    /// left out).
+    /// left out). `records` are expected in the order they were recorded,
+    /// as [`History::query`](crate::history::History::query) and
+    /// [`import_jsonl`](crate::history::import_jsonl) give them: a replay
+    /// recorded again keeps its record's sequence number (and may keep its
+    /// timestamp), and that order is what tells the copies apart.
     pub fn from_records(records: &[RecordedEvent], trace_id: TraceId) -> TraceTree {
         // With each record, where it was among `records` (the order it was
         // recorded in, which `parents` goes by: a replay of the same
