@@ -354,3 +354,42 @@ fn an_event_dropped_badly_inside_a_handler_is_its_own_errors_cause() {
         .collect();
     assert_eq!(*seen, expected);
 }
+
+#[test]
+fn a_replayed_child_stays_with_the_copy_of_its_cause_recorded_before_it() {
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .history(1 << 20)
+        .record_replays(true)
+        .build()
+        .unwrap();
+    bus.subscribe(|_: &Fetched, ctx: &EventContext| {
+        ctx.bus().emit(Parsed);
+    })
+    .detach();
+    let report = bus.emit(Fetched);
+    let history = bus.history().expect("history");
+    let original = history.query(&HistoryQuery::new());
+    assert_eq!(original.len(), 2);
+    // The child alone first: its copy keeps its cause, the original
+    // `Fetched`, the only copy of it recorded so far. Then the parent,
+    // whose replay is recorded after that copy, with a child of its own.
+    assert!(bus.replay(&original[1..]).is_ok());
+    assert!(bus.replay(&original[..1]).is_ok());
+
+    let tree = history.tree(report.trace_id());
+    assert_eq!(tree.len(), 5);
+    let children = |replay: bool| {
+        let root = tree
+            .roots()
+            .iter()
+            .find(|root| root.record().envelope().is_replay() == replay);
+        root.expect("a root").children().count()
+    };
+    assert_eq!(
+        children(false),
+        2,
+        "the original: its child and that child's replay"
+    );
+    assert_eq!(children(true), 1, "the replay: its own child only");
+}

@@ -237,16 +237,26 @@ fn parents(records: &[&RecordedEvent], recorded_at: &[usize]) -> Vec<Option<usiz
     for all in shared.values_mut().flatten() {
         all.sort_by_key(|&at| recorded_at[at]);
     }
-    // The last of `all` recorded before `child`, else the first.
-    let closest = |all: &[usize], child: usize| {
-        let before = all.partition_point(|&at| recorded_at[at] < recorded_at[child]);
-        all.get(before.saturating_sub(1)).copied()
+    // The last of `all` recorded before `child`.
+    let before = |all: &[usize], child: usize| {
+        let count = all.partition_point(|&at| recorded_at[at] < recorded_at[child]);
+        count.checked_sub(1).map(|last| all[last])
     };
+    // A copy of the same kind (original or replay) recorded before the
+    // child, else one of the other kind recorded before it (a replayed
+    // child's cause may be only the original so far), else the first
+    // recorded (records merged out of order).
     let holder = |id, child: usize| match shared.get(&id) {
         None => by_id.get(&id).copied(),
         Some(all) => {
             let replay = usize::from(records[child].envelope().is_replay());
-            closest(&all[replay], child).or_else(|| closest(&all[1 - replay], child))
+            before(&all[replay], child)
+                .or_else(|| before(&all[1 - replay], child))
+                .or_else(|| {
+                    all.iter()
+                        .filter_map(|copies| copies.first().copied())
+                        .min_by_key(|&at| recorded_at[at])
+                })
         }
     };
     let mut parents: Vec<Option<usize>> = records
