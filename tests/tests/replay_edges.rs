@@ -315,13 +315,15 @@ fn a_propagated_handler_panic_unwinds_past_an_event_that_panics_when_dropped() {
 #[event(name = "edge.outer")]
 struct Outer;
 
+/// Of each `error.occurred`: its cause's event, sequence and handler.
+type Causes = Arc<Mutex<Vec<(String, u64, Option<String>)>>>;
+
 #[test]
 fn an_event_dropped_badly_inside_a_handler_is_its_own_errors_cause() {
     let bus = history_bus();
     let records = fused_records(&bus);
     let json = records[0].data().to_owned();
-    // (cause's event, cause's sequence, cause's handler) of each error.
-    let seen: Arc<Mutex<Vec<(String, u64, Option<String>)>>> = Arc::default();
+    let seen: Causes = Arc::default();
     let sink = Arc::clone(&seen);
     bus.subscribe(move |_: &ErrorOccurred, ctx: &EventContext| {
         let cause = ctx.cause().expect("caused by something");
