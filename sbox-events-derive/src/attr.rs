@@ -67,72 +67,65 @@ pub fn parse_event_args(attrs: &[Attribute]) -> (EventArgs, Option<syn::Error>) 
             continue;
         }
         let mut key_errors = None;
-        let result = attr.parse_nested_meta(each_key(&mut key_errors, |meta| {
-            if meta.path.is_ident("validate") {
-                let input = meta
-                    .value()
-                    .map_err(|_| meta.error("expected `validate = path::to::function`"))?;
-                let path: syn::Path = input.parse().map_err(|err| {
-                    syn::Error::new(
-                        err.span(),
-                        "expected a function path: `validate = path::to::function` \
+        let result = attr.parse_nested_meta(each_key(
+            &mut key_errors,
+            |meta| {
+                if meta.path.is_ident("validate") {
+                    let input = meta
+                        .value()
+                        .map_err(|_| meta.error("expected `validate = path::to::function`"))?;
+                    let path: syn::Path = input.parse().map_err(|err| {
+                        syn::Error::new(
+                            err.span(),
+                            "expected a function path: `validate = path::to::function` \
                          (a `fn(&Self) -> Result<(), E: Display>`)",
-                    )
-                })?;
-                if args.validate.replace(path).is_some() {
-                    return Err(duplicate(&meta.path, "event"));
+                        )
+                    })?;
+                    return keep_first(&mut args.validate, path, &meta.path, "event");
                 }
-                return Ok(());
-            }
-            if meta.path.is_ident("version") {
-                let input = meta.value().map_err(|_| {
-                    meta.error("expected `version = <integer>`, e.g. `version = 2`")
-                })?;
-                let version: LitInt = input.parse().map_err(|err| {
-                    syn::Error::new(
-                        err.span(),
-                        "expected an integer schema version, e.g. `version = 2`",
-                    )
-                })?;
-                if args.version.replace(version).is_some() {
-                    return Err(duplicate(&meta.path, "event"));
+                if meta.path.is_ident("version") {
+                    let input = meta.value().map_err(|_| {
+                        meta.error("expected `version = <integer>`, e.g. `version = 2`")
+                    })?;
+                    let version: LitInt = input.parse().map_err(|err| {
+                        syn::Error::new(
+                            err.span(),
+                            "expected an integer schema version, e.g. `version = 2`",
+                        )
+                    })?;
+                    return keep_first(&mut args.version, version, &meta.path, "event");
                 }
-                return Ok(());
-            }
-            let slot = if meta.path.is_ident("name") {
-                args.name_reported = true;
-                &mut args.name
-            } else if meta.path.is_ident("source") {
-                &mut args.source
-            } else {
-                return Err(meta.error(format_args!(
-                    "unknown key `{}` in #[event(...)]; {EVENT_KEYS}",
-                    path_text(&meta.path)
-                )));
-            };
-            let key = path_text(&meta.path);
-            let example = if key == "name" {
-                "\"area.happened\""
-            } else {
-                "\"component\""
-            };
-            let value = string_value(meta, &key, example)?;
-            if slot.is_some() {
-                return Err(syn::Error::new(
-                    meta.path.span(),
-                    format_args!(
-                        "duplicate key `{}` in #[event(...)]; give it once",
-                        path_text(&meta.path)
-                    ),
-                ));
-            }
-            *slot = Some(value);
-            Ok(())
-        }));
+                let slot = if meta.path.is_ident("name") {
+                    args.name_reported = true;
+                    &mut args.name
+                } else if meta.path.is_ident("source") {
+                    &mut args.source
+                } else {
+                    let (err, suggested) =
+                        unknown_key(&meta.path, "event", EVENT_KEY_NAMES, EVENT_KEYS);
+                    // "Did you mean `name`?" already says the name is missing.
+                    args.name_reported |= suggested == Some("name");
+                    return Err(err);
+                };
+                let key = path_text(&meta.path);
+                let example = if key == "name" {
+                    "\"area.happened\""
+                } else {
+                    "\"component\""
+                };
+                let value = string_value(meta, &key, example)?;
+                keep_first(slot, value, &meta.path, "event")
+            },
+            EVENT_KEY_NAMES,
+        ));
         if let Some(err) = key_errors {
             push(&mut errors, err);
         }
         if let Err(err) = result {
+            // syn gave up on the rest of this attribute (a missing comma):
+            // a `name` there may be unread, and "missing name" would be
+            // wrong.
+            args.name_reported = true;
             push(&mut errors, err);
         }
     }
@@ -144,76 +137,90 @@ pub fn parse_event_args(attrs: &[Attribute]) -> (EventArgs, Option<syn::Error>) 
 pub fn parse_handler_args(tokens: TokenStream) -> (HandlerArgs, Option<syn::Error>) {
     let mut args = HandlerArgs::default();
     let mut errors = None;
-    let parser = syn::meta::parser(each_key(&mut errors, |meta| {
-        if meta.path.is_ident("name") {
-            let value = string_value(meta, "name", "\"audit\"")?;
-            if args.name.replace(value).is_some() {
-                return Err(duplicate(&meta.path, "handler"));
-            }
-            Ok(())
-        } else if meta.path.is_ident("priority") {
-            let input = meta.value().map_err(|_| {
-                meta.error("expected `priority = <i32>`, e.g. `priority = 10` (higher runs first)")
-            })?;
-            let negative = input.parse::<Option<Token![-]>>()?.is_some();
-            let lit: LitInt = input.parse().map_err(|err| {
-                syn::Error::new(
-                    err.span(),
-                    "expected an integer priority, e.g. `priority = 10` (higher runs first)",
-                )
-            })?;
-            let digits = lit.base10_digits();
-            let text = if negative {
-                format!("-{digits}")
-            } else {
-                digits.to_owned()
-            };
-            if !matches!(lit.suffix(), "" | "i32") {
-                return Err(syn::Error::new(
-                    lit.span(),
-                    format_args!(
-                        "a priority is an i32: write it without a suffix, `priority = {text}`"
-                    ),
-                ));
-            }
-            let value: i32 = text.parse().map_err(|_| {
-                syn::Error::new(
-                    lit.span(),
-                    format_args!("priority `{text}` does not fit in an i32"),
-                )
-            })?;
-            if args.priority.replace(value).is_some() {
-                return Err(duplicate(&meta.path, "handler"));
-            }
-            Ok(())
-        } else if meta.path.is_ident("emits") {
-            let input = meta.value().map_err(|_| meta.error(EMITS))?;
-            // The list is parsed on its own (not through a nested buffer of
-            // `input`), so a bad list is one error, ours, not also syn's
-            // "unexpected token".
-            let list = match input.parse::<proc_macro2::TokenTree>() {
-                Ok(proc_macro2::TokenTree::Group(group))
-                    if group.delimiter() == proc_macro2::Delimiter::Bracket =>
-                {
-                    group
+    let parser = syn::meta::parser(each_key(
+        &mut errors,
+        |meta| {
+            if meta.path.is_ident("name") {
+                let value = string_value(meta, "name", "\"audit\"")?;
+                keep_first(&mut args.name, value, &meta.path, "handler")
+            } else if meta.path.is_ident("priority") {
+                let input = meta.value().map_err(|_| {
+                    meta.error(
+                        "expected `priority = <i32>`, e.g. `priority = 10` (higher runs first)",
+                    )
+                })?;
+                let negative = input.parse::<Option<Token![-]>>()?.is_some();
+                let lit: LitInt = input.parse().map_err(|err| {
+                    syn::Error::new(
+                        err.span(),
+                        "expected an integer priority, e.g. `priority = 10` (higher runs first)",
+                    )
+                })?;
+                let digits = lit.base10_digits();
+                let text = if negative {
+                    format!("-{digits}")
+                } else {
+                    digits.to_owned()
+                };
+                // The range first: a suffix is only worth removing from a
+                // value that fits.
+                let value: i32 = text.parse().map_err(|_| {
+                    syn::Error::new(
+                        lit.span(),
+                        format_args!(
+                            "priority `{text}` does not fit in an i32 (from {} to {})",
+                            i32::MIN,
+                            i32::MAX
+                        ),
+                    )
+                })?;
+                if !matches!(lit.suffix(), "" | "i32") {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format_args!(
+                            "a priority is an i32: write it without a suffix, `priority = {text}`"
+                        ),
+                    ));
                 }
-                Ok(other) => return Err(syn::Error::new(other.span(), EMITS)),
-                Err(err) => return Err(syn::Error::new(err.span(), EMITS)),
-            };
-            let types = syn::punctuated::Punctuated::<syn::Type, Token![,]>::parse_terminated
-                .parse2(list.stream())
-                .map_err(|err| syn::Error::new(err.span(), EMITS))?;
-            if args.emits.replace(types.into_iter().collect()).is_some() {
-                return Err(duplicate(&meta.path, "handler"));
+                keep_first(&mut args.priority, value, &meta.path, "handler")
+            } else if meta.path.is_ident("emits") {
+                let input = meta.value().map_err(|_| meta.error(EMITS))?;
+                // The list is parsed on its own (not through a nested buffer of
+                // `input`), so a bad list is one error, ours, not also syn's
+                // "unexpected token".
+                let list = match input.parse::<proc_macro2::TokenTree>() {
+                    Ok(proc_macro2::TokenTree::Group(group))
+                        if group.delimiter() == proc_macro2::Delimiter::Bracket =>
+                    {
+                        group
+                    }
+                    Ok(other) => return Err(syn::Error::new(other.span(), EMITS)),
+                    Err(err) => return Err(syn::Error::new(err.span(), EMITS)),
+                };
+                let types = syn::punctuated::Punctuated::<syn::Type, Token![,]>::parse_terminated
+                    .parse2(list.stream())
+                    .map_err(|err| {
+                        // Parsed on its own, the list's end is nowhere: point
+                        // at its closing bracket instead.
+                        let span = if err.to_string().starts_with("unexpected end of input") {
+                            list.span_close()
+                        } else {
+                            err.span()
+                        };
+                        syn::Error::new(span, EMITS)
+                    })?;
+                keep_first(
+                    &mut args.emits,
+                    types.into_iter().collect(),
+                    &meta.path,
+                    "handler",
+                )
+            } else {
+                Err(unknown_key(&meta.path, "handler", HANDLER_KEY_NAMES, HANDLER_KEYS).0)
             }
-            Ok(())
-        } else {
-            Err(meta.error(format_args!(
-                "unknown key `{}` in #[handler(...)]; {HANDLER_KEYS}",
-                path_text(&meta.path)
-            )))
-        }
-    }));
+        },
+        HANDLER_KEY_NAMES,
+    ));
     let result = parser.parse2(tokens);
     if let Err(err) = result {
         push(&mut errors, err);
@@ -222,21 +229,97 @@ pub fn parse_handler_args(tokens: TokenStream) -> (HandlerArgs, Option<syn::Erro
 }
 
 /// Wraps the parser of one key: its error is recorded, and the rest of
-/// that key's value is skipped (to the next comma outside any brackets), so
-/// that the keys after it are still parsed and checked.
+/// that key's value is skipped, up to the comma before the next key (a
+/// comma outside any brackets followed by `key =`, by one of `keys`, or by
+/// nothing), so that the keys after it are still parsed and checked while
+/// the rest of a wrong value (`emits = A, B`, `Vec<A, B>`) gives no error
+/// of its own.
 fn each_key<'e>(
     errors: &'e mut Option<syn::Error>,
     mut key: impl FnMut(&syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> + 'e,
+    keys: &'static [&'static str],
 ) -> impl FnMut(syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> + 'e {
     move |meta| {
         if let Err(err) = key(&meta) {
             push(errors, err);
-            while !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+            while !meta.input.is_empty() && !before_next_key(meta.input, keys) {
                 meta.input.parse::<proc_macro2::TokenTree>()?;
             }
         }
         Ok(())
     }
+}
+
+/// Whether `input` is at the comma that ends a key: see [`each_key`].
+fn before_next_key(input: syn::parse::ParseStream<'_>, keys: &[&str]) -> bool {
+    if !input.peek(Token![,]) {
+        return false;
+    }
+    let after = input.fork();
+    if after.parse::<Token![,]>().is_err() {
+        return false;
+    }
+    if after.is_empty() {
+        return true;
+    }
+    match after.call(<syn::Ident as syn::ext::IdentExt>::parse_any) {
+        Ok(ident) => after.peek(Token![=]) || keys.iter().any(|key| ident == *key),
+        Err(_) => false,
+    }
+}
+
+const EVENT_KEY_NAMES: &[&str] = &["name", "source", "validate", "version"];
+const HANDLER_KEY_NAMES: &[&str] = &["name", "priority", "emits"];
+
+/// "unknown key", with the key it most likely meant when one is close (a
+/// typo: at most two letters apart), which is returned too.
+fn unknown_key(
+    path: &syn::Path,
+    attr: &str,
+    names: &'static [&'static str],
+    expected: &str,
+) -> (syn::Error, Option<&'static str>) {
+    let written = path_text(path);
+    let closest = names
+        .iter()
+        .map(|name| (edit_distance(&written, name), *name))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name);
+    let message = match closest {
+        Some(name) => format!("unknown key `{written}` in #[{attr}(...)]; did you mean `{name}`?"),
+        None => format!("unknown key `{written}` in #[{attr}(...)]; {expected}"),
+    };
+    (syn::Error::new_spanned(path, message), closest)
+}
+
+/// The Levenshtein distance between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// Stores a key's value, unless the key was given before: then the first
+/// value stays (its checks apply, not the repeat's) and the repeat is the
+/// error.
+fn keep_first<T>(slot: &mut Option<T>, value: T, path: &syn::Path, attr: &str) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(duplicate(path, attr));
+    }
+    *slot = Some(value);
+    Ok(())
 }
 
 fn string_value(
@@ -273,5 +356,26 @@ pub fn push(errors: &mut Option<syn::Error>, err: syn::Error) {
     match errors {
         Some(existing) => existing.combine(err),
         None => *errors = Some(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit_distance;
+
+    #[test]
+    fn counts_single_letter_edits() {
+        let cases = [
+            ("name", "name", 0),
+            ("nme", "name", 1),
+            ("naem", "name", 2),
+            ("sorce", "source", 1),
+            ("prority", "priority", 1),
+            ("", "emits", 5),
+            ("abc", "xyz", 3),
+        ];
+        for (a, b, distance) in cases {
+            assert_eq!(edit_distance(a, b), distance, "{a} -> {b}");
+        }
     }
 }

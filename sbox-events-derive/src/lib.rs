@@ -38,16 +38,26 @@ pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
     // the signature's. The function is kept, so that the user sees only
     // these, not a cascade of "cannot find function" at its call sites.
     let (args, mut errors) = attr::parse_handler_args(args.into());
-    let func = match syn::parse::<syn::ItemFn>(item.clone()) {
-        Ok(func) => func,
+    let (func, item2) = match syn::parse::<syn::ItemFn>(item.clone()) {
+        Ok(func) => (func, item2),
+        // A declaration without a body: said once, and the function is kept
+        // with a body, so that the compiler does not say it again. Its
+        // signature is still checked.
         Err(err) => {
-            let err = match syn::parse::<syn::Item>(item) {
-                Ok(other) => valid::not_a_function(&other),
-                // Not an item syn understands: its own error says where.
-                Err(_) => err,
-            };
-            attr::push(&mut errors, err);
-            return with_errors(errors, item2);
+            if let Ok(declared) = syn::parse::<syn::ForeignItemFn>(item.clone()) {
+                attr::push(&mut errors, valid::no_body(&declared));
+                let func = valid::with_body(declared);
+                let tokens = quote::ToTokens::to_token_stream(&func);
+                (func, tokens)
+            } else {
+                let err = match syn::parse::<syn::Item>(item) {
+                    Ok(other) => valid::not_a_function(&other),
+                    // Not an item syn understands: its own error says where.
+                    Err(_) => err,
+                };
+                attr::push(&mut errors, err);
+                return with_errors(errors, item2);
+            }
         }
     };
     // A variadic function is kept without its `...`: the compiler's own

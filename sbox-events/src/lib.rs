@@ -167,9 +167,14 @@ pub use stats::HandlerStats;
 /// implement serde's `Serialize` and `Deserialize`; it cannot be generic or
 /// borrow. Enums and unions are rejected: wrap them in a struct. A field of
 /// `std`'s `Rc`, `rc::Weak`, `Cell` or `RefCell` (written as imported, as
-/// `cell::Cell` or as `std::cell::Cell`) is one error at that field saying
-/// what to use instead; a type of your own with one of those names, written
-/// with its path (`sheet::Cell`), is not mistaken for it.
+/// `cell::Cell` or as `std::cell::Cell`, also inside another type:
+/// `Vec<Rc<T>>`) is one error at that field saying what to use instead;
+/// `Cell` and `RefCell` behind a `Mutex` are accepted (a `Mutex` makes them
+/// `Sync`). The macro cannot resolve names: a type of your own with one of
+/// those names is not mistaken for std's when written with another path
+/// (`sheet::Cell`, `crate::cell::Cell`), and the error says so. Unknown keys
+/// in `#[event(...)]` are errors, with the key meant when it is a typo
+/// (`nme` → `name`); a repeated key is an error and its first value is kept.
 pub use sbox_events_derive::Event;
 
 /// Registers a free function as a handler, at link time.

@@ -82,7 +82,7 @@ pub fn event_fields(input: &DeriveInput) -> syn::Result<()> {
     let mut errors = None;
     if let Data::Struct(data) = &input.data {
         for field in &data.fields {
-            field_type(&field.ty, &mut errors);
+            field_type(&field.ty, false, &mut errors);
         }
     }
     errors.map_or(Ok(()), Err)
@@ -90,17 +90,21 @@ pub fn event_fields(input: &DeriveInput) -> syn::Result<()> {
 
 const FIELD_PREFIX: &str = "this field's type";
 
-/// Field types that serde handles but that are never `Send + Sync`, found by
-/// path (also inside generic arguments: `Vec<Rc<T>>`): each gets one error
-/// at the field with the type to use instead. A macro cannot resolve names,
-/// so only paths that are `std`'s are matched: the bare name (`Cell`, as
-/// imported), the module and name (`cell::Cell`), or the full path
-/// (`std::cell::Cell`, through `core` or `alloc` too). A type of the user's
-/// own with one of these names is written with its path (`sheet::Cell`) and
-/// is not matched; the message says so. Anything else that is not
-/// `Send + Sync` is still caught by the trait bounds, at the struct's name;
-/// types serde cannot handle (references, raw pointers) by serde's derive.
-fn field_type(ty: &Type, errors: &mut Option<syn::Error>) {
+/// Field types that serde handles but that keep an event from being
+/// `Send + Sync`, found by path (also inside generic arguments:
+/// `Vec<Rc<T>>`): each gets one error at the field with the type to use
+/// instead. `Rc` and `rc::Weak` are never `Send`; `Cell` and `RefCell` are
+/// not `Sync`, but are fine behind a `Mutex` (`locked`: some enclosing type
+/// is a `Mutex`, `Mutex<Cell<u32>>` is `Sync`). A macro cannot resolve
+/// names, so only paths that may be `std`'s are matched: the bare name
+/// (`Cell`, as imported), the module and name (`cell::Cell`), or the full
+/// path (`std::cell::Cell`, through `core` or `alloc` too). A type of the
+/// user's own with one of these names is not matched when written with
+/// another path (`sheet::Cell`, `crate::cell::Cell`); the message says so.
+/// Anything else that is not `Send + Sync` is still caught by the trait
+/// bounds, at the struct's name; types serde cannot handle (references, raw
+/// pointers) by serde's derive.
+fn field_type(ty: &Type, locked: bool, errors: &mut Option<syn::Error>) {
     let problem = match ty {
         Type::Path(path) => {
             let segments = &path.path.segments;
@@ -114,7 +118,7 @@ fn field_type(ty: &Type, errors: &mut Option<syn::Error>) {
                         "is `rc::Weak`, which cannot be shared between threads: use \
                          `std::sync::Weak`",
                     ),
-                    (Some("cell") | None, "Cell" | "RefCell") => Some(
+                    (Some("cell") | None, "Cell" | "RefCell") if !locked => Some(
                         "has unsynchronized interior mutability, and every handler (on any \
                          thread) shares the event: use an atomic, `std::sync::Mutex` or \
                          `RwLock`, or `std::sync::OnceLock`",
@@ -122,22 +126,30 @@ fn field_type(ty: &Type, errors: &mut Option<syn::Error>) {
                     _ => None,
                 }
             });
+            // A bare name or `module::Name` may be a type of the user's
+            // own: say how to write it so that it is not taken for std's.
             let problem = problem.map(|problem| match segments.len() {
-                // A bare name may be a type of the user's own: say how to
-                // tell it apart.
                 1 => format!(
                     "{problem} (if this is a type of your own with the same name, write it \
                      with its path, e.g. `crate::module::{}`)",
                     segments[0].ident
                 ),
+                2 => format!(
+                    "{problem} (if this is a type of your own with the same name, write it \
+                     with its path from the crate root, e.g. `crate::{}::{}`)",
+                    segments[0].ident, segments[1].ident
+                ),
                 _ => problem.to_owned(),
             });
             if problem.is_none() {
+                // Inside a `Mutex` (anyone's: std's, parking_lot's,
+                // tokio's all share a `Send` value), `Cell` is safe.
+                let locked = locked || segments.last().is_some_and(|s| s.ident == "Mutex");
                 for segment in segments {
                     if let PathArguments::AngleBracketed(args) = &segment.arguments {
                         for arg in &args.args {
                             if let GenericArgument::Type(inner) = arg {
-                                field_type(inner, errors);
+                                field_type(inner, locked, errors);
                             }
                         }
                     }
@@ -146,25 +158,25 @@ fn field_type(ty: &Type, errors: &mut Option<syn::Error>) {
             problem
         }
         Type::Array(array) => {
-            field_type(&array.elem, errors);
+            field_type(&array.elem, locked, errors);
             None
         }
         Type::Slice(slice) => {
-            field_type(&slice.elem, errors);
+            field_type(&slice.elem, locked, errors);
             None
         }
         Type::Tuple(tuple) => {
             for elem in &tuple.elems {
-                field_type(elem, errors);
+                field_type(elem, locked, errors);
             }
             None
         }
         Type::Paren(inner) => {
-            field_type(&inner.elem, errors);
+            field_type(&inner.elem, locked, errors);
             None
         }
         Type::Group(inner) => {
-            field_type(&inner.elem, errors);
+            field_type(&inner.elem, locked, errors);
             None
         }
         _ => None,

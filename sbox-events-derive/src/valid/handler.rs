@@ -365,3 +365,28 @@ pub fn not_a_function(item: &syn::Item) -> syn::Error {
         ),
     )
 }
+
+/// The error for a function declared without a body (`fn on_placed(..);`),
+/// at its `;`.
+pub fn no_body(declared: &syn::ForeignItemFn) -> syn::Error {
+    let name = &declared.sig.ident;
+    syn::Error::new(
+        declared.semi_token.span,
+        format_args!(
+            "#[handler] needs the function's body: write `fn {name}(...) {{ ... }}` \
+             instead of ending it with `;`"
+        ),
+    )
+}
+
+/// A bodiless declaration made a function again (its body only panics, and
+/// it is never registered: it comes with [`no_body`]'s error), so that its
+/// callers compile as far as they can and the compiler adds no error of its
+/// own.
+pub fn with_body(declared: syn::ForeignItemFn) -> ItemFn {
+    let syn::ForeignItemFn {
+        attrs, vis, sig, ..
+    } = declared;
+    // Its parameters are unused: no warning about that next to the error.
+    syn::parse_quote!(#[allow(unused_variables)] #(#attrs)* #vis #sig { ::core::unreachable!() })
+}

@@ -7,4 +7,4 @@ mod event;
 mod handler;
 
 pub use event::{event_fields, event_shape};
-pub use handler::not_a_function;
+pub use handler::{no_body, not_a_function, with_body};

@@ -12,4 +12,12 @@ struct OrderShipped;
 #[handler(emits = OrderShipped)]
 fn on_placed(_: &OrderPlaced) {}
 
+// Without brackets around two types: still one error.
+#[handler(emits = OrderShipped, OrderPlaced)]
+fn after_placed(_: &OrderPlaced) {}
+
+// A list cut short: the error points into it.
+#[handler(emits = [crate::])]
+fn last(_: &OrderPlaced) {}
+
 fn main() {}

@@ -14,7 +14,7 @@ struct OrderShipped;
 #[handler(name, priority, emits)]
 fn on_placed(_: &OrderPlaced) {}
 
-#[handler(name = "a", name = "b", priority = 1, priority = 2, emits = [], emits = [OrderShipped])]
+#[handler(name = "a", name = "", priority = 1, priority = 2, emits = [], emits = [OrderShipped])]
 fn after_placed(_: &OrderPlaced) {}
 
 #[handler(emits = [OrderShipped; 2])]

@@ -12,4 +12,8 @@ fn on_placed(_: &OrderPlaced) {}
 #[handler(priority = -5i64)]
 fn after_placed(_: &OrderPlaced) {}
 
+// Out of range: says so, rather than suggesting a value that is too.
+#[handler(priority = 3000000000u32)]
+fn last(_: &OrderPlaced) {}
+
 fn main() {}

@@ -48,6 +48,8 @@ struct SheetEdited {
     cell: sheet::Cell,
     cells: Vec<crate::sheet::RefCell>,
     owner: sheet::rc::Rc,
+    // Behind a lock, `Cell` is shared safely.
+    locked: std::sync::Mutex<std::cell::Cell<u32>>,
 }
 
 fn main() {
@@ -67,5 +69,6 @@ fn main() {
         cell: sheet::Cell(1),
         cells: vec![sheet::RefCell("A1".into())],
         owner: sheet::rc::Rc(0),
+        locked: std::sync::Mutex::new(std::cell::Cell::new(0)),
     });
 }
