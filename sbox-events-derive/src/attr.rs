@@ -280,9 +280,14 @@ fn unknown_key(
     expected: &str,
 ) -> (syn::Error, Option<&'static str>) {
     let written = path_text(path);
+    // Compared by its last segment, unraw: `r#name` and `event::name` mean
+    // `name`.
+    let last = path.segments.last().map_or_else(String::new, |segment| {
+        syn::ext::IdentExt::unraw(&segment.ident).to_string()
+    });
     let closest = names
         .iter()
-        .map(|name| (edit_distance(&written, name), *name))
+        .map(|name| (edit_distance(&last, name), *name))
         .filter(|(distance, _)| *distance <= 2)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, name)| name);

@@ -15,4 +15,9 @@ struct OrderShipped;
 #[event(source = "checkout" name = "order.paid")]
 struct OrderPaid;
 
+// A key written as a path is compared by its last segment.
+#[derive(Event, Serialize, Deserialize)]
+#[event(event::name = "order.refunded")]
+struct OrderRefunded;
+
 fn main() {}
