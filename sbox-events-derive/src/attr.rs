@@ -197,18 +197,11 @@ pub fn parse_handler_args(tokens: TokenStream) -> (HandlerArgs, Option<syn::Erro
                     Ok(other) => return Err(syn::Error::new(other.span(), EMITS)),
                     Err(err) => return Err(syn::Error::new(err.span(), EMITS)),
                 };
-                let types = syn::punctuated::Punctuated::<syn::Type, Token![,]>::parse_terminated
-                    .parse2(list.stream())
-                    .map_err(|err| {
-                        // Parsed on its own, the list's end is nowhere: point
-                        // at its closing bracket instead.
-                        let span = if err.to_string().starts_with("unexpected end of input") {
-                            list.span_close()
-                        } else {
-                            err.span()
-                        };
-                        syn::Error::new(span, EMITS)
-                    })?;
+                // Parsed inside its brackets, so that a list cut short is an
+                // error at its `]` (or at a nested group's closing token).
+                let types = emits_list
+                    .parse2(proc_macro2::TokenTree::Group(list).into())
+                    .map_err(|err| syn::Error::new(err.span(), EMITS))?;
                 keep_first(
                     &mut args.emits,
                     types.into_iter().collect(),
@@ -228,12 +221,21 @@ pub fn parse_handler_args(tokens: TokenStream) -> (HandlerArgs, Option<syn::Erro
     (args, errors)
 }
 
+/// `[EventType, ...]`.
+fn emits_list(
+    input: syn::parse::ParseStream<'_>,
+) -> syn::Result<syn::punctuated::Punctuated<syn::Type, Token![,]>> {
+    let content;
+    syn::bracketed!(content in input);
+    syn::punctuated::Punctuated::parse_terminated(&content)
+}
+
 /// Wraps the parser of one key: its error is recorded, and the rest of
 /// that key's value is skipped, up to the comma before the next key (a
-/// comma outside any brackets followed by `key =`, by one of `keys`, or by
-/// nothing), so that the keys after it are still parsed and checked while
-/// the rest of a wrong value (`emits = A, B`, `Vec<A, B>`) gives no error
-/// of its own.
+/// top-level comma followed by `key =`, by one of `keys` or a near miss of
+/// one, or by nothing), so that the keys after it are still parsed and
+/// checked while the rest of a wrong value (`emits = A, B`, `Vec<A, B>`)
+/// gives no error of its own.
 fn each_key<'e>(
     errors: &'e mut Option<syn::Error>,
     mut key: impl FnMut(&syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> + 'e,
@@ -251,7 +253,7 @@ fn each_key<'e>(
 }
 
 /// Whether `input` is at the comma that ends a key: see [`each_key`].
-fn before_next_key(input: syn::parse::ParseStream<'_>, keys: &[&str]) -> bool {
+fn before_next_key(input: syn::parse::ParseStream<'_>, keys: &'static [&'static str]) -> bool {
     if !input.peek(Token![,]) {
         return false;
     }
@@ -263,7 +265,10 @@ fn before_next_key(input: syn::parse::ParseStream<'_>, keys: &[&str]) -> bool {
         return true;
     }
     match after.call(<syn::Ident as syn::ext::IdentExt>::parse_any) {
-        Ok(ident) => after.peek(Token![=]) || keys.iter().any(|key| ident == *key),
+        Ok(ident) => {
+            after.peek(Token![=])
+                || closest_key(&syn::ext::IdentExt::unraw(&ident).to_string(), keys).is_some()
+        }
         Err(_) => false,
     }
 }
@@ -271,8 +276,8 @@ fn before_next_key(input: syn::parse::ParseStream<'_>, keys: &[&str]) -> bool {
 const EVENT_KEY_NAMES: &[&str] = &["name", "source", "validate", "version"];
 const HANDLER_KEY_NAMES: &[&str] = &["name", "priority", "emits"];
 
-/// "unknown key", with the key it most likely meant when one is close (a
-/// typo: at most two letters apart), which is returned too.
+/// "unknown key", with the key it most likely meant when there is one (see
+/// [`closest_key`]), which is returned too.
 fn unknown_key(
     path: &syn::Path,
     attr: &str,
@@ -285,17 +290,31 @@ fn unknown_key(
     let last = path.segments.last().map_or_else(String::new, |segment| {
         syn::ext::IdentExt::unraw(&segment.ident).to_string()
     });
-    let closest = names
-        .iter()
-        .map(|name| (edit_distance(&last, name), *name))
-        .filter(|(distance, _)| *distance <= 2)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, name)| name);
+    let closest = closest_key(&last, names);
     let message = match closest {
         Some(name) => format!("unknown key `{written}` in #[{attr}(...)]; did you mean `{name}`?"),
         None => format!("unknown key `{written}` in #[{attr}(...)]; {expected}"),
     };
     (syn::Error::new_spanned(path, message), closest)
+}
+
+/// The key `written` is or most likely means: the same, at most two letters
+/// apart (a typo), or the start of one (`prio`, at least three letters).
+fn closest_key(written: &str, names: &'static [&'static str]) -> Option<&'static str> {
+    names
+        .iter()
+        .map(|name| {
+            let prefix = written.len() >= 3 && name.starts_with(written);
+            let distance = if prefix {
+                1
+            } else {
+                edit_distance(written, name)
+            };
+            (distance, *name)
+        })
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
 }
 
 /// The Levenshtein distance between two short strings.
@@ -366,7 +385,24 @@ pub fn push(errors: &mut Option<syn::Error>, err: syn::Error) {
 
 #[cfg(test)]
 mod tests {
-    use super::edit_distance;
+    use super::{EVENT_KEY_NAMES, HANDLER_KEY_NAMES, closest_key, edit_distance};
+
+    #[test]
+    fn suggests_the_key_meant() {
+        let cases = [
+            ("nme", EVENT_KEY_NAMES, Some("name")),
+            ("sorce", EVENT_KEY_NAMES, Some("source")),
+            ("ver", EVENT_KEY_NAMES, Some("version")),
+            ("prio", HANDLER_KEY_NAMES, Some("priority")),
+            ("emit", HANDLER_KEY_NAMES, Some("emits")),
+            ("pr", HANDLER_KEY_NAMES, None),
+            ("OrderPlaced", HANDLER_KEY_NAMES, None),
+            ("validation", EVENT_KEY_NAMES, None),
+        ];
+        for (written, names, meant) in cases {
+            assert_eq!(closest_key(written, names), meant, "{written}");
+        }
+    }
 
     #[test]
     fn counts_single_letter_edits() {

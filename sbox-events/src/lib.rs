@@ -170,7 +170,8 @@ pub use stats::HandlerStats;
 /// `cell::Cell` or as `std::cell::Cell`, also inside another type:
 /// `Vec<Rc<T>>`) is one error at that field saying what to use instead;
 /// `Cell` and `RefCell` behind a `Mutex` are accepted (a `Mutex` makes them
-/// `Sync`). The macro cannot resolve names: a type of your own with one of
+/// `Sync`), unless an `Arc` stands between them (`Mutex<Arc<Cell<T>>>` is
+/// not `Send`). The macro cannot resolve names: a type of your own with one of
 /// those names is not mistaken for std's when written with another path
 /// (`sheet::Cell`, `crate::cell::Cell`), and the error says so. Unknown keys
 /// in `#[event(...)]` are errors, with the key meant when it is a typo

@@ -94,12 +94,13 @@ const FIELD_PREFIX: &str = "this field's type";
 /// `Send + Sync`, found by path (also inside generic arguments:
 /// `Vec<Rc<T>>`): each gets one error at the field with the type to use
 /// instead. `Rc` and `rc::Weak` are never `Send`; `Cell` and `RefCell` are
-/// not `Sync`, but are fine behind a `Mutex` (`locked`: some enclosing type
-/// is a `Mutex`, `Mutex<Cell<u32>>` is `Sync`). A macro cannot resolve
-/// names, so only paths that may be `std`'s are matched: the bare name
-/// (`Cell`, as imported), the module and name (`cell::Cell`), or the full
-/// path (`std::cell::Cell`, through `core` or `alloc` too). A type of the
-/// user's own with one of these names is not matched when written with
+/// not `Sync`, but are fine behind a `Mutex` (`locked`: an enclosing type is
+/// a `Mutex`, with no `Arc` or `Weak` between it and here:
+/// `Mutex<Vec<Cell<u32>>>` is `Sync`, `Mutex<Arc<Cell<u32>>>` is not). A
+/// macro cannot resolve names, so only paths that may be `std`'s are
+/// matched: the bare name (`Cell`, as imported), the module and name
+/// (`cell::Cell`), or the full path (`std::cell::Cell`, through `core` or
+/// `alloc` too). A type of the user's own with one of these names is not matched when written with
 /// another path (`sheet::Cell`, `crate::cell::Cell`); the message says so.
 /// Anything else that is not `Send + Sync` is still caught by the trait
 /// bounds, at the struct's name; types serde cannot handle (references, raw
@@ -143,8 +144,14 @@ fn field_type(ty: &Type, locked: bool, errors: &mut Option<syn::Error>) {
             });
             if problem.is_none() {
                 // Inside a `Mutex` (anyone's: std's, parking_lot's,
-                // tokio's all share a `Send` value), `Cell` is safe.
-                let locked = locked || segments.last().is_some_and(|s| s.ident == "Mutex");
+                // tokio's all share a `Send` value), `Cell` is safe; inside
+                // an `Arc` (or `sync::Weak`) again not, even under a
+                // `Mutex`: `Arc<Cell<T>>` is not `Send`.
+                let locked = match segments.last() {
+                    Some(last) if last.ident == "Arc" || last.ident == "Weak" => false,
+                    Some(last) if last.ident == "Mutex" => true,
+                    _ => locked,
+                };
                 for segment in segments {
                     if let PathArguments::AngleBracketed(args) = &segment.arguments {
                         for arg in &args.args {

@@ -367,14 +367,16 @@ pub fn not_a_function(item: &syn::Item) -> syn::Error {
 }
 
 /// The error for a function declared without a body (`fn on_placed(..);`),
-/// at its `;`.
+/// at its `;`. It says where `#[handler]` goes rather than only "add a
+/// body": the declaration may sit where a body cannot go (an `extern`
+/// block), which a macro cannot see.
 pub fn no_body(declared: &syn::ForeignItemFn) -> syn::Error {
     let name = &declared.sig.ident;
     syn::Error::new(
         declared.semi_token.span,
         format_args!(
-            "#[handler] needs the function's body: write `fn {name}(...) {{ ... }}` \
-             instead of ending it with `;`"
+            "#[handler] goes on a free function with a body, e.g. \
+             `fn {name}(event: &MyEvent) {{ ... }}`; this declaration ends with `;`"
         ),
     )
 }
@@ -382,11 +384,27 @@ pub fn no_body(declared: &syn::ForeignItemFn) -> syn::Error {
 /// A bodiless declaration made a function again (its body only panics, and
 /// it is never registered: it comes with [`no_body`]'s error), so that its
 /// callers compile as far as they can and the compiler adds no error of its
-/// own.
+/// own (at module level: in an `extern` block it still says that a body
+/// does not go there). Built from its parts, not parsed again: a
+/// declaration may say `safe`, which only an `extern` block's may, and is
+/// left out here.
 pub fn with_body(declared: syn::ForeignItemFn) -> ItemFn {
     let syn::ForeignItemFn {
-        attrs, vis, sig, ..
+        mut attrs,
+        vis,
+        mut sig,
+        ..
     } = declared;
+    if let syn::Safety::Safe(_) = sig.safety {
+        sig.safety = syn::Safety::Default;
+    }
     // Its parameters are unused: no warning about that next to the error.
-    syn::parse_quote!(#[allow(unused_variables)] #(#attrs)* #vis #sig { ::core::unreachable!() })
+    attrs.insert(0, syn::parse_quote!(#[allow(unused_variables)]));
+    ItemFn {
+        attrs,
+        vis,
+        modifiers: syn::FnModifiers::default(),
+        sig,
+        block: Box::new(syn::parse_quote!({ ::core::unreachable!() })),
+    }
 }

@@ -16,6 +16,8 @@ struct OrderPlaced {
     owner: rc::Weak<String>,
     marks: std::sync::RwLock<std::cell::Cell<u8>>,
     shared: std::sync::Mutex<rc::Rc<u8>>,
+    // An `Arc` under the `Mutex` is not `Send`: not a safe place either.
+    pinned: std::sync::Mutex<std::sync::Arc<Cell<u8>>>,
 }
 
 fn main() {}

@@ -20,4 +20,8 @@ fn after_placed(_: &OrderPlaced) {}
 #[handler(emits = [crate::])]
 fn last(_: &OrderPlaced) {}
 
+// Cut short inside a nested group: the error points at its `)`.
+#[handler(emits = [(OrderShipped, crate::)])]
+fn nested(_: &OrderPlaced) {}
+
 fn main() {}

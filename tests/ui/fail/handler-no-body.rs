@@ -13,4 +13,9 @@ fn on_placed(_: &OrderPlaced);
 #[handler]
 pub fn after_placed(event: OrderPlaced);
 
+// `safe` (which only an `extern` block's functions may say) changes
+// nothing: one error.
+#[handler]
+safe fn last(_: &OrderPlaced);
+
 fn main() {}

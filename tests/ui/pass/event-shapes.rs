@@ -50,6 +50,7 @@ struct SheetEdited {
     owner: sheet::rc::Rc,
     // Behind a lock, `Cell` is shared safely.
     locked: std::sync::Mutex<std::cell::Cell<u32>>,
+    shared_locked: std::sync::Arc<std::sync::Mutex<Vec<std::cell::RefCell<u32>>>>,
 }
 
 fn main() {
@@ -70,5 +71,6 @@ fn main() {
         cells: vec![sheet::RefCell("A1".into())],
         owner: sheet::rc::Rc(0),
         locked: std::sync::Mutex::new(std::cell::Cell::new(0)),
+        shared_locked: std::sync::Arc::new(std::sync::Mutex::new(vec![std::cell::RefCell::new(0)])),
     });
 }
