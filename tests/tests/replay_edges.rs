@@ -3,7 +3,7 @@
 
 use sbox_events::events::ErrorOccurred;
 use sbox_events::history::{
-    HistoryQuery, ImportOptions, LineErrorKind, export_jsonl, import_jsonl,
+    HistoryQuery, ImportOptions, LineErrorKind, RecordedEvent, export_jsonl, import_jsonl,
 };
 use sbox_events::trace::{self, TraceId};
 use sbox_events::{
@@ -67,7 +67,7 @@ struct Fused {
 }
 
 /// The lines of one recorded `Fused` event, armed.
-fn fused_records(bus: &EventBus) -> Vec<sbox_events::history::RecordedEvent> {
+fn fused_records(bus: &EventBus) -> Vec<RecordedEvent> {
     let armed = Fused { fuse: Fuse(true) };
     assert!(bus.emit_ref(&armed).is_ok());
     std::mem::forget(armed);
@@ -201,29 +201,36 @@ struct Fetched;
 #[event(name = "edge.parsed")]
 struct Parsed;
 
+/// A bus that records replays, after a `Fetched` whose handler emitted a
+/// `Parsed`: the trace and the two records, parent first.
+fn fetched_then_parsed() -> (EventBus, TraceId, Vec<RecordedEvent>) {
+    let bus = EventBus::builder()
+        .static_handlers(false)
+        .history(1 << 20)
+        .record_replays(true)
+        .build()
+        .unwrap();
+    bus.subscribe(|_: &Fetched, ctx: &EventContext| {
+        ctx.bus().emit(Parsed);
+    })
+    .detach();
+    let trace_id = bus.emit(Fetched).trace_id();
+    let original = bus.history().expect("history").query(&HistoryQuery::new());
+    assert_eq!(original.len(), 2);
+    (bus, trace_id, original)
+}
+
 #[test]
 fn a_record_and_each_of_its_recorded_replays_keep_their_own_children() {
     for replays in 1..=3 {
-        let bus = EventBus::builder()
-            .static_handlers(false)
-            .history(1 << 20)
-            .record_replays(true)
-            .build()
-            .unwrap();
-        bus.subscribe(|_: &Fetched, ctx: &EventContext| {
-            ctx.bus().emit(Parsed);
-        })
-        .detach();
-        let report = bus.emit(Fetched);
+        let (bus, trace_id, original) = fetched_then_parsed();
         let history = bus.history().expect("history");
-        let original = history.query(&HistoryQuery::new());
-        assert_eq!(original.len(), 2);
         // Each replay keeps the original's event id (and is recorded).
         for _ in 0..replays {
             assert!(bus.replay(&original[..1]).is_ok());
         }
 
-        let tree = history.tree(report.trace_id());
+        let tree = history.tree(trace_id);
         assert_eq!(tree.len(), 2 * (1 + replays));
         let roots = tree.roots();
         assert_eq!(roots.len(), 1 + replays, "the original and its replays");
@@ -359,27 +366,15 @@ fn an_event_dropped_badly_inside_a_handler_is_its_own_errors_cause() {
 
 #[test]
 fn a_replayed_child_stays_with_the_copy_of_its_cause_recorded_before_it() {
-    let bus = EventBus::builder()
-        .static_handlers(false)
-        .history(1 << 20)
-        .record_replays(true)
-        .build()
-        .unwrap();
-    bus.subscribe(|_: &Fetched, ctx: &EventContext| {
-        ctx.bus().emit(Parsed);
-    })
-    .detach();
-    let report = bus.emit(Fetched);
+    let (bus, trace_id, original) = fetched_then_parsed();
     let history = bus.history().expect("history");
-    let original = history.query(&HistoryQuery::new());
-    assert_eq!(original.len(), 2);
     // The child alone first: its copy keeps its cause, the original
     // `Fetched`, the only copy of it recorded so far. Then the parent,
     // whose replay is recorded after that copy, with a child of its own.
     assert!(bus.replay(&original[1..]).is_ok());
     assert!(bus.replay(&original[..1]).is_ok());
 
-    let tree = history.tree(report.trace_id());
+    let tree = history.tree(trace_id);
     assert_eq!(tree.len(), 5);
     let children = |replay: bool| {
         let root = tree

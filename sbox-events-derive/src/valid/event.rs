@@ -164,26 +164,17 @@ fn field_type(ty: &Type, locked: bool, errors: &mut Option<syn::Error>) {
             }
             problem
         }
-        Type::Array(array) => {
-            field_type(&array.elem, locked, errors);
-            None
-        }
-        Type::Slice(slice) => {
-            field_type(&slice.elem, locked, errors);
+        Type::Array(syn::TypeArray { elem, .. })
+        | Type::Slice(syn::TypeSlice { elem, .. })
+        | Type::Paren(syn::TypeParen { elem, .. })
+        | Type::Group(syn::TypeGroup { elem, .. }) => {
+            field_type(elem, locked, errors);
             None
         }
         Type::Tuple(tuple) => {
             for elem in &tuple.elems {
                 field_type(elem, locked, errors);
             }
-            None
-        }
-        Type::Paren(inner) => {
-            field_type(&inner.elem, locked, errors);
-            None
-        }
-        Type::Group(inner) => {
-            field_type(&inner.elem, locked, errors);
             None
         }
         _ => None,
