@@ -35,6 +35,8 @@ fn run(dir: &Path, subscription: &Path) -> Run {
         audit_log: dir.join("out/audit.jsonl"),
         max_bytes: orchestrator::DEFAULT_MAX_BYTES,
         prometheus: true,
+        // What is written must not depend on a sing-box on PATH.
+        no_sing_box: true,
         ..Options::defaults()
     };
     let bus = EventBus::new();
@@ -344,6 +346,8 @@ fn options_in(dir: &Path, subscription: &Path) -> Options {
         subscriptions: vec![subscription.to_owned()],
         output: dir.join("out/config.json"),
         audit_log: dir.join("out/audit.jsonl"),
+        // What is written must not depend on a sing-box on PATH.
+        no_sing_box: true,
         ..Options::defaults()
     }
 }

@@ -69,6 +69,8 @@ fn options(dir: &Path, subscription: &str) -> Options {
         cache_dir: Some(dir.join("cache")),
         prometheus: true,
         timeout: Duration::from_secs(5),
+        // What is written must not depend on a sing-box on PATH.
+        no_sing_box: true,
         ..Options::defaults()
     }
 }

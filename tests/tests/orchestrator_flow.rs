@@ -34,6 +34,8 @@ fn explained(dir: &Path, subscription: &Path) -> Run {
         explain: true,
         trace_out: Some(dir.join("trace.json")),
         history_out: Some(dir.join("history.jsonl")),
+        // What is written must not depend on a sing-box on PATH.
+        no_sing_box: true,
         ..Options::defaults()
     };
     let bus = options.bus().expect("bus");

@@ -25,6 +25,8 @@ fn dropped_lines_are_summarized_after_the_first_few_and_escaped() {
         subscriptions: vec![path],
         output: dir.join("config.json"),
         audit_log: dir.join("audit.jsonl"),
+        // What is written must not depend on a sing-box on PATH.
+        no_sing_box: true,
         ..Options::defaults()
     };
 

@@ -34,6 +34,8 @@ fn run(dir: &Path, subscriptions: &[PathBuf], strict: bool) -> Run {
         output: dir.join("config.json"),
         audit_log: dir.join("audit.jsonl"),
         no_cache: true,
+        // What is written must not depend on a sing-box on PATH.
+        no_sing_box: true,
         ..Options::defaults()
     };
     let bus = EventBus::builder()

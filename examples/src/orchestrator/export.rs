@@ -48,6 +48,11 @@ impl Staged {
         BufWriter::with_capacity(1 << 16, self.file.as_file_mut())
     }
 
+    /// Where the temporary file is (to check the configuration in it).
+    pub(super) fn path(&self) -> &Path {
+        self.file.path()
+    }
+
     /// Syncs the file, renames it over the target, syncs the directory.
     pub(super) fn commit(self) -> io::Result<()> {
         self.file.as_file().sync_all()?;

@@ -7,10 +7,12 @@
 //! a file; [`input`]) → parse (share
 //! links, [`link`]) → validate (drop and count unusable links, each with the
 //! parameter at fault) → build (sing-box JSON, streamed to a temporary file,
-//! [`singbox`]) → check (every outbound against sing-box's own rules) →
+//! [`singbox`]) → check (every outbound against sing-box's own rules, and
+//! the whole file loaded by the sing-box client it is for, [`client`]) →
 //! export (fsync, atomic rename: a failed run never leaves a partial config
 //! and never replaces the previous one).
 
+pub mod client;
 pub mod input;
 pub mod link;
 pub mod singbox;
@@ -48,7 +50,8 @@ pub const WARNINGS_SHOWN: usize = 20;
 pub struct PipelineError {
     /// `io`, `too_large`, `empty`, `format` or `no_servers`; for a URL
     /// also `url`, `dns`, `connect`, `tls`, `timeout`, `http_status` or
-    /// `redirects`; for a config not written `no_config` or `strict`.
+    /// `redirects`; for a config not written `no_config`, `strict` or
+    /// `client_check` (the sing-box client refused the file).
     pub error_type: &'static str,
     /// For people.
     pub message: String,
@@ -114,6 +117,8 @@ pub struct ExportedConfig {
     pub servers: u64,
     /// The trace of its `config.*` events.
     pub trace_id: TraceId,
+    /// The sing-box client that loaded it (`sing-box check`), if any.
+    pub client: Option<String>,
 }
 
 /// What fetching a subscription URL reported, for the summary and metrics.

@@ -1,6 +1,7 @@
 //! The orchestrator's command line: [`Options`].
 
 use super::DEFAULT_MAX_BYTES;
+use super::client::{self, Client};
 use super::fetch::FetchOptions;
 use clap::Parser;
 use sbox_events::EventBus;
@@ -46,8 +47,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     after_help = "Each subscription is processed in its own trace; one config is built \
                   from those that succeeded. Exit status: 0 every subscription converted; \
                   1 no config was written (every subscription failed, one did under \
-                  --strict, or the config could not be written; the previous config is \
-                  kept); 2 bad arguments or setup, or the --trace-out or --history-out \
+                  --strict, the config could not be written, or the sing-box client \
+                  refused it; the previous config is kept); 2 bad arguments or setup, or the --trace-out or --history-out \
                   file could not be written; 3 the config was written but audit records \
                   were lost; 4 the config was written from the subscriptions that \
                   succeeded, and at least one failed."
@@ -115,6 +116,17 @@ pub struct Options {
     /// as JSON Lines (read them with `--example flow`)
     #[arg(long, value_name = "HISTORY_JSONL")]
     pub history_out: Option<PathBuf>,
+    /// The sing-box client the config is for: its version and build decide
+    /// what is written (REALITY and `fp` need a build with uTLS, `gecko`
+    /// obfuscation 1.14), and it loads the config (`sing-box check`)
+    /// before the config replaces the previous one [default: `sing-box` on
+    /// PATH, if any]
+    #[arg(long, value_name = "PATH", conflicts_with = "no_sing_box")]
+    pub sing_box: Option<PathBuf>,
+    /// Write for an official sing-box 1.14 or newer, without looking for
+    /// one on PATH (nothing checks the config)
+    #[arg(long)]
+    pub no_sing_box: bool,
     /// Where events wait while the NATS server is unreachable (forwarded on
     /// the next run)
     #[arg(long, value_name = "SPOOL_JSONL", default_value_os_t = Options::defaults_dir().join("nats-spool.jsonl"))]
@@ -153,7 +165,33 @@ impl Options {
             explain: false,
             trace_out: None,
             history_out: None,
+            sing_box: None,
+            no_sing_box: false,
         }
+    }
+
+    /// The sing-box client to write for: `--sing-box`, else `sing-box` on
+    /// PATH, else none (also with `--no-sing-box`). Fails when the client
+    /// cannot say its version, or is older than the config needs.
+    pub fn client(&self) -> Result<Option<Client>, String> {
+        if self.no_sing_box {
+            return Ok(None);
+        }
+        let (path, hint) = match &self.sing_box {
+            Some(path) => (path.clone(), ""),
+            None => match Client::find_on_path() {
+                Some(path) => (path, " (found on PATH; --no-sing-box writes without it)"),
+                None => return Ok(None),
+            },
+        };
+        let client = Client::probe(&path).map_err(|e| format!("--sing-box: {e}{hint}"))?;
+        if client.version() < client::OLDEST {
+            return Err(format!(
+                "--sing-box: {client} is too old: the config needs sing-box {} or newer{hint}",
+                client::OLDEST
+            ));
+        }
+        Ok(Some(client))
     }
 
     /// The cache directory: `--cache-dir`, else the user's cache

@@ -1,5 +1,6 @@
 //! The stages, on the bus: [`Orchestrator`].
 
+use super::client::Client;
 use super::fetch::{self, FetchOptions};
 use super::{
     Converted, ExportedConfig, PipelineError, Processed, SubscriptionOutcome, WARNINGS_SHOWN,
@@ -27,6 +28,7 @@ pub struct Orchestrator<'a> {
     bus: &'a EventBus,
     fetch: FetchOptions,
     strict: bool,
+    client: Option<Client>,
 }
 
 /// One subscription after its own stages: its trace, and the report of
@@ -45,7 +47,18 @@ impl<'a> Orchestrator<'a> {
             bus,
             fetch,
             strict: false,
+            client: None,
         }
+    }
+
+    /// Writes for `client`: only what it can load (see
+    /// [`Client::capabilities`]), and the finished file is loaded by it
+    /// (`sing-box check`) before it replaces the previous config; a file
+    /// it refuses is not installed (`client_check`). Without one, the
+    /// config is for an official build of sing-box 1.14 or newer.
+    pub fn client(mut self, client: Option<Client>) -> Self {
+        self.client = client;
+        self
     }
 
     /// With `strict`, one failed subscription fails the run: no config is
@@ -75,7 +88,12 @@ impl<'a> Orchestrator<'a> {
         let mut staged = export::Staged::new(output).map_err(cannot_write);
         let mut stages = Vec::new();
         let mut writer = match staged.as_mut() {
-            Ok(config) => singbox::ConfigWriter::new(config.writer()).map_err(cannot_write),
+            Ok(config) => singbox::ConfigWriter::new(config.writer())
+                .map(|writer| match &self.client {
+                    Some(client) => writer.for_client(client.capabilities()),
+                    None => writer,
+                })
+                .map_err(cannot_write),
             Err(e) => Err(e.clone()),
         };
         for subscription in subscriptions {
@@ -240,6 +258,7 @@ impl<'a> Orchestrator<'a> {
         let report = download.as_ref().map(|d| super::fetch_report(url, d));
         let source = download.as_ref().map_or(subscription, |d| d.path.as_path());
         let before = writer.servers();
+        let unfingerprinted = writer.unfingerprinted();
         let mut entries = 0usize;
         let mut invalid = 0usize;
         let mut first_invalid = Vec::new();
@@ -281,6 +300,17 @@ impl<'a> Orchestrator<'a> {
             );
         }
         let servers = writer.servers() - before;
+        let unfingerprinted = writer.unfingerprinted() - unfingerprinted;
+        if unfingerprinted > 0
+            && let Some(client) = &self.client
+        {
+            tracing::warn!(
+                url,
+                "{unfingerprinted} servers written without the uTLS fingerprint (`fp`) of their \
+                 link: {} was built without uTLS (no `with_utls` tag)",
+                LogSafe(&client.to_string())
+            );
+        }
         let content_type = match download.as_ref().and_then(|d| d.content_type.as_deref()) {
             Some(sent) => LogSafe(sent).to_string(),
             None => match fetched.format {
@@ -368,17 +398,28 @@ impl<'a> Orchestrator<'a> {
                 None => options,
             },
         );
-        // Every outbound was checked as it was written.
+        // Every outbound was checked as it was written; the client, when
+        // there is one, loads the whole file.
+        let refused = self
+            .client
+            .as_ref()
+            .and_then(|client| client.check(config.path()).err());
         let checked = self.then(
             &built,
             ConfigValidated {
                 export_format: FORMAT.to_owned(),
-                valid: true,
-                errors: Vec::new(),
+                valid: refused.is_none(),
+                errors: refused.iter().cloned().collect(),
             },
         );
         if let [only] = stages {
             only.last = Some(checked.clone());
+        }
+        if let Some(reason) = refused {
+            return Err(PipelineError::new(
+                "client_check",
+                format!("not written: {reason}"),
+            ));
         }
         config.commit().map_err(cannot_write)?;
         let exported = self.then(
@@ -393,6 +434,7 @@ impl<'a> Orchestrator<'a> {
             only.last = Some(exported);
         }
         Ok(ExportedConfig {
+            client: self.client.as_ref().map(Client::to_string),
             path: output.to_owned(),
             bytes: written.bytes,
             servers: written.servers,

@@ -57,6 +57,10 @@ pub fn run(
         Ok(fetch) => fetch,
         Err(e) => return setup_failed(err, e),
     };
+    let client = match options.client() {
+        Ok(client) => client,
+        Err(e) => return setup_failed(err, e),
+    };
     // The original design's audited events, and each fetch (with the
     // provider's usage in its metadata).
     let audited = EventSelector::names(
@@ -98,6 +102,7 @@ pub fn run(
 
     let processed = Orchestrator::new(bus, fetch)
         .strict(options.strict)
+        .client(client)
         .process(&options.subscriptions, &options.output);
     let failed = processed
         .subscriptions
@@ -155,9 +160,13 @@ pub fn run(
     }
     match &processed.config {
         Ok(config) => {
+            let checked = match &config.client {
+                Some(client) => format!(", loaded by {}", LogSafe(client)),
+                None => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  config     {} ({} bytes, {FORMAT})",
+                "  config     {} ({} bytes, {FORMAT}{checked})",
                 LogSafe(&config.path.display().to_string()),
                 config.bytes,
             );

@@ -42,6 +42,59 @@ pub struct ConfigWriter<W: Write> {
     used: HashSet<Arc<str>>,
     /// For names seen more than once: the next `#n` suffix to try.
     next_suffix: HashMap<Arc<str>, u32>,
+    capabilities: Capabilities,
+    unfingerprinted: u64,
+}
+
+/// What the client a configuration is for can load (see
+/// [`Client::capabilities`](crate::orchestrator::client::Client::capabilities)).
+/// [`Capabilities::ALL`], the default, is an official build of sing-box
+/// 1.14 or newer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Built with uTLS (the `with_utls` tag): REALITY, and TLS
+    /// fingerprints (`fp`).
+    pub utls: bool,
+    /// 1.14 or newer: Hysteria2's `gecko` obfuscation.
+    pub gecko: bool,
+}
+
+impl Capabilities {
+    /// Everything this writer can write.
+    pub const ALL: Capabilities = Capabilities {
+        utls: true,
+        gecko: true,
+    };
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities::ALL
+    }
+}
+
+/// Fits `outbound` to what the client can load: `Err` when the client
+/// cannot use the server at all; `Ok(true)` when the server's uTLS
+/// fingerprint was left out (a client without uTLS connects with Go's own
+/// TLS handshake instead, which the server accepts alike; REALITY has no
+/// such fallback).
+fn adapt(outbound: &mut Value, capabilities: Capabilities) -> Result<bool, String> {
+    if !capabilities.gecko && outbound["obfs"]["type"] == "gecko" {
+        return Err("`gecko` obfuscation needs sing-box 1.14 or newer".to_owned());
+    }
+    if capabilities.utls {
+        return Ok(false);
+    }
+    let Some(tls) = outbound.get_mut("tls").and_then(Value::as_object_mut) else {
+        return Ok(false);
+    };
+    if tls.contains_key("reality") {
+        return Err(
+            "REALITY needs uTLS, which this sing-box was built without (no `with_utls` tag)"
+                .to_owned(),
+        );
+    }
+    Ok(tls.remove("utls").is_some())
 }
 
 /// A point of a [`ConfigWriter`]'s document ([`ConfigWriter::mark`]).
@@ -49,6 +102,7 @@ pub struct ConfigWriter<W: Write> {
 pub struct Mark {
     bytes: u64,
     servers: usize,
+    unfingerprinted: u64,
 }
 
 /// An output that can be cut back to its first `len` bytes (and written on
@@ -97,7 +151,24 @@ impl<W: Write> ConfigWriter<W> {
             tags: Vec::new(),
             used: HashSet::new(),
             next_suffix: HashMap::new(),
+            capabilities: Capabilities::ALL,
+            unfingerprinted: 0,
         })
+    }
+
+    /// Writes only what a client with `capabilities` can load: servers it
+    /// cannot use are refused by [`add`](ConfigWriter::add) with the
+    /// reason, and uTLS fingerprints left out for a client without uTLS
+    /// (counted by [`unfingerprinted`](ConfigWriter::unfingerprinted)).
+    pub fn for_client(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// Servers written without the uTLS fingerprint their link asked for
+    /// (the client has no uTLS).
+    pub fn unfingerprinted(&self) -> u64 {
+        self.unfingerprinted
     }
 
     /// Checks `server`'s outbound and writes it. `Ok(Err(reason))`: the
@@ -105,15 +176,21 @@ impl<W: Write> ConfigWriter<W> {
     pub fn add(&mut self, server: &Server) -> io::Result<Result<(), String>> {
         let base = base_tag(server);
         let tag = self.unique_tag(&base);
-        let outbound = outbound(server, &tag);
-        if let Err(reason) = check_outbound(&outbound) {
-            self.used.remove(&*tag);
-            return Ok(Err(reason));
-        }
+        let mut outbound = outbound(server, &tag);
+        let fitted = adapt(&mut outbound, self.capabilities)
+            .and_then(|unfingerprinted| check_outbound(&outbound).map(|()| unfingerprinted));
+        let unfingerprinted = match fitted {
+            Ok(unfingerprinted) => unfingerprinted,
+            Err(reason) => {
+                self.used.remove(&*tag);
+                return Ok(Err(reason));
+            }
+        };
         self.out.write_all(b"    ")?;
         serde_json::to_writer(&mut self.out, &outbound)?;
         self.out.write_all(b",\n")?;
         self.tags.push(tag);
+        self.unfingerprinted += u64::from(unfingerprinted);
         Ok(Ok(()))
     }
 
@@ -127,6 +204,7 @@ impl<W: Write> ConfigWriter<W> {
         Mark {
             bytes: self.out.bytes,
             servers: self.tags.len(),
+            unfingerprinted: self.unfingerprinted,
         }
     }
 
@@ -138,6 +216,7 @@ impl<W: Write> ConfigWriter<W> {
     {
         self.out.inner.rewind_to(mark.bytes)?;
         self.out.bytes = mark.bytes;
+        self.unfingerprinted = mark.unfingerprinted;
         for tag in self.tags.drain(mark.servers..) {
             self.used.remove(&tag);
         }

