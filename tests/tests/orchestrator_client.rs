@@ -50,7 +50,9 @@ fn the_config_is_written_for_the_client_and_loads_in_it() {
         &subscription,
         "vless://b831381d-6324-4d53-ad4f-8cda48b30811@203.0.113.5:443?security=reality&sni=www.microsoft.com&pbk=jNXHt1yRo0vDuchQlIP6Z0ZvjT3KtzVI-T4E7RoLJS0&sid=6ba85179&flow=xtls-rprx-vision#Reality\n\
          trojan://secret@tls.example.com:443?security=tls&sni=tls.example.com&fp=firefox#Fingerprinted\n\
-         ss://YWVzLTEyOC1nY206cGFzcw@198.51.100.1:8388#Plain\n",
+         ss://YWVzLTEyOC1nY206cGFzcw@198.51.100.1:8388#Plain\n\
+         hysteria://hy1.example.com:36712?auth=pw&peer=hy1.example.com&upmbps=20&downmbps=100&obfs=xplus&obfsParam=o&mport=36712-36800#Hysteria1\n\
+         anytls://pw@any.example.com?sni=any.example.com&fp=chrome#AnyTLS\n",
     )
     .expect("write the subscription");
     let (code, out, err) = run(&options_in(dir.path(), &subscription));
@@ -84,13 +86,17 @@ fn the_config_is_written_for_the_client_and_loads_in_it() {
         .iter()
         .find(|o| o["type"] == "trojan")
         .expect("the trojan server is kept");
+    assert!(
+        tags.contains(&"Hysteria1") && tags.contains(&"AnyTLS"),
+        "{tags:?}"
+    );
     if client.has_tag("with_utls") {
         assert!(tags.contains(&"Reality"), "{tags:?}");
         assert_eq!(trojan["tls"]["utls"]["fingerprint"], "firefox");
     } else {
         assert!(!tags.contains(&"Reality"), "{tags:?}");
         assert!(
-            out.contains("2 kept, 1 invalid dropped"),
+            out.contains("4 kept, 1 invalid dropped"),
             "the REALITY server is counted as dropped: {out}"
         );
         assert!(trojan["tls"]["utls"].is_null(), "{trojan}");

@@ -1,5 +1,6 @@
 //! Share links (`ss://`, `vless://`, `trojan://`, `vmess://`,
-//! `hysteria2://` / `hy2://`, `tuic://`) turned into typed servers.
+//! `hysteria://`, `hysteria2://` / `hy2://`, `tuic://`, `anytls://`) turned
+//! into typed servers.
 //!
 //! The rule: every parameter that changes how a client connects is either
 //! converted into a typed setting that sing-box has, or the link is refused
@@ -73,6 +74,21 @@ pub enum Protocol {
         /// Cipher (`auto`, `aes-128-gcm`, `chacha20-poly1305`, `none`, `zero`, `aes-128-cfb`).
         security: String,
     },
+    /// `hysteria://` (Hysteria 1)
+    Hysteria {
+        /// The authentication string (`auth`; may be empty).
+        auth: String,
+        /// The `xplus` obfuscation's password.
+        obfs: Option<String>,
+        /// Port ranges to hop between (empty: only [`Server::port`]).
+        ports: Vec<(u16, u16)>,
+        /// Seconds between hops (sing-box's default when `None`).
+        hop_interval: Option<u32>,
+        /// Upload bandwidth in Mbps (required by Hysteria 1).
+        up_mbps: u32,
+        /// Download bandwidth in Mbps (required by Hysteria 1).
+        down_mbps: u32,
+    },
     /// `hysteria2://`, `hy2://`
     Hysteria2 {
         /// Password (may be empty).
@@ -100,6 +116,11 @@ pub enum Protocol {
         udp_relay_mode: Option<&'static str>,
         /// 0-RTT handshake (`reduce_rtt`).
         zero_rtt: bool,
+    },
+    /// `anytls://`
+    AnyTls {
+        /// Password (may be empty).
+        password: String,
     },
 }
 
@@ -129,8 +150,10 @@ impl Server {
             Protocol::Vless { .. } => "vless",
             Protocol::Trojan { .. } => "trojan",
             Protocol::Vmess { .. } => "vmess",
+            Protocol::Hysteria { .. } => "hysteria",
             Protocol::Hysteria2 { .. } => "hysteria2",
             Protocol::Tuic { .. } => "tuic",
+            Protocol::AnyTls { .. } => "anytls",
         }
     }
 }
@@ -160,11 +183,13 @@ pub fn parse_uri(uri: &str) -> Result<Server, String> {
         "vless" => parse_vless(rest),
         "trojan" => parse_trojan(rest),
         "vmess" => vmess::parse(rest),
+        "hysteria" => quic::parse_hysteria(rest),
         "hysteria2" | "hy2" => quic::parse_hysteria2(rest),
         "tuic" => quic::parse_tuic(rest),
+        "anytls" => parse_anytls(rest),
         _ => Err(format!(
-            "unsupported scheme `{}://` (ss, vless, trojan, vmess, hysteria2 and tuic are \
-             converted)",
+            "unsupported scheme `{}://` (ss, vless, trojan, vmess, hysteria, hysteria2, tuic \
+             and anytls are converted)",
             shorten(scheme)
         )),
     }
@@ -211,6 +236,61 @@ fn parse_trojan(rest: &str) -> Result<Server, String> {
         tls,
         transport,
     })
+}
+
+/// `anytls://[password@]host[:port]/?sni=...&insecure=1` (anytls-go's URI
+/// scheme; no port means 443, no password an empty one): always TLS, with the TLS parameters of the
+/// other links (`sni`, `insecure` or `allowInsecure`, `alpn`, `fp`,
+/// `security=reality` with `pbk` and `sid`). sing-box's anytls has no
+/// transport: a link with `type` other than `tcp` is refused.
+fn parse_anytls(rest: &str) -> Result<Server, String> {
+    let rest = with_port(rest, 443);
+    // The password is optional (`[auth@]`): none is an empty one.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let parts = match rest[..end].contains('@') {
+        true => split(&rest)?,
+        false => split(&format!("@{rest}"))?,
+    };
+    let password = decode_component(&parts.user, "the password")?;
+    let params = &parts.params;
+    if param(params, "security").eq_ignore_ascii_case("none") {
+        return Err("`security=none`: AnyTLS always runs over TLS".to_owned());
+    }
+    match param(params, "type") {
+        "" | "tcp" => {}
+        other => {
+            return Err(format!(
+                "`type={}`: sing-box's anytls has no transport (only raw TCP)",
+                shorten(other)
+            ));
+        }
+    }
+    let (tls, _) = stream::settings(params, true)?;
+    Ok(Server {
+        name: parts.name,
+        host: parts.host,
+        port: parts.port,
+        protocol: Protocol::AnyTls { password },
+        tls,
+        transport: None,
+    })
+}
+
+/// `rest` with `:port` added after the host when it has none.
+fn with_port(rest: &str, port: u16) -> std::borrow::Cow<'_, str> {
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let address = &rest[..end];
+    let host = address.rsplit_once('@').map_or(address, |(_, host)| host);
+    let has_port = match host.strip_prefix('[') {
+        Some(v6) => v6
+            .split_once(']')
+            .is_some_and(|(_, after)| !after.is_empty()),
+        None => host.contains(':'),
+    };
+    if has_port || host.is_empty() {
+        return rest.into();
+    }
+    format!("{address}:{port}{}", &rest[end..]).into()
 }
 
 /// Query parameters, percent-decoded; a repeated key keeps its last value.

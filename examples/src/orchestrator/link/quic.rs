@@ -1,6 +1,14 @@
-//! The QUIC protocols: `hysteria2://` (and `hy2://`) and `tuic://`. Both
-//! always run TLS (sing-box refuses them without it), so every TLS
-//! parameter is converted or the link refused.
+//! The QUIC protocols: `hysteria://`, `hysteria2://` (and `hy2://`) and
+//! `tuic://`. All always run TLS (sing-box refuses them without it), so
+//! every TLS parameter is converted or the link refused.
+//!
+//! Hysteria 1 (its URI scheme): `auth` (sent as a string), `peer` or `sni`,
+//! `insecure`, `alpn` (sing-box sends `hysteria` without one, as the
+//! official client does), `upmbps` / `downmbps` (or `up` / `down`; both
+//! required, as Hysteria 1 needs them), `obfs=xplus` with `obfsParam`, and
+//! port hopping like hysteria2's (`host:443,20000-30000` or `mport`, with
+//! `hop_interval`). Only the `udp` protocol: `wechat-video` and `faketcp`
+//! are refused (sing-box has neither).
 //!
 //! hysteria2: password (the user info; `user:pass` is sent whole, as
 //! sing-box expects for the official userpass auth), `sni`, `insecure`,
@@ -137,6 +145,93 @@ pub(super) fn parse_hysteria2(rest: &str) -> Result<Server, String> {
         port,
         protocol: Protocol::Hysteria2 {
             password,
+            obfs,
+            ports: match hopping {
+                true => ranges,
+                false => Vec::new(),
+            },
+            hop_interval,
+            up_mbps,
+            down_mbps,
+        },
+        tls: Some(tls),
+        transport: None,
+    })
+}
+
+/// `hysteria://`, after the scheme.
+pub(super) fn parse_hysteria(rest: &str) -> Result<Server, String> {
+    let (rest, name) = match rest.split_once('#') {
+        Some((rest, name)) => (
+            rest,
+            percent_decode_str(name).decode_utf8_lossy().into_owned(),
+        ),
+        None => (rest, String::new()),
+    };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let params = parse_query(query)?;
+    // The authentication is a parameter; user info is read as it too.
+    let (user, address) = match rest.rsplit_once('@') {
+        Some((user, address)) => (Some(decode_component(user, "the user info")?), address),
+        None => (None, rest),
+    };
+    let auth = match any_param(&params, &["auth", "auth_str", "auth-str"]) {
+        Some((auth, _)) => auth.to_owned(),
+        None => user.unwrap_or_default(),
+    };
+    match param(&params, "protocol").to_ascii_lowercase().as_str() {
+        "" | "udp" => {}
+        other => {
+            return Err(format!(
+                "`protocol={}`: sing-box's hysteria runs over UDP only",
+                shorten(other)
+            ));
+        }
+    }
+    let (host, mut ranges) = host_and_ports(address)?;
+    if let Some((mport, _)) = any_param(&params, &["mport"]) {
+        ranges.extend(port_ranges(mport, "mport")?);
+    }
+    if ranges.is_empty() {
+        return Err("missing `:port` after the host".to_owned());
+    }
+    let port = ranges[0].0;
+    let hopping = ranges.len() > 1 || ranges[0].0 != ranges[0].1;
+    let hop_interval = match any_param(&params, &["hop_interval", "hopInterval", "hop-interval"]) {
+        None => None,
+        Some(_) if !hopping => None,
+        Some((value, key)) => Some(seconds(value, &key)?),
+    };
+    let obfs = match param(&params, "obfs").to_ascii_lowercase().as_str() {
+        "" | "none" => None,
+        "xplus" => match any_param(&params, &["obfsParam", "obfs-password", "obfs_password"]) {
+            Some((password, _)) if !password.is_empty() => Some(password.to_owned()),
+            _ => return Err("`obfs=xplus` without `obfsParam`".to_owned()),
+        },
+        other => {
+            return Err(format!(
+                "`obfs={}`: sing-box's hysteria has xplus only",
+                shorten(other)
+            ));
+        }
+    };
+    let bandwidth = |keys: &[&str], what: &str| match any_param(&params, keys) {
+        Some((value, key)) => mbps(value, &key),
+        None => Err(format!(
+            "no `{}`: Hysteria 1 needs the {what} bandwidth",
+            keys[0]
+        )),
+    };
+    let up_mbps = bandwidth(&["upmbps", "up"], "upload")?;
+    let down_mbps = bandwidth(&["downmbps", "down"], "download")?;
+    let tls = quic_tls(&params, &["insecure", "allowInsecure", "allow_insecure"])?;
+    Ok(Server {
+        name,
+        host,
+        port,
+        protocol: Protocol::Hysteria {
+            auth,
             obfs,
             ports: match hopping {
                 true => ranges,

@@ -1,5 +1,5 @@
-//! hysteria2 and TUIC links, parameter by parameter (the Hysteria 2 URI
-//! scheme, and the TUIC links clients share), each converted outbound
+//! Hysteria 1 and 2 and TUIC links, parameter by parameter (the Hysteria
+//! URI schemes, and the TUIC links clients share), each converted outbound
 //! checked against sing-box's rules.
 
 use super::tests::{converted, dropped};
@@ -137,4 +137,61 @@ fn tuic_refuses_what_sing_box_would() {
     dropped("tuic://0123456789abcdef@tuic.example.com:443", "TUIC v5");
     dropped("tuic://not-a-uuid:pw@tuic.example.com:443", "needs a UUID");
     dropped(&tuic("pinSHA256=ab"), "pinSHA256");
+}
+
+#[test]
+fn hysteria1_auth_bandwidth_obfs_tls_and_hopping() {
+    let out = converted(
+        "hysteria://hy1.example.com:36712?protocol=udp&auth=s%26cret&peer=cdn.example.com&insecure=1&upmbps=20&downmbps=100&alpn=hysteria&obfs=xplus&obfsParam=obf#Hy1",
+    );
+    assert_eq!(out["type"], "hysteria");
+    assert_eq!(out["server_port"], 36712);
+    assert_eq!(out["auth_str"], "s&cret");
+    assert_eq!(out["obfs"], "obf");
+    assert_eq!(
+        (out["up_mbps"].clone(), out["down_mbps"].clone()),
+        (json!(20), json!(100))
+    );
+    assert_eq!(
+        out["tls"],
+        json!({"enabled": true, "server_name": "cdn.example.com", "insecure": true, "alpn": ["hysteria"]})
+    );
+    // No auth, `up`/`down` spellings with units, hopping over `mport`.
+    let hop = converted(
+        "hysteria://[2001:db8::7]:4000?mport=4000-4100&hop_interval=15&up=10%20mbps&down=1gbps",
+    );
+    assert!(hop["auth_str"].is_null() && hop["obfs"].is_null());
+    assert_eq!(hop["server"], "2001:db8::7");
+    assert_eq!(hop["server_ports"], json!(["4000:4000", "4000:4100"]));
+    assert_eq!(hop["hop_interval"], "15s");
+    assert_eq!(
+        (hop["up_mbps"].clone(), hop["down_mbps"].clone()),
+        (json!(10), json!(1000))
+    );
+    assert_eq!(hop["tls"]["enabled"], true, "always TLS");
+}
+
+#[test]
+fn hysteria1_refuses_what_sing_box_would() {
+    let link = |query: &str| format!("hysteria://hy1.example.com:443?{query}");
+    dropped(&link("downmbps=100"), "no `upmbps`");
+    dropped(&link("upmbps=10"), "no `downmbps`");
+    dropped(&link("upmbps=fast&downmbps=1"), "`upmbps=fast`");
+    dropped(
+        &link("upmbps=10&downmbps=50&protocol=faketcp"),
+        "`protocol=faketcp`",
+    );
+    dropped(
+        &link("upmbps=10&downmbps=50&obfs=xplus"),
+        "without `obfsParam`",
+    );
+    dropped(
+        &link("upmbps=10&downmbps=50&obfs=salamander&obfsParam=x"),
+        "xplus only",
+    );
+    dropped(&link("upmbps=10&downmbps=50&pinSHA256=ab"), "pinSHA256");
+    dropped(
+        "hysteria://hy1.example.com?upmbps=10&downmbps=50",
+        "missing `:port`",
+    );
 }

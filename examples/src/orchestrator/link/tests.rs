@@ -516,3 +516,59 @@ fn explains_bad_lines() {
         assert!(got.starts_with(reason), "{uri}: {got:?}");
     }
 }
+
+#[test]
+fn anytls_password_tls_and_default_port() {
+    let out = converted(
+        "anytls://p%40ss@any.example.com:8443/?sni=cdn.example.com&insecure=1&fp=chrome&alpn=h2#Any",
+    );
+    assert_eq!(out["type"], "anytls");
+    assert_eq!(out["server_port"], 8443);
+    assert_eq!(out["password"], "p@ss");
+    assert_eq!(
+        out["tls"],
+        json!({"enabled": true, "server_name": "cdn.example.com", "insecure": true,
+               "alpn": ["h2"], "utls": {"enabled": true, "fingerprint": "chrome"}})
+    );
+    assert!(out["transport"].is_null());
+    for (link, host) in [
+        ("anytls://pw@any.example.com", "any.example.com"),
+        (
+            "anytls://pw@any.example.com/?sni=x.example.com",
+            "any.example.com",
+        ),
+        ("anytls://pw@[2001:db8::1]#v6", "2001:db8::1"),
+    ] {
+        let out = converted(link);
+        assert_eq!(
+            (out["server"].as_str(), out["server_port"].as_u64()),
+            (Some(host), Some(443)),
+            "{link}"
+        );
+        assert_eq!(out["tls"]["enabled"], true, "always TLS: {link}");
+    }
+    let reality = converted(
+        "anytls://pw@203.0.113.9:443?security=reality&sni=www.microsoft.com&pbk=jNXHt1yRo0vDuchQlIP6Z0ZvjT3KtzVI-T4E7RoLJS0&sid=01",
+    );
+    assert_eq!(reality["tls"]["reality"]["short_id"], "01");
+}
+
+#[test]
+fn anytls_refuses_what_sing_box_would() {
+    dropped(
+        "anytls://pw@any.example.com:443?security=none",
+        "always runs over TLS",
+    );
+    dropped(
+        "anytls://pw@any.example.com:443?type=ws&path=/x",
+        "no transport",
+    );
+    dropped(
+        "anytls://pw@any.example.com:443?fp=netscape",
+        "`fp=netscape`",
+    );
+    dropped("anytls://pw@any.example.com:0", "invalid port");
+    dropped("anytls://pw@:443", "the host is empty");
+    let no_password = converted("anytls://any.example.com:443?sni=any.example.com");
+    assert_eq!(no_password["password"], "", "`[auth@]` is optional");
+}

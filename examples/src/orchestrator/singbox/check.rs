@@ -58,8 +58,17 @@ pub fn check_outbound(outbound: &Value) -> Result<(), String> {
                 return Err("trojan password is empty".to_owned());
             }
         }
+        "hysteria" => check_hysteria(outbound)?,
         "hysteria2" => check_hysteria2(outbound)?,
         "tuic" => check_tuic(outbound)?,
+        "anytls" => {
+            if outbound["tls"]["enabled"] != true {
+                return Err("TLS required".to_owned());
+            }
+            if !outbound["transport"].is_null() {
+                return Err("anytls has no transport".to_owned());
+            }
+        }
         other => return Err(format!("unknown outbound type {other:?}")),
     }
     if !outbound["tls"].is_null() {
@@ -69,6 +78,22 @@ pub fn check_outbound(outbound: &Value) -> Result<(), String> {
         check_transport(&outbound["transport"])?;
     }
     Ok(())
+}
+
+/// sing-box's Hysteria 1 outbound (`protocol/hysteria`; confirmed with
+/// `sing-box check` 1.14.4): TLS required, upload and download bandwidths
+/// required; port ranges as hysteria2's.
+fn check_hysteria(outbound: &Value) -> Result<(), String> {
+    if outbound["tls"]["enabled"] != true {
+        return Err("TLS required".to_owned());
+    }
+    if !matches!(outbound["up_mbps"].as_u64(), Some(1..)) {
+        return Err("missing upload speed".to_owned());
+    }
+    if !matches!(outbound["down_mbps"].as_u64(), Some(1..)) {
+        return Err("missing download speed".to_owned());
+    }
+    check_port_ranges(outbound)
 }
 
 /// sing-box's hysteria2 outbound (`protocol/hysteria2`, sing-quic's
@@ -89,6 +114,11 @@ fn check_hysteria2(outbound: &Value) -> Result<(), String> {
             return Err(format!("unknown obfs type: {}", text(obfs, "type")));
         }
     }
+    check_port_ranges(outbound)
+}
+
+/// Each of `server_ports` is `start:end`, start ≤ end.
+fn check_port_ranges(outbound: &Value) -> Result<(), String> {
     for range in outbound["server_ports"].as_array().into_iter().flatten() {
         let range = range.as_str().unwrap_or_default();
         let bounds = range

@@ -341,6 +341,27 @@ pub fn outbound(server: &Server, tag: &str) -> Value {
             out.insert("alter_id".into(), json!(alter_id));
             out.insert("security".into(), json!(security));
         }
+        Protocol::Hysteria {
+            auth,
+            obfs,
+            ports,
+            hop_interval,
+            up_mbps,
+            down_mbps,
+        } => {
+            if !auth.is_empty() {
+                out.insert("auth_str".into(), json!(auth));
+            }
+            if let Some(obfs) = obfs {
+                out.insert("obfs".into(), json!(obfs));
+            }
+            insert_ports(&mut out, ports, *hop_interval);
+            out.insert("up_mbps".into(), json!(up_mbps));
+            out.insert("down_mbps".into(), json!(down_mbps));
+        }
+        Protocol::AnyTls { password } => {
+            out.insert("password".into(), json!(password));
+        }
         Protocol::Hysteria2 {
             password,
             obfs,
@@ -358,13 +379,7 @@ pub fn outbound(server: &Server, tag: &str) -> Value {
                     json!({ "type": obfs.kind, "password": obfs.password }),
                 );
             }
-            if !ports.is_empty() {
-                let ranges: Vec<String> = ports.iter().map(|(a, b)| format!("{a}:{b}")).collect();
-                out.insert("server_ports".into(), json!(ranges));
-                if let Some(seconds) = hop_interval {
-                    out.insert("hop_interval".into(), json!(format!("{seconds}s")));
-                }
-            }
+            insert_ports(&mut out, ports, *hop_interval);
             if let Some(up) = up_mbps {
                 out.insert("up_mbps".into(), json!(up));
             }
@@ -399,6 +414,17 @@ pub fn outbound(server: &Server, tag: &str) -> Value {
         out.insert("transport".into(), transport_json(transport));
     }
     Value::Object(out)
+}
+
+/// Port hopping: `server_ports` (`"start:end"`) and `hop_interval`.
+fn insert_ports(out: &mut Map<String, Value>, ports: &[(u16, u16)], hop_interval: Option<u32>) {
+    if !ports.is_empty() {
+        let ranges: Vec<String> = ports.iter().map(|(a, b)| format!("{a}:{b}")).collect();
+        out.insert("server_ports".into(), json!(ranges));
+        if let Some(seconds) = hop_interval {
+            out.insert("hop_interval".into(), json!(format!("{seconds}s")));
+        }
+    }
 }
 
 fn tls_json(tls: &Tls) -> Value {
