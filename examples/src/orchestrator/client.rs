@@ -9,7 +9,6 @@
 //! (`sing-box check`) before it replaces the previous one.
 
 use crate::orchestrator::singbox::Capabilities;
-use sbox_events::escape::LogSafe;
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::Read;
@@ -190,8 +189,9 @@ struct Output {
 }
 
 impl Output {
-    /// Its error, for people: the last non-empty lines of stderr (else
-    /// stdout), cut short, escaped.
+    /// Its error, for people: the last non-empty line of stderr (else
+    /// stdout), without colors, cut short. Not escaped: whoever prints it
+    /// does (`PipelineError`'s `Display`, the setup error).
     fn message(&self) -> String {
         let text = match self.stderr.trim() {
             "" => self.stdout.trim(),
@@ -207,7 +207,7 @@ impl Output {
         if shown.len() < text.len() {
             shown.push('…');
         }
-        LogSafe(&shown).to_string()
+        shown
     }
 }
 
@@ -339,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn messages_lose_colors_and_keep_their_last_line_escaped() {
+    fn messages_lose_colors_and_keep_their_last_line() {
         let output = Output {
             success: false,
             stdout: String::new(),
@@ -348,7 +348,7 @@ mod tests {
         };
         assert_eq!(
             output.message(),
-            "FATAL[0000] initialize outbound[3]: uTLS\\u{7}"
+            "FATAL[0000] initialize outbound[3]: uTLS\u{7}"
         );
     }
 }
