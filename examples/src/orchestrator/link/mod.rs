@@ -246,8 +246,8 @@ fn parse_trojan(rest: &str) -> Result<Server, String> {
 fn parse_anytls(rest: &str) -> Result<Server, String> {
     let rest = with_port(rest, 443);
     // The password is optional (`[auth@]`): none is an empty one.
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let parts = match rest[..end].contains('@') {
+    let head_end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let parts = match rest[..head_end].contains('@') {
         true => split(&rest)?,
         false => split(&format!("@{rest}"))?,
     };
@@ -276,11 +276,17 @@ fn parse_anytls(rest: &str) -> Result<Server, String> {
     })
 }
 
-/// `rest` with `:port` added after the host when it has none.
+/// `rest` with `:port` added after the host when it has none. The host is
+/// what follows the last `@` before the query (a password may hold a `/`),
+/// up to a `/`.
 fn with_port(rest: &str, port: u16) -> std::borrow::Cow<'_, str> {
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let address = &rest[..end];
-    let host = address.rsplit_once('@').map_or(address, |(_, host)| host);
+    let head_end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let head = &rest[..head_end];
+    let host_start = head.rfind('@').map_or(0, |at| at + 1);
+    let host_end = head[host_start..]
+        .find('/')
+        .map_or(head_end, |slash| host_start + slash);
+    let host = &rest[host_start..host_end];
     let has_port = match host.strip_prefix('[') {
         Some(v6) => v6
             .split_once(']')
@@ -290,7 +296,7 @@ fn with_port(rest: &str, port: u16) -> std::borrow::Cow<'_, str> {
     if has_port || host.is_empty() {
         return rest.into();
     }
-    format!("{address}:{port}{}", &rest[end..]).into()
+    format!("{}:{port}{}", &rest[..host_end], &rest[host_end..]).into()
 }
 
 /// Query parameters, percent-decoded; a repeated key keeps its last value.

@@ -538,6 +538,10 @@ fn anytls_password_tls_and_default_port() {
             "any.example.com",
         ),
         ("anytls://pw@[2001:db8::1]#v6", "2001:db8::1"),
+        (
+            "anytls://p/w@any.example.com?sni=a.example.com",
+            "any.example.com",
+        ),
     ] {
         let out = converted(link);
         assert_eq!(
