@@ -46,7 +46,7 @@ fn the_orchestrator_and_the_audit_service_share_one_trace_over_nats() {
     );
 
     let run = Command::new(example("orchestrator"))
-        .args(["--nats", &server.url()])
+        .args(["--nats", &server.url(), "--no-sing-box"])
         .arg("--output")
         .arg(dir.path().join("config.json"))
         .arg("--audit-log")

@@ -317,6 +317,7 @@ fn a_list_without_valid_servers_fails_and_keeps_the_previous_config() {
 fn an_unwritable_audit_log_is_a_setup_error() {
     let dir = scratch("unwritable");
     let mut options = Options::defaults();
+    options.no_sing_box = true;
     options.audit_log = dir.join("is-a-dir");
     std::fs::create_dir_all(&options.audit_log).expect("dir");
     options.output = dir.join("config.json");

@@ -28,16 +28,21 @@ fn check_timeout(bytes: u64) -> Duration {
 
 /// The oldest client the configuration loads in: its route uses rule
 /// actions (`sniff`, `hijack-dns`), new in 1.11.
-pub const OLDEST: Version = Version(1, 11, 0);
+pub const OLDEST: Version = Version(1, 11, 0, true);
 
-/// A sing-box version: major, minor, patch (a pre-release such as
-/// `1.12.0-beta.3` counts as its release).
+/// A sing-box version: major, minor, patch, and whether it is the release
+/// (`1.12.0-beta.3` is `Version(1, 12, 0, false)`, ordered before
+/// `Version(1, 12, 0, true)`: a pre-release may lack what its release has).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(pub u32, pub u32, pub u32);
+pub struct Version(pub u32, pub u32, pub u32, pub bool);
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)?;
+        if !self.3 {
+            f.write_str(" (pre-release)")?;
+        }
+        Ok(())
     }
 }
 
@@ -45,7 +50,9 @@ impl fmt::Display for Version {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Client {
     path: PathBuf,
-    version: Version,
+    /// `None`: the binary says `unknown` (built without its version, as
+    /// `go install` does), or a form not read here.
+    version: Option<Version>,
     tags: Vec<String>,
 }
 
@@ -80,15 +87,13 @@ impl Client {
     /// line (a build without one has none).
     pub fn from_version_output(path: &Path, text: &str) -> Result<Client, String> {
         let first = text.lines().next().unwrap_or_default().trim();
-        let version = first
-            .strip_prefix("sing-box version ")
-            .and_then(parse_version)
-            .ok_or_else(|| {
-                format!(
-                    "not a sing-box version line: {:?} (expected `sing-box version X.Y.Z`)",
-                    first.chars().take(80).collect::<String>()
-                )
-            })?;
+        let Some(version) = first.strip_prefix("sing-box version ") else {
+            return Err(format!(
+                "not a sing-box version line: {:?} (expected `sing-box version X.Y.Z`)",
+                first.chars().take(80).collect::<String>()
+            ));
+        };
+        let version = parse_version(version);
         let tags = text
             .lines()
             .find_map(|line| line.trim().strip_prefix("Tags:"))
@@ -112,8 +117,9 @@ impl Client {
         &self.path
     }
 
-    /// Its version.
-    pub fn version(&self) -> Version {
+    /// Its version, if it says one this code reads (a binary built
+    /// without one says `unknown`).
+    pub fn version(&self) -> Option<Version> {
         self.version
     }
 
@@ -122,17 +128,23 @@ impl Client {
         self.tags.iter().any(|t| t == tag)
     }
 
-    /// What a configuration for it may hold.
+    /// What a configuration for it may hold. A version not known is taken
+    /// as the newest (its `check` still has the last word).
     pub fn capabilities(&self) -> Capabilities {
+        let at_least = |v: Version| self.version.is_none_or(|own| own >= v);
         Capabilities {
             utls: self.has_tag("with_utls"),
-            gecko: self.version >= Version(1, 14, 0),
+            quic: self.has_tag("with_quic"),
+            v1_12: at_least(Version(1, 12, 0, true)),
+            gecko: at_least(Version(1, 14, 0, true)),
         }
     }
 
     /// Loads the configuration at `config` in the client (`sing-box
-    /// check`): `Err` with the client's own message if it refuses it.
-    pub fn check(&self, config: &Path) -> Result<(), String> {
+    /// check`): `Err` with the client's own message if it refuses it
+    /// ([`CheckError::Refused`]), or why it could not run
+    /// ([`CheckError::NotRun`]).
+    pub fn check(&self, config: &Path) -> Result<(), CheckError> {
         let args = [
             OsStr::new("check"),
             OsStr::new("--disable-color"),
@@ -140,30 +152,57 @@ impl Client {
             config.as_os_str(),
         ];
         let bytes = std::fs::metadata(config).map_or(0, |m| m.len());
-        let output = run(&self.path, args, check_timeout(bytes))
-            .map_err(|e| format!("cannot run {} check: {e}", self.path.display()))?;
+        let output = run(&self.path, args, check_timeout(bytes)).map_err(|e| {
+            CheckError::NotRun(format!("cannot run {} check: {e}", self.path.display()))
+        })?;
         match output.success {
             true => Ok(()),
-            false => Err(format!("{self} refuses it: {}", output.message())),
+            false => Err(CheckError::Refused(format!(
+                "{self} refuses it: {}",
+                output.message()
+            ))),
+        }
+    }
+}
+
+/// Why [`Client::check`] did not accept a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckError {
+    /// The client loaded it and refused it: its message.
+    Refused(String),
+    /// The client could not be run, or did not answer in time.
+    NotRun(String),
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckError::Refused(message) | CheckError::NotRun(message) => f.write_str(message),
         }
     }
 }
 
 impl fmt::Display for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sing-box {} ({})", self.version, self.path.display())
+        match self.version {
+            Some(version) => write!(f, "sing-box {version} ({})", self.path.display()),
+            None => write!(f, "sing-box of unknown version ({})", self.path.display()),
+        }
     }
 }
 
-/// `1.14.4`, `1.12.0-beta.3`, `v1.11.0`.
+/// `1.14.4`, `1.12.0-beta.3`, `v1.11.0`; `None` for anything else
+/// (`unknown`).
 fn parse_version(text: &str) -> Option<Version> {
     let text = text.trim().trim_start_matches('v');
-    let release = text.split(['-', '+', ' ']).next()?;
-    let mut parts = release.split('.').map(|part| part.parse::<u32>().ok());
+    let end = text.find(['-', '+', ' ']).unwrap_or(text.len());
+    let release = !text[end..].starts_with('-');
+    let mut parts = text[..end].split('.').map(|part| part.parse::<u32>().ok());
     let version = Version(
         parts.next()??,
         parts.next()??,
         parts.next().unwrap_or(Some(0))?,
+        release,
     );
     parts.next().is_none().then_some(version)
 }
@@ -242,40 +281,64 @@ where
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    // Read both pipes while waiting: a child that fills one would block.
-    let mut stdout_pipe = child.stdout.take();
-    let mut stderr_pipe = child.stderr.take();
-    let stderr_reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(pipe) = stderr_pipe.as_mut() {
-            let _ = pipe.take(1 << 20).read_to_end(&mut bytes);
-        }
-        bytes
-    });
-    let stdout_reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(pipe) = stdout_pipe.as_mut() {
-            let _ = pipe.take(1 << 20).read_to_end(&mut bytes);
-        }
-        bytes
-    });
+    // Read both pipes while waiting (a child that fills one would block),
+    // keeping the first MiB of each and draining the rest (a closed pipe
+    // would kill the child). Collected through a channel with a deadline:
+    // a descendant that inherited a pipe cannot hold this run past it.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    for (index, pipe) in [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.by_ref().take(1 << 20).read_to_end(&mut bytes);
+                let _ = std::io::copy(&mut pipe, &mut std::io::sink());
+            }
+            let _ = sender.send((index, bytes));
+        });
+    }
+    drop(sender);
     let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer after {} s", timeout.as_secs()),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    let timed_out = || {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer after {} s", timeout.as_secs()),
+        )
     };
-    let stdout = stdout_reader.join().unwrap_or_default();
-    let stderr = stderr_reader.join().unwrap_or_default();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() <= timeout => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            result => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(result.err().unwrap_or_else(timed_out));
+            }
+        }
+    };
+    let mut outputs = [Vec::new(), Vec::new()];
+    for _ in 0..2 {
+        let left = timeout.saturating_sub(started.elapsed());
+        match receiver.recv_timeout(left.max(Duration::from_secs(1))) {
+            Ok((index, bytes)) => outputs[index] = bytes,
+            Err(_) => return Err(timed_out()),
+        }
+    }
+    let [stdout, stderr] = outputs;
     Ok(Output {
         success: status.success(),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -295,12 +358,14 @@ mod tests {
     #[test]
     fn a_build_without_utls_writes_no_reality_and_no_fingerprints() {
         let client = Client::from_version_output(Path::new("/x/sing-box"), PYPI_1_14_4).unwrap();
-        assert_eq!(client.version(), Version(1, 14, 4));
+        assert_eq!(client.version(), Some(Version(1, 14, 4, true)));
         assert!(client.has_tag("with_quic") && !client.has_tag("with_utls"));
         assert_eq!(
             client.capabilities(),
             Capabilities {
                 utls: false,
+                quic: true,
+                v1_12: true,
                 gecko: true
             }
         );
@@ -309,30 +374,43 @@ mod tests {
 
     #[test]
     fn versions_tags_and_pre_releases() {
-        let text = "sing-box version 1.12.0-beta.3\nTags: with_gvisor, with_utls ,with_quic\n";
+        let text = "sing-box version 1.14.0-alpha.2\nTags: with_gvisor, with_utls ,with_quic\n";
         let client = Client::from_version_output(Path::new("sb"), text).unwrap();
-        assert_eq!(client.version(), Version(1, 12, 0));
+        assert_eq!(client.version(), Some(Version(1, 14, 0, false)));
         assert_eq!(
             client.capabilities(),
             Capabilities {
                 utls: true,
+                quic: true,
+                v1_12: true,
                 gecko: false
-            }
+            },
+            "a pre-release of 1.14 may lack what 1.14 has"
         );
         let bare =
             Client::from_version_output(Path::new("sb"), "sing-box version 1.11.5\n").unwrap();
-        assert!(!bare.capabilities().utls, "no Tags line: no tags");
-        assert!(Version(1, 10, 7) < OLDEST && OLDEST <= bare.version());
+        let capabilities = bare.capabilities();
+        assert!(
+            !capabilities.utls && !capabilities.quic,
+            "no Tags line: no tags"
+        );
+        assert!(!capabilities.v1_12 && !capabilities.gecko);
+        assert!(Version(1, 10, 7, true) < OLDEST && Version(1, 11, 0, false) < OLDEST);
+        assert!(bare.version().is_some_and(|v| v >= OLDEST));
+        // Built without a version (`go install`): taken as the newest.
+        let unknown = Client::from_version_output(
+            Path::new("sb"),
+            "sing-box version unknown\nTags: with_quic\n",
+        )
+        .unwrap();
+        assert_eq!(unknown.version(), None);
+        assert!(unknown.capabilities().v1_12 && unknown.capabilities().gecko);
+        assert_eq!(unknown.to_string(), "sing-box of unknown version (sb)");
     }
 
     #[test]
     fn other_output_is_refused_with_what_was_seen() {
-        for text in [
-            "",
-            "Usage: sing-box",
-            "sing-box version x.y",
-            "sing-box version 1.2.3.4",
-        ] {
+        for text in ["", "Usage: sing-box", "sing-box 1.2.3"] {
             let err = Client::from_version_output(Path::new("sb"), text).unwrap_err();
             assert!(err.contains("expected `sing-box version X.Y.Z`"), "{err}");
         }

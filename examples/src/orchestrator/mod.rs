@@ -50,8 +50,9 @@ pub const WARNINGS_SHOWN: usize = 20;
 pub struct PipelineError {
     /// `io`, `too_large`, `empty`, `format` or `no_servers`; for a URL
     /// also `url`, `dns`, `connect`, `tls`, `timeout`, `http_status` or
-    /// `redirects`; for a config not written `no_config`, `strict` or
-    /// `client_check` (the sing-box client refused the file).
+    /// `redirects`; for a config not written `no_config`, `strict`,
+    /// `client_check` (the sing-box client refused the file) or
+    /// `client_run` (it could not be run, or did not answer in time).
     pub error_type: &'static str,
     /// For people.
     pub message: String,

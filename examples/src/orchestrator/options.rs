@@ -48,7 +48,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
                   from those that succeeded. Exit status: 0 every subscription converted; \
                   1 no config was written (every subscription failed, one did under \
                   --strict, the config could not be written, or the sing-box client \
-                  refused it; the previous config is kept); 2 bad arguments or setup, or the --trace-out or --history-out \
+                  refused it or could not check it; the previous config is kept); 2 bad \
+                  arguments or setup (also a sing-box client that does not say its \
+                  version, or is older than 1.11), or the --trace-out or --history-out \
                   file could not be written; 3 the config was written but audit records \
                   were lost; 4 the config was written from the subscriptions that \
                   succeeded, and at least one failed."
@@ -185,7 +187,10 @@ impl Options {
             },
         };
         let client = Client::probe(&path).map_err(|e| format!("--sing-box: {e}{hint}"))?;
-        if client.version() < client::OLDEST {
+        if client
+            .version()
+            .is_some_and(|version| version < client::OLDEST)
+        {
             return Err(format!(
                 "--sing-box: {client} is too old: the config needs sing-box {} or newer{hint}",
                 client::OLDEST

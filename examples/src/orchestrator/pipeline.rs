@@ -1,6 +1,6 @@
 //! The stages, on the bus: [`Orchestrator`].
 
-use super::client::Client;
+use super::client::{CheckError, Client};
 use super::fetch::{self, FetchOptions};
 use super::{
     Converted, ExportedConfig, PipelineError, Processed, SubscriptionOutcome, WARNINGS_SHOWN,
@@ -400,26 +400,46 @@ impl<'a> Orchestrator<'a> {
         );
         // Every outbound was checked as it was written; the client, when
         // there is one, loads the whole file.
-        let refused = self
-            .client
-            .as_ref()
-            .and_then(|client| client.check(config.path()).err());
+        let checked_by_client = self.client.as_ref().map(|client| {
+            client.check(config.path()).map_err(|e| {
+                // The client names the temporary file, gone by now.
+                let temporary = config.path().display().to_string();
+                let shown = output.display().to_string();
+                match e {
+                    CheckError::Refused(m) => CheckError::Refused(m.replace(&temporary, &shown)),
+                    CheckError::NotRun(m) => CheckError::NotRun(m.replace(&temporary, &shown)),
+                }
+            })
+        });
+        let refused = match &checked_by_client {
+            Some(Err(CheckError::Refused(reason))) => Some(reason.clone()),
+            _ => None,
+        };
         let checked = self.then(
             &built,
             ConfigValidated {
                 export_format: FORMAT.to_owned(),
                 valid: refused.is_none(),
-                errors: refused.iter().cloned().collect(),
+                errors: refused.into_iter().collect(),
             },
         );
         if let [only] = stages {
             only.last = Some(checked.clone());
         }
-        if let Some(reason) = refused {
-            return Err(PipelineError::new(
-                "client_check",
-                format!("not written: {reason}"),
-            ));
+        match checked_by_client {
+            Some(Err(CheckError::Refused(reason))) => {
+                return Err(PipelineError::new(
+                    "client_check",
+                    format!("not written: {reason}"),
+                ));
+            }
+            Some(Err(CheckError::NotRun(reason))) => {
+                return Err(PipelineError::new(
+                    "client_run",
+                    format!("not written, the sing-box client did not check it: {reason}"),
+                ));
+            }
+            _ => {}
         }
         config.commit().map_err(cannot_write)?;
         let exported = self.then(

@@ -55,6 +55,10 @@ pub struct Capabilities {
     /// Built with uTLS (the `with_utls` tag): REALITY, and TLS
     /// fingerprints (`fp`).
     pub utls: bool,
+    /// Built with QUIC (the `with_quic` tag): Hysteria 1 and 2, TUIC.
+    pub quic: bool,
+    /// 1.12 or newer: AnyTLS, and Hysteria 1's port hopping.
+    pub v1_12: bool,
     /// 1.14 or newer: Hysteria2's `gecko` obfuscation.
     pub gecko: bool,
 }
@@ -63,6 +67,8 @@ impl Capabilities {
     /// Everything this writer can write.
     pub const ALL: Capabilities = Capabilities {
         utls: true,
+        quic: true,
+        v1_12: true,
         gecko: true,
     };
 }
@@ -79,6 +85,18 @@ impl Default for Capabilities {
 /// TLS handshake instead, which the server accepts alike; REALITY has no
 /// such fallback).
 fn adapt(outbound: &mut Value, capabilities: Capabilities) -> Result<bool, String> {
+    let kind = outbound["type"].as_str().unwrap_or_default();
+    if !capabilities.quic && ["hysteria", "hysteria2", "tuic"].contains(&kind) {
+        return Err(format!(
+            "{kind} needs QUIC, which this sing-box was built without (no `with_quic` tag)"
+        ));
+    }
+    if !capabilities.v1_12 && kind == "anytls" {
+        return Err("anytls needs sing-box 1.12 or newer".to_owned());
+    }
+    if !capabilities.v1_12 && kind == "hysteria" && !outbound["server_ports"].is_null() {
+        return Err("Hysteria 1 port hopping needs sing-box 1.12 or newer".to_owned());
+    }
     if !capabilities.gecko && outbound["obfs"]["type"] == "gecko" {
         return Err("`gecko` obfuscation needs sing-box 1.14 or newer".to_owned());
     }
@@ -493,3 +511,55 @@ mod check;
 pub mod rules;
 
 pub use check::{check_config, check_outbound};
+
+#[cfg(test)]
+mod tests {
+    use super::{Capabilities, ConfigWriter};
+    use crate::orchestrator::link::parse_uri;
+
+    fn add(capabilities: Capabilities, link: &str) -> Result<(), String> {
+        let mut writer = ConfigWriter::new(Vec::new())
+            .unwrap()
+            .for_client(capabilities);
+        writer.add(&parse_uri(link).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn what_the_client_cannot_load_is_refused_with_the_reason() {
+        let old = Capabilities {
+            v1_12: false,
+            gecko: false,
+            ..Capabilities::ALL
+        };
+        let anytls = "anytls://pw@a.example.com:443";
+        assert!(add(Capabilities::ALL, anytls).is_ok());
+        assert_eq!(
+            add(old, anytls).unwrap_err(),
+            "anytls needs sing-box 1.12 or newer"
+        );
+        let hopping = "hysteria://h.example.com:443?upmbps=1&downmbps=1&mport=443-500";
+        assert!(
+            add(old, hopping)
+                .unwrap_err()
+                .contains("port hopping needs sing-box 1.12")
+        );
+        assert!(add(old, "hysteria://h.example.com:443?upmbps=1&downmbps=1").is_ok());
+        let gecko = "hy2://pw@h.example.com:443?obfs=gecko&obfs-password=x";
+        assert!(add(old, gecko).unwrap_err().contains("1.14"));
+        let no_quic = Capabilities {
+            quic: false,
+            ..Capabilities::ALL
+        };
+        for link in [
+            "hy2://pw@h.example.com:443",
+            gecko,
+            "tuic://6b1e3a0c-8e2b-4c59-9f2d-1a2b3c4d5e6f:p@t.example.com:443",
+        ] {
+            assert!(
+                add(no_quic, link).unwrap_err().contains("`with_quic`"),
+                "{link}"
+            );
+        }
+        assert!(add(no_quic, anytls).is_ok());
+    }
+}
