@@ -79,39 +79,13 @@ fn quic_tls(params: &Params, insecure_keys: &[&str]) -> Result<Tls, String> {
 
 /// `hysteria2://` and `hy2://`, after the scheme.
 pub(super) fn parse_hysteria2(rest: &str) -> Result<Server, String> {
-    let (rest, name) = match rest.split_once('#') {
-        Some((rest, name)) => (
-            rest,
-            percent_decode_str(name).decode_utf8_lossy().into_owned(),
-        ),
-        None => (rest, String::new()),
-    };
-    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let params = parse_query(query)?;
-    let (user, address) = match rest.rsplit_once('@') {
-        Some((user, address)) => (Some(user), address),
-        None => (None, rest),
-    };
-    let password = match user {
+    let uri = split_uri(rest)?;
+    let params = uri.params;
+    let password = match uri.user {
         Some(user) => decode_component(user, "the password")?,
         None => String::new(),
     };
-    let (host, ports) = host_and_ports(address)?;
-    let mut ranges = ports;
-    if let Some((mport, _)) = any_param(&params, &["mport"]) {
-        ranges.extend(port_ranges(mport, "mport")?);
-    }
-    if ranges.is_empty() {
-        ranges.push((443, 443));
-    }
-    let port = ranges[0].0;
-    let hopping = ranges.len() > 1 || ranges[0].0 != ranges[0].1;
-    let hop_interval = match any_param(&params, &["hop_interval", "hopInterval", "hop-interval"]) {
-        None => None,
-        Some(_) if !hopping => None, // one port: nothing to hop between
-        Some((value, key)) => Some(seconds(value, &key)?),
-    };
+    let hops = hops(uri.address, &params, Some(443))?;
     let obfs = match param(&params, "obfs").to_ascii_lowercase().as_str() {
         "" | "none" => None,
         kind @ ("salamander" | "gecko") => match param(&params, "obfs-password") {
@@ -140,17 +114,14 @@ pub(super) fn parse_hysteria2(rest: &str) -> Result<Server, String> {
         .transpose()?;
     let tls = quic_tls(&params, &["insecure", "allowInsecure", "allow_insecure"])?;
     Ok(Server {
-        name,
-        host,
-        port,
+        name: uri.name,
+        host: hops.host,
+        port: hops.port,
         protocol: Protocol::Hysteria2 {
             password,
             obfs,
-            ports: match hopping {
-                true => ranges,
-                false => Vec::new(),
-            },
-            hop_interval,
+            ports: hops.ranges,
+            hop_interval: hops.interval,
             up_mbps,
             down_mbps,
         },
@@ -161,21 +132,13 @@ pub(super) fn parse_hysteria2(rest: &str) -> Result<Server, String> {
 
 /// `hysteria://`, after the scheme.
 pub(super) fn parse_hysteria(rest: &str) -> Result<Server, String> {
-    let (rest, name) = match rest.split_once('#') {
-        Some((rest, name)) => (
-            rest,
-            percent_decode_str(name).decode_utf8_lossy().into_owned(),
-        ),
-        None => (rest, String::new()),
-    };
-    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let params = parse_query(query)?;
+    let uri = split_uri(rest)?;
+    let params = uri.params;
     // The authentication is a parameter; user info is read as it too.
-    let (user, address) = match rest.rsplit_once('@') {
-        Some((user, address)) => (Some(decode_component(user, "the user info")?), address),
-        None => (None, rest),
-    };
+    let user = uri
+        .user
+        .map(|user| decode_component(user, "the user info"))
+        .transpose()?;
     let auth = match any_param(&params, &["auth", "auth_str", "auth-str"]) {
         Some((auth, _)) => auth.to_owned(),
         None => user.unwrap_or_default(),
@@ -189,20 +152,7 @@ pub(super) fn parse_hysteria(rest: &str) -> Result<Server, String> {
             ));
         }
     }
-    let (host, mut ranges) = host_and_ports(address)?;
-    if let Some((mport, _)) = any_param(&params, &["mport"]) {
-        ranges.extend(port_ranges(mport, "mport")?);
-    }
-    if ranges.is_empty() {
-        return Err("missing `:port` after the host".to_owned());
-    }
-    let port = ranges[0].0;
-    let hopping = ranges.len() > 1 || ranges[0].0 != ranges[0].1;
-    let hop_interval = match any_param(&params, &["hop_interval", "hopInterval", "hop-interval"]) {
-        None => None,
-        Some(_) if !hopping => None,
-        Some((value, key)) => Some(seconds(value, &key)?),
-    };
+    let hops = hops(uri.address, &params, None)?;
     let obfs = match param(&params, "obfs").to_ascii_lowercase().as_str() {
         "" | "none" => None,
         "xplus" => match any_param(&params, &["obfsParam", "obfs-password", "obfs_password"]) {
@@ -227,22 +177,93 @@ pub(super) fn parse_hysteria(rest: &str) -> Result<Server, String> {
     let down_mbps = bandwidth(&["downmbps", "down"], "download")?;
     let tls = quic_tls(&params, &["insecure", "allowInsecure", "allow_insecure"])?;
     Ok(Server {
-        name,
-        host,
-        port,
+        name: uri.name,
+        host: hops.host,
+        port: hops.port,
         protocol: Protocol::Hysteria {
             auth,
             obfs,
-            ports: match hopping {
-                true => ranges,
-                false => Vec::new(),
-            },
-            hop_interval,
+            ports: hops.ranges,
+            hop_interval: hops.interval,
             up_mbps,
             down_mbps,
         },
         tls: Some(tls),
         transport: None,
+    })
+}
+
+/// `[user@]address[/][?query][#name]`, the shape of the Hysteria URI
+/// schemes (1 and 2).
+struct Uri<'a> {
+    /// The user info, still percent-encoded.
+    user: Option<&'a str>,
+    address: &'a str,
+    params: Params,
+    name: String,
+}
+
+fn split_uri(rest: &str) -> Result<Uri<'_>, String> {
+    let (rest, name) = match rest.split_once('#') {
+        Some((rest, name)) => (
+            rest,
+            percent_decode_str(name).decode_utf8_lossy().into_owned(),
+        ),
+        None => (rest, String::new()),
+    };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (user, address) = match rest.rsplit_once('@') {
+        Some((user, address)) => (Some(user), address),
+        None => (None, rest),
+    };
+    Ok(Uri {
+        user,
+        address,
+        params: parse_query(query)?,
+        name,
+    })
+}
+
+/// Where a Hysteria server listens: its host, its first port, and the
+/// ranges to hop between with the interval (none when it has one port).
+struct Hops {
+    host: String,
+    port: u16,
+    ranges: Vec<(u16, u16)>,
+    interval: Option<u32>,
+}
+
+/// The host and ports of `address` plus `mport`; without any port,
+/// `default` (or an error when there is none).
+fn hops(address: &str, params: &Params, default: Option<u16>) -> Result<Hops, String> {
+    let (host, mut ranges) = host_and_ports(address)?;
+    if let Some((mport, _)) = any_param(params, &["mport"]) {
+        ranges.extend(port_ranges(mport, "mport")?);
+    }
+    if ranges.is_empty() {
+        let port = default.ok_or_else(|| "missing `:port` after the host".to_owned())?;
+        ranges.push((port, port));
+    }
+    let port = ranges[0].0;
+    if ranges.len() == 1 && ranges[0].0 == ranges[0].1 {
+        // One port: nothing to hop between.
+        return Ok(Hops {
+            host,
+            port,
+            ranges: Vec::new(),
+            interval: None,
+        });
+    }
+    let interval = match any_param(params, &["hop_interval", "hopInterval", "hop-interval"]) {
+        None => None,
+        Some((value, key)) => Some(seconds(value, &key)?),
+    };
+    Ok(Hops {
+        host,
+        port,
+        ranges,
+        interval,
     })
 }
 
