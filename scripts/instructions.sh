@@ -13,7 +13,8 @@ count() { # scenario events
 }
 echo "| scenario | instructions/event |"
 echo "|---|---:|"
-for scenario in floor1 evenio0 evenio1 evenio10 bevy0 bevy1 sbox0 sbox1 sboxres1 sbox10 closure1 closure10; do
+for scenario in floor1 evenio0 evenio1 evenio10 bevy0 bevy1 sbox0 sbox1 sboxres1 sbox10 closure1 closure10 \
+    history1 broadcast1 stream1 asyncfloor1 async1; do
     a=$(count "$scenario" 100000)
     b=$(count "$scenario" 200000)
     echo "| $scenario | $(( (b - a) / 100000 )) |"

@@ -14,6 +14,8 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier, RwLock};
 use std::time::Instant;
 
+mod count;
+
 const EVENTS: u64 = 5_000_000;
 const ROUNDS: usize = 7;
 
@@ -383,69 +385,13 @@ fn per_thread(threads: usize, work: impl Fn(u64) + Send + Sync + 'static) -> f64
         .fold(f64::INFINITY, f64::min)
 }
 
-/// `PEERS_COUNT=<scenario> PEERS_EVENTS=<n>`: run one scenario once, for
-/// instruction counting under callgrind (`scripts/instructions.sh`).
-fn count_instructions(scenario: &str, events: u64) {
-    let event_one = One(7);
-    let event_ten = Ten(7);
-    let closure = Closure(7);
-    let bus = EventBus::new();
-    let event_none = None0(7);
-    let event_resource = WithResource(7);
-    let resourced = builder().build().unwrap();
-    let closures1 = EventBus::builder().static_handlers(false).build().unwrap();
-    let _c1 = closures1.subscribe(|e: &Closure, _: &EventContext| sink(e.0));
-    let closures10 = EventBus::builder().static_handlers(false).build().unwrap();
-    let _c10: Vec<_> = (0..10)
-        .map(|_| closures10.subscribe(|e: &Closure, _: &EventContext| sink(e.0)))
-        .collect();
-    let mut world = evenio::prelude::World::new();
-    let handlers = match scenario {
-        "evenio0" => 0,
-        "evenio10" => 10,
-        _ => 1,
-    };
-    add_evenio_handlers(&mut world, handlers);
-    let mut bevy_world = bevy_ecs::world::World::new();
-    if scenario == "bevy1" {
-        bevy_world.add_observer(|e: bevy_ecs::observer::On<BevyEvent>| sink(e.0));
-    }
-    bevy_world.flush();
-    match scenario {
-        "floor1" => (0..events).for_each(|i| sink(black_box(i))),
-        "sbox0" => (0..events).for_each(|_| {
-            black_box(bus.emit_ref(black_box(&event_none)));
-        }),
-        "sboxres1" => (0..events).for_each(|_| {
-            black_box(resourced.emit_ref(black_box(&event_resource)));
-        }),
-        "sbox1" => (0..events).for_each(|_| {
-            black_box(bus.emit_ref(black_box(&event_one)));
-        }),
-        "sbox10" => (0..events).for_each(|_| {
-            black_box(bus.emit_ref(black_box(&event_ten)));
-        }),
-        "closure1" => (0..events).for_each(|_| {
-            black_box(closures1.emit_ref(black_box(&closure)));
-        }),
-        "closure10" => (0..events).for_each(|_| {
-            black_box(closures10.emit_ref(black_box(&closure)));
-        }),
-        "evenio0" | "evenio1" | "evenio10" => {
-            (0..events).for_each(|i| world.send(EvenioEvent(black_box(i))))
-        }
-        "bevy0" | "bevy1" => (0..events).for_each(|i| bevy_world.trigger(BevyEvent(black_box(i)))),
-        other => panic!("unknown scenario {other:?}"),
-    }
-}
-
 fn main() {
     if let Ok(scenario) = std::env::var("PEERS_COUNT") {
         let events = std::env::var("PEERS_EVENTS")
             .ok()
             .and_then(|n| n.parse().ok())
             .unwrap_or(100_000);
-        return count_instructions(&scenario, events);
+        return count::count_instructions(&scenario, events);
     }
     let f1 = floor(1);
     let f10 = floor(10);
