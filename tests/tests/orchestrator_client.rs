@@ -106,6 +106,43 @@ fn the_config_is_written_for_the_client_and_loads_in_it() {
 
 #[test]
 #[ignore = "needs sing-box (SING_BOX=/path/to/sing-box)"]
+fn a_sip008_document_is_written_for_the_client_and_loads_in_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let subscription = dir.path().join("sub.json");
+    std::fs::write(
+        &subscription,
+        r#"{"version": 1, "servers": [
+            {"remarks": "Plain", "server": "198.51.100.7", "server_port": 8388,
+             "password": "p@ss:w/o#rd", "method": "chacha20-ietf-poly1305"},
+            {"remarks": "Obfs", "server": "2001:db8::8", "server_port": "443",
+             "password": "pw", "method": "aes-128-gcm", "plugin": "obfs-local",
+             "plugin_opts": "obfs=tls;obfs-host=www.example.com"},
+            {"remarks": "V2Ray", "server": "v2.example.com", "server_port": 443,
+             "password": "pw", "method": "aes-256-gcm", "plugin": "v2ray-plugin",
+             "plugin_opts": "tls;host=v2.example.com;path=/ws"},
+            {"remarks": "2022", "server": "198.51.100.9", "server_port": 1000,
+             "password": "AAAAAAAAAAAAAAAAAAAAAA==", "method": "2022-blake3-aes-128-gcm"}
+        ]}"#,
+    )
+    .expect("write the subscription");
+    let (code, out, err) = run(&options_in(dir.path(), &subscription));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("4 kept, 0 invalid dropped"), "{out}");
+    assert!(out.contains("loaded by sing-box"), "{out}");
+    let check = Command::new(sing_box())
+        .args(["check", "-c"])
+        .arg(dir.path().join("config.json"))
+        .output()
+        .expect("run sing-box check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs sing-box (SING_BOX=/path/to/sing-box)"]
 fn a_file_the_client_refuses_is_reported_with_its_reason() {
     let client = Client::probe(&sing_box()).expect("the client says its version");
     let dir = tempfile::tempdir().expect("temp dir");

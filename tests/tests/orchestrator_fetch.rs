@@ -177,6 +177,80 @@ fn a_url_is_fetched_cached_and_revalidated() {
     );
 }
 
+/// A SIP008 document (the JSON subscriptions of Shadowsocks providers), as
+/// providers serve it.
+const SIP008: &str = r#"{
+  "version": 1,
+  "servers": [
+    {"id": "27b8a625-4f4b-4428-9f0f-8a2317db7c79", "remarks": "Tokyo #1",
+     "server": "198.51.100.7", "server_port": 8388, "password": "p@ss:word",
+     "method": "chacha20-ietf-poly1305"},
+    {"remarks": "Broken", "server": "198.51.100.8", "server_port": 99999,
+     "password": "x", "method": "aes-256-gcm"},
+    {"remarks": "Obfuscated", "server": "2001:db8::8", "server_port": "443",
+     "password": "pw", "method": "aes-128-gcm", "plugin": "obfs-local",
+     "plugin_opts": "obfs=tls;obfs-host=www.example.com"}
+  ],
+  "bytes_used": 274877906944,
+  "bytes_remaining": 824633720832
+}"#;
+
+#[test]
+fn a_sip008_document_is_converted_server_by_server() {
+    let dir = scratch("sip008");
+    let server = Server::start(|_| Response::ok(SIP008).header("Content-Type", "application/json"));
+    let run = run(&options(&dir, &server.url("/sip008")));
+    assert_eq!(run.exit_code, 0, "{}{}", run.stdout, run.stderr);
+    let (parsed, _) = run.event("subscription.parsed");
+    assert_eq!(parsed["format"], "sip008");
+    assert_eq!(parsed["servers_count"], 3);
+    let (validated, _) = run.event("subscription.validated");
+    assert_eq!(validated["valid_count"], 2, "{validated}");
+    assert!(
+        run.stdout.contains("2 kept, 1 invalid dropped"),
+        "{}",
+        run.stdout
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).expect("config"))
+            .expect("JSON");
+    let outbounds = config["outbounds"].as_array().expect("outbounds");
+    let tokyo = outbounds
+        .iter()
+        .find(|o| o["tag"] == "Tokyo #1")
+        .expect("Tokyo #1");
+    assert_eq!(tokyo["type"], "shadowsocks");
+    assert_eq!(tokyo["server"], "198.51.100.7");
+    assert_eq!(tokyo["server_port"], 8388);
+    assert_eq!(tokyo["password"], "p@ss:word");
+    assert_eq!(tokyo["method"], "chacha20-ietf-poly1305");
+    let obfuscated = outbounds
+        .iter()
+        .find(|o| o["tag"] == "Obfuscated")
+        .expect("Obfuscated");
+    assert_eq!(obfuscated["server"], "2001:db8::8");
+    assert_eq!(obfuscated["server_port"], 443);
+    assert_eq!(obfuscated["plugin"], "obfs-local");
+    assert_eq!(
+        obfuscated["plugin_opts"],
+        "obfs=tls;obfs-host=www.example.com"
+    );
+    assert!(outbounds.iter().all(|o| o["tag"] != "Broken"));
+
+    // Nothing usable: the failure names the first bad server by position.
+    let broken =
+        r#"{"servers": [{"server": "h", "server_port": 1, "method": "rc2", "password": "x"}]}"#;
+    let server = Server::start(move |_| Response::ok(broken));
+    let run = self::run(&options(&dir, &server.url("/broken")));
+    assert_eq!(run.exit_code, 1, "{}", run.stdout);
+    let (error_type, message) = run.failure();
+    assert_eq!(error_type, "no_servers", "{message}");
+    assert!(
+        message.contains("(first problem: server 1: unsupported shadowsocks method \"rc2\""),
+        "{message}"
+    );
+}
+
 #[test]
 fn gzip_and_redirect_chains_are_followed_loops_are_not() {
     let dir = scratch("redirects");
@@ -216,6 +290,8 @@ fn failures_name_the_url_the_stage_and_the_cause() {
         "/big" => Response::ok(big.clone()),
         "/clash" => Response::ok("mixed-port: 7890\nproxies:\n  - name: a\n    type: ss\n"),
         "/singbox" => Response::ok("{\"outbounds\": [{\"type\": \"direct\"}]}"),
+        "/json" => Response::ok("{\"nodes\": [{\"server\": \"a\"}]}"),
+        "/sip008-v2" => Response::ok("{\"version\": 2, \"servers\": []}"),
         _ => Response::ok("<!DOCTYPE html><html>log in</html>"),
     });
     let cases = [
@@ -224,6 +300,12 @@ fn failures_name_the_url_the_stage_and_the_cause() {
         ("/big", "too_large", "larger than the limit of 1024 bytes"),
         ("/clash", "format", "a Clash YAML configuration"),
         ("/singbox", "format", "a sing-box JSON configuration"),
+        ("/json", "format", "JSON without a `servers` list"),
+        (
+            "/sip008-v2",
+            "format",
+            "not a usable SIP008 document: SIP008 version 2 is not supported",
+        ),
         ("/login", "format", "an HTML page"),
     ];
     for (path, kind, says) in cases {

@@ -2,11 +2,14 @@
 //! UTF-8 byte order mark skipped (before the body or inside its base64),
 //! plain or base64 bodies (base64 decoded as
 //! it streams: either alphabet, padding optional, line breaks anywhere), and
-//! lines of bounded length handed out one at a time.
+//! lines of bounded length handed out one at a time; or a SIP008 JSON
+//! document, its servers handed out one at a time as `ss://` links.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::path::Path;
+
+use super::sip008::{self, Sip008Error};
 
 /// How the subscription was encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +18,8 @@ pub enum Format {
     Plain,
     /// The list, base64 encoded as a whole.
     Base64,
+    /// A SIP008 JSON document (`{"version": 1, "servers": [...]}`).
+    Sip008,
 }
 
 impl Format {
@@ -23,6 +28,26 @@ impl Format {
         match self {
             Format::Plain => "plain",
             Format::Base64 => "base64",
+            Format::Sip008 => "sip008",
+        }
+    }
+}
+
+/// Where an entry of a subscription is (1-based): a line of a list, or a
+/// server of a SIP008 document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// The line's number in the (decoded) list.
+    Line(usize),
+    /// The server's position in the document's `servers`.
+    Server(usize),
+}
+
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Entry::Line(n) => write!(f, "line {n}"),
+            Entry::Server(n) => write!(f, "server {n}"),
         }
     }
 }
@@ -61,12 +86,13 @@ impl InputError {
 }
 
 /// Reads `path`, calling `line` for every non-blank, non-comment line with
-/// its 1-based number and its text (or why it is unusable). Stops with an
-/// error past `max_bytes` bytes of input.
+/// its position and its text (or why it is unusable); for a SIP008
+/// document, for every server with its position and its `ss://` link. Stops
+/// with an error past `max_bytes` bytes of input.
 pub fn read_lines(
     path: &Path,
     max_bytes: u64,
-    mut line: impl FnMut(usize, Result<&str, String>),
+    mut line: impl FnMut(Entry, Result<&str, String>),
 ) -> Result<Fetched, InputError> {
     let file = File::open(path).map_err(|e| InputError::new("io", format!("cannot read: {e}")))?;
     if let Ok(meta) = file.metadata()
@@ -79,6 +105,25 @@ pub fn read_lines(
     let (format, head) = sniff(&mut capped, max_bytes)?;
     let body = Cursor::new(head).chain(&mut capped);
     let result = match format {
+        Format::Sip008 => {
+            let mut server = |n, link: Result<String, String>| {
+                line(Entry::Server(n), link.as_deref().map_err(Clone::clone))
+            };
+            return match sip008::each_server(body, &mut server) {
+                Ok(()) => Ok(Fetched {
+                    format,
+                    bytes: capped.read,
+                }),
+                Err(Sip008Error::Io(e)) if e.kind() == io::ErrorKind::FileTooLarge => {
+                    Err(too_large(max_bytes))
+                }
+                Err(Sip008Error::Io(e)) => Err(InputError::new("io", format!("cannot read: {e}"))),
+                Err(Sip008Error::Format(e)) => Err(InputError::new(
+                    "format",
+                    format!("the subscription is not a usable SIP008 document: {e}"),
+                )),
+            };
+        }
         Format::Plain => each_line(BufReader::with_capacity(1 << 16, body), &mut line),
         Format::Base64 => each_line(
             BufReader::with_capacity(1 << 16, Base64Decoder::new(body)),
@@ -109,9 +154,10 @@ fn too_large(max: u64) -> InputError {
 }
 
 /// Reads the start of the input (up to 64 KiB), drops a BOM, and decides
-/// the format: a plain list if any line there has a URI (`://`, which base64
-/// text never contains; a first line may be a provider's status text),
-/// otherwise base64.
+/// the format: SIP008 for a JSON object with `servers` (and none of a
+/// sing-box configuration's keys), a plain list if any line there has a URI
+/// (`://`, which base64 text never contains; a first line may be a
+/// provider's status text), otherwise base64.
 fn sniff(input: &mut impl Read, max_bytes: u64) -> Result<(Format, Vec<u8>), InputError> {
     let mut head = Vec::with_capacity(1 << 16);
     input
@@ -130,6 +176,8 @@ fn sniff(input: &mut impl Read, max_bytes: u64) -> Result<(Format, Vec<u8>), Inp
         .any(|l| !l.is_empty() && !l.starts_with(b"#"));
     if !content {
         Err(InputError::new("empty", "the subscription is empty"))
+    } else if is_sip008(&head) {
+        Ok((Format::Sip008, head))
     } else if let Some(other) = other_format(&head) {
         Err(InputError::new(
             "format",
@@ -140,6 +188,18 @@ fn sniff(input: &mut impl Read, max_bytes: u64) -> Result<(Format, Vec<u8>), Inp
     } else {
         Ok((Format::Base64, head))
     }
+}
+
+/// A JSON object that names a `servers` list and is not a sing-box
+/// configuration.
+fn is_sip008(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    let start = text.trim_start();
+    start.starts_with('{')
+        && start.contains("\"servers\"")
+        && !["\"outbounds\"", "\"inbounds\""]
+            .iter()
+            .any(|key| start.contains(key))
 }
 
 /// Recognizes what providers send instead of share links: a whole client
@@ -157,7 +217,7 @@ fn other_format(head: &[u8]) -> Option<&'static str> {
         let singbox = ["\"outbounds\"", "\"inbounds\"", "\"route\""];
         return Some(match singbox.iter().any(|key| start.contains(key)) {
             true => "a sing-box JSON configuration (converting it is not supported yet)",
-            false => "JSON",
+            false => "JSON without a `servers` list (neither SIP008 nor a sing-box configuration)",
         });
     }
     let lower = start
@@ -182,7 +242,7 @@ fn other_format(head: &[u8]) -> Option<&'static str> {
 
 fn each_line(
     mut input: impl BufRead,
-    line: &mut impl FnMut(usize, Result<&str, String>),
+    line: &mut impl FnMut(Entry, Result<&str, String>),
 ) -> io::Result<()> {
     let mut buf = Vec::new();
     let mut number = 0;
@@ -199,7 +259,7 @@ fn each_line(
         }
         if length > MAX_LINE_BYTES {
             line(
-                number,
+                Entry::Line(number),
                 Err(format!(
                     "line is {length} bytes, longer than {MAX_LINE_BYTES}"
                 )),
@@ -210,11 +270,11 @@ fn each_line(
             Ok(text) => {
                 let text = text.trim();
                 if !text.is_empty() && !text.starts_with('#') {
-                    line(number, Ok(text));
+                    line(Entry::Line(number), Ok(text));
                 }
             }
             Err(e) => line(
-                number,
+                Entry::Line(number),
                 Err(format!("not UTF-8 text (byte {})", e.valid_up_to() + 1)),
             ),
         }
@@ -471,5 +531,52 @@ mod tests {
                 (format, expected.map(String::from).to_vec())
             );
         }
+    }
+    #[test]
+    fn a_sip008_document_hands_out_its_servers_as_links() {
+        let document = "\u{feff}{\"version\": 1, \"servers\": [\n\
+            {\"server\": \"a.example\", \"server_port\": 1, \"method\": \"none\", \"password\": \"\"},\n\
+            {\"server\": \"b.example\"}]}";
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        std::io::Write::write_all(&mut file, document.as_bytes()).expect("write");
+        let mut entries = Vec::new();
+        let fetched = read_lines(file.path(), 1 << 20, |at, link| {
+            entries.push((at, link.map(str::to_owned)));
+        })
+        .expect("a SIP008 document, after its byte order mark");
+        assert_eq!(fetched.format, Format::Sip008);
+        assert_eq!(fetched.bytes, document.len() as u64);
+        assert_eq!(
+            entries,
+            [
+                (Entry::Server(1), Ok("ss://none:@a.example:1/".to_owned())),
+                (Entry::Server(2), Err("`server_port` is missing".to_owned())),
+            ]
+        );
+        assert_eq!(Entry::Server(2).to_string(), "server 2");
+        // The size cap holds while the document streams in.
+        let err = read_lines(file.path(), 40, |_, _| {}).expect_err("over 40 bytes");
+        assert_eq!(err.kind, "too_large");
+    }
+
+    #[test]
+    fn json_is_sip008_only_with_servers_and_without_a_client_configuration() {
+        let kind = |text: &str| {
+            let mut file = tempfile::NamedTempFile::new().expect("temp file");
+            std::io::Write::write_all(&mut file, text.as_bytes()).expect("write");
+            read_lines(file.path(), 1 << 20, |_, _| {})
+                .map_or_else(|e| e.message, |f| f.format.as_str().to_owned())
+        };
+        assert_eq!(kind("{\"servers\": []}"), "sip008");
+        assert!(
+            kind("{\"outbounds\": [], \"servers\": []}").contains("a sing-box JSON configuration")
+        );
+        assert!(kind("[{\"servers\": []}]").contains("JSON without a `servers` list"));
+        assert!(kind("{\"nodes\": []}").contains("JSON without a `servers` list"));
+        assert!(
+            kind("{\"servers\": [}").starts_with("the subscription is not a usable SIP008 document: expected value at line 1 column 14"),
+            "{}",
+            kind("{\"servers\": [}")
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! Stages of one subscription, all in one trace, in one pass over the input
 //! with bounded memory: fetch (download an http(s) URL, [`fetch`], or read
 //! a file; [`input`]) → parse (share
-//! links, [`link`]) → validate (drop and count unusable links, each with the
+//! links, [`link`], or a SIP008 document's servers, [`sip008`]) → validate (drop and count unusable links, each with the
 //! parameter at fault) → build (sing-box JSON, streamed to a temporary file,
 //! [`singbox`]) → check (every outbound against sing-box's own rules, and
 //! the whole file loaded by the sing-box client it is for, [`client`]) →
@@ -16,6 +16,7 @@ pub mod client;
 pub mod input;
 pub mod link;
 pub mod singbox;
+pub mod sip008;
 
 pub mod fetch;
 

@@ -57,7 +57,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 )]
 pub struct Options {
     /// The subscriptions: files or http:// or https:// URLs; share links
-    /// one per line, or base64 of them [default: the bundled sample]
+    /// one per line, base64 of them, or a SIP008 JSON document [default:
+    /// the bundled sample]
     #[arg(value_name = "SUBSCRIPTION", default_values_os_t = [Options::sample_subscription()], hide_default_value = true)]
     pub subscriptions: Vec<PathBuf>,
     /// Write no config if any subscription fails (by default the config is

@@ -263,11 +263,18 @@ impl<'a> Orchestrator<'a> {
         let mut invalid = 0usize;
         let mut first_invalid = Vec::new();
         let mut write_error = None;
-        let mut drop_line = |line: usize, reason: String| {
+        let mut drop_line = |at: input::Entry, reason: String| {
             invalid += 1;
             if invalid <= WARNINGS_SHOWN {
-                tracing::warn!(url, line, "dropping entry: {}", LogSafe(&reason));
-                first_invalid.push(link::Invalid { line, reason });
+                match at {
+                    input::Entry::Line(line) => {
+                        tracing::warn!(url, line, "dropping entry: {}", LogSafe(&reason))
+                    }
+                    input::Entry::Server(server) => {
+                        tracing::warn!(url, server, "dropping entry: {}", LogSafe(&reason))
+                    }
+                }
+                first_invalid.push(link::Invalid { at, reason });
             }
         };
         let fetched = input::read_lines(source, self.fetch.max_bytes, |line, text| {
@@ -316,6 +323,7 @@ impl<'a> Orchestrator<'a> {
             None => match fetched.format {
                 input::Format::Plain => "text/uri-list",
                 input::Format::Base64 => "text/plain",
+                input::Format::Sip008 => "application/json",
             }
             .to_owned(),
         };

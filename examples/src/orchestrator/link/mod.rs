@@ -161,15 +161,16 @@ impl Server {
 /// A line that is not a usable server, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invalid {
-    /// 1-based line number in the decoded subscription.
-    pub line: usize,
+    /// Where the entry is: its line in the decoded list, or its position
+    /// in a SIP008 document's servers.
+    pub at: crate::orchestrator::input::Entry,
     /// What is wrong, naming the parameter when one is the cause.
     pub reason: String,
 }
 
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.reason)
+        write!(f, "{}: {}", self.at, self.reason)
     }
 }
 
@@ -356,6 +357,12 @@ pub(crate) fn split_host_port(address: &str) -> Result<(String, u16), String> {
         let port = after
             .strip_prefix(':')
             .ok_or_else(|| "missing `:port` after the host".to_owned())?;
+        if !is_ipv6(host) {
+            return Err(format!(
+                "invalid host {:?} (only an IPv6 address goes in `[...]`)",
+                shorten(host)
+            ));
+        }
         (host, port)
     } else {
         address
@@ -375,7 +382,19 @@ pub(crate) fn check_host(host: &str) -> Result<String, String> {
     {
         return Err(format!("invalid host {:?}", shorten(host)));
     }
+    if host.contains(':') && !is_ipv6(host) {
+        return Err(format!(
+            "invalid host {:?} (a host with `:` must be an IPv6 address)",
+            shorten(host)
+        ));
+    }
     Ok(host.to_owned())
+}
+
+/// An IPv6 address, with or without a zone (`fe80::1%eth0`).
+fn is_ipv6(host: &str) -> bool {
+    let address = host.split_once('%').map_or(host, |(address, _)| address);
+    address.parse::<std::net::Ipv6Addr>().is_ok()
 }
 
 pub(crate) fn check_port(port: &str) -> Result<u16, String> {

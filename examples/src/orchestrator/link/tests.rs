@@ -510,6 +510,14 @@ fn explains_bad_lines() {
         ),
         ("ss://YWVzLTI1Ni1nY206c2VjcmV0@:8388", "the host is empty"),
         ("vless://@[2001:db8::1:443", "unclosed `[`"),
+        (
+            "trojan://pw@host.example.com:8443:443",
+            "invalid host \"host.example.com:8443\" (a host with `:` must be an IPv6 address)",
+        ),
+        (
+            "trojan://pw@[host.example.com]:443",
+            "invalid host \"host.example.com\" (only an IPv6 address goes in `[...]`)",
+        ),
     ];
     for (uri, reason) in cases {
         let got = parse_uri(uri).expect_err(uri);
