@@ -220,7 +220,24 @@ fn is_executable(path: &Path) -> bool {
     }
 }
 
+/// Kills `child` and, on Unix, every process of its group (it leads one:
+/// see `run`).
+fn kill_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    if let Ok(group) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: `kill` takes no pointers; a negative pid names the
+        // process group the child leads (it was spawned with
+        // `process_group(0)` and not yet waited for, so its id is not
+        // reused).
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+}
+
 /// What a finished child said.
+#[derive(Debug)]
 struct Output {
     success: bool,
     stdout: String,
@@ -275,12 +292,17 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .stderr(Stdio::piped());
+    // Its own process group, so that a timeout kills what it started too
+    // (a wrapper script's sing-box), not only the program itself.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.spawn()?;
     // Read both pipes while waiting (a child that fills one would block),
     // keeping the first MiB of each and draining the rest (a closed pipe
     // would kill the child). Collected through a channel with a deadline:
@@ -324,7 +346,7 @@ where
                 std::thread::sleep(Duration::from_millis(5));
             }
             result => {
-                let _ = child.kill();
+                kill_group(&mut child);
                 let _ = child.wait();
                 return Err(result.err().unwrap_or_else(timed_out));
             }
@@ -427,6 +449,49 @@ mod tests {
         assert_eq!(
             output.message(),
             "FATAL[0000] initialize outbound[3]: uTLS\u{7}"
+        );
+    }
+    /// A client that does not answer in time is killed with everything it
+    /// started: a wrapper script's children too, not only the script.
+    #[cfg(unix)]
+    #[test]
+    fn a_timed_out_client_is_killed_with_its_children() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pid_file = dir.path().join("child.pid");
+        let script = format!("sleep 60 & echo $! > '{}'; wait", pid_file.display());
+        let started = Instant::now();
+        let err = run(
+            Path::new("/bin/sh"),
+            ["-c", script.as_str()],
+            Duration::from_millis(300),
+        )
+        .expect_err("times out");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not held by the child"
+        );
+        let pid = std::fs::read_to_string(&pid_file).expect("the script wrote its child's pid");
+        let proc_dir = Path::new("/proc").join(pid.trim());
+        // Killed (gone, or a zombie until its reaper collects it).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let alive = || {
+            std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|stat| {
+                !stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        };
+        while alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !alive(),
+            "the script's `sleep 60` ({}) still runs",
+            pid.trim()
         );
     }
 }
