@@ -300,7 +300,7 @@ fn failures_name_the_url_the_stage_and_the_cause() {
         ("/big", "too_large", "larger than the limit of 1024 bytes"),
         ("/clash", "format", "a Clash YAML configuration"),
         ("/singbox", "format", "a sing-box JSON configuration"),
-        ("/json", "format", "JSON without a `servers` list"),
+        ("/json", "format", "JSON that is neither a SIP008 document"),
         (
             "/sip008-v2",
             "format",

@@ -190,6 +190,9 @@ fn sniff(input: &mut impl Read, max_bytes: u64) -> Result<(Format, Vec<u8>), Inp
     }
 }
 
+/// Keys of a sing-box configuration (a SIP008 document has none).
+const SING_BOX_KEYS: [&str; 3] = ["\"outbounds\"", "\"inbounds\"", "\"route\""];
+
 /// A JSON object that names a `servers` list and is not a sing-box
 /// configuration.
 fn is_sip008(head: &[u8]) -> bool {
@@ -197,9 +200,7 @@ fn is_sip008(head: &[u8]) -> bool {
     let start = text.trim_start();
     start.starts_with('{')
         && start.contains("\"servers\"")
-        && !["\"outbounds\"", "\"inbounds\""]
-            .iter()
-            .any(|key| start.contains(key))
+        && !SING_BOX_KEYS.iter().any(|key| start.contains(key))
 }
 
 /// Recognizes what providers send instead of share links: a whole client
@@ -214,10 +215,12 @@ fn other_format(head: &[u8]) -> Option<&'static str> {
         })
     };
     if start.starts_with('{') || start.starts_with('[') {
-        let singbox = ["\"outbounds\"", "\"inbounds\"", "\"route\""];
-        return Some(match singbox.iter().any(|key| start.contains(key)) {
+        return Some(match SING_BOX_KEYS.iter().any(|key| start.contains(key)) {
             true => "a sing-box JSON configuration (converting it is not supported yet)",
-            false => "JSON without a `servers` list (neither SIP008 nor a sing-box configuration)",
+            false => {
+                "JSON that is neither a SIP008 document (an object with a `servers` list in its \
+                 first 64 KiB) nor a sing-box configuration"
+            }
         });
     }
     let lower = start
@@ -568,11 +571,16 @@ mod tests {
                 .map_or_else(|e| e.message, |f| f.format.as_str().to_owned())
         };
         assert_eq!(kind("{\"servers\": []}"), "sip008");
+        // A sing-box configuration with DNS servers is not taken for SIP008.
+        assert!(
+            kind("{\"dns\": {\"servers\": []}, \"route\": {\"rules\": []}}")
+                .contains("a sing-box JSON configuration")
+        );
         assert!(
             kind("{\"outbounds\": [], \"servers\": []}").contains("a sing-box JSON configuration")
         );
-        assert!(kind("[{\"servers\": []}]").contains("JSON without a `servers` list"));
-        assert!(kind("{\"nodes\": []}").contains("JSON without a `servers` list"));
+        assert!(kind("[{\"servers\": []}]").contains("neither a SIP008 document"));
+        assert!(kind("{\"nodes\": []}").contains("neither a SIP008 document"));
         assert!(
             kind("{\"servers\": [}").starts_with("the subscription is not a usable SIP008 document: expected value at line 1 column 14"),
             "{}",

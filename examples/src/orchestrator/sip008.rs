@@ -1,14 +1,24 @@
 //! SIP008 online configuration documents (`{"version": 1, "servers":
 //! [...]}`), the JSON subscription format of Shadowsocks providers: read in
-//! one pass, one server object held at a time, each written as the SIP002
-//! link it stands for, so that it goes through the same conversion and
-//! checks as a `ss://` line.
+//! one pass, one server object held at a time (at most
+//! [`MAX_SERVER_BYTES`] of its text), each written as the SIP002 link it
+//! stands for, so that it goes through the same conversion and checks as a
+//! `ss://` line.
 
+use super::input::MAX_LINE_BYTES;
+use super::link::{check_host, is_ipv6, shorten};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read};
+use std::rc::Rc;
+
+/// The most text one server object may take; the document fails past it
+/// (a server object is a few hundred bytes: anything near this is not one).
+pub const MAX_SERVER_BYTES: u64 = 1 << 20;
 
 /// Reads the document from `body`, calling `server` with each server's
 /// 1-based position and its `ss://` link (or why the entry is unusable).
@@ -19,12 +29,20 @@ pub fn each_server(
     body: impl Read,
     server: &mut impl FnMut(usize, Result<String, String>),
 ) -> Result<(), Sip008Error> {
-    let mut deserializer = serde_json::Deserializer::from_reader(io::BufReader::new(body));
-    let found = de::Deserializer::deserialize_map(&mut deserializer, Document { server })
+    let progress = Rc::new(Progress::default());
+    let reader = Bounded {
+        inner: io::BufReader::new(body),
+        progress: Rc::clone(&progress),
+    };
+    let mut deserializer = serde_json::Deserializer::from_reader(reader);
+    let document = Document { server, progress };
+    let found = de::Deserializer::deserialize_map(&mut deserializer, document)
         .and_then(|found| deserializer.end().map(|()| found))
         .map_err(|e| match e.io_error_kind() {
+            // The bound on one server's text (`Bounded`).
+            Some(io::ErrorKind::InvalidData) => Sip008Error::Format(short_message(&e)),
             Some(kind) => Sip008Error::Io(io::Error::new(kind, e.to_string())),
-            None => Sip008Error::Format(e.to_string()),
+            None => Sip008Error::Format(short_message(&e)),
         })?;
     match found {
         Found { servers: false, .. } => Err(Sip008Error::Format(
@@ -33,9 +51,9 @@ pub fn each_server(
         Found {
             version: Some(version),
             ..
-        } if version != 1 => Err(Sip008Error::Format(format!(
-            "SIP008 version {version} is not supported (version 1 is)"
-        ))),
+        } if version != 1 => Err(Sip008Error::Format(
+            unsupported::<serde_json::Error>(version).to_string(),
+        )),
         Found { .. } => Ok(()),
     }
 }
@@ -57,6 +75,7 @@ struct Found {
 
 struct Document<'f, F> {
     server: &'f mut F,
+    progress: Rc<Progress>,
 }
 
 impl<'de, F: FnMut(usize, Result<String, String>)> Visitor<'de> for Document<'_, F> {
@@ -77,15 +96,26 @@ impl<'de, F: FnMut(usize, Result<String, String>)> Visitor<'de> for Document<'_,
                     return Err(de::Error::custom("`servers` appears twice"));
                 }
                 "servers" => {
+                    if let Some(version) = found.version.filter(|&v| v != 1) {
+                        return Err(unsupported(version));
+                    }
                     map.next_value_seed(Servers {
                         server: &mut *self.server,
+                        progress: &self.progress,
                     })?;
                     found.servers = true;
                 }
                 "version" => {
-                    found.version = Some(map.next_value::<u64>().map_err(|_| {
-                        de::Error::custom("`version` is not a number (SIP008 documents say 1)")
-                    })?);
+                    // Read raw: a read error stays one, and any value is
+                    // shown (shortened) in the message.
+                    let raw = map.next_value::<Box<RawValue>>()?;
+                    let version = raw.get().trim().parse::<u64>().map_err(|_| {
+                        de::Error::custom(format!(
+                            "`version` {} is not a version number (SIP008 documents say 1)",
+                            shorten(raw.get().trim())
+                        ))
+                    })?;
+                    found.version = Some(version);
                 }
                 // Providers add their own fields (`bytes_used`...).
                 _ => {
@@ -97,12 +127,70 @@ impl<'de, F: FnMut(usize, Result<String, String>)> Visitor<'de> for Document<'_,
     }
 }
 
-/// The `servers` list, handed out one object at a time.
-struct Servers<'f, F> {
-    server: &'f mut F,
+fn unsupported<E: de::Error>(version: u64) -> E {
+    E::custom(format!(
+        "SIP008 version {version} is not supported (version 1 is)"
+    ))
 }
 
-impl<'de, F: FnMut(usize, Result<String, String>)> DeserializeSeed<'de> for Servers<'_, F> {
+/// serde_json's message, with a long value it quotes cut short (the
+/// position it ends with is kept).
+fn short_message(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let (text, position) = match message.rfind(" at line ") {
+        Some(at) => message.split_at(at),
+        None => (message.as_str(), ""),
+    };
+    format!("{}{position}", shorten_to(text, 200))
+}
+
+fn shorten_to(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// How far the document was read, and where the server being read
+/// started (with its position), shared by the reader and the visitor.
+#[derive(Default)]
+struct Progress {
+    read: Cell<u64>,
+    server: Cell<Option<(u64, usize)>>,
+}
+
+/// The document's reader: fails (`InvalidData`) once the server being read
+/// takes more than [`MAX_SERVER_BYTES`], so that no server is held past
+/// that. (serde_json reads a reader byte by byte: the count is exact.)
+struct Bounded<R> {
+    inner: R,
+    progress: Rc<Progress>,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.progress.read.get();
+        if let Some((start, position)) = self.progress.server.get()
+            && read - start >= MAX_SERVER_BYTES
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("server {position} is larger than {MAX_SERVER_BYTES} bytes"),
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.progress.read.set(read + n as u64);
+        Ok(n)
+    }
+}
+
+/// The `servers` list, handed out one object at a time.
+struct Servers<'f, 'p, F> {
+    server: &'f mut F,
+    progress: &'p Progress,
+}
+
+impl<'de, F: FnMut(usize, Result<String, String>)> DeserializeSeed<'de> for Servers<'_, '_, F> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -110,7 +198,7 @@ impl<'de, F: FnMut(usize, Result<String, String>)> DeserializeSeed<'de> for Serv
     }
 }
 
-impl<'de, F: FnMut(usize, Result<String, String>)> Visitor<'de> for Servers<'_, F> {
+impl<'de, F: FnMut(usize, Result<String, String>)> Visitor<'de> for Servers<'_, '_, F> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -119,28 +207,74 @@ impl<'de, F: FnMut(usize, Result<String, String>)> Visitor<'de> for Servers<'_, 
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut position = 0;
-        while let Some(value) = seq.next_element::<Value>()? {
+        loop {
             position += 1;
-            let link = match value {
-                Value::Object(fields) => to_link(&fields),
-                other => Err(format!("not a server object but {}", kind(&other))),
+            let progress = self.progress;
+            progress.server.set(Some((progress.read.get(), position)));
+            let raw = seq.next_element::<Box<RawValue>>();
+            progress.server.set(None);
+            let Some(raw) = raw? else {
+                return Ok(());
+            };
+            // Read as text first (a bad string in it fails this server
+            // only), then as an object.
+            let link = match serde_json::from_str::<Value>(raw.get()) {
+                Ok(Value::Object(fields)) => to_link(&fields),
+                Ok(other) => Err(format!("not a server object but {}", kind(&other))),
+                Err(e) => Err(format!(
+                    "not valid JSON: {}",
+                    short_message(&e)
+                        .split(" at line ")
+                        .next()
+                        .unwrap_or_default()
+                )),
             };
             (self.server)(position, link);
         }
-        Ok(())
     }
 }
 
 /// The SIP002 link of one server object: `ss://method:password@host:port`
 /// percent-encoded, with its plugin and its name (`remarks`).
 pub fn to_link(fields: &Map<String, Value>) -> Result<String, String> {
+    for key in [
+        "server",
+        "method",
+        "password",
+        "plugin",
+        "plugin_opts",
+        "remarks",
+    ] {
+        if let Some(Value::String(text)) = fields.get(key)
+            && text.len() > MAX_LINE_BYTES
+        {
+            return Err(format!(
+                "`{key}` is {} bytes, longer than {MAX_LINE_BYTES}",
+                text.len()
+            ));
+        }
+    }
     let host = required(fields, "server")?;
     let host = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
+    if host.contains(':') && !is_ipv6(host) {
+        return Err(format!(
+            "`server` {:?} is neither a host name nor an IP address (the port goes in \
+             `server_port`)",
+            shorten(host)
+        ));
+    }
+    let host = check_host(host).map_err(|e| format!("`server`: {e}"))?;
     let port = port(fields)?;
     let method = required(fields, "method")?;
+    if method.contains(':') {
+        return Err(format!(
+            "`method` {:?} is not a shadowsocks method",
+            shorten(method)
+        ));
+    }
     let password = match fields.get("password") {
         Some(Value::String(password)) => password.as_str(),
         Some(other) => return Err(format!("`password` is {}, not a string", kind(other))),
@@ -150,18 +284,10 @@ pub fn to_link(fields: &Map<String, Value>) -> Result<String, String> {
     let plugin_opts = optional(fields, "plugin_opts")?;
     let name = optional(fields, "remarks")?;
     let encode = |text: &str| utf8_percent_encode(text, NON_ALPHANUMERIC).to_string();
-    // An IPv6 address goes in brackets; anything else the link's checks
-    // judge (a host with `/`, `@`... is refused there, named).
+    // An IPv6 address goes in brackets (a zone, `%eth0`, as it is).
     let address = match host.contains(':') {
-        true if host.parse::<std::net::Ipv6Addr>().is_ok() => format!("[{host}]"),
-        true => {
-            return Err(format!(
-                "`server` {:?} is neither a host name nor an IP address (the port goes in \
-                 `server_port`)",
-                super::link::shorten(host)
-            ));
-        }
-        false => host.to_owned(),
+        true => format!("[{host}]"),
+        false => host,
     };
     let mut link = format!(
         "ss://{}:{}@{address}:{port}/",
@@ -175,8 +301,6 @@ pub fn to_link(fields: &Map<String, Value>) -> Result<String, String> {
         };
         link.push_str("?plugin=");
         link.push_str(&encode(&spec));
-    } else if !plugin_opts.is_empty() {
-        return Err("`plugin_opts` without a `plugin`".to_owned());
     }
     if !name.is_empty() {
         link.push('#');
@@ -222,7 +346,7 @@ fn port(fields: &Map<String, Value>) -> Result<u16, String> {
             let shown = fields.get("server_port").map(Value::to_string);
             format!(
                 "`server_port` {} is not a port number (1-65535)",
-                super::link::shorten(&shown.unwrap_or_default())
+                shorten(&shown.unwrap_or_default())
             )
         })
 }

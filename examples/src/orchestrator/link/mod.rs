@@ -392,7 +392,7 @@ pub(crate) fn check_host(host: &str) -> Result<String, String> {
 }
 
 /// An IPv6 address, with or without a zone (`fe80::1%eth0`).
-fn is_ipv6(host: &str) -> bool {
+pub(crate) fn is_ipv6(host: &str) -> bool {
     let address = host.split_once('%').map_or(host, |(address, _)| address);
     address.parse::<std::net::Ipv6Addr>().is_ok()
 }

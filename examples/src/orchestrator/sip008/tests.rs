@@ -84,6 +84,28 @@ fn passwords_names_and_hosts_survive_the_link_exactly() {
 }
 
 #[test]
+fn a_zone_an_unused_plugin_option_and_an_over_long_field() {
+    let zoned = server(
+        r#"{"server": "fe80::1%eth0", "server_port": 1, "method": "none", "password": "",
+            "plugin_opts": "obfs=http"}"#,
+    )
+    .expect("a zone is kept; options without a plugin are ignored, as clients do");
+    assert_eq!(zoned.host, "fe80::1%eth0");
+    assert!(matches!(
+        zoned.protocol,
+        Protocol::Shadowsocks { plugin: None, .. }
+    ));
+    let long = serde_json::json!({
+        "server": "h", "server_port": 1, "method": "none", "password": "",
+        "remarks": "x".repeat(70_000),
+    });
+    assert_eq!(
+        server(&long.to_string()).map(|s| s.name),
+        Err("`remarks` is 70000 bytes, longer than 65536".to_owned())
+    );
+}
+
+#[test]
 fn a_quoted_port_and_null_optional_fields_are_accepted() {
     let server = server(
         r#"{"server": "h", "server_port": " 8388 ", "method": "AES-128-GCM", "password": "pw",
@@ -155,8 +177,16 @@ fn each_unusable_server_says_which_field_is_wrong() {
             "`remarks` is an object, not a string",
         ),
         (
-            r#"{"server": "h", "server_port": 1, "method": "none", "password": "", "plugin_opts": "obfs=http"}"#,
-            "`plugin_opts` without a `plugin`",
+            r#"{"server": "a@evil.example", "server_port": 1, "method": "none", "password": ""}"#,
+            "`server`: invalid host \"a@evil.example\"",
+        ),
+        (
+            r#"{"server": "a#b", "server_port": 1, "method": "none", "password": ""}"#,
+            "`server`: invalid host \"a#b\"",
+        ),
+        (
+            r#"{"server": "h", "server_port": 1, "method": "aes-256-gcm:x", "password": "pw"}"#,
+            "`method` \"aes-256-gcm:x\" is not a shadowsocks method",
         ),
     ];
     for (object, expected) in cases {
@@ -217,7 +247,7 @@ fn servers_come_one_by_one_with_their_positions_and_bad_ones_do_not_stop_the_res
 fn documents_that_are_not_sip008_are_refused_with_the_reason_and_where() {
     assert_eq!(
         entries(r#"{"version": 2, "servers": []}"#),
-        Err("SIP008 version 2 is not supported (version 1 is)".to_owned())
+        Err("SIP008 version 2 is not supported (version 1 is) at line 1 column 25".to_owned())
     );
     assert_eq!(
         entries(r#"{"version": 1}"#),
@@ -225,7 +255,10 @@ fn documents_that_are_not_sip008_are_refused_with_the_reason_and_where() {
     );
     assert_eq!(
         entries(r#"{"version": "1", "servers": []}"#),
-        Err("`version` is not a number (SIP008 documents say 1) at line 1 column 16".to_owned())
+        Err(
+            "`version` \"1\" is not a version number (SIP008 documents say 1) at line 1 column 16"
+                .to_owned()
+        )
     );
     assert_eq!(
         entries(r#"{"servers": {"a": 1}}"#),
@@ -240,7 +273,7 @@ fn documents_that_are_not_sip008_are_refused_with_the_reason_and_where() {
     );
     assert_eq!(
         entries("{\"servers\": [\n  {\"server\": \"a\",}\n]}"),
-        Err("trailing comma at line 2 column 18".to_owned())
+        Err("key must be a string at line 2 column 18".to_owned())
     );
     assert_eq!(
         entries(r#"{"servers": []} {}"#),
@@ -250,4 +283,59 @@ fn documents_that_are_not_sip008_are_refused_with_the_reason_and_where() {
         entries(r#"[{"servers": []}]"#),
         Err("invalid type: sequence, expected a SIP008 document (a JSON object with a `servers` list) at line 1 column 1".to_owned())
     );
+}
+
+#[test]
+fn a_bad_string_drops_its_server_only() {
+    // A lone UTF-16 surrogate: what `JSON.stringify` writes for an emoji
+    // cut in half.
+    let document = r#"{"servers": [
+        {"server": "a", "server_port": 1, "method": "none", "password": "", "remarks": "\ud83c Tokyo"},
+        {"server": "b", "server_port": 1, "method": "none", "password": ""}
+    ]}"#;
+    let found = entries(document).expect("the document is read");
+    assert_eq!(found.len(), 2);
+    let first = found[0]
+        .1
+        .as_ref()
+        .expect_err("the first server is dropped");
+    assert!(first.starts_with("not valid JSON: "), "{first}");
+    assert!(!first.contains(" at line "), "{first}");
+    assert!(found[1].1.is_ok(), "{:?}", found[1]);
+}
+
+#[test]
+fn a_server_past_its_bound_fails_the_document_and_says_which() {
+    let big = format!(
+        r#"{{"servers": [{{"server": "a", "server_port": 1, "method": "none", "password": ""}},
+            {{"server": "b", "x": "{}"}}]}}"#,
+        "y".repeat(MAX_SERVER_BYTES as usize)
+    );
+    let mut seen = Vec::new();
+    let err = each_server(big.as_bytes(), &mut |n, _| seen.push(n)).expect_err("too large");
+    assert!(
+        matches!(&err, Sip008Error::Format(m) if m.starts_with("server 2 is larger than 1048576 bytes")),
+        "{err:?}"
+    );
+    assert_eq!(seen, [1], "the first server was handed out before");
+    // Just under the bound is fine.
+    let fits = format!(
+        r#"{{"servers": [{{"server": "b", "server_port": 1, "method": "none", "password": "", "x": "{}"}}]}}"#,
+        "y".repeat(MAX_SERVER_BYTES as usize - 200)
+    );
+    assert_eq!(entries(&fits).expect("fits").len(), 1);
+}
+
+#[test]
+fn a_version_before_the_servers_is_checked_before_them() {
+    let mut seen = 0;
+    let err = each_server(
+        r#"{"version": 2, "servers": [{"server": "a"}]}"#.as_bytes(),
+        &mut |_, _| seen += 1,
+    )
+    .expect_err("version 2");
+    assert!(
+        matches!(err, Sip008Error::Format(m) if m.starts_with("SIP008 version 2 is not supported"))
+    );
+    assert_eq!(seen, 0, "no server of a refused document is handed out");
 }
