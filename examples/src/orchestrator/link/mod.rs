@@ -351,18 +351,10 @@ pub(crate) fn parse_query(query: &str) -> Result<Params, String> {
 
 pub(crate) fn split_host_port(address: &str) -> Result<(String, u16), String> {
     let (host, port) = if let Some(v6) = address.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| "unclosed `[` in IPv6 address".to_owned())?;
+        let (host, after) = bracketed(v6)?;
         let port = after
             .strip_prefix(':')
             .ok_or_else(|| "missing `:port` after the host".to_owned())?;
-        if !is_ipv6(host) {
-            return Err(format!(
-                "invalid host {:?} (only an IPv6 address goes in `[...]`)",
-                shorten(host)
-            ));
-        }
         (host, port)
     } else {
         address
@@ -389,6 +381,20 @@ pub(crate) fn check_host(host: &str) -> Result<String, String> {
         ));
     }
     Ok(host.to_owned())
+}
+
+/// `[v6]...` after its `[`: the IPv6 address, and what follows the `]`.
+pub(crate) fn bracketed(inside: &str) -> Result<(&str, &str), String> {
+    let (host, after) = inside
+        .split_once(']')
+        .ok_or_else(|| "unclosed `[` in IPv6 address".to_owned())?;
+    if !is_ipv6(host) {
+        return Err(format!(
+            "invalid host {:?} (only an IPv6 address goes in `[...]`)",
+            shorten(host)
+        ));
+    }
+    Ok((host, after))
 }
 
 /// An IPv6 address, with or without a zone (`fe80::1%eth0`).

@@ -26,8 +26,8 @@
 
 use super::stream::Tls;
 use super::{
-    Obfs, Params, Protocol, Server, check_host, check_port, check_user_id, decode_component, param,
-    parse_query, shorten,
+    Obfs, Params, Protocol, Server, bracketed, check_host, check_port, check_user_id,
+    decode_component, param, parse_query, shorten,
 };
 use percent_encoding::percent_decode_str;
 
@@ -271,9 +271,7 @@ fn hops(address: &str, params: &Params, default: Option<u16>) -> Result<Hops, St
 /// and the port ranges (empty when no port is given).
 fn host_and_ports(address: &str) -> Result<(String, Vec<(u16, u16)>), String> {
     let (host, ports) = if let Some(v6) = address.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| "unclosed `[` in IPv6 address".to_owned())?;
+        let (host, after) = bracketed(v6)?;
         (host, after.strip_prefix(':'))
     } else {
         match address.split_once(':') {

@@ -93,6 +93,11 @@ fn hysteria2_refuses_what_sing_box_cannot_do() {
     );
     dropped("hysteria2://pw@h.example.com:443?up=fast", "up=fast");
     dropped(
+        "hysteria2://pw@[h.example.com]:443",
+        "only an IPv6 address goes in `[...]`",
+    );
+    dropped("hy2://pw@[2001:db8::1:443", "unclosed `[`");
+    dropped(
         "hysteria2://pw@h.example.com:443?insecure=maybe",
         "insecure=maybe",
     );
