@@ -190,6 +190,13 @@ fn sniff(input: &mut impl Read, max_bytes: u64) -> Result<(Format, Vec<u8>), Inp
     }
 }
 
+/// Whether `key` (quoted) appears in `json` as a key: followed by `:`, not
+/// inside a string value such as a server's name.
+fn has_key(json: &str, key: &str) -> bool {
+    json.match_indices(key)
+        .any(|(at, _)| json[at + key.len()..].trim_start().starts_with(':'))
+}
+
 /// Keys of a sing-box configuration (a SIP008 document has none).
 const SING_BOX_KEYS: [&str; 3] = ["\"outbounds\"", "\"inbounds\"", "\"route\""];
 
@@ -199,8 +206,8 @@ fn is_sip008(head: &[u8]) -> bool {
     let text = String::from_utf8_lossy(head);
     let start = text.trim_start();
     start.starts_with('{')
-        && start.contains("\"servers\"")
-        && !SING_BOX_KEYS.iter().any(|key| start.contains(key))
+        && has_key(start, "\"servers\"")
+        && !SING_BOX_KEYS.iter().any(|key| has_key(start, key))
 }
 
 /// Recognizes what providers send instead of share links: a whole client
@@ -215,7 +222,7 @@ fn other_format(head: &[u8]) -> Option<&'static str> {
         })
     };
     if start.starts_with('{') || start.starts_with('[') {
-        return Some(match SING_BOX_KEYS.iter().any(|key| start.contains(key)) {
+        return Some(match SING_BOX_KEYS.iter().any(|key| has_key(start, key)) {
             true => "a sing-box JSON configuration (converting it is not supported yet)",
             false => {
                 "JSON that is neither a SIP008 document (an object with a `servers` list in its \
@@ -571,6 +578,11 @@ mod tests {
                 .map_or_else(|e| e.message, |f| f.format.as_str().to_owned())
         };
         assert_eq!(kind("{\"servers\": []}"), "sip008");
+        // Words in values are not keys.
+        assert_eq!(
+            kind("{\"servers\": [{\"remarks\": \"route\", \"plugin_opts\": \"outbounds\"}]}"),
+            "sip008"
+        );
         // A sing-box configuration with DNS servers is not taken for SIP008.
         assert!(
             kind("{\"dns\": {\"servers\": []}, \"route\": {\"rules\": []}}")

@@ -272,7 +272,16 @@ fn hops(address: &str, params: &Params, default: Option<u16>) -> Result<Hops, St
 fn host_and_ports(address: &str) -> Result<(String, Vec<(u16, u16)>), String> {
     let (host, ports) = if let Some(v6) = address.strip_prefix('[') {
         let (host, after) = bracketed(v6)?;
-        (host, after.strip_prefix(':'))
+        let ports = match after.strip_prefix(':') {
+            None if !after.is_empty() => {
+                return Err(format!(
+                    "`{}` after `]` (a port comes after `:`)",
+                    shorten(after)
+                ));
+            }
+            ports => ports,
+        };
+        (host, ports)
     } else {
         match address.split_once(':') {
             Some((host, ports)) => (host, Some(ports)),

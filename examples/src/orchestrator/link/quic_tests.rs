@@ -97,6 +97,7 @@ fn hysteria2_refuses_what_sing_box_cannot_do() {
         "only an IPv6 address goes in `[...]`",
     );
     dropped("hy2://pw@[2001:db8::1:443", "unclosed `[`");
+    dropped("hy2://pw@[2001:db8::1]8443", "`8443` after `]`");
     dropped(
         "hysteria2://pw@h.example.com:443?insecure=maybe",
         "insecure=maybe",
