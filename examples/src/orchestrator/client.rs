@@ -220,20 +220,66 @@ fn is_executable(path: &Path) -> bool {
     }
 }
 
-/// Kills `child` and, on Unix, every process of its group (it leads one:
-/// see `run`).
-fn kill_group(child: &mut std::process::Child) {
-    #[cfg(unix)]
-    if let Ok(group) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: `kill` takes no pointers; a negative pid names the
-        // process group the child leads (it was spawned with
-        // `process_group(0)` and not yet waited for, so its id is not
-        // reused).
+/// Kills `child` and, on Linux, the processes it started (a wrapper
+/// script's sing-box): those whose parent is it or one of them, found
+/// through `/proc` before any is killed. One that left the tree (a daemon
+/// reparented to init) is not found. The child stays in the terminal's
+/// process group, so that Ctrl-C reaches it as before.
+fn kill_tree(child: &mut std::process::Child) {
+    #[cfg(target_os = "linux")]
+    for pid in descendants(child.id()) {
+        // SAFETY: `kill` takes no pointers. Each pid was a descendant of
+        // the child a moment ago; one that exited since could only have
+        // its number reused after the kernel wraps around its pid range.
         unsafe {
-            libc::kill(-group, libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL);
         }
     }
     let _ = child.kill();
+}
+
+/// The processes descended from `root`, from each process's parent id in
+/// `/proc/<pid>/stat`.
+#[cfg(target_os = "linux")]
+fn descendants(root: u32) -> Vec<libc::pid_t> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // `pid (name) state ppid ...`: the name may hold spaces and `)`,
+        // so the fields are counted after its last `)`.
+        let parent = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                let (_, fields) = stat.rsplit_once(')')?;
+                fields.split_whitespace().nth(1)?.parse::<u32>().ok()
+            });
+        if let Some(parent) = parent {
+            parent_of.push((pid, parent));
+        }
+    }
+    let mut found = vec![root];
+    let mut next = 0;
+    while let Some(&parent) = found.get(next) {
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|&&(pid, of)| of == parent && !found.contains(&pid))
+                .map(|&(pid, _)| pid)
+                .collect::<Vec<_>>(),
+        );
+        next += 1;
+    }
+    found
+        .into_iter()
+        .skip(1)
+        .filter_map(|pid| libc::pid_t::try_from(pid).ok())
+        .collect()
 }
 
 /// What a finished child said.
@@ -298,10 +344,6 @@ where
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // Its own process group, so that a timeout kills what it started too
-    // (a wrapper script's sing-box), not only the program itself.
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut child = command.spawn()?;
     // Read both pipes while waiting (a child that fills one would block),
     // keeping the first MiB of each and draining the rest (a closed pipe
@@ -346,7 +388,7 @@ where
                 std::thread::sleep(Duration::from_millis(5));
             }
             result => {
-                kill_group(&mut child);
+                kill_tree(&mut child);
                 let _ = child.wait();
                 return Err(result.err().unwrap_or_else(timed_out));
             }
@@ -453,7 +495,7 @@ mod tests {
     }
     /// A client that does not answer in time is killed with everything it
     /// started: a wrapper script's children too, not only the script.
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_timed_out_client_is_killed_with_its_children() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -463,7 +505,7 @@ mod tests {
         let err = run(
             Path::new("/bin/sh"),
             ["-c", script.as_str()],
-            Duration::from_millis(300),
+            Duration::from_secs(2),
         )
         .expect_err("times out");
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
@@ -472,6 +514,7 @@ mod tests {
             "not held by the child"
         );
         let pid = std::fs::read_to_string(&pid_file).expect("the script wrote its child's pid");
+        assert!(pid.trim().parse::<u32>().is_ok(), "a pid: {pid:?}");
         let proc_dir = Path::new("/proc").join(pid.trim());
         // Killed (gone, or a zombie until its reaper collects it).
         let deadline = Instant::now() + Duration::from_secs(5);
