@@ -40,6 +40,20 @@ fn options_in(dir: &Path, subscription: &Path) -> Options {
     }
 }
 
+/// Runs `sing-box check` on `config` itself, as a user would.
+fn assert_loads(config: &Path) {
+    let check = Command::new(sing_box())
+        .args(["check", "-c"])
+        .arg(config)
+        .output()
+        .expect("run sing-box check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
 #[test]
 #[ignore = "needs sing-box (SING_BOX=/path/to/sing-box)"]
 fn the_config_is_written_for_the_client_and_loads_in_it() {
@@ -62,16 +76,7 @@ fn the_config_is_written_for_the_client_and_loads_in_it() {
         "the summary names the client: {out}"
     );
     let config = dir.path().join("config.json");
-    let check = Command::new(sing_box())
-        .args(["check", "-c"])
-        .arg(&config)
-        .output()
-        .expect("run sing-box check");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    assert_loads(&config);
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&config).expect("config")).expect("JSON");
     let tags: Vec<&str> = json["outbounds"]
@@ -129,16 +134,7 @@ fn a_sip008_document_is_written_for_the_client_and_loads_in_it() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("4 kept, 0 invalid dropped"), "{out}");
     assert!(out.contains("loaded by sing-box"), "{out}");
-    let check = Command::new(sing_box())
-        .args(["check", "-c"])
-        .arg(dir.path().join("config.json"))
-        .output()
-        .expect("run sing-box check");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    assert_loads(&dir.path().join("config.json"));
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! `ss://` line.
 
 use super::input::MAX_LINE_BYTES;
-use super::link::{check_host, is_ipv6, shorten};
+use super::link::{check_host, is_ipv6, shorten, shorten_to};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -142,13 +142,6 @@ fn short_message(error: &serde_json::Error) -> String {
         None => (message.as_str(), ""),
     };
     format!("{}{position}", shorten_to(text, 200))
-}
-
-fn shorten_to(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
 }
 
 /// How far the document was read, and where the server being read

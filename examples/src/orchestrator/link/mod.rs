@@ -453,8 +453,12 @@ fn decode_name(text: &str) -> String {
 /// Keeps error messages short when a line is garbage; `{:?}` of the result
 /// escapes control characters.
 pub(crate) fn shorten(text: &str) -> String {
-    const MAX: usize = 40;
-    match text.char_indices().nth(MAX) {
+    shorten_to(text, 40)
+}
+
+/// `text` cut after `max` characters (marked `…`).
+pub(crate) fn shorten_to(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
     }
