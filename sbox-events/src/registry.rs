@@ -17,6 +17,7 @@ use crate::context::EventContext;
 use crate::handler::{HandlerError, HandlerFuture, HandlerInfo, HandlerOrigin, ResourceNeed};
 use std::borrow::Cow;
 use std::cmp::Reverse;
+use std::marker::PhantomData;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
@@ -187,6 +188,11 @@ pub struct EventSlot<E: 'static> {
     /// Per static handler, in `statics` order: whether a synchronous emit
     /// has warned that it skipped it (made on the first skip).
     skip_warned: OnceLock<Box<[AtomicBool]>>,
+    /// Invariant in `E`: a `&EventSlot<A>` never coerces to a
+    /// `&EventSlot<B>` for another type `B` (as it would for a subtype if
+    /// the slot were covariant). A bus's route table relies on it: a route
+    /// whose slot is `E::__slot()` (compared by address) is a `Route<E>`.
+    _invariant: PhantomData<fn(E) -> E>,
 }
 
 impl<E> std::fmt::Debug for EventSlot<E> {
@@ -209,6 +215,7 @@ impl<E> EventSlot<E> {
             routed: AtomicUsize::new(0),
             statics: OnceLock::new(),
             skip_warned: OnceLock::new(),
+            _invariant: PhantomData,
         }
     }
 }

@@ -3,10 +3,10 @@
 //! type-erased (`subscribe_any`) subscriptions.
 //!
 //! Readers (`emit`) load an immutable [`RouteTable`] through hazard slots
-//! (`table.rs`: no read-modify-write).
-//! Writers (subscribe, unsubscribe, enable/disable) take the bus's control
-//! mutex, copy the table, rebuild the affected event types' routes and store
-//! the new table: copy-on-write, so a running emit keeps the table it loaded.
+//! (`table.rs`: no read-modify-write). Writers (subscribe, unsubscribe,
+//! enable/disable) take the bus's control mutex, copy the table, rebuild the
+//! affected event types' routes and store the new table: copy-on-write, so
+//! a running emit keeps the table it loaded.
 
 use super::release::release;
 use super::skip::Skip;
@@ -18,7 +18,7 @@ use crate::handler::{HandlerInfo, HandlerOrigin, SkipReason};
 use crate::registry::HandlerRecord;
 use crate::stats::StatsCell;
 use crate::trace::{HandlerKey, HandlerWord};
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
@@ -33,8 +33,7 @@ pub(crate) use held::HeldRoute;
 /// Writer-side state of a bus; `emit` never takes its lock.
 #[derive(Default)]
 pub(crate) struct Control {
-    /// `#[handler]`s enabled or disabled by name, over the bus's default
-    /// (`static_handlers`).
+    /// `#[handler]`s on or off by name, over the default (`static_handlers`).
     pub(crate) overrides: BTreeMap<String, bool>,
     pub(crate) erased: Vec<Arc<ErasedSubscription>>,
     /// Per-handler statistics cells, kept across rebuilds.
@@ -73,11 +72,10 @@ pub(crate) struct RouteTable {
 struct Slot {
     /// A `Route<E>` for the slot's event type (read through `data`).
     _route: Arc<dyn Any + Send + Sync>,
-    /// `TypeId::of::<Route<E>>()`, and where `route`'s `Route<E>` is: an
-    /// emit reads its route with a comparison, not a call through `dyn Any`.
-    type_id: TypeId,
+    /// Where `_route`'s `Route<E>` is (read without `dyn Any`).
     data: NonNull<()>,
-    /// The event type's count of buses with a route (`EventSlot::routed`).
+    /// `E::__slot().routed`, the type's count of buses with a route; its
+    /// address says which type the route is for (`route_to_emit`).
     routed: &'static AtomicUsize,
     /// Parallel to the route's entries when the bus collects handler
     /// statistics, empty otherwise.
@@ -110,7 +108,6 @@ impl Slot {
             direct: route.direct.as_ptr().cast::<()>(),
             direct_len,
             _route: route,
-            type_id: TypeId::of::<Route<E>>(),
             data,
             routed: &E::__slot().routed,
             stats,
@@ -133,13 +130,17 @@ impl RouteTable {
     #[inline(always)]
     pub(crate) fn route_to_emit<E: Event>(&self, index: usize) -> Option<RouteToEmit<'_, E>> {
         let slot = self.slots.get(index)?.as_ref()?;
-        if slot.type_id != TypeId::of::<Route<E>>() {
+        // `E`'s? Told by its slot's address (not two 64-bit `TypeId`s).
+        if !std::ptr::eq(slot.routed, &E::__slot().routed) {
             return None;
         }
-        // SAFETY: `Slot::new::<E>` is the only maker of slots: with equal
-        // type ids, `data` points at the `Route<E>` that `slot._route` keeps
-        // alive (unchanged) while `self` is borrowed, and `direct` and
-        // `direct_len` were taken there from that route's `direct` (or are
+        // SAFETY: `Slot::new::<X>`, the only maker of slots, stores
+        // `&X::__slot().routed`: equal addresses are one `'static` slot
+        // (never freed, so never reused) seen as `EventSlot<X>` and
+        // `EventSlot<E>`, so `X` is `E` (slots are invariant in their type,
+        // `EventSlot::_invariant`). `data` points at the `Route<E>` that
+        // `slot._route` keeps alive (unchanged) while `self` is borrowed;
+        // `direct` and `direct_len` were taken from its `direct` (or are
         // empty), which the route never changes.
         let (route, direct) = unsafe {
             let direct =

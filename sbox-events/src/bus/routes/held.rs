@@ -8,7 +8,7 @@
 use super::{Route, RouteTable};
 use crate::event::Event;
 use crate::stats::StatsCell;
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -33,7 +33,9 @@ impl RouteTable {
     /// bus has no route for `E`.
     pub(crate) fn hold_route<E: Event>(&self, index: usize) -> Option<HeldRoute<E>> {
         let slot = self.slots.get(index)?.as_ref()?;
-        if slot.type_id != TypeId::of::<Route<E>>() {
+        // `E`'s route (by its type's slot, as `route_to_emit` checks; `get`
+        // downcasts anyway).
+        if !std::ptr::eq(slot.routed, &E::__slot().routed) {
             return None;
         }
         Some(HeldRoute {
