@@ -189,9 +189,11 @@ pub struct EventSlot<E: 'static> {
     /// has warned that it skipped it (made on the first skip).
     skip_warned: OnceLock<Box<[AtomicBool]>>,
     /// Invariant in `E`: a `&EventSlot<A>` never coerces to a
-    /// `&EventSlot<B>` for another type `B` (as it would for a subtype if
-    /// the slot were covariant). A bus's route table relies on it: a route
-    /// whose slot is `E::__slot()` (compared by address) is a `Route<E>`.
+    /// `&EventSlot<B>` for another type `B` (as it could between a type and
+    /// its subtype if the slot were co- or contravariant). `statics`'s
+    /// `OnceLock` already makes it so; this keeps it if the fields change.
+    /// A bus's route table relies on it: a route whose slot is
+    /// `E::__slot()` (compared by address) is a `Route<E>`.
     _invariant: PhantomData<fn(E) -> E>,
 }
 
