@@ -175,6 +175,26 @@ impl StaticName {
 }
 
 /// Per-event-type state, one non-generic static per event (see module docs).
+///
+/// Invariant in `E` (see `_invariant`): a slot of one type is never one of
+/// its subtype's or supertype's. The same coercion compiles for a
+/// covariant type (`PhantomData`) and fails for the slot:
+///
+/// ```
+/// use std::marker::PhantomData;
+/// type General = for<'x> fn(&'x ());
+/// fn coerce(s: &'static PhantomData<General>) -> &'static PhantomData<fn(&'static ())> {
+///     s
+/// }
+/// ```
+///
+/// ```compile_fail,E0308
+/// use sbox_events::__private::EventSlot;
+/// type General = for<'x> fn(&'x ());
+/// fn coerce(s: &'static EventSlot<General>) -> &'static EventSlot<fn(&'static ())> {
+///     s
+/// }
+/// ```
 pub struct EventSlot<E: 'static> {
     /// `Event::NAME`, read from memory (a constant would be written into a
     /// report as two immediates: see [`StaticName`]).
