@@ -554,21 +554,56 @@ fn many_servers_with_one_name_get_unique_tags() {
 }
 
 #[test]
-fn a_plain_list_may_start_with_a_line_that_is_not_a_link() {
-    // Some providers put a status line first; it is one invalid entry, not
-    // a reason to read the whole list as base64.
+fn provider_notes_are_neither_servers_nor_invalid_entries() {
+    // Shadowrocket's subscription notes: a `STATUS=` line (traffic left,
+    // expiry) and a `REMARKS=` line (the provider's name), first in a plain
+    // list or inside the base64 one. They are read as notes, not as
+    // entries: not a reason to read the list as base64, not "dropped".
     let dir = scratch("status-line");
-    let path = dir.join("status.txt");
+    let list = "STATUS=traffic 1.2 GB of 100 GB; expires 2027-01-01\n\
+                REMARKS=Example Provider\n\
+                trojan://pw@192.0.2.1:443#a\n\
+                trojan://pw@192.0.2.2:443#b\n";
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(list);
+    for (name, body, format) in [
+        ("plain.txt", list.to_owned(), "plain"),
+        ("base64.txt", encoded, "base64"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, body).expect("write");
+        let run = run(&dir, &path);
+        assert_eq!(run.exit_code, 0, "{name}: {}", run.stderr);
+        assert_eq!(run.event("subscription.parsed")["format"], format);
+        assert_eq!(
+            run.event("subscription.parsed")["servers_count"],
+            2,
+            "{name}"
+        );
+        assert_eq!(
+            run.event("subscription.validated")["valid_count"],
+            2,
+            "{name}"
+        );
+        assert_eq!(
+            run.event("subscription.validated")["invalid_count"],
+            0,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_line_that_only_looks_like_a_note_is_still_an_invalid_entry() {
+    let dir = scratch("not-a-note");
+    let path = dir.join("list.txt");
     std::fs::write(
         &path,
-        "STATUS=traffic 1.2 GB of 100 GB; expires 2027-01-01\n\
-         trojan://pw@192.0.2.1:443#a\n\
-         trojan://pw@192.0.2.2:443#b\n",
+        "STATUS\ntrojan://pw@192.0.2.1:443#a\nNOTE=something\n",
     )
     .expect("write");
     let run = run(&dir, &path);
     assert_eq!(run.exit_code, 0, "{}", run.stderr);
-    assert_eq!(run.event("subscription.parsed")["format"], "plain");
-    assert_eq!(run.event("subscription.validated")["valid_count"], 2);
-    assert_eq!(run.event("subscription.validated")["invalid_count"], 1);
+    assert_eq!(run.event("subscription.parsed")["servers_count"], 3);
+    assert_eq!(run.event("subscription.validated")["invalid_count"], 2);
 }

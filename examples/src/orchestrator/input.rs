@@ -197,6 +197,17 @@ fn has_key(json: &str, key: &str) -> bool {
         .any(|(at, _)| json[at + key.len()..].trim_start().starts_with(':'))
 }
 
+/// A provider's note in a list of links: Shadowrocket's `STATUS=` line
+/// (traffic left, expiry) or `REMARKS=` line (the provider's name), keys in
+/// any case. `None` for anything else, links included.
+pub fn provider_note(line: &str) -> Option<&str> {
+    let (key, _) = line.split_once('=')?;
+    ["STATUS", "REMARKS"]
+        .iter()
+        .any(|note| key.eq_ignore_ascii_case(note))
+        .then_some(line)
+}
+
 /// Keys of a sing-box configuration (a SIP008 document has none).
 const SING_BOX_KEYS: [&str; 3] = ["\"outbounds\"", "\"inbounds\"", "\"route\""];
 

@@ -278,6 +278,13 @@ impl<'a> Orchestrator<'a> {
             }
         };
         let fetched = input::read_lines(source, self.fetch.max_bytes, |line, text| {
+            // Not an entry: neither a server nor one dropped.
+            if let input::Entry::Line(n) = line
+                && let Some(note) = text.as_deref().ok().and_then(input::provider_note)
+            {
+                tracing::info!(url, line = n, "provider note: {}", LogSafe(note));
+                return;
+            }
             entries += 1;
             let server = text.and_then(link::parse_uri);
             match server {
