@@ -66,7 +66,9 @@ fn the_config_is_written_for_the_client_and_loads_in_it() {
          trojan://secret@tls.example.com:443?security=tls&sni=tls.example.com&fp=firefox#Fingerprinted\n\
          ss://YWVzLTEyOC1nY206cGFzcw@198.51.100.1:8388#Plain\n\
          hysteria://hy1.example.com:36712?auth=pw&peer=hy1.example.com&upmbps=20&downmbps=100&obfs=xplus&obfsParam=o&mport=36712-36800#Hysteria1\n\
-         anytls://pw@any.example.com?sni=any.example.com&fp=chrome#AnyTLS\n",
+         anytls://pw@any.example.com?sni=any.example.com&fp=chrome#AnyTLS\n\
+         socks://dXNlcjpwYXNz@198.51.100.2:1080#Socks\n\
+         socks4a://id@socks4.example.com#Socks4a\n",
     )
     .expect("write the subscription");
     let (code, out, err) = run(&options_in(dir.path(), &subscription));
@@ -91,17 +93,16 @@ fn the_config_is_written_for_the_client_and_loads_in_it() {
         .iter()
         .find(|o| o["type"] == "trojan")
         .expect("the trojan server is kept");
-    assert!(
-        tags.contains(&"Hysteria1") && tags.contains(&"AnyTLS"),
-        "{tags:?}"
-    );
+    for kept in ["Hysteria1", "AnyTLS", "Socks", "Socks4a"] {
+        assert!(tags.contains(&kept), "{kept}: {tags:?}");
+    }
     if client.has_tag("with_utls") {
         assert!(tags.contains(&"Reality"), "{tags:?}");
         assert_eq!(trojan["tls"]["utls"]["fingerprint"], "firefox");
     } else {
         assert!(!tags.contains(&"Reality"), "{tags:?}");
         assert!(
-            out.contains("4 kept, 1 invalid dropped"),
+            out.contains("6 kept, 1 invalid dropped"),
             "the REALITY server is counted as dropped: {out}"
         );
         assert!(trojan["tls"]["utls"].is_null(), "{trojan}");

@@ -1,6 +1,6 @@
 //! Share links (`ss://`, `vless://`, `trojan://`, `vmess://`,
-//! `hysteria://`, `hysteria2://` / `hy2://`, `tuic://`, `anytls://`) turned
-//! into typed servers.
+//! `hysteria://`, `hysteria2://` / `hy2://`, `tuic://`, `anytls://`,
+//! `socks://` and its URI forms) turned into typed servers.
 //!
 //! The rule: every parameter that changes how a client connects is either
 //! converted into a typed setting that sing-box has, or the link is refused
@@ -15,6 +15,7 @@
 
 mod quic;
 mod shadowsocks;
+mod socks;
 mod stream;
 mod vmess;
 
@@ -122,6 +123,15 @@ pub enum Protocol {
         /// Password (may be empty).
         password: String,
     },
+    /// `socks://` (v2rayN), `socks5://`, `socks5h://`, `socks4://`, `socks4a://`
+    Socks {
+        /// `5`, `4` or `4a`, as sing-box spells it.
+        version: &'static str,
+        /// User name (SOCKS4: the user id); empty for none.
+        username: String,
+        /// Password (SOCKS5 only); empty for none.
+        password: String,
+    },
 }
 
 /// hysteria2's QUIC obfuscation.
@@ -154,6 +164,7 @@ impl Server {
             Protocol::Hysteria2 { .. } => "hysteria2",
             Protocol::Tuic { .. } => "tuic",
             Protocol::AnyTls { .. } => "anytls",
+            Protocol::Socks { .. } => "socks",
         }
     }
 }
@@ -179,7 +190,7 @@ pub fn parse_uri(uri: &str) -> Result<Server, String> {
     let (scheme, rest) = uri
         .split_once("://")
         .ok_or_else(|| format!("not a URI: {:?}", shorten(uri)))?;
-    match scheme.to_ascii_lowercase().as_str() {
+    match &*scheme.to_ascii_lowercase() {
         "ss" => shadowsocks::parse(rest),
         "vless" => parse_vless(rest),
         "trojan" => parse_trojan(rest),
@@ -188,9 +199,12 @@ pub fn parse_uri(uri: &str) -> Result<Server, String> {
         "hysteria2" | "hy2" => quic::parse_hysteria2(rest),
         "tuic" => quic::parse_tuic(rest),
         "anytls" => parse_anytls(rest),
+        scheme @ ("socks" | "socks5" | "socks5h" | "socks4" | "socks4a") => {
+            socks::parse(scheme, rest)
+        }
         _ => Err(format!(
-            "unsupported scheme `{}://` (ss, vless, trojan, vmess, hysteria, hysteria2, tuic \
-             and anytls are converted)",
+            "unsupported scheme `{}://` (ss, vless, trojan, vmess, hysteria, hysteria2, tuic, \
+             anytls and socks are converted)",
             shorten(scheme)
         )),
     }

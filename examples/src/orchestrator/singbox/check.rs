@@ -69,6 +69,22 @@ pub fn check_outbound(outbound: &Value) -> Result<(), String> {
                 return Err("anytls has no transport".to_owned());
             }
         }
+        // Confirmed with `sing-box check` 1.14.4: an unknown version, and
+        // `tls` or `transport` (unknown fields of this outbound), are
+        // refused; a SOCKS4 password is accepted (and not sent).
+        "socks" => {
+            if !["", "4", "4a", "5"].contains(&text(outbound, "version")) {
+                return Err(format!(
+                    "unknown socks version: {}",
+                    text(outbound, "version")
+                ));
+            }
+            for field in ["tls", "transport"] {
+                if !outbound[field].is_null() {
+                    return Err(format!("socks: unknown field {field:?}"));
+                }
+            }
+        }
         other => return Err(format!("unknown outbound type {other:?}")),
     }
     if !outbound["tls"].is_null() {

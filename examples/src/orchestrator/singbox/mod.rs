@@ -380,6 +380,19 @@ pub fn outbound(server: &Server, tag: &str) -> Value {
         Protocol::AnyTls { password } => {
             out.insert("password".into(), json!(password));
         }
+        Protocol::Socks {
+            version,
+            username,
+            password,
+        } => {
+            out.insert("version".into(), json!(version));
+            if !username.is_empty() {
+                out.insert("username".into(), json!(username));
+            }
+            if !password.is_empty() {
+                out.insert("password".into(), json!(password));
+            }
+        }
         Protocol::Hysteria2 {
             password,
             obfs,
