@@ -555,55 +555,37 @@ fn many_servers_with_one_name_get_unique_tags() {
 
 #[test]
 fn provider_notes_are_neither_servers_nor_invalid_entries() {
-    // Shadowrocket's subscription notes: a `STATUS=` line (traffic left,
-    // expiry) and a `REMARKS=` line (the provider's name), first in a plain
-    // list or inside the base64 one. They are read as notes, not as
-    // entries: not a reason to read the list as base64, not "dropped".
+    // Shadowrocket's notes, `STATUS=` (traffic left, expiry) and `REMARKS=`
+    // (the provider's name), in a plain list (not a reason to read it as
+    // base64) or inside a base64 one, are not entries; lines that only
+    // look like them are invalid entries.
     let dir = scratch("status-line");
-    let list = "STATUS=traffic 1.2 GB of 100 GB; expires 2027-01-01\n\
-                REMARKS=Example Provider\n\
-                trojan://pw@192.0.2.1:443#a\n\
-                trojan://pw@192.0.2.2:443#b\n";
+    let notes = "STATUS=1.2 GB of 100 GB; expires 2027-01-01\nREMARKS=Example Provider\n";
+    let links = "trojan://pw@192.0.2.1:443#a\ntrojan://pw@192.0.2.2:443#b\n";
     use base64::Engine;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(list);
-    for (name, body, format) in [
-        ("plain.txt", list.to_owned(), "plain"),
-        ("base64.txt", encoded, "base64"),
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{notes}{links}"));
+    for (name, body, format, entries, invalid) in [
+        ("plain.txt", format!("{notes}{links}"), "plain", 2, 0),
+        ("base64.txt", encoded, "base64", 2, 0),
+        (
+            "lookalike.txt",
+            format!("STATUS\n{links}NOTE=x\n"),
+            "plain",
+            4,
+            2,
+        ),
     ] {
         let path = dir.join(name);
         std::fs::write(&path, body).expect("write");
         let run = run(&dir, &path);
         assert_eq!(run.exit_code, 0, "{name}: {}", run.stderr);
-        assert_eq!(run.event("subscription.parsed")["format"], format);
-        assert_eq!(
-            run.event("subscription.parsed")["servers_count"],
-            2,
-            "{name}"
+        let (parsed, validated) = (
+            run.event("subscription.parsed"),
+            run.event("subscription.validated"),
         );
-        assert_eq!(
-            run.event("subscription.validated")["valid_count"],
-            2,
-            "{name}"
-        );
-        assert_eq!(
-            run.event("subscription.validated")["invalid_count"],
-            0,
-            "{name}"
-        );
+        assert_eq!(parsed["format"], format, "{name}");
+        assert_eq!(parsed["servers_count"], entries, "{name}");
+        assert_eq!(validated["valid_count"], 2, "{name}");
+        assert_eq!(validated["invalid_count"], invalid, "{name}");
     }
-}
-
-#[test]
-fn a_line_that_only_looks_like_a_note_is_still_an_invalid_entry() {
-    let dir = scratch("not-a-note");
-    let path = dir.join("list.txt");
-    std::fs::write(
-        &path,
-        "STATUS\ntrojan://pw@192.0.2.1:443#a\nNOTE=something\n",
-    )
-    .expect("write");
-    let run = run(&dir, &path);
-    assert_eq!(run.exit_code, 0, "{}", run.stderr);
-    assert_eq!(run.event("subscription.parsed")["servers_count"], 3);
-    assert_eq!(run.event("subscription.validated")["invalid_count"], 2);
 }
