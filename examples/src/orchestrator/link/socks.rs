@@ -29,11 +29,12 @@ pub(super) fn parse(scheme: &str, rest: &str) -> Result<Server, String> {
         _ => return Err(format!("`{}://` is not a SOCKS scheme", shorten(scheme))),
     };
     let head_end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let head = rest[..head_end].trim_end_matches('/');
-    if scheme == "socks"
+    // The older form's base64 may have its padding percent-encoded.
+    let head = decode_component(rest[..head_end].trim_end_matches('/'), "the link");
+    if let Ok(head) = head
         && !head.contains(['@', ':'])
-        && let Some(decoded) = base64_lenient(head).and_then(|b| String::from_utf8(b).ok())
-        && decoded.contains(':')
+        && let Some(decoded) = base64_text(&head)
+        && decoded.contains(['.', ':'])
     {
         return legacy(version, &decoded, &rest[head_end..]);
     }
@@ -43,10 +44,7 @@ pub(super) fn parse(scheme: &str, rest: &str) -> Result<Server, String> {
         true => split(&rest)?,
         false => split(&format!("@{rest}"))?,
     };
-    let (username, password) = match scheme {
-        "socks" => v2rayn_user(&parts.user)?,
-        _ => uri_user(&parts.user)?,
-    };
+    let (username, password) = user_info(&parts.user)?;
     server(
         version,
         username,
@@ -58,22 +56,31 @@ pub(super) fn parse(scheme: &str, rest: &str) -> Result<Server, String> {
     )
 }
 
-/// The older v2rayN form: `decoded` is `[user:pass@]host:port` (the
+/// The older v2rayN form: `decoded` is `[user:pass@]host[:port]` (the
 /// password raw: the address starts after the last `@`), `tail` the query
 /// and name after it.
 fn legacy(version: &'static str, decoded: &str, tail: &str) -> Result<Server, String> {
     let (credentials, address) = match decoded.rsplit_once('@') {
-        Some((credentials, address)) => (Some(credentials), address),
-        None => (None, decoded),
+        Some((credentials, address)) => (Some(credentials), address.trim()),
+        None => (None, decoded.trim()),
     };
     let (username, password) = match credentials {
         Some(credentials) => credentials
             .split_once(':')
             .map(|(user, pass)| (user.to_owned(), pass.to_owned()))
-            .ok_or_else(|| "SOCKS user info is not `user:pass`".to_owned())?,
+            .unwrap_or_else(|| (credentials.to_owned(), String::new())),
         None => Default::default(),
     };
-    let (host, port) = split_host_port(address.trim())?;
+    let has_port = match address.strip_prefix('[') {
+        Some(v6) => v6
+            .split_once(']')
+            .is_some_and(|(_, after)| !after.is_empty()),
+        None => address.contains(':'),
+    };
+    let (host, port) = match has_port {
+        true => split_host_port(address)?,
+        false => split_host_port(&format!("{address}:1080"))?,
+    };
     let (tail, name) = match tail.split_once('#') {
         Some((tail, name)) => (tail, decode_name(name)),
         None => (tail, String::new()),
@@ -82,31 +89,31 @@ fn legacy(version: &'static str, decoded: &str, tail: &str) -> Result<Server, St
     server(version, username, password, host, port, &params, name)
 }
 
-/// v2rayN's user info: base64 of `user:pass`, or `user:pass`
-/// percent-encoded.
-fn v2rayn_user(raw: &str) -> Result<(String, String), String> {
-    if raw.contains(':') {
-        return uri_user(raw);
-    }
-    if raw.is_empty() {
-        return Ok(Default::default());
-    }
-    let decoded = base64_lenient(&decode_component(raw, "the user info")?)
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| "SOCKS user info is neither `user:pass` nor its base64".to_owned())?;
-    let (user, pass) = decoded
-        .split_once(':')
-        .ok_or_else(|| "SOCKS user info is not `user:pass` in base64".to_owned())?;
-    Ok((user.to_owned(), pass.to_owned()))
+/// Base64 (standard or URL-safe, padded or not) of printable text.
+fn base64_text(encoded: &str) -> Option<String> {
+    base64_lenient(encoded)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|text| !text.is_empty() && !text.chars().any(char::is_control))
 }
 
-/// `user[:pass]`, each part percent-encoded.
-fn uri_user(raw: &str) -> Result<(String, String), String> {
-    let (user, pass) = raw.split_once(':').unwrap_or((raw, ""));
-    Ok((
-        decode_component(user, "the user name")?,
-        decode_component(pass, "the password")?,
-    ))
+/// The user info, as NekoBox reads it for every SOCKS scheme: `user:pass`
+/// percent-encoded; else base64 of `user:pass` (v2rayN); else a user name
+/// alone.
+fn user_info(raw: &str) -> Result<(String, String), String> {
+    if let Some((user, pass)) = raw.split_once(':') {
+        return Ok((
+            decode_component(user, "the user name")?,
+            decode_component(pass, "the password")?,
+        ));
+    }
+    let user = decode_component(raw, "the user info")?;
+    match base64_text(&user).and_then(|text| {
+        text.split_once(':')
+            .map(|(user, pass)| (user.to_owned(), pass.to_owned()))
+    }) {
+        Some(credentials) => Ok(credentials),
+        None => Ok((user, String::new())),
+    }
 }
 
 fn server(
@@ -118,23 +125,30 @@ fn server(
     params: &Params,
     name: String,
 ) -> Result<Server, String> {
-    match param(params, "security") {
-        "" | "none" => {}
-        other => {
-            return Err(format!(
-                "`security={}`: sing-box's socks outbound has no TLS",
-                shorten(other)
-            ));
-        }
+    let security = param(params, "security");
+    if !security.is_empty() && !security.eq_ignore_ascii_case("none") {
+        return Err(format!(
+            "`security={}`: sing-box's socks outbound has no TLS",
+            shorten(security)
+        ));
     }
-    match param(params, "type") {
-        "" | "tcp" => {}
-        other => {
-            return Err(format!(
-                "`type={}`: sing-box's socks outbound has no transport",
-                shorten(other)
-            ));
-        }
+    // NekoBox writes SOCKS over TLS as `tls=true` with an `sni`.
+    let tls = param(params, "tls");
+    if tls.eq_ignore_ascii_case("true") || tls == "1" {
+        return Err(format!(
+            "`tls={}`: sing-box's socks outbound has no TLS",
+            shorten(tls)
+        ));
+    }
+    if !param(params, "sni").is_empty() {
+        return Err("`sni`: sing-box's socks outbound has no TLS".to_owned());
+    }
+    let transport = param(params, "type");
+    if !transport.is_empty() && !transport.eq_ignore_ascii_case("tcp") {
+        return Err(format!(
+            "`type={}`: sing-box's socks outbound has no transport",
+            shorten(transport)
+        ));
     }
     if version != "5" && !password.is_empty() {
         return Err(format!(
@@ -240,6 +254,15 @@ mod tests {
             (&json!("4a"), &json!("id"))
         );
         assert_eq!(converted("socks4://192.0.2.7:1080")["version"], "4");
+        // Base64 user info (NekoBox reads it for every scheme), and a user
+        // name that is not base64 of `user:pass`.
+        let out = converted("socks5://dXNlcjpwYXNz@198.51.100.2:1080");
+        assert_eq!(
+            (&out["username"], &out["password"]),
+            (&json!("user"), &json!("pass"))
+        );
+        let out = converted("socks://alice@198.51.100.2:1080?type=TCP&security=NONE");
+        assert_eq!(out["username"], "alice");
         // A name only: authentication with an empty password.
         let out = converted("socks5://alice@192.0.2.7");
         assert_eq!(out["username"], "alice");
@@ -256,14 +279,15 @@ mod tests {
         dropped("socks5://u:p@192.0.2.7:1080?security=tls", "`security=tls`");
         dropped("socks://192.0.2.7:1080?type=ws", "`type=ws`");
         dropped(
+            "socks5://u:p@192.0.2.7:1080?tls=true&sni=s.example",
+            "`tls=true`",
+        );
+        dropped("socks5://u:p@192.0.2.7:1080?sni=s.example", "`sni`");
+        dropped(
             &format!("socks5://{}:p@192.0.2.7", "u".repeat(256)),
             "256 bytes",
         );
-        dropped(
-            "socks://bm90IGNyZWRlbnRpYWxz@192.0.2.7:1080",
-            "not `user:pass`",
-        );
-        dropped("socks://%ZZ%@192.0.2.7:1080", "user info");
+        dropped("socks://%FF@192.0.2.7:1080", "the user info");
         dropped("socks5://u:p@192.0.2.7:0", "invalid port");
         dropped("socks5://u:p@[1.2.3.4]:1080", "only an IPv6 address");
     }
