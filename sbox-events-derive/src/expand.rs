@@ -110,10 +110,14 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
     // Each resource is read from the bus by an index resolved once (a
     // static per parameter), never by hashing; a missing one makes the
     // call a skip the bus reports.
-    let missing = if sig.is_async {
-        quote!(::sbox_events::__private::failed_future)
-    } else {
-        quote!(::core::result::Result::Err)
+    let missing = |error: TokenStream| match sig.is_async {
+        true => quote!(return ::sbox_events::__private::failed_future(#error)),
+        false => quote! {
+            return ::sbox_events::__private::settle(
+                ::core::result::Result::Err(#error),
+                __sbox_events_failed,
+            )
+        },
     };
     let mut fetches = Vec::new();
     let mut needs = Vec::new();
@@ -121,13 +125,14 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
     for (i, ty) in sig.resources.iter().enumerate() {
         let slot = quote::format_ident!("__SBOX_EVENTS_RESOURCE_{}", i);
         let var = quote::format_ident!("__sbox_events_resource_{}", i);
+        let missing = missing(quote!(::sbox_events::__private::missing_resource::<#ty>()));
         fetches.push(quote! {
             static #slot: ::sbox_events::__private::ResourceSlot<#ty> =
                 ::sbox_events::__private::ResourceSlot::new();
             let #var: &#ty = match #slot.get(__sbox_events_ctx) {
                 ::core::option::Option::Some(__sbox_events_found) => __sbox_events_found,
                 ::core::option::Option::None => {
-                    return #missing(::sbox_events::__private::missing_resource::<#ty>());
+                    #missing;
                 }
             };
         });
@@ -169,15 +174,22 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
         };
         (quote!(new_async), wrapper)
     } else {
+        // A handler that returns `()` leaves nothing to do after its call
+        // (`settle` of `Ok(())` inlines to nothing): the call becomes a
+        // jump, and the handler returns straight to the dispatch loop.
         let wrapper = quote! {
             fn __sbox_events_handler(
                 __sbox_events_event: &#event,
                 __sbox_events_ctx: &::sbox_events::EventContext<'_>,
-            ) -> ::core::result::Result<(), ::sbox_events::HandlerError> {
+                __sbox_events_failed: &mut ::core::option::Option<::sbox_events::HandlerError>,
+            ) {
                 let _ = __sbox_events_ctx;
                 #(#fetches)*
                 let #result = #call;
-                ::sbox_events::IntoHandlerResult::into_handler_result(#result)
+                ::sbox_events::__private::settle(
+                    ::sbox_events::IntoHandlerResult::into_handler_result(#result),
+                    __sbox_events_failed,
+                )
             }
         };
         (quote!(new), wrapper)

@@ -193,6 +193,17 @@ impl<E: fmt::Display> IntoHandlerResult for Result<(), E> {
     }
 }
 
+/// Where the wrapper `#[handler]` generates puts what its handler
+/// returned: a failure is written to `failed`, success writes nothing (and,
+/// inlined, leaves no code after the handler's call).
+#[doc(hidden)]
+#[inline(always)]
+pub fn settle(result: Result<(), HandlerError>, failed: &mut Option<HandlerError>) {
+    if let Err(error) = result {
+        *failed = Some(error);
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn handler_error(err: &dyn fmt::Display, error_type: &'static str) -> HandlerError {

@@ -362,7 +362,7 @@ pub mod __private {
     pub use crate::__register_event as register_event;
     pub use crate::bus::{ResourceSlot, failed_future, missing_resource};
     pub use crate::event::{EventMeta, registration};
-    pub use crate::handler::HandlerFuture;
+    pub use crate::handler::{HandlerFuture, settle};
     pub use crate::handler::{Resource, ResourceNeed};
     pub use crate::registry::{EventSlot, HandlerRecord, HandlerRegistry};
     pub use inventory;

@@ -22,7 +22,13 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 /// The signature of the wrapper `#[handler]` generates around a handler.
-pub type HandlerFn<E> = fn(&E, &EventContext<'_>) -> Result<(), HandlerError>;
+///
+/// A failure is written to the third argument, which the caller passes as
+/// `None` (see [`HandlerRecord::call`]), rather than returned: the wrapper
+/// of a handler that cannot fail then writes nothing after calling the
+/// handler's function, so the compiler makes that call a jump (the
+/// wrapper's frame gone: one call and one return per handler, not two).
+pub type HandlerFn<E> = fn(&E, &EventContext<'_>, &mut Option<HandlerError>);
 
 /// The signature of the wrapper `#[handler]` generates around an `async fn`
 /// handler: the future borrows the event and the context.
@@ -33,11 +39,12 @@ pub struct HandlerRecord<E: 'static> {
     pub(crate) name: &'static str,
     pub(crate) path: &'static str,
     pub(crate) priority: i32,
-    /// The sync wrapper; for an async handler, a stand-in that returns
+    /// The sync wrapper (called through [`call`](HandlerRecord::call));
+    /// for an async handler, a stand-in that fails with
     /// `HandlerError::async_skipped`, which a synchronous emit reports as a
     /// skip (on its cold failure path: the dispatch loop checks nothing per
     /// handler).
-    pub(crate) call: HandlerFn<E>,
+    pub(crate) sync: HandlerFn<E>,
     /// The async wrapper, for an `async fn` handler.
     pub(crate) future: Option<AsyncHandlerFn<E>>,
     /// The resources its parameters take (`&Storage`), in order.
@@ -58,7 +65,7 @@ impl<E> HandlerRecord<E> {
             name,
             path,
             priority,
-            call,
+            sync: call,
             future: None,
             resources: &[],
             emits: None,
@@ -76,7 +83,7 @@ impl<E> HandlerRecord<E> {
             name,
             path,
             priority,
-            call: called_synchronously::<E>,
+            sync: called_synchronously::<E>,
             future: Some(call),
             resources: &[],
             emits: None,
@@ -93,6 +100,17 @@ impl<E> HandlerRecord<E> {
     pub const fn with_emits(mut self, emits: &'static [&'static str]) -> Self {
         self.emits = Some(emits);
         self
+    }
+
+    /// Calls the sync wrapper: what the handler returned, as a `Result`.
+    #[inline(always)]
+    pub(crate) fn call(&self, event: &E, ctx: &EventContext<'_>) -> Result<(), HandlerError> {
+        let mut failed = None;
+        (self.sync)(event, ctx, &mut failed);
+        match failed {
+            None => Ok(()),
+            Some(error) => Err(error),
+        }
     }
 
     /// Whether this is an `async fn` handler.
@@ -116,8 +134,8 @@ impl<E> HandlerRecord<E> {
 
 /// The sync stand-in of an async handler's record.
 #[cold]
-fn called_synchronously<E>(_: &E, _: &EventContext<'_>) -> Result<(), HandlerError> {
-    Err(HandlerError::async_skipped())
+fn called_synchronously<E>(_: &E, _: &EventContext<'_>, failed: &mut Option<HandlerError>) {
+    *failed = Some(HandlerError::async_skipped());
 }
 
 impl<E> std::fmt::Debug for HandlerRecord<E> {

@@ -446,7 +446,7 @@ impl EventBus {
                 // code's placement in the binary may account for part).
                 for record in statics {
                     trace::set_handler(HandlerKey::Static(&record.name));
-                    if let Err(failure) = isolate(|| (record.call)(event, ctx)) {
+                    if let Err(failure) = isolate(|| record.call(event, ctx)) {
                         self.static_failed(record, failure, ctx, report);
                     }
                 }
@@ -514,7 +514,7 @@ pub(super) fn call_entry<E: Event>(
 ) -> Result<Called, Failure> {
     trace::set_handler(entry.key());
     match entry {
-        Entry::Static(record) => isolate(|| (record.call)(event, ctx)).map(|()| Called::Yes),
+        Entry::Static(record) => isolate(|| record.call(event, ctx)).map(|()| Called::Yes),
         Entry::Typed(sub) => isolate(|| match &sub.filter {
             Some(filter) if !filter(event, ctx) => Ok(Called::Filtered),
             _ => (sub.call)(event, ctx).map(|()| Called::Yes),

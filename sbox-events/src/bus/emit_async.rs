@@ -438,7 +438,7 @@ impl EventBus {
                             }
                             None => {
                                 trace::set_handler(HandlerKey::Static(&record.name));
-                                isolate(|| (record.call)(&*event, &ctx))
+                                isolate(|| record.call(&*event, &ctx))
                             }
                         };
                         // Read only for the flight recorder: a clock read costs.

@@ -147,7 +147,7 @@ impl EventBus {
                 for record in statics {
                     trace::set_handler(HandlerKey::Static(&record.name));
                     let mark = FlightLog::mark(report);
-                    let result = isolate(|| (record.call)(event, ctx)).map(|()| Called::Yes);
+                    let result = isolate(|| record.call(event, ctx)).map(|()| Called::Yes);
                     let end = Instant::now();
                     if let Err(failure) = result {
                         self.static_failed(record, failure, ctx, report);
