@@ -262,12 +262,17 @@ impl<E: Event> Direct<E> {
 
     #[inline(always)]
     pub(crate) fn call(&self, event: &E, ctx: &EventContext<'_>) -> Result<(), HandlerError> {
+        let mut failed = None;
         // SAFETY: `data` is the address of the closure that `call` was made
         // for (`typed_handler` makes both from one closure, and `of` takes
         // both from one subscriber). That subscriber outlives this call
         // (`of`'s contract), and a subscriber's closure is released only by
         // its `Drop`: the closure is alive and unmoved.
-        unsafe { (self.call)(self.data, event, ctx) }
+        unsafe { (self.call)(self.data, event, ctx, &mut failed) };
+        match failed {
+            None => Ok(()),
+            Some(error) => Err(error),
+        }
     }
 }
 
@@ -393,33 +398,12 @@ pub(crate) type TypedFn<E> =
 
 pub(crate) type TypedHandler<E> = Box<TypedFn<E>>;
 
-/// Calls a [`TypedHandler`]'s closure given its address (see [`Direct`]).
+/// Calls a [`TypedHandler`]'s closure given its address (see [`Direct`]);
+/// a failure is written to the last argument, as a `#[handler]` wrapper's
+/// is ([`HandlerFn`](crate::registry::HandlerFn)), so that a closure that
+/// cannot fail is called with a jump.
 pub(crate) type ThinCall<E> =
-    unsafe fn(*const (), &E, &EventContext<'_>) -> Result<(), HandlerError>;
-
-/// `handler` boxed as a subscriber's `call`, and the function that calls it
-/// through its address (its `thin`): made together, so they agree.
-pub(crate) fn typed_handler<E, G>(handler: G) -> (ManuallyDrop<TypedHandler<E>>, ThinCall<E>)
-where
-    E: Event,
-    G: Fn(&E, &EventContext<'_>) -> Result<(), HandlerError> + Send + Sync + 'static,
-{
-    /// # Safety
-    /// `data` is the address of a live `G`.
-    unsafe fn call_as<E, G>(
-        data: *const (),
-        event: &E,
-        ctx: &EventContext<'_>,
-    ) -> Result<(), HandlerError>
-    where
-        G: Fn(&E, &EventContext<'_>) -> Result<(), HandlerError>,
-    {
-        // SAFETY: the caller's contract.
-        let handler = unsafe { &*data.cast::<G>() };
-        handler(event, ctx)
-    }
-    (ManuallyDrop::new(Box::new(handler)), call_as::<E, G>)
-}
+    unsafe fn(*const (), &E, &EventContext<'_>, &mut Option<HandlerError>);
 
 /// A `subscribe_async` closure: called synchronously, it returns the future
 /// to await (which owns what it needs: `'static`).
@@ -443,7 +427,7 @@ pub(crate) struct Subscriber<E: Event> {
     /// calls (its entry is `Entry::TypedAsync`). Dropped only by `Drop`.
     pub(crate) call: ManuallyDrop<TypedHandler<E>>,
     /// Calls `call`'s closure given its address: made with it by
-    /// [`typed_handler`].
+    /// `subscribe::typed_handler`.
     pub(crate) thin: ThinCall<E>,
     /// The async handler of a `subscribe_async` subscription.
     pub(crate) future: Option<AsyncTypedHandler<E>>,

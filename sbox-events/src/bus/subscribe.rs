@@ -9,7 +9,7 @@
 use super::hooks::{TypeHooks, types_with_hooks};
 use super::routes::{
     self, AsyncTypedHandler, ErasedEntry, ErasedFilter, ErasedHandler, ErasedSubscription,
-    StatsKey, Subscriber, TypedFilter,
+    StatsKey, Subscriber, ThinCall, TypedFilter, TypedHandler,
 };
 use super::{BusInner, EventBus};
 use crate::any::{AnyEvent, EventSelector, EventType};
@@ -38,7 +38,7 @@ impl EventBus {
         R: IntoHandlerResult,
     {
         let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
-        let (call, thin) = routes::typed_handler(move |event: &E, ctx: &EventContext<'_>| {
+        let (call, thin) = typed_handler(move |event: &E, ctx: &EventContext<'_>| {
             handler(event, ctx).into_handler_result()
         });
         let subscriber = Arc::new(Subscriber {
@@ -65,7 +65,7 @@ impl EventBus {
             let future = handler(event, ctx);
             Box::pin(async move { future.await.into_handler_result() })
         });
-        let (stand_in, thin) = routes::typed_handler(|_: &E, _: &EventContext<'_>| {
+        let (stand_in, thin) = typed_handler(|_: &E, _: &EventContext<'_>| {
             Err(HandlerError::new(
                 "an async subscription was called by a synchronous emit",
                 "sbox_events::AsyncHandler",
@@ -310,4 +310,28 @@ impl fmt::Debug for Subscription {
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
+}
+
+/// `handler` boxed as a subscriber's `call`, and the function that calls it
+/// through its address (its `thin`): made together, so they agree.
+fn typed_handler<E, G>(handler: G) -> (ManuallyDrop<TypedHandler<E>>, ThinCall<E>)
+where
+    E: Event,
+    G: Fn(&E, &EventContext<'_>) -> Result<(), HandlerError> + Send + Sync + 'static,
+{
+    /// # Safety
+    /// `data` is the address of a live `G`.
+    unsafe fn call_as<E, G>(
+        data: *const (),
+        event: &E,
+        ctx: &EventContext<'_>,
+        failed: &mut Option<HandlerError>,
+    ) where
+        G: Fn(&E, &EventContext<'_>) -> Result<(), HandlerError>,
+    {
+        // SAFETY: the caller's contract.
+        let handler = unsafe { &*data.cast::<G>() };
+        crate::handler::settle(handler(event, ctx), failed);
+    }
+    (ManuallyDrop::new(Box::new(handler)), call_as::<E, G>)
 }
