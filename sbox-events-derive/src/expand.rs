@@ -110,26 +110,42 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
     // Each resource is read from the bus by an index resolved once (a
     // static per parameter), never by hashing; a missing one makes the
     // call a skip the bus reports.
-    let missing = |error: TokenStream| match sig.is_async {
-        true => quote!(return ::sbox_events::__private::failed_future(#error)),
-        false => quote! {
-            return ::sbox_events::__private::settle(
-                ::core::result::Result::Err(#error),
-                __sbox_events_failed,
-            )
-        },
-    };
+    // An async wrapper reads with `get` (which resolves the slot's index on
+    // first use); a sync one with `get_resolved`, and on a miss returns
+    // through `retry` (out of line: it resolves the index and calls the
+    // wrapper again, or fails), so its fast path calls nothing but the
+    // handler and saves no registers.
     let mut fetches = Vec::new();
     let mut needs = Vec::new();
     let mut bounds = Vec::new();
     for (i, ty) in sig.resources.iter().enumerate() {
         let slot = quote::format_ident!("__SBOX_EVENTS_RESOURCE_{}", i);
         let var = quote::format_ident!("__sbox_events_resource_{}", i);
-        let missing = missing(quote!(::sbox_events::__private::missing_resource::<#ty>()));
+        let (get, missing) = match sig.is_async {
+            true => (
+                quote!(get),
+                quote! {
+                    return ::sbox_events::__private::failed_future(
+                        ::sbox_events::__private::missing_resource::<#ty>(),
+                    )
+                },
+            ),
+            false => (
+                quote!(get_resolved),
+                quote! {
+                    return #slot.retry(
+                        __sbox_events_event,
+                        __sbox_events_ctx,
+                        __sbox_events_failed,
+                        __sbox_events_handler,
+                    )
+                },
+            ),
+        };
         fetches.push(quote! {
             static #slot: ::sbox_events::__private::ResourceSlot<#ty> =
                 ::sbox_events::__private::ResourceSlot::new();
-            let #var: &#ty = match #slot.get(__sbox_events_ctx) {
+            let #var: &#ty = match #slot.#get(__sbox_events_ctx) {
                 ::core::option::Option::Some(__sbox_events_found) => __sbox_events_found,
                 ::core::option::Option::None => {
                     #missing;

@@ -21,8 +21,9 @@ pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError
 
 /// The error of a handler that returned `Err`: its message and error type.
 ///
-/// One pointer wide, so a handler's `Result<(), HandlerError>` comes back in
-/// a register on the success path.
+/// One pointer wide: a closure's `Result<(), HandlerError>` comes back in a
+/// register, and the failure a `#[handler]` wrapper writes to its
+/// out-parameter (`Option<HandlerError>`, `None` on success) is one word.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandlerError(Box<ErrorInner>);
 
@@ -90,7 +91,7 @@ impl HandlerError {
             })
     }
 
-    /// What a `#[handler]` returns when the bus lacks the resource `T`.
+    /// How a `#[handler]` fails when the bus lacks the resource `T`.
     pub(crate) fn missing_resource(type_name: &'static str) -> HandlerError {
         HandlerError(Box::new(ErrorInner {
             message: Cow::Borrowed("a resource is missing"),

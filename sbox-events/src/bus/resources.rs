@@ -166,6 +166,43 @@ impl<T: ?Sized + 'static> ResourceSlot<T> {
         }
     }
 
+    /// [`get`](ResourceSlot::get) without its slow path, for the wrapper
+    /// of a sync `#[handler]`: `None` on first use (the index not resolved
+    /// yet) as when the bus lacks `T`, and the wrapper then returns through
+    /// [`retry`](ResourceSlot::retry). Its fast path calls nothing before
+    /// the handler, so it saves no registers.
+    #[doc(hidden)]
+    #[inline]
+    pub fn get_resolved<'a>(&self, ctx: &EventContext<'a>) -> Option<&'a T> {
+        let resources = &ctx.bus().inner.resources;
+        match resources.get(self.index.load(Ordering::Relaxed)) {
+            // SAFETY: as in `get`.
+            Some(Some(held)) => Some(unsafe { held.get_unchecked::<T>() }),
+            _ => None,
+        }
+    }
+
+    /// Where a sync `#[handler]`'s wrapper goes when
+    /// [`get_resolved`](ResourceSlot::get_resolved) found nothing: resolves
+    /// the index and, if the bus holds `T`, calls the wrapper (`handler`)
+    /// again, whose read of this slot then succeeds; else the handler
+    /// fails with [`missing_resource`] (reported as a skip).
+    #[doc(hidden)]
+    #[cold]
+    #[inline(never)]
+    pub fn retry<E>(
+        &self,
+        event: &E,
+        ctx: &EventContext<'_>,
+        failed: &mut Option<HandlerError>,
+        handler: crate::registry::HandlerFn<E>,
+    ) {
+        match self.get_slow(&ctx.bus().inner.resources) {
+            Some(_) => handler(event, ctx, failed),
+            None => *failed = Some(missing_resource::<T>()),
+        }
+    }
+
     /// `get` on first use (the index not resolved yet), or when the bus
     /// lacks `T`: out of line, so the fast path saves no registers for it.
     #[cold]
@@ -180,8 +217,10 @@ impl<T: ?Sized + 'static> ResourceSlot<T> {
     }
 }
 
-/// What a `#[handler]` returns when its bus lacks the resource `T`: the
-/// bus reports the handler as skipped.
+/// How a `#[handler]` fails when its bus lacks the resource `T` (an async
+/// one returns it in [`failed_future`], a sync one's wrapper writes it
+/// through [`ResourceSlot::retry`]): the bus reports the handler as
+/// skipped.
 #[doc(hidden)]
 #[cold]
 pub fn missing_resource<T: ?Sized>() -> HandlerError {
