@@ -139,6 +139,27 @@ impl std::io::Write for CapturedLogs {
     }
 }
 
+/// Names that handlers record on the calling thread, in call order: the
+/// handlers of a synchronous emit run on the emitting thread, so each test
+/// (a thread of its own) sees only its own calls.
+pub mod calls {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static CALLS: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Records that `who` ran.
+    pub fn record(who: &'static str) {
+        CALLS.with(|c| c.borrow_mut().push(who));
+    }
+
+    /// What was recorded on this thread since the last `take`.
+    pub fn take() -> Vec<&'static str> {
+        CALLS.with(|c| c.take())
+    }
+}
+
 /// A minimal executor, written by hand so the async tests assume no
 /// runtime: futures are polled on the calling thread, and a task can be
 /// moved to another thread between two polls.

@@ -4,23 +4,9 @@
 //! and `emit_async` alike.
 
 use sbox_events::{EmitReport, Event, EventBus, FailureKind, handler};
+use sbox_events_tests::calls::{record, take};
+use sbox_events_tests::exec::block_on;
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-
-thread_local! {
-    static CALLS: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
-}
-
-fn record(who: &'static str) {
-    CALLS.with(|c| c.borrow_mut().push(who));
-}
-
-fn take() -> Vec<&'static str> {
-    CALLS.with(|c| c.take())
-}
 
 #[derive(Event, Serialize, Deserialize)]
 #[event(name = "test.static_trouble")]
@@ -59,16 +45,6 @@ fn fine(_: &Trouble) -> Result<(), std::io::Error> {
 #[handler(name = "last")]
 fn last(_: &Trouble) {
     record("last");
-}
-
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
 }
 
 fn emit(bus: &EventBus, trouble: Trouble, run_async: bool) -> EmitReport {

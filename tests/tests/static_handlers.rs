@@ -1,20 +1,8 @@
 //! `#[handler]` registration, order, options, and run-time enable/disable.
 
 use sbox_events::{Event, EventBus, EventContext, HandlerOrigin, handler};
+use sbox_events_tests::calls::{record, take};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
-
-thread_local! {
-    static CALLS: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
-}
-
-fn record(who: &'static str) {
-    CALLS.with(|c| c.borrow_mut().push(who));
-}
-
-fn take() -> Vec<&'static str> {
-    CALLS.with(|c| c.take())
-}
 
 #[derive(Event, Serialize, Deserialize)]
 #[event(name = "test.pinged")]
