@@ -275,6 +275,18 @@ fn an_empty_file_fails_cleanly() {
 }
 
 #[test]
+fn a_list_of_provider_notes_alone_has_no_servers() {
+    let dir = scratch("notes-only");
+    let path = dir.join("expired.txt");
+    std::fs::write(&path, "STATUS=expired on 2026-11-30\nREMARKS=Example\n").expect("write");
+    assert_fails(
+        &run(&dir, &path),
+        "no_servers",
+        "no valid servers among 0 entries",
+    );
+}
+
+#[test]
 fn garbage_fails_cleanly() {
     let dir = scratch("garbage");
     let path = dir.join("garbage.txt");
@@ -555,10 +567,9 @@ fn many_servers_with_one_name_get_unique_tags() {
 
 #[test]
 fn provider_notes_are_neither_servers_nor_invalid_entries() {
-    // Shadowrocket's notes, `STATUS=` (traffic left, expiry) and `REMARKS=`
-    // (the provider's name), in a plain list (not a reason to read it as
-    // base64) or inside a base64 one, are not entries; lines that only
-    // look like them are invalid entries.
+    // Shadowrocket's notes (`STATUS=`: traffic, expiry; `REMARKS=`: name),
+    // in a plain list (not read as base64 for them) or inside a base64 one,
+    // are not entries; lines that only look like them are invalid entries.
     let dir = scratch("status-line");
     let notes = "STATUS=1.2 GB of 100 GB; expires 2027-01-01\nREMARKS=Example Provider\n";
     let links = "trojan://pw@192.0.2.1:443#a\ntrojan://pw@192.0.2.2:443#b\n";
@@ -579,10 +590,8 @@ fn provider_notes_are_neither_servers_nor_invalid_entries() {
         std::fs::write(&path, body).expect("write");
         let run = run(&dir, &path);
         assert_eq!(run.exit_code, 0, "{name}: {}", run.stderr);
-        let (parsed, validated) = (
-            run.event("subscription.parsed"),
-            run.event("subscription.validated"),
-        );
+        let parsed = run.event("subscription.parsed");
+        let validated = run.event("subscription.validated");
         assert_eq!(parsed["format"], format, "{name}");
         assert_eq!(parsed["servers_count"], entries, "{name}");
         assert_eq!(validated["valid_count"], 2, "{name}");

@@ -157,7 +157,9 @@ fn too_large(max: u64) -> InputError {
 /// the format: SIP008 for a JSON object with `servers` (and none of a
 /// sing-box configuration's keys), a plain list if any line there has a URI
 /// (`://`, which base64 text never contains; a first line may be a
-/// provider's status text), otherwise base64.
+/// provider's status text) or is a provider's note (`STATUS=...`: base64
+/// has `=` only at its end; a list of notes alone is an expired
+/// provider's), otherwise base64.
 fn sniff(input: &mut impl Read, max_bytes: u64) -> Result<(Format, Vec<u8>), InputError> {
     let mut head = Vec::with_capacity(1 << 16);
     input
@@ -183,7 +185,7 @@ fn sniff(input: &mut impl Read, max_bytes: u64) -> Result<(Format, Vec<u8>), Inp
             "format",
             format!("the subscription is {other}, not a list of share links"),
         ))
-    } else if head.windows(3).any(|w| w == b"://") {
+    } else if head.windows(3).any(|w| w == b"://") || has_note(&head) {
         Ok((Format::Plain, head))
     } else {
         Ok((Format::Base64, head))
@@ -195,6 +197,18 @@ fn sniff(input: &mut impl Read, max_bytes: u64) -> Result<(Format, Vec<u8>), Inp
 fn has_key(json: &str, key: &str) -> bool {
     json.match_indices(key)
         .any(|(at, _)| json[at + key.len()..].trim_start().starts_with(':'))
+}
+
+/// Whether a line of `head` is a provider's note with text other than `=`
+/// after its first `=` (which base64, padded only at its end, cannot have).
+fn has_note(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n')
+        .filter_map(|line| std::str::from_utf8(line).ok())
+        .filter_map(|line| provider_note(line.trim()))
+        .any(|note| {
+            note.split_once('=')
+                .is_some_and(|(_, text)| text.contains(|c| c != '='))
+        })
 }
 
 /// A provider's note in a list of links: Shadowrocket's `STATUS=` line
