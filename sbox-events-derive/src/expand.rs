@@ -179,6 +179,9 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
             })
         };
         let wrapper = quote! {
+            // A handler that returns `!` makes the code after its call
+            // unreachable: not the user's to fix.
+            #[allow(unreachable_code)]
             fn __sbox_events_handler<'a>(
                 __sbox_events_event: &'a #event,
                 __sbox_events_ctx: &'a ::sbox_events::EventContext<'_>,
@@ -194,6 +197,7 @@ pub fn handler(input: &HandlerInput<'_>) -> syn::Result<TokenStream> {
         // (`settle` of `Ok(())` inlines to nothing): the call becomes a
         // jump, and the handler returns straight to the dispatch loop.
         let wrapper = quote! {
+            #[allow(unreachable_code)] // as for the async wrapper
             fn __sbox_events_handler(
                 __sbox_events_event: &#event,
                 __sbox_events_ctx: &::sbox_events::EventContext<'_>,
