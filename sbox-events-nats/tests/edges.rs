@@ -292,3 +292,29 @@ fn a_message_the_local_bus_refuses_is_refused_not_received() {
     assert_eq!((stats.received, stats.redelivered), (0, 0), "{stats:?}");
     assert!(seen.lock().unwrap().is_empty());
 }
+
+#[test]
+#[ignore = "needs nats-server"]
+fn with_one_publish_in_flight_events_arrive_in_the_order_emitted() {
+    // The README's "Order per subject": `max_in_flight(1)` keeps the
+    // broker's order exactly, and the consumer handles in that order.
+    let server = Server::start();
+    let received = plain_bus();
+    let seen = collect(&received);
+    let _audit = NatsBridge::builder(server.url())
+        .consume("audit", EventSelector::all())
+        .start(&received)
+        .expect("starts");
+    let bus = plain_bus();
+    let sender = NatsBridge::builder(server.url())
+        .publish(EventSelector::all())
+        .max_in_flight(1)
+        .start(&bus)
+        .expect("starts");
+    for n in 0..50 {
+        bus.emit(note(n));
+    }
+    sender.flush(LONG).expect("acknowledged");
+    eventually(LONG, "all received", || seen.lock().unwrap().len() == 50);
+    assert_eq!(*seen.lock().unwrap(), (0..50).collect::<Vec<u64>>());
+}
