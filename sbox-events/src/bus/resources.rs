@@ -159,8 +159,9 @@ impl<T: ?Sized + 'static> ResourceSlot<T> {
         let resources = &ctx.bus().inner.resources;
         match resources.get(self.index.load(Ordering::Relaxed)) {
             // SAFETY: the slot's index is `T`'s (a slot holds one type's
-            // index: only `get_slow` stores it, `index_of(T)`), and a bus holds at `T`'s index only a
-            // `Held` made by `Held::new::<T>` (`shared_resource`).
+            // index: only `get_slow` stores it, `index_of(T)`), and a bus
+            // holds at `T`'s index only a `Held` made by `Held::new::<T>`
+            // (`shared_resource`).
             Some(Some(held)) => Some(unsafe { held.get_unchecked::<T>() }),
             _ => self.get_slow(resources),
         }
