@@ -39,6 +39,14 @@ fn note(n: u64) -> Note {
     }
 }
 
+/// A bridge that consumes every event into `bus`, as durable `audit`.
+fn audit(server: &Server, bus: &EventBus) -> NatsBridge {
+    NatsBridge::builder(server.url())
+        .consume("audit", EventSelector::all())
+        .start(bus)
+        .expect("starts")
+}
+
 /// The notes a bus handles, by number.
 fn collect(bus: &EventBus) -> Arc<Mutex<Vec<u64>>> {
     let seen: Arc<Mutex<Vec<u64>>> = Arc::default();
@@ -79,10 +87,7 @@ fn damaged_spool_lines_are_dropped_and_counted() {
     server.restart();
     let received = plain_bus();
     let seen = collect(&received);
-    let _audit = NatsBridge::builder(server.url())
-        .consume("audit", EventSelector::all())
-        .start(&received)
-        .expect("starts");
+    let _audit = audit(&server, &received);
     let sender = NatsBridge::builder(server.url())
         .publish(EventSelector::all())
         .policy(Policy::spool(&spool))
@@ -125,10 +130,7 @@ fn an_event_the_stream_refuses_for_good_is_dropped_and_the_rest_goes_on() {
     });
     let received = plain_bus();
     let seen = collect(&received);
-    let _audit = NatsBridge::builder(server.url())
-        .consume("audit", EventSelector::all())
-        .start(&received)
-        .expect("starts");
+    let _audit = audit(&server, &received);
     let bus = plain_bus();
     let errors = Arc::new(Mutex::new(Vec::new()));
     let e = Arc::clone(&errors);
@@ -274,10 +276,7 @@ fn a_message_the_local_bus_refuses_is_refused_not_received() {
         .build()
         .unwrap();
     let seen = collect(&received);
-    let audit = NatsBridge::builder(server.url())
-        .consume("audit", EventSelector::all())
-        .start(&received)
-        .expect("starts");
+    let audit = audit(&server, &received);
     let bus = plain_bus();
     let sender = NatsBridge::builder(server.url())
         .publish(EventSelector::all())
@@ -301,10 +300,7 @@ fn with_one_publish_in_flight_events_arrive_in_the_order_emitted() {
     let server = Server::start();
     let received = plain_bus();
     let seen = collect(&received);
-    let _audit = NatsBridge::builder(server.url())
-        .consume("audit", EventSelector::all())
-        .start(&received)
-        .expect("starts");
+    let _audit = audit(&server, &received);
     let bus = plain_bus();
     let sender = NatsBridge::builder(server.url())
         .publish(EventSelector::all())

@@ -152,32 +152,32 @@ impl<T: ?Sized + 'static> ResourceSlot<T> {
     }
 
     /// The resource `T` of the bus `ctx`'s event runs on, if it holds one:
-    /// a load of the index, a bounds check and a load of the pointer.
+    /// [`get_resolved`](ResourceSlot::get_resolved), then the slow path
+    /// that resolves the index on first use (for async wrappers).
     #[doc(hidden)]
     #[inline]
     pub fn get<'a>(&self, ctx: &EventContext<'a>) -> Option<&'a T> {
+        match self.get_resolved(ctx) {
+            Some(found) => Some(found),
+            None => self.get_slow(&ctx.bus().inner.resources),
+        }
+    }
+
+    /// The resource `T`, read without a call: a load of the index, a bounds
+    /// check and a load of the pointer. `None` on first use (the index not
+    /// resolved yet) as when the bus lacks `T`: the wrapper of a sync
+    /// `#[handler]` then returns through [`retry`](ResourceSlot::retry), so
+    /// its fast path calls nothing before the handler and saves no
+    /// registers.
+    #[doc(hidden)]
+    #[inline]
+    pub fn get_resolved<'a>(&self, ctx: &EventContext<'a>) -> Option<&'a T> {
         let resources = &ctx.bus().inner.resources;
         match resources.get(self.index.load(Ordering::Relaxed)) {
             // SAFETY: the slot's index is `T`'s (a slot holds one type's
             // index: only `get_slow` stores it, `index_of(T)`), and a bus
             // holds at `T`'s index only a `Held` made by `Held::new::<T>`
             // (`shared_resource`).
-            Some(Some(held)) => Some(unsafe { held.get_unchecked::<T>() }),
-            _ => self.get_slow(resources),
-        }
-    }
-
-    /// [`get`](ResourceSlot::get) without its slow path, for the wrapper
-    /// of a sync `#[handler]`: `None` on first use (the index not resolved
-    /// yet) as when the bus lacks `T`, and the wrapper then returns through
-    /// [`retry`](ResourceSlot::retry). Its fast path calls nothing before
-    /// the handler, so it saves no registers.
-    #[doc(hidden)]
-    #[inline]
-    pub fn get_resolved<'a>(&self, ctx: &EventContext<'a>) -> Option<&'a T> {
-        let resources = &ctx.bus().inner.resources;
-        match resources.get(self.index.load(Ordering::Relaxed)) {
-            // SAFETY: as in `get`.
             Some(Some(held)) => Some(unsafe { held.get_unchecked::<T>() }),
             _ => None,
         }
