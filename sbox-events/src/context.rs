@@ -6,7 +6,7 @@
 //! nothing in it allocates, and the clock is read only when asked.
 
 use crate::envelope::{Cause, Envelope, EventId, Metadata};
-use crate::trace::{self, Frame, HandlerKey, TraceId};
+use crate::trace::{self, Frame, HandlerKey, TraceBits, TraceId};
 use std::any::Any;
 use std::borrow::Cow;
 use std::cell::UnsafeCell;
@@ -33,7 +33,9 @@ pub struct EventContext<'a> {
     /// when they are equal.
     pub(crate) default_source: &'static str,
     pub(crate) metadata: &'a Metadata,
-    pub(crate) trace_id: TraceId,
+    /// All zero: the implicit trace of this event (emitted outside any
+    /// trace), whose id is made from `sequence` when read.
+    pub(crate) trace_id: TraceBits,
     pub(crate) sequence: u64,
     pub(crate) depth: u32,
     pub(crate) timestamp: Lazy<SystemTime>,
@@ -269,8 +271,12 @@ impl<'a> EventContext<'a> {
     }
 
     /// The trace the event belongs to.
+    #[inline]
     pub fn trace_id(&self) -> TraceId {
-        self.trace_id
+        match self.trace_id.get() {
+            Some(id) => id,
+            None => trace::implicit_id(self.sequence),
+        }
     }
 
     /// The wall-clock time (UTC) of the event.
@@ -375,7 +381,7 @@ impl<'a> EventContext<'a> {
         Envelope {
             name: self.name,
             event_id: self.event_id(),
-            trace_id: self.trace_id,
+            trace_id: self.trace_id(),
             sequence: self.sequence,
             // Most often the very same string: compared by address first.
             source: if std::ptr::eq(self.source, self.default_source)
@@ -408,7 +414,7 @@ impl fmt::Debug for EventContext<'_> {
         f.debug_struct("EventContext")
             .field("name", &self.name)
             .field("source", &self.source)
-            .field("trace_id", &self.trace_id)
+            .field("trace_id", &self.trace_id())
             .field("sequence", &self.sequence)
             .field("depth", &self.depth)
             .field("replay", &self.replay)

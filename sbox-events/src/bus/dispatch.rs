@@ -262,7 +262,9 @@ impl EventBus {
         if config.validate_on_emit
             && let Err(reason) = validate(event)
         {
-            // Refused: the report has no number (the one taken is unused).
+            // Refused: the report has no number (the one taken is unused),
+            // and the trace the validator ran in.
+            report.keep_trace_id(sequence);
             return self.refuse(report, Refusal::Invalid { reason });
         }
         report.sequence = sequence;

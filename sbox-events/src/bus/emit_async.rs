@@ -26,7 +26,7 @@ use crate::handler::{HandlerError, HandlerFuture};
 use crate::stats::StatsCell;
 use core::num::NonZeroU128;
 
-use crate::trace::{self, Frame, HandlerKey, HandlerWord, TraceId};
+use crate::trace::{self, Frame, HandlerKey, HandlerWord, TraceBits, TraceId};
 use pin_project_lite::pin_project;
 use std::any::TypeId;
 use std::cell::Cell;
@@ -343,7 +343,7 @@ impl EventBus {
             // The trace `EmitAsync` put in place: the one captured when the
             // future was made, unless `with_trace_id` replaced it since.
             let trace_id = trace::current().unwrap_or(state.trace_id);
-            let mut report = EmitReport::new(E::NAME, trace_id);
+            let mut report = EmitReport::new(E::NAME, TraceBits::new(Some(trace_id)));
             if state.depth >= config.max_depth {
                 let (depth, limit) = (state.depth, config.max_depth);
                 let mut report = self.refuse(report, Refusal::DepthLimit { depth, limit });
@@ -364,7 +364,7 @@ impl EventBus {
                 source: options.source.as_deref().unwrap_or(E::SOURCE),
                 default_source: E::SOURCE,
                 metadata: &options.metadata,
-                trace_id,
+                trace_id: TraceBits::new(Some(trace_id)),
                 sequence: state.sequence,
                 depth: state.depth,
                 timestamp: Lazy::given(options.timestamp),

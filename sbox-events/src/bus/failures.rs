@@ -54,13 +54,13 @@ impl EventBus {
     ) {
         let (failure, payload) = describe(name, ctx.name, failure);
         if self.inner.config.failure_policy == FailurePolicy::Propagate {
-            log_failure(&failure, ctx.trace_id, "event handler failed");
+            log_failure(&failure, ctx.trace_id(), "event handler failed");
             match payload {
                 Some(payload) => resume_unwind(payload),
                 None => panic!("{failure}"),
             }
         }
-        self.announce(&failure, payload, ctx.trace_id, "event handler failed");
+        self.announce(&failure, payload, ctx.trace_id(), "event handler failed");
         report.issues().failures.push(failure);
     }
 
@@ -182,7 +182,7 @@ impl EventBus {
     #[inline(never)]
     pub(super) fn failed_outside_emit(&self, name: &str, failure: Failure, ctx: &EventContext<'_>) {
         let (failure, payload) = describe(name, ctx.name, failure);
-        self.announce(&failure, payload, ctx.trace_id, "event handler failed");
+        self.announce(&failure, payload, ctx.trace_id(), "event handler failed");
     }
 
     /// A recorder (the history, a test recorder) could not record the
@@ -199,7 +199,7 @@ impl EventBus {
         report: &mut EmitReport,
     ) {
         let (failure, payload) = describe(recorder, ctx.name, failure);
-        self.announce(&failure, payload, ctx.trace_id, "event not recorded");
+        self.announce(&failure, payload, ctx.trace_id(), "event not recorded");
         report.issues().not_recorded.push(failure);
     }
 

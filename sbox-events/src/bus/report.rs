@@ -41,11 +41,14 @@ pub(super) struct Issues {
 }
 
 impl EmitReport {
+    /// A report in the trace `trace_id`: all zero for the implicit trace
+    /// of the emit's own number, which the report is then given
+    /// (`sequence`) or has its id made first (`keep_trace_id`).
     #[inline]
-    pub(super) fn new(event: &'static str, trace_id: TraceId) -> Self {
+    pub(super) fn new(event: &'static str, trace_id: TraceBits) -> Self {
         EmitReport {
             event: StaticName::new(event),
-            trace_id: TraceBits::new(Some(trace_id)),
+            trace_id,
             sequence: 0,
             delivered: 0,
             issues: None,
@@ -63,6 +66,16 @@ impl EmitReport {
             sequence,
             delivered: 0,
             issues: None,
+        }
+    }
+
+    /// Makes the id of the implicit trace of the number `sequence` now if
+    /// the report is in it (all-zero `trace_id`), for a report that is not
+    /// given that number (a refused emit, numbered 0).
+    #[cold]
+    pub(super) fn keep_trace_id(&mut self, sequence: u64) {
+        if self.trace_id.get().is_none() {
+            self.trace_id = TraceBits::new(Some(crate::trace::implicit_id(sequence)));
         }
     }
 

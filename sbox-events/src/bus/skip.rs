@@ -56,7 +56,7 @@ pub(super) fn skipped(skip: Skip<'_>, ctx: &EventContext<'_>, report: &mut EmitR
         match skip.reason {
             SkipReason::MissingResource { type_name } => tracing::warn!(
                 target: "sbox_events",
-                trace_id = %ctx.trace_id,
+                trace_id = %ctx.trace_id(),
                 event = ctx.name,
                 handler = %LogSafe(&skip.name),
                 resource = type_name,
@@ -65,7 +65,7 @@ pub(super) fn skipped(skip: Skip<'_>, ctx: &EventContext<'_>, report: &mut EmitR
             ),
             _ => tracing::warn!(
                 target: "sbox_events",
-                trace_id = %ctx.trace_id,
+                trace_id = %ctx.trace_id(),
                 event = ctx.name,
                 handler = %LogSafe(&skip.name),
                 "async handler skipped: a synchronous `emit` cannot run it; use `emit_async` \

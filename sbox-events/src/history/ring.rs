@@ -339,12 +339,13 @@ impl Recorder for History {
             return;
         }
         runs.shrink_to_fit();
+        let trace_id = ctx.trace_id();
         let mut ring = self.ring();
         // The event's record: behind it only what its handlers emitted.
         let Some(at) = ring
             .entries
             .iter()
-            .rposition(|slot| slot.sequence == ctx.sequence && slot.trace_id == ctx.trace_id)
+            .rposition(|slot| slot.sequence == ctx.sequence && slot.trace_id == trace_id)
         else {
             return; // not kept (too large), or evicted already
         };

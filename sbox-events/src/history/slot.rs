@@ -68,7 +68,7 @@ impl Slot {
         Slot {
             event_type,
             event_id: ctx.event_id(),
-            trace_id: ctx.trace_id,
+            trace_id: ctx.trace_id(),
             sequence: ctx.sequence,
             timestamp: ctx.timestamp(),
             data_at: 0,

@@ -14,10 +14,20 @@ use std::cell::{Cell, RefCell};
 // `ROOT` (the implicit trace of an emit that started outside any scope).
 // Each guard removes its own entry by id, which is what makes out-of-order
 // drops restore the right value.
+//
+// An implicit root is installed unmade: `PENDING_ROOT` holds the number of
+// the emit whose trace it is, and `CURRENT` and `ROOT` stay 0 until someone
+// reads the current trace (`current`, `current_bits`), which makes the id
+// from the number (`implicit_id`) and stores it in both. An emit whose
+// handlers never ask for the trace never makes it; its context and report
+// make the same id from the same number when asked.
 
 thread_local! {
     static CURRENT: Cell<u128> = const { Cell::new(0) };
     static ROOT: Cell<u128> = const { Cell::new(0) };
+    /// The number of the emit whose implicit root trace is installed and not
+    /// made yet; 0 if none (numbers start at 1).
+    static PENDING_ROOT: Cell<u64> = const { Cell::new(0) };
     static SCOPES: RefCell<Vec<(u64, u128)>> = const { RefCell::new(Vec::new()) };
     /// `SCOPES.len()`, readable without touching the `RefCell`.
     static OPEN_SCOPES: Cell<usize> = const { Cell::new(0) };
@@ -30,7 +40,28 @@ thread_local! {
 /// The current thread's trace, if any scope is open.
 #[inline]
 pub fn current() -> Option<TraceId> {
-    TraceId::from_u128(CURRENT.with(Cell::get))
+    match TraceId::from_u128(CURRENT.with(Cell::get)) {
+        Some(id) => Some(id),
+        None => make_pending_root(),
+    }
+}
+
+/// The implicit root trace installed unmade (see `PENDING_ROOT`), made now
+/// and stored as current; `None` if there is none. Called only when
+/// `CURRENT` is 0, which no open scope leaves it.
+#[inline]
+fn make_pending_root() -> Option<TraceId> {
+    // `try_with`: a destructor of another thread-local may ask during
+    // thread teardown.
+    let sequence = PENDING_ROOT.try_with(Cell::get).unwrap_or(0);
+    if sequence == 0 {
+        return None;
+    }
+    let id = super::implicit_id(sequence);
+    PENDING_ROOT.with(|p| p.set(0));
+    ROOT.with(|r| r.set(id.as_u128()));
+    CURRENT.with(|c| c.set(id.as_u128()));
+    Some(id)
 }
 
 /// An optional trace id as the 16 bytes of a `u128` in memory (all zero:
@@ -65,7 +96,11 @@ pub(crate) fn current_bits() -> TraceBits {
     // SAFETY: `CURRENT`'s `u128` is 16 bytes without padding, valid as
     // `TraceBits` (a `[u64; 2]`), and aligned at least as much (asserted
     // above); read as such, it is copied as one block.
-    CURRENT.with(|c| unsafe { c.as_ptr().cast::<TraceBits>().read() })
+    let bits = CURRENT.with(|c| unsafe { c.as_ptr().cast::<TraceBits>().read() });
+    if bits.0 == [0, 0] && PENDING_ROOT.with(Cell::get) != 0 {
+        return TraceBits::new(make_pending_root());
+    }
+    bits
 }
 
 /// Recomputes `CURRENT` after a scope closed. `try_with`: during thread
@@ -176,18 +211,27 @@ pub fn with_new_trace<R>(f: impl FnOnce() -> R) -> (TraceId, R) {
 /// The trace an emit runs in: the current one, or a fresh implicit root that
 /// is removed again when the returned guard drops. A fresh root's id is
 /// derived from `sequence` (the emit's own number, see
-/// [`implicit_id`](super::implicit_id)), or drawn when the emit has none of
-/// its own. The implicit root opens no `tracing` span (that would cost an
-/// allocation per emit once a subscriber exists); log lines get its id from
-/// `TraceIdFormat`, or from [`implicit`] in a formatter of the application's
-/// own.
+/// [`implicit_id`](super::implicit_id)) when first read, and then the
+/// returned bits are all zero (the id is the one of that number); without
+/// a number of its own, the emit's id is drawn now. The implicit root opens
+/// no `tracing` span (that would cost an allocation per emit once a
+/// subscriber exists); log lines get its id from `TraceIdFormat`, or from
+/// [`implicit`] in a formatter of the application's own.
 #[inline]
-pub(crate) fn emit_trace(sequence: Option<u64>) -> (TraceId, Option<RootGuard>) {
+pub(crate) fn emit_trace(sequence: Option<u64>) -> (TraceBits, Option<RootGuard>) {
     if let Some(id) = current() {
-        return (id, None);
+        return (TraceBits::new(Some(id)), None);
     }
-    let id = sequence.map_or_else(TraceId::random, super::implicit_id);
-    (id, Some(install_root(id)))
+    match sequence {
+        Some(sequence) => {
+            PENDING_ROOT.with(|p| p.set(sequence));
+            (TraceBits::new(None), Some(RootGuard(())))
+        }
+        None => {
+            let id = TraceId::random();
+            (TraceBits::new(Some(id)), Some(install_root(id)))
+        }
+    }
 }
 
 /// Makes `id` the implicit root trace (no span) until the guard drops; only
@@ -230,7 +274,7 @@ pub fn implicit() -> Option<TraceId> {
     if SPANNED_SCOPES.with(Cell::get) != 0 {
         return None;
     }
-    TraceId::from_u128(CURRENT.with(Cell::get))
+    current()
 }
 
 /// The `trace` span of an explicit scope, entered;
@@ -258,6 +302,7 @@ pub(crate) struct RootGuard(());
 impl Drop for RootGuard {
     #[inline]
     fn drop(&mut self) {
+        let _ = PENDING_ROOT.try_with(|p| p.set(0));
         let _ = ROOT.try_with(|r| r.set(0));
         if OPEN_SCOPES.try_with(Cell::get).unwrap_or(0) == 0 {
             let _ = CURRENT.try_with(|c| c.set(0));
