@@ -151,9 +151,10 @@ impl EventBus {
 
     /// [`unheard`](EventBus::unheard) for a plain emit, calling nothing (in
     /// release builds): `None` also when deciding would need a call (the
-    /// `#[handler]` list not collected yet; this thread's block of numbers
-    /// used up, or its next number not above the number of the event whose
-    /// handler emits: one numbered on another thread, or a replayed record).
+    /// `#[handler]` list not collected yet; the trace of the emit whose
+    /// handler emits not made yet; this thread's block of numbers used up,
+    /// or its next number not above the number of the event whose handler
+    /// emits: one numbered on another thread, or a replayed record).
     #[inline(always)]
     fn unheard_plain<E: Event>(&self) -> Option<EmitReport> {
         let inner = &*self.inner;
@@ -170,14 +171,12 @@ impl EventBus {
         if !quiet {
             return None;
         }
+        // Before the number is taken: `None` leaves it for the full path.
+        let trace = trace::current_bits()?;
         let sequence = next_sequence_in_block()?;
         #[cfg(debug_assertions)]
         check_declared(&trace::current_frame(), E::NAME);
-        Some(EmitReport::unheard(
-            slot.name(),
-            trace::current_bits(),
-            sequence,
-        ))
+        Some(EmitReport::unheard(slot.name(), trace, sequence))
     }
 
     #[inline(always)]

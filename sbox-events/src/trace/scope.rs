@@ -17,10 +17,10 @@ use std::cell::{Cell, RefCell};
 //
 // An implicit root is installed unmade: `PENDING_ROOT` holds the number of
 // the emit whose trace it is, and `CURRENT` and `ROOT` stay 0 until someone
-// reads the current trace (`current`, `current_bits`), which makes the id
-// from the number (`implicit_id`) and stores it in both. An emit whose
-// handlers never ask for the trace never makes it; its context and report
-// make the same id from the same number when asked.
+// reads the current trace (`current`; `current_bits` declines while one is
+// pending), which makes the id from the number (`implicit_id`) and stores it
+// in both. An emit whose handlers never ask for the trace never makes it;
+// its context and report make the same id from the same number when asked.
 
 thread_local! {
     static CURRENT: Cell<u128> = const { Cell::new(0) };
@@ -53,15 +53,22 @@ pub fn current() -> Option<TraceId> {
 fn make_pending_root() -> Option<TraceId> {
     // `try_with`: a destructor of another thread-local may ask during
     // thread teardown.
-    let sequence = PENDING_ROOT.try_with(Cell::get).unwrap_or(0);
-    if sequence == 0 {
-        return None;
+    match PENDING_ROOT.try_with(Cell::get) {
+        Ok(0) | Err(_) => None,
+        Ok(sequence) => Some(make_root(sequence)),
     }
+}
+
+/// Makes the implicit root trace of the emit numbered `sequence` current.
+/// Out of line: once per emit at most, for an emit whose trace is read.
+#[cold]
+#[inline(never)]
+fn make_root(sequence: u64) -> TraceId {
     let id = super::implicit_id(sequence);
     PENDING_ROOT.with(|p| p.set(0));
     ROOT.with(|r| r.set(id.as_u128()));
     CURRENT.with(|c| c.set(id.as_u128()));
-    Some(id)
+    id
 }
 
 /// An optional trace id as the 16 bytes of a `u128` in memory (all zero:
@@ -90,17 +97,18 @@ impl TraceBits {
 // `current_bits` reads a `u128` as a `TraceBits`.
 const _: () = assert!(align_of::<u128>() >= align_of::<TraceBits>());
 
-/// [`current`], as it lies in memory.
-#[inline]
-pub(crate) fn current_bits() -> TraceBits {
+/// [`current`], as it lies in memory, read without a call; `None` while
+/// an emit's implicit root is installed unmade (see `PENDING_ROOT`: then
+/// only [`current`] gives it, making it).
+#[inline(always)]
+pub(crate) fn current_bits() -> Option<TraceBits> {
+    if PENDING_ROOT.with(Cell::get) != 0 {
+        return None;
+    }
     // SAFETY: `CURRENT`'s `u128` is 16 bytes without padding, valid as
     // `TraceBits` (a `[u64; 2]`), and aligned at least as much (asserted
     // above); read as such, it is copied as one block.
-    let bits = CURRENT.with(|c| unsafe { c.as_ptr().cast::<TraceBits>().read() });
-    if bits.0 == [0, 0] && PENDING_ROOT.with(Cell::get) != 0 {
-        return TraceBits::new(make_pending_root());
-    }
-    bits
+    Some(CURRENT.with(|c| unsafe { c.as_ptr().cast::<TraceBits>().read() }))
 }
 
 /// Recomputes `CURRENT` after a scope closed. `try_with`: during thread
@@ -302,7 +310,12 @@ pub(crate) struct RootGuard(());
 impl Drop for RootGuard {
     #[inline]
     fn drop(&mut self) {
-        let _ = PENDING_ROOT.try_with(|p| p.set(0));
+        if let Ok(sequence) = PENDING_ROOT.try_with(|p| p.replace(0))
+            && sequence != 0
+        {
+            // Never made: `ROOT` and `CURRENT` were not set for it.
+            return;
+        }
         let _ = ROOT.try_with(|r| r.set(0));
         if OPEN_SCOPES.try_with(Cell::get).unwrap_or(0) == 0 {
             let _ = CURRENT.try_with(|c| c.set(0));
