@@ -19,9 +19,11 @@ use std::time::SystemTime;
 
 /// Everything a handler knows about an event besides its fields.
 ///
-/// Cheap to build: the trace id and sequence number come from thread-locals,
-/// and the timestamp is read from the clock only when someone asks for it
-/// (see [`timestamp`](EventContext::timestamp)).
+/// Cheap to build: the trace id and sequence number come from thread-locals
+/// (the id of an implicit trace, one the emit started, is made from the
+/// sequence number each time it is read: two multiplications), and the
+/// timestamp is read from the clock only when someone asks for it (see
+/// [`timestamp`](EventContext::timestamp)).
 pub struct EventContext<'a> {
     /// The bus, seen from below it: handlers and records take the context
     /// by type, so it cannot name the bus; the bus's own accessor

@@ -5,10 +5,12 @@
 //! thread has no trace left once the emit returns.
 
 use sbox_events::trace::{self, TraceId};
-use sbox_events::{Event, EventBus, EventContext, Refusal, handler};
+use sbox_events::{Event, EventBus, EventContext, FailurePolicy, Refusal, handler};
+use sbox_events_tests::exec::block_on;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Which reader goes first in `outer`.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -21,9 +23,10 @@ enum First {
     HeardEmit,
     Capture,
     ClosedScope,
+    AsyncEmit,
 }
 
-const ALL: [First; 8] = [
+const ALL: [First; 9] = [
     First::Nothing,
     First::Current,
     First::Implicit,
@@ -32,6 +35,7 @@ const ALL: [First; 8] = [
     First::HeardEmit,
     First::Capture,
     First::ClosedScope,
+    First::AsyncEmit,
 ];
 
 #[derive(Event, Serialize, Deserialize)]
@@ -56,6 +60,19 @@ thread_local! {
     /// What the handlers and the validator read, on the emitting thread
     /// (tests run in parallel, each emit stays on its thread).
     static READ: RefCell<Vec<(&'static str, Option<TraceId>)>> = const { RefCell::new(Vec::new()) };
+    /// A scope a handler opens and leaves open.
+    static LEFT_OPEN: RefCell<Option<(TraceId, trace::TraceScope)>> = const { RefCell::new(None) };
+}
+
+#[handler]
+fn open_a_scope_and_leave_it(_: &Scoped) {
+    let id = TraceId::random();
+    LEFT_OPEN.with(|s| *s.borrow_mut() = Some((id, trace::enter(id))));
+}
+
+#[handler]
+fn panic_before_reading_anything(_: &Panics) {
+    panic!("nobody read the trace");
 }
 
 fn read(what: &'static str, id: Option<TraceId>) {
@@ -65,6 +82,14 @@ fn read(what: &'static str, id: Option<TraceId>) {
 fn take_reads() -> Vec<(&'static str, Option<TraceId>)> {
     READ.with(|r| std::mem::take(&mut *r.borrow_mut()))
 }
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "implicit.scoped")]
+struct Scoped;
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "implicit.panics")]
+struct Panics;
 
 #[derive(Event, Serialize, Deserialize)]
 #[event(name = "implicit.refused", validate = refuse_without_reading)]
@@ -110,6 +135,10 @@ fn outer(outer: &Outer, ctx: &EventContext) {
             let other = TraceId::random();
             trace::with_trace_id(other, || assert_eq!(trace::current(), Some(other)));
             read("current after a scope closed", trace::current());
+        }
+        First::AsyncEmit => {
+            let report = block_on(ctx.bus().emit_async(Heard));
+            read("nested async report", Some(report.trace_id()));
         }
     }
     read("current at the end", trace::current());
@@ -186,4 +215,44 @@ fn emits_refused_without_anyone_reading_their_trace_report_distinct_ones() {
         .collect();
     assert_eq!(ids.len(), 100);
     assert_eq!(trace::current(), None);
+}
+
+#[test]
+fn a_scope_a_handler_leaves_open_stays_current_after_the_emit_until_it_closes() {
+    let bus = EventBus::new();
+    let report = bus.emit(Scoped);
+    let (id, scope) = LEFT_OPEN
+        .with(|s| s.borrow_mut().take())
+        .expect("left open");
+    assert_eq!(trace::current(), Some(id), "the open scope is current");
+    drop(scope);
+    assert_eq!(
+        trace::current(),
+        None,
+        "nothing of the emit's trace is left"
+    );
+    assert_ne!(report.trace_id(), id);
+}
+
+#[test]
+fn a_panic_propagated_out_of_an_emit_leaves_no_trace_behind() {
+    let bus = EventBus::builder()
+        .failure_policy(FailurePolicy::Propagate)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let result = catch_unwind(AssertUnwindSafe(|| bus.emit(Panics)));
+        assert!(result.is_err(), "the panic propagates");
+        assert_eq!(trace::current(), None, "no trace left after the unwind");
+    }
+    let first = bus.emit(Outer {
+        first: First::Current,
+    });
+    let reads = take_reads();
+    assert!(
+        reads
+            .iter()
+            .all(|&(_, seen)| seen == Some(first.trace_id())),
+        "{reads:?}"
+    );
 }

@@ -4,10 +4,12 @@
 //!
 //! Cost, per emit: `emit` and `emit_ref` call one out-of-line function per
 //! event type. When nobody can hear the event, it decides from a few loads
-//! (the type's slot, the bus's settings, four thread-locals) and returns the
+//! (the type's slot, the bus's settings, five thread-locals) and returns the
 //! report, with no further call in release builds (debug builds also check
-//! what a `#[handler]` declares it emits). Otherwise: a few thread-local
-//! reads and writes, the context built on the stack, one route lookup
+//! what a `#[handler]` declares it emits), except once per handled event
+//! whose implicit trace nobody read yet (see `unheard_plain`). Otherwise: a
+//! few thread-local reads and writes (the trace installed as a number, its
+//! id made when read), the context built on the stack, one route lookup
 //! (skipped while no bus routes the type), and per handler a function-pointer
 //! call (a boxed closure for subscriptions) inside `catch_unwind`. Failures
 //! take the cold path (`handler_failed`).
@@ -230,7 +232,8 @@ impl EventBus {
         let trace_id = given.trace_id.or_else(trace::current);
         let (trace_id, sequence) = match given.replayed {
             // A fresh implicit trace: its id is made from the number when
-            // the report is asked for it (as `dispatch_heard` makes it now).
+            // the report is asked for it (as a heard emit's context and
+            // report make theirs).
             None => (trace_id, next_sequence()),
             Some(sequence) => (Some(trace_id.unwrap_or_else(TraceId::random)), sequence),
         };

@@ -169,7 +169,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// routed for it on any bus: subscription, stream, selector, disabled handler,
 /// handler statistics; no history or recorder; no validation), that function
 /// takes a sequence number and returns the report: a few loads and stores, and
-/// in release builds no further call. Otherwise it reads a few thread-locals
+/// in release builds no further call (but for the first such emit inside a
+/// handler whose trace nobody read yet: it makes that trace's id, out of
+/// line). Otherwise it reads a few thread-locals
 /// (trace, depth, sequence block), builds the context on the stack, and calls
 /// each handler through a function pointer (a boxed closure for subscriptions)
 /// inside `catch_unwind`. Sequence numbers come from a per-thread block of
@@ -182,8 +184,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// read nested deeper than 16 emits on one thread, or a thread's first, takes
 /// that lock and clones an `Arc` instead; writers pay otherwise: see below).
 /// An emit outside any trace scope gets a fresh trace id made from its
-/// sequence number (two multiplications; see [`crate::trace`]), and an emit
-/// nobody observes makes it only when its report is asked. No clock is read
+/// sequence number (two multiplications; see [`crate::trace`]) when someone
+/// first reads it (a handler, a log line, a nested emit, the report): an
+/// emit whose trace nobody reads never makes it. No clock is read
 /// unless someone asks for the timestamp (or the bus keeps a history). Nothing
 /// is allocated unless a handler fails or is skipped (an async handler in a
 /// sync emit, see [`emit`](EventBus::emit), or one taking a resource the bus

@@ -19,8 +19,8 @@ use std::fmt;
 // blocks then reads what the stores forward, without waiting for them.
 #[repr(C)]
 pub struct EmitReport {
-    /// All zero: the implicit trace of an emit nobody observed, whose id is
-    /// derived from `sequence` only when asked for.
+    /// All zero: the emit's own implicit trace (it started outside any
+    /// trace), whose id is derived from `sequence` only when asked for.
     trace_id: TraceBits,
     pub(super) delivered: usize,
     issues: Option<Box<Issues>>,

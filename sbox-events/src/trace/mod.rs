@@ -62,15 +62,19 @@
 //!
 //! # Cost
 //!
-//! Reading the current trace is one thread-local read. [`TraceId::random`] uses
+//! Reading the current trace is one or two thread-local reads (the first
+//! read of an emit's implicit trace also makes its id, below). [`TraceId::random`] uses
 //! a per-thread wyrand generator (`fastrand`) seeded once from the operating
 //! system: no system call per id, a few nanoseconds.
 //!
 //! The fresh trace of an emit outside any scope is not drawn: its id is a
 //! keyed permutation of the event's sequence number (unique in the process)
 //! under a key drawn once per process, so it is unique and looks random, for
-//! two multiplications. An emit nobody observes makes it only when its
-//! report's [`trace_id`](crate::EmitReport::trace_id) is called.
+//! two multiplications, done only when someone reads it: a handler's
+//! [`EventContext::trace_id`](crate::EventContext::trace_id),
+//! [`current`] or [`implicit`] (a log line) inside the emit, a nested emit,
+//! the report's [`trace_id`](crate::EmitReport::trace_id). Each of them gets
+//! the same id; an emit whose trace nobody reads never makes it.
 //!
 //! [W3C Trace Context]: https://www.w3.org/TR/trace-context/
 

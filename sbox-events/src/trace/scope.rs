@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 // The current trace of each thread.
 //
 // `CURRENT` is what `current()` returns, kept up to date so the hot path reads
-// one cell. It is the top of `SCOPES` (explicit guards) or, under no guard,
+// one cell (two when it is 0: `PENDING_ROOT` below). It is the top of `SCOPES` (explicit guards) or, under no guard,
 // `ROOT` (the implicit trace of an emit that started outside any scope).
 // Each guard removes its own entry by id, which is what makes out-of-order
 // drops restore the right value.
@@ -37,7 +37,10 @@ thread_local! {
     static NEXT_SCOPE: Cell<u64> = const { Cell::new(1) };
 }
 
-/// The current thread's trace, if any scope is open.
+/// The current thread's trace: the innermost open scope's, else the
+/// implicit trace of the emit running on this thread (one started outside
+/// any scope), else `None`. The first read of an emit's implicit trace makes
+/// its id (see the [module docs](crate::trace#cost)).
 #[inline]
 pub fn current() -> Option<TraceId> {
     match TraceId::from_u128(CURRENT.with(Cell::get)) {
@@ -51,11 +54,9 @@ pub fn current() -> Option<TraceId> {
 /// `CURRENT` is 0, which no open scope leaves it.
 #[inline]
 fn make_pending_root() -> Option<TraceId> {
-    // `try_with`: a destructor of another thread-local may ask during
-    // thread teardown.
-    match PENDING_ROOT.try_with(Cell::get) {
-        Ok(0) | Err(_) => None,
-        Ok(sequence) => Some(make_root(sequence)),
+    match PENDING_ROOT.with(Cell::get) {
+        0 => None,
+        sequence => Some(make_root(sequence)),
     }
 }
 
