@@ -571,7 +571,7 @@ fn provider_notes_are_neither_servers_nor_invalid_entries() {
     // in a plain list (not read as base64 for them) or inside a base64 one,
     // are not entries; lines that only look like them are invalid entries.
     let dir = scratch("status-line");
-    let notes = "STATUS=1.2 GB of 100 GB; expires 2027-01-01\nREMARKS=Example Provider\n";
+    let notes = "STATUS=1.2 GB of 100 GB; expires 2027-01-01\nREMARKS = Example Provider\n";
     let links = "trojan://pw@192.0.2.1:443#a\ntrojan://pw@192.0.2.2:443#b\n";
     use base64::Engine;
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{notes}{links}"));

@@ -213,9 +213,11 @@ fn has_note(head: &[u8]) -> bool {
 
 /// A provider's note in a list of links: Shadowrocket's `STATUS=` line
 /// (traffic left, expiry) or `REMARKS=` line (the provider's name), keys in
-/// any case. `None` for anything else, links included.
+/// any case, spaces allowed before the `=` (`REMARKS = name`). `None` for
+/// anything else, links included.
 pub fn provider_note(line: &str) -> Option<&str> {
     let (key, _) = line.split_once('=')?;
+    let key = key.trim_end();
     ["STATUS", "REMARKS"]
         .iter()
         .any(|note| key.eq_ignore_ascii_case(note))
