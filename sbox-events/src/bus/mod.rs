@@ -169,28 +169,26 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// routed for it on any bus: subscription, stream, selector, disabled handler,
 /// handler statistics; no history or recorder; no validation), that function
 /// takes a sequence number and returns the report: a few loads and stores, and
-/// in release builds no further call (but for the first such emit inside a
-/// handler whose trace nobody read yet: it makes that trace's id, out of
-/// line). Otherwise it reads a few thread-locals
-/// (trace, depth, sequence block), builds the context on the stack, and calls
-/// each handler through a function pointer (a boxed closure for subscriptions)
-/// inside `catch_unwind`. Sequence numbers come from a per-thread block of
-/// 1024, so one emit in 1024 does a shared atomic `fetch_add`. While no bus
-/// has a subscription or a disabled handler for the event type (a per-type
-/// count that only subscribe/unsubscribe write), it does not even look at the
-/// bus's route table; otherwise it reads it with plain loads and stores in a
-/// per-thread slot (no lock, no read-modify-write, unless the table it read
-/// was replaced meanwhile: then it takes a lock once to give it back; and a
-/// read nested deeper than 16 emits on one thread, or a thread's first, takes
-/// that lock and clones an `Arc` instead; writers pay otherwise: see below).
-/// An emit outside any trace scope gets a fresh trace id made from its
-/// sequence number (two multiplications; see [`crate::trace`]) when someone
-/// first reads it (a handler, a log line, a nested emit, the report): an
-/// emit whose trace nobody reads never makes it. No clock is read
-/// unless someone asks for the timestamp (or the bus keeps a history). Nothing
-/// is allocated unless a handler fails or is skipped (an async handler in a
-/// sync emit, see [`emit`](EventBus::emit), or one taking a resource the bus
-/// lacks: [`SkipReason`](crate::SkipReason)), with or without a `tracing`
+/// in release builds no further call (an emit in a handler whose trace nobody
+/// read yet takes the full path, which makes that id). Otherwise it reads a few
+/// thread-locals (trace, depth, sequence block), builds the context on the
+/// stack, and calls each handler through a function pointer (a boxed closure
+/// for subscriptions) inside `catch_unwind`. Sequence numbers come from a
+/// per-thread block of 1024, so one emit in 1024 does a shared atomic
+/// `fetch_add`. While no bus has a subscription or a disabled handler for the
+/// event type (a per-type count that only subscribe/unsubscribe write), it does
+/// not even look at the bus's route table; otherwise it reads it with plain
+/// loads and stores in a per-thread slot (no lock, no read-modify-write, unless
+/// the table it read was replaced meanwhile: then it takes a lock once to give
+/// it back; and a read nested deeper than 16 emits on one thread, or a thread's
+/// first, takes that lock and clones an `Arc` instead; writers pay otherwise:
+/// see below). An emit outside any trace scope gets a fresh trace id made from
+/// its sequence number (two multiplications; see [`crate::trace`]) when someone
+/// first reads it (a handler, a log line, a nested emit, the report). No clock
+/// is read unless someone asks for the timestamp (or the bus keeps a history).
+/// Nothing is allocated unless a handler fails or is skipped (an async handler
+/// in a sync emit, see [`emit`](EventBus::emit), or one taking a resource the
+/// bus lacks: [`SkipReason`](crate::SkipReason)), with or without a `tracing`
 /// subscriber (an emit outside a trace scope opens no span; see
 /// [`crate::trace`] for how logs still show its id); a test counts it. A bus
 /// with a history also serializes the event and takes the history's mutex
@@ -198,10 +196,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// and times one in eight (two clock reads;
 /// [`HandlerStats`](crate::HandlerStats)). Subscribing and unsubscribing copy
 /// the route table (copy-on-write, under a mutex only writers take) and, on
-/// Linux, make every thread of the process pass a memory barrier
-/// (`membarrier`: a system call of a few microseconds), so that emits need
-/// none. Measured costs are in the README (`cargo bench -p sbox-events --bench
-/// emit`).
+/// Linux, make every thread of the process pass a memory barrier (`membarrier`:
+/// a system call of a few microseconds), so that emits need none. Measured
+/// costs are in the README (`cargo bench -p sbox-events --bench emit`).
 #[derive(Clone)]
 pub struct EventBus {
     inner: Arc<BusInner>,
