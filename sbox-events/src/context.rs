@@ -275,10 +275,7 @@ impl<'a> EventContext<'a> {
     /// The trace the event belongs to.
     #[inline]
     pub fn trace_id(&self) -> TraceId {
-        match self.trace_id.get() {
-            Some(id) => id,
-            None => trace::implicit_id(self.sequence),
-        }
+        self.trace_id.or_implicit(self.sequence)
     }
 
     /// The wall-clock time (UTC) of the event.

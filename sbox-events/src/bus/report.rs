@@ -74,9 +74,7 @@ impl EmitReport {
     /// given that number (a refused emit, numbered 0).
     #[cold]
     pub(super) fn keep_trace_id(&mut self, sequence: u64) {
-        if self.trace_id.get().is_none() {
-            self.trace_id = TraceBits::new(Some(crate::trace::implicit_id(sequence)));
-        }
+        self.trace_id = TraceBits::new(Some(self.trace_id.or_implicit(sequence)));
     }
 
     pub(super) fn issues(&mut self) -> &mut Issues {
@@ -90,10 +88,7 @@ impl EmitReport {
 
     /// The trace the event ran in.
     pub fn trace_id(&self) -> TraceId {
-        match self.trace_id.get() {
-            Some(id) => id,
-            None => crate::trace::implicit_id(self.sequence),
-        }
+        self.trace_id.or_implicit(self.sequence)
     }
 
     /// The event's sequence number

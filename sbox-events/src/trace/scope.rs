@@ -93,6 +93,13 @@ impl TraceBits {
         // SAFETY: as in `new`.
         TraceId::from_u128(unsafe { core::mem::transmute::<[u64; 2], u128>(self.0) })
     }
+
+    /// The id these bits hold; all zero, the implicit trace's of the emit
+    /// numbered `sequence` (see [`emit_trace`]).
+    #[inline]
+    pub(crate) fn or_implicit(self, sequence: u64) -> TraceId {
+        self.get().unwrap_or_else(|| super::implicit_id(sequence))
+    }
 }
 
 // `current_bits` reads a `u128` as a `TraceBits`.
