@@ -51,7 +51,11 @@ pub(crate) fn random_u128() -> u128 {
 /// cryptographic function (neither are the draws): a trace id is a label,
 /// never a secret. Cheaper than a draw (two multiplications), and it lets an
 /// emit nobody observes make its id only when asked for it.
-#[inline]
+///
+/// Out of line: inlined, its code made callers that read a context's trace
+/// id (the history's record) too large for the compiler to inline them in
+/// turn, which cost a recorded emit about 80 instructions.
+#[inline(never)]
 pub(crate) fn implicit_id(sequence: u64) -> TraceId {
     static KEYS: OnceLock<(u128, u128)> = OnceLock::new();
     let &(k1, k2) = KEYS.get_or_init(|| (random_u128(), random_u128()));
