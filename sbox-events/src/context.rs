@@ -286,6 +286,9 @@ impl<'a> EventContext<'a> {
     /// The value is therefore the time of the first request, which is later
     /// than `emit` by at most the running time of the handlers before it;
     /// a handler that needs emit time exactly runs first (high priority).
+    /// An event that something keeps the envelope of (a history, a stream,
+    /// a [`testing::Recorder`](crate::testing::Recorder)) is stamped before
+    /// any of its handlers runs, whatever their priorities.
     pub fn timestamp(&self) -> SystemTime {
         self.timestamp.get_or_init(SystemTime::now)
     }
@@ -320,15 +323,18 @@ impl<'a> EventContext<'a> {
     /// handler of the event; an event that already had one (replayed,
     /// received from another process) keeps it. An event handed to a
     /// history gets its id before its handlers run (also one the history
-    /// then refuses); an event whose id nobody asks for costs nothing.
+    /// then refuses), and so does one a stream or a
+    /// [`testing::Recorder`](crate::testing::Recorder) receives; an event
+    /// whose id nobody asks for costs nothing.
     pub fn event_id(&self) -> EventId {
         self.event_id
             .get_or_init(|| fresh_event_id(self.timestamp(), self.sequence))
     }
 
     /// The timestamp and the id, made now if nobody made them yet, on a
-    /// context nobody shares (no compare-exchange): for a recorder, which
-    /// reads both.
+    /// context nobody shares (no compare-exchange): for a recorder or a
+    /// route whose subscriptions keep envelopes (`Route::stamps`), which
+    /// read both.
     pub(crate) fn stamp(&mut self) {
         let timestamp = self.timestamp.get_or_init_mut(SystemTime::now);
         let sequence = self.sequence;
@@ -351,7 +357,6 @@ impl<'a> EventContext<'a> {
 
     /// Whether [`cause`](EventContext::cause) is `Some` (without making
     /// it).
-    #[cfg_attr(not(feature = "history"), allow(dead_code))]
     pub(crate) fn has_cause(&self) -> bool {
         match self.cause {
             CauseOf::Frame(frame) => frame.event.is_some(),
@@ -395,7 +400,14 @@ impl<'a> EventContext<'a> {
             depth: self.depth,
             replay: self.replay,
             remote: self.remote.map(Box::from),
-            cause: self.cause().map(Box::new),
+            // A root event's (the most common) calls nothing: `cause`
+            // returns its `Option<Cause>` through memory, and testing that
+            // right after the call waits for the callee's stores.
+            cause: if self.has_cause() {
+                self.cause().map(Box::new)
+            } else {
+                None
+            },
         }
     }
 

@@ -413,6 +413,7 @@ impl EventBus {
             name: "sbox_events::stream::JsonStream".into(),
             priority: 0,
             recorder: false,
+            stamps: true,
             keep: Some(Box::new(Arc::clone(&sender))),
         };
         let subscription = self.subscribe_each(options, selector, None, |event_type| {
@@ -450,7 +451,8 @@ impl EventBus {
     /// The stream is a subscription (priority 0, named
     /// `sbox_events::stream::EventStream<E>`) whose handler clones the event
     /// and its [`Envelope`] into the queue: per emit, one `E::clone`, a clock
-    /// read (the envelope's timestamp) and an event id, a copy of the source
+    /// read (the envelope's timestamp) and an event id (both made before
+    /// the event's handlers run, whatever their priorities), a copy of the source
     /// if it is not the event's default and of the metadata if any, and a
     /// short lock that the consumer also takes, never for long. An event
     /// emitted inside a handler also has its [`Cause`](crate::Cause)
@@ -473,13 +475,16 @@ impl EventBus {
         let shared = Shared::new(capacity, overflow);
         let sender = Sender(Arc::clone(&shared));
         let options = SubscribeOptions::new().name(std::any::type_name::<EventStream<E>>());
-        let subscription = self.subscribe_with(options, move |event: &E, ctx: &EventContext| {
-            let event = sender.0.copy(|| event.clone());
-            sender.0.push(Delivery {
-                event,
-                envelope: ctx.envelope(),
+        // Stamped: the route makes each event's timestamp and id before its
+        // handlers, with plain writes (`Route::stamps`).
+        let subscription =
+            self.add_typed(options, None, true, move |event: &E, ctx: &EventContext| {
+                let event = sender.0.copy(|| event.clone());
+                sender.0.push(Delivery {
+                    event,
+                    envelope: ctx.envelope(),
+                });
             });
-        });
         EventStream {
             shared,
             subscription,

@@ -107,6 +107,7 @@ impl Recorder {
             name: "sbox_events::testing::Recorder".into(),
             priority: 0,
             recorder: true,
+            stamps: true,
             keep: None,
         };
         let subscription =

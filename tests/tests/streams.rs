@@ -9,8 +9,9 @@ use sbox_events_tests::exec::{block_on, poll_once};
 use sbox_events_tests::within;
 use serde::{Deserialize, Serialize};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[event(name = "stream.tick", source = "clock")]
@@ -218,4 +219,56 @@ fn a_consumer_task_sees_every_event_or_its_lag() {
 #[should_panic(expected = "capacity must be at least 1")]
 fn capacity_zero_is_refused() {
     let _ = EventBus::new().subscribe_stream::<Tick>(0, Overflow::DropNewest);
+}
+
+/// A handler that runs before the streams (a higher priority) and takes a
+/// while, and notes when it started without asking for the timestamp.
+fn slow_first(bus: &EventBus) -> (sbox_events::Subscription, Arc<Mutex<Vec<SystemTime>>>) {
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&started);
+    let sub = bus.subscribe_with(
+        sbox_events::SubscribeOptions::new().priority(1),
+        move |_: &Tick, _: &EventContext| {
+            s.lock().unwrap().push(SystemTime::now());
+            std::thread::sleep(Duration::from_millis(20));
+        },
+    );
+    (sub, started)
+}
+
+#[test]
+fn an_envelope_is_stamped_at_the_emit_not_at_the_streams_turn() {
+    let bus = EventBus::new();
+    let mut ticks = bus.subscribe_stream::<Tick>(8, Overflow::DropOldest);
+    let selector = sbox_events::EventSelector::names(["stream.tick"]).unwrap();
+    let mut json = bus.subscribe_json_stream(selector, 8, Overflow::DropOldest);
+    let (_slow, started) = slow_first(&bus);
+
+    bus.emit(Tick(1));
+    block_on(bus.emit_async(Tick(2)));
+    let started = started.lock().unwrap().clone();
+    assert_eq!(started.len(), 2);
+    for (n, started) in started.into_iter().enumerate() {
+        let Some(StreamItem::Event(typed)) = block_on(ticks.recv()) else {
+            panic!("expected an event")
+        };
+        let Some(StreamItem::Event(serialized)) = block_on(json.recv()) else {
+            panic!("expected an event")
+        };
+        for envelope in [typed.envelope(), serialized.envelope()] {
+            assert!(
+                envelope.timestamp() <= started,
+                "event {n}: stamped {:?}, after the first handler started at {started:?}",
+                envelope.timestamp()
+            );
+        }
+        assert_eq!(
+            typed.envelope().event_id(),
+            serialized.envelope().event_id()
+        );
+        assert_eq!(
+            typed.envelope().timestamp(),
+            serialized.envelope().timestamp()
+        );
+    }
 }

@@ -321,7 +321,7 @@ impl EventBus {
         // While no bus has a route for `E`, skip loading the table: the
         // answer would be "no route" (see `EventSlot::routed`).
         if routed == Routed::Yes {
-            self.dispatch_routed(event, &ctx, &mut report);
+            self.dispatch_routed(event, &mut ctx, &mut report);
         } else if config.flight_recorder {
             self.dispatch_flight(None, event, &ctx, &mut report);
         } else {
@@ -340,7 +340,7 @@ impl EventBus {
     fn dispatch_routed<E: Event>(
         &self,
         event: &E,
-        ctx: &EventContext<'_>,
+        ctx: &mut EventContext<'_>,
         report: &mut EmitReport,
     ) {
         let table = self.inner.routes.load();
@@ -351,6 +351,12 @@ impl EventBus {
             }
             _ => {
                 let route = found.map(|found| (found.route, found.stats));
+                if let Some((route, _)) = route
+                    && route.stamps
+                {
+                    ctx.stamp();
+                }
+                let ctx = &*ctx;
                 if let Some((route, _)) = route
                     && !route.recorders.is_empty()
                 {

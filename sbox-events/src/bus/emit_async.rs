@@ -392,6 +392,11 @@ impl EventBus {
             };
             let route = held.as_ref().and_then(HeldRoute::get);
             if let Some((route, _)) = route
+                && route.stamps
+            {
+                ctx.stamp();
+            }
+            if let Some((route, _)) = route
                 && !route.recorders.is_empty()
             {
                 self.run_recorders(&route.recorders, &*event, &ctx, &mut report);

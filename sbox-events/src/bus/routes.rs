@@ -81,9 +81,8 @@ struct Slot {
     /// statistics, empty otherwise.
     stats: Arc<[Arc<StatsCell>]>,
     /// The route's `direct` calls (a `*const Direct<E>`, `direct_len` of
-    /// them) when an emit needs nothing else of it: no recorder, no
-    /// statistics. Read from here, an emit of closures alone does not
-    /// load the route first. Empty (`direct_len` 0) otherwise.
+    /// them) if an emit needs nothing else of it (no recorder, statistics
+    /// or `Route::stamps`), so that it need not load the route; else 0.
     direct: *const (),
     direct_len: usize,
 }
@@ -99,7 +98,7 @@ impl Slot {
     fn new<E: Event>(route: Route<E>, stats: Arc<[Arc<StatsCell>]>) -> Slot {
         let route = Arc::new(route);
         let data = NonNull::from(&*route).cast::<()>();
-        let direct_len = if route.recorders.is_empty() && stats.is_empty() {
+        let direct_len = if route.recorders.is_empty() && stats.is_empty() && !route.stamps {
             route.direct.len()
         } else {
             0
@@ -216,6 +215,11 @@ pub(crate) struct Route<E: Event> {
     /// Test recorders: they see the event before any handler, in
     /// subscription order, and are not handlers (not counted, not listed).
     pub(crate) recorders: Box<[Arc<ErasedEntry>]>,
+    /// Some entry or recorder keeps every event's envelope (a stream, a
+    /// test recorder): the emit makes the timestamp and id before the
+    /// route runs, with plain writes (`EventContext::stamp`), as for a
+    /// history. Its slot has no `direct` calls: the emit stamps first.
+    pub(crate) stamps: bool,
     /// The typed subscriptions, in subscription order (the source of truth).
     subscribers: Vec<Arc<Subscriber<E>>>,
 }
@@ -434,6 +438,9 @@ pub(crate) struct Subscriber<E: Event> {
     /// Set once a synchronous `emit` has warned that it skipped this (async)
     /// subscription.
     pub(crate) skip_warned: AtomicBool,
+    /// Keeps the envelope of every event it is given (a stream): see
+    /// `Route::stamps`.
+    pub(crate) stamps: bool,
 }
 
 /// A `subscribe_any` subscription, resolved once per matching event type.
@@ -456,6 +463,8 @@ pub(crate) struct ErasedEntry {
     /// Records the event before its handlers run (a test recorder), instead
     /// of taking part in the handlers' order.
     pub(crate) recorder: bool,
+    /// As `Subscriber::stamps`.
+    pub(crate) stamps: bool,
     pub(crate) filter: Option<ErasedFilter>,
     /// Never set: type-erased subscriptions are synchronous (see `Skip`).
     pub(crate) skip_warned: AtomicBool,
@@ -566,9 +575,16 @@ pub(crate) fn rebuild_route<E: Event>(
         })
         .collect::<Option<Box<[_]>>>()
         .unwrap_or_default();
+    let stamps = recorders.iter().any(|entry| entry.stamps)
+        || entries.iter().any(|entry| match entry {
+            Entry::Typed(sub) | Entry::TypedAsync(sub) => sub.stamps,
+            Entry::Erased(entry) => entry.stamps,
+            Entry::Static(_) | Entry::StaticAsync(_) => false,
+        });
     let route = Route {
         entries: entries.into_boxed_slice(),
         direct,
+        stamps,
         recorders: recorders.into_iter().map(Arc::clone).collect(),
         subscribers,
     };

@@ -26,10 +26,13 @@ use std::sync::{Arc, Weak};
 static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
 
 impl EventBus {
-    pub(super) fn add_typed<E, F, R>(
+    /// A typed subscription; `stamps`: its handler reads every event's
+    /// envelope (see `Subscriber::stamps`).
+    pub(crate) fn add_typed<E, F, R>(
         &self,
         options: SubscribeOptions,
         filter: Option<TypedFilter<E>>,
+        stamps: bool,
         handler: F,
     ) -> Subscription
     where
@@ -50,6 +53,7 @@ impl EventBus {
             thin,
             future: None,
             skip_warned: AtomicBool::new(false),
+            stamps,
         });
         self.add_subscriber(subscriber)
     }
@@ -81,6 +85,7 @@ impl EventBus {
             thin,
             future: Some(call),
             skip_warned: AtomicBool::new(false),
+            stamps: false,
         });
         self.add_subscriber(subscriber)
     }
@@ -118,6 +123,7 @@ impl EventBus {
             name,
             priority: options.priority,
             recorder: false,
+            stamps: false,
             keep: Some(Box::new(Arc::clone(&call))),
         };
         self.subscribe_each(options, selector, filter, |_| Some(Arc::clone(&call)))
@@ -148,6 +154,7 @@ impl EventBus {
                     event: event_type.name(),
                     priority: options.priority,
                     recorder: options.recorder,
+                    stamps: options.stamps,
                     filter: filter.clone(),
                     skip_warned: AtomicBool::new(false),
                     call: ManuallyDrop::new(call),
@@ -211,13 +218,15 @@ fn remove_erased(bus: &EventBus, id: u64) {
 
 /// How [`EventBus::subscribe_each`] subscribes: name, priority, whether
 /// the subscription is a recorder (it sees each event before its handlers,
-/// and is not one of them), and what it keeps until it is unsubscribed
+/// and is not one of them), whether it reads every event's envelope
+/// (`ErasedEntry::stamps`), and what it keeps until it is unsubscribed
 /// (what its closures share, so that a selector picking no event type does
 /// not drop it at once; released in isolation like the closures).
 pub(crate) struct EachOptions {
     pub(crate) name: Cow<'static, str>,
     pub(crate) priority: i32,
     pub(crate) recorder: bool,
+    pub(crate) stamps: bool,
     pub(crate) keep: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
