@@ -286,9 +286,11 @@ impl<'a> EventContext<'a> {
     /// The value is therefore the time of the first request, which is later
     /// than `emit` by at most the running time of the handlers before it;
     /// a handler that needs emit time exactly runs first (high priority).
-    /// An event that something keeps the envelope of (a history, a stream,
-    /// a [`testing::Recorder`](crate::testing::Recorder)) is stamped before
-    /// any of its handlers runs, whatever their priorities.
+    /// An event a history, a stream (typed or JSON) or a
+    /// [`testing::Recorder`](crate::testing::Recorder) receives is stamped
+    /// before any of its handlers runs, whatever their priorities (other
+    /// subscriptions that keep [`envelope`](EventContext::envelope)s, such
+    /// as the NATS bridge's, read it at their turn).
     pub fn timestamp(&self) -> SystemTime {
         self.timestamp.get_or_init(SystemTime::now)
     }

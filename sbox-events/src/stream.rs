@@ -413,7 +413,7 @@ impl EventBus {
             name: "sbox_events::stream::JsonStream".into(),
             priority: 0,
             recorder: false,
-            stamps: true,
+            keeps_envelope: true,
             keep: Some(Box::new(Arc::clone(&sender))),
         };
         let subscription = self.subscribe_each(options, selector, None, |event_type| {
@@ -474,17 +474,18 @@ impl EventBus {
     ) -> EventStream<E> {
         let shared = Shared::new(capacity, overflow);
         let sender = Sender(Arc::clone(&shared));
-        let options = SubscribeOptions::new().name(std::any::type_name::<EventStream<E>>());
-        // Stamped: the route makes each event's timestamp and id before its
-        // handlers, with plain writes (`Route::stamps`).
-        let subscription =
-            self.add_typed(options, None, true, move |event: &E, ctx: &EventContext| {
-                let event = sender.0.copy(|| event.clone());
-                sender.0.push(Delivery {
-                    event,
-                    envelope: ctx.envelope(),
-                });
+        // Its route makes each event's timestamp and id before the handlers
+        // run, with plain writes (`Route::stamps`).
+        let options = SubscribeOptions::new()
+            .name(std::any::type_name::<EventStream<E>>())
+            .keeping_envelopes();
+        let subscription = self.add_typed(options, None, move |event: &E, ctx: &EventContext| {
+            let event = sender.0.copy(|| event.clone());
+            sender.0.push(Delivery {
+                event,
+                envelope: ctx.envelope(),
             });
+        });
         EventStream {
             shared,
             subscription,

@@ -107,7 +107,7 @@ impl Recorder {
             name: "sbox_events::testing::Recorder".into(),
             priority: 0,
             recorder: true,
-            stamps: true,
+            keeps_envelope: true,
             keep: None,
         };
         let subscription =

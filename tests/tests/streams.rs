@@ -222,53 +222,86 @@ fn capacity_zero_is_refused() {
 }
 
 /// A handler that runs before the streams (a higher priority) and takes a
-/// while, and notes when it started without asking for the timestamp.
-fn slow_first(bus: &EventBus) -> (sbox_events::Subscription, Arc<Mutex<Vec<SystemTime>>>) {
-    let started = Arc::new(Mutex::new(Vec::new()));
-    let s = Arc::clone(&started);
+/// while, and notes when it started (without asking for the timestamp);
+/// then it emits a `Tock`, whose cause it notes.
+fn slow_first(bus: &EventBus) -> (sbox_events::Subscription, Arc<Mutex<Vec<Noted>>>) {
+    let noted = Arc::new(Mutex::new(Vec::new()));
+    let n = Arc::clone(&noted);
     let sub = bus.subscribe_with(
         sbox_events::SubscribeOptions::new().priority(1),
-        move |_: &Tick, _: &EventContext| {
-            s.lock().unwrap().push(SystemTime::now());
+        move |_: &Tick, ctx: &EventContext| {
+            let started = SystemTime::now();
             std::thread::sleep(Duration::from_millis(20));
+            let (cause, _sub) = {
+                let cause = Arc::new(Mutex::new(None));
+                let c = Arc::clone(&cause);
+                let sub = ctx.bus().subscribe(move |_: &Tock, ctx: &EventContext| {
+                    *c.lock().unwrap() = ctx.cause().and_then(|cause| cause.event_id());
+                });
+                ctx.bus().emit(Tock);
+                let cause = cause.lock().unwrap().take();
+                (cause, sub)
+            };
+            n.lock().unwrap().push(Noted { started, cause });
         },
     );
-    (sub, started)
+    (sub, noted)
+}
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug)]
+#[event(name = "stream.tock")]
+struct Tock;
+
+struct Noted {
+    started: SystemTime,
+    /// The id the `Tock` emitted by `slow_first` gives as its cause's.
+    cause: Option<sbox_events::EventId>,
+}
+
+/// Each event's envelope is stamped before its first handler starts, and
+/// that handler's children know its id.
+fn assert_stamped_at_the_emit(envelopes: Vec<sbox_events::Envelope>, noted: Vec<Noted>) {
+    assert_eq!(envelopes.len(), noted.len());
+    for (n, (envelope, noted)) in envelopes.iter().zip(noted).enumerate() {
+        assert!(
+            envelope.timestamp() <= noted.started,
+            "event {n}: stamped {:?}, after its first handler started at {:?}",
+            envelope.timestamp(),
+            noted.started
+        );
+        assert_eq!(noted.cause, Some(envelope.event_id()), "event {n}'s child");
+    }
 }
 
 #[test]
-fn an_envelope_is_stamped_at_the_emit_not_at_the_streams_turn() {
+fn a_streams_envelope_is_stamped_at_the_emit_not_at_the_streams_turn() {
     let bus = EventBus::new();
     let mut ticks = bus.subscribe_stream::<Tick>(8, Overflow::DropOldest);
-    let selector = sbox_events::EventSelector::names(["stream.tick"]).unwrap();
-    let mut json = bus.subscribe_json_stream(selector, 8, Overflow::DropOldest);
-    let (_slow, started) = slow_first(&bus);
-
+    let (_slow, noted) = slow_first(&bus);
     bus.emit(Tick(1));
     block_on(bus.emit_async(Tick(2)));
-    let started = started.lock().unwrap().clone();
-    assert_eq!(started.len(), 2);
-    for (n, started) in started.into_iter().enumerate() {
-        let Some(StreamItem::Event(typed)) = block_on(ticks.recv()) else {
-            panic!("expected an event")
-        };
-        let Some(StreamItem::Event(serialized)) = block_on(json.recv()) else {
-            panic!("expected an event")
-        };
-        for envelope in [typed.envelope(), serialized.envelope()] {
-            assert!(
-                envelope.timestamp() <= started,
-                "event {n}: stamped {:?}, after the first handler started at {started:?}",
-                envelope.timestamp()
-            );
-        }
-        assert_eq!(
-            typed.envelope().event_id(),
-            serialized.envelope().event_id()
-        );
-        assert_eq!(
-            typed.envelope().timestamp(),
-            serialized.envelope().timestamp()
-        );
-    }
+    let envelopes = (0..2)
+        .map(|_| match block_on(ticks.recv()) {
+            Some(StreamItem::Event(delivery)) => delivery.envelope().clone(),
+            other => panic!("expected an event, got {other:?}"),
+        })
+        .collect();
+    assert_stamped_at_the_emit(envelopes, std::mem::take(&mut *noted.lock().unwrap()));
+}
+
+#[test]
+fn a_json_streams_envelope_is_stamped_at_the_emit_too() {
+    let bus = EventBus::new();
+    let selector = sbox_events::EventSelector::names(["stream.tick"]).unwrap();
+    let mut ticks = bus.subscribe_json_stream(selector, 8, Overflow::DropOldest);
+    let (_slow, noted) = slow_first(&bus);
+    bus.emit(Tick(1));
+    block_on(bus.emit_async(Tick(2)));
+    let envelopes = (0..2)
+        .map(|_| match block_on(ticks.recv()) {
+            Some(StreamItem::Event(delivery)) => delivery.envelope().clone(),
+            other => panic!("expected an event, got {other:?}"),
+        })
+        .collect();
+    assert_stamped_at_the_emit(envelopes, std::mem::take(&mut *noted.lock().unwrap()));
 }

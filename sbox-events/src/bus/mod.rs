@@ -409,7 +409,7 @@ impl EventBus {
         F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
         R: IntoHandlerResult,
     {
-        self.add_typed(options, None, false, handler)
+        self.add_typed(options, None, handler)
     }
 
     /// Calls the async `handler` for every `E` emitted with
@@ -516,7 +516,7 @@ impl EventBus {
         F: Fn(&E, &EventContext<'_>) -> R + Send + Sync + 'static,
         R: IntoHandlerResult,
     {
-        self.add_typed(options, Some(Box::new(filter)), false, handler)
+        self.add_typed(options, Some(Box::new(filter)), handler)
     }
 
     /// Calls `handler` for every event whose type `selector` picks, seen as

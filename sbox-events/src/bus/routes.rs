@@ -124,8 +124,7 @@ impl RouteTable {
     }
 
     /// What [`route`](Self::route) finds, and the route's `direct` calls
-    /// when they are all an emit needs (no recorder, no statistics; see
-    /// `Slot::direct`), empty otherwise.
+    /// when they are all an emit needs (see `Slot::direct`), else empty.
     #[inline(always)]
     pub(crate) fn route_to_emit<E: Event>(&self, index: usize) -> Option<RouteToEmit<'_, E>> {
         let slot = self.slots.get(index)?.as_ref()?;
@@ -440,7 +439,7 @@ pub(crate) struct Subscriber<E: Event> {
     pub(crate) skip_warned: AtomicBool,
     /// Keeps the envelope of every event it is given (a stream): see
     /// `Route::stamps`.
-    pub(crate) stamps: bool,
+    pub(crate) keeps_envelope: bool,
 }
 
 /// A `subscribe_any` subscription, resolved once per matching event type.
@@ -463,8 +462,8 @@ pub(crate) struct ErasedEntry {
     /// Records the event before its handlers run (a test recorder), instead
     /// of taking part in the handlers' order.
     pub(crate) recorder: bool,
-    /// As `Subscriber::stamps`.
-    pub(crate) stamps: bool,
+    /// As `Subscriber::keeps_envelope`.
+    pub(crate) keeps_envelope: bool,
     pub(crate) filter: Option<ErasedFilter>,
     /// Never set: type-erased subscriptions are synchronous (see `Skip`).
     pub(crate) skip_warned: AtomicBool,
@@ -575,10 +574,10 @@ pub(crate) fn rebuild_route<E: Event>(
         })
         .collect::<Option<Box<[_]>>>()
         .unwrap_or_default();
-    let stamps = recorders.iter().any(|entry| entry.stamps)
+    let stamps = recorders.iter().any(|entry| entry.keeps_envelope)
         || entries.iter().any(|entry| match entry {
-            Entry::Typed(sub) | Entry::TypedAsync(sub) => sub.stamps,
-            Entry::Erased(entry) => entry.stamps,
+            Entry::Typed(sub) | Entry::TypedAsync(sub) => sub.keeps_envelope,
+            Entry::Erased(entry) => entry.keeps_envelope,
             Entry::Static(_) | Entry::StaticAsync(_) => false,
         });
     let route = Route {

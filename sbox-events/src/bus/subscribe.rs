@@ -26,13 +26,10 @@ use std::sync::{Arc, Weak};
 static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
 
 impl EventBus {
-    /// A typed subscription; `stamps`: its handler reads every event's
-    /// envelope (see `Subscriber::stamps`).
     pub(crate) fn add_typed<E, F, R>(
         &self,
         options: SubscribeOptions,
         filter: Option<TypedFilter<E>>,
-        stamps: bool,
         handler: F,
     ) -> Subscription
     where
@@ -53,7 +50,7 @@ impl EventBus {
             thin,
             future: None,
             skip_warned: AtomicBool::new(false),
-            stamps,
+            keeps_envelope: options.keeps_envelope,
         });
         self.add_subscriber(subscriber)
     }
@@ -85,7 +82,7 @@ impl EventBus {
             thin,
             future: Some(call),
             skip_warned: AtomicBool::new(false),
-            stamps: false,
+            keeps_envelope: false,
         });
         self.add_subscriber(subscriber)
     }
@@ -123,7 +120,7 @@ impl EventBus {
             name,
             priority: options.priority,
             recorder: false,
-            stamps: false,
+            keeps_envelope: false,
             keep: Some(Box::new(Arc::clone(&call))),
         };
         self.subscribe_each(options, selector, filter, |_| Some(Arc::clone(&call)))
@@ -154,7 +151,7 @@ impl EventBus {
                     event: event_type.name(),
                     priority: options.priority,
                     recorder: options.recorder,
-                    stamps: options.stamps,
+                    keeps_envelope: options.keeps_envelope,
                     filter: filter.clone(),
                     skip_warned: AtomicBool::new(false),
                     call: ManuallyDrop::new(call),
@@ -219,14 +216,14 @@ fn remove_erased(bus: &EventBus, id: u64) {
 /// How [`EventBus::subscribe_each`] subscribes: name, priority, whether
 /// the subscription is a recorder (it sees each event before its handlers,
 /// and is not one of them), whether it reads every event's envelope
-/// (`ErasedEntry::stamps`), and what it keeps until it is unsubscribed
+/// (`ErasedEntry::keeps_envelope`), and what it keeps until it is unsubscribed
 /// (what its closures share, so that a selector picking no event type does
 /// not drop it at once; released in isolation like the closures).
 pub(crate) struct EachOptions {
     pub(crate) name: Cow<'static, str>,
     pub(crate) priority: i32,
     pub(crate) recorder: bool,
-    pub(crate) stamps: bool,
+    pub(crate) keeps_envelope: bool,
     pub(crate) keep: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
@@ -236,9 +233,18 @@ pub(crate) struct EachOptions {
 pub struct SubscribeOptions {
     name: Option<Cow<'static, str>>,
     priority: i32,
+    /// The handler keeps every event's envelope (a stream's): see
+    /// `Subscriber::keeps_envelope`. Set only inside the crate.
+    keeps_envelope: bool,
 }
 
 impl SubscribeOptions {
+    /// The options of a subscription that keeps every event's envelope.
+    pub(crate) fn keeping_envelopes(mut self) -> Self {
+        self.keeps_envelope = true;
+        self
+    }
+
     fn name_or(&self, default: &'static str) -> Cow<'static, str> {
         self.name.clone().unwrap_or(Cow::Borrowed(default))
     }

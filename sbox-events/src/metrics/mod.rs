@@ -148,7 +148,7 @@ impl MetricsCollector {
             name: "metrics::count".into(),
             priority: PRIORITY,
             recorder: false,
-            stamps: false,
+            keeps_envelope: false,
             keep: None,
         };
         subscriptions.push(bus.subscribe_each(
