@@ -404,7 +404,8 @@ impl<'a> EventContext<'a> {
             remote: self.remote.map(Box::from),
             // A root event's (the most common) calls nothing: `cause`
             // returns its `Option<Cause>` through memory, and testing that
-            // right after the call waits for the callee's stores.
+            // right after the call was hot in a profile (most likely a wait
+            // for the callee's stores).
             cause: if self.has_cause() {
                 self.cause().map(Box::new)
             } else {
